@@ -1,0 +1,47 @@
+"""The shipped catalog of devices and models, read once and cached.
+
+`devices.yaml` and `models.yaml` beside this file hold datasheet and model-card numbers,
+each with its public source. Scenarios name entries by key or define their own inline.
+"""
+from __future__ import annotations
+
+import functools
+import os
+
+from .. import source
+
+HERE = os.path.dirname(__file__)
+DEVICES_FILE = os.path.join(HERE, "devices.yaml")
+MODELS_FILE = os.path.join(HERE, "models.yaml")
+
+
+@functools.lru_cache(maxsize=None)
+def _devices_source() -> source.Source:
+    return source.load(DEVICES_FILE)
+
+
+@functools.lru_cache(maxsize=None)
+def _models_source() -> source.Source:
+    return source.load(MODELS_FILE)
+
+
+def device_entries() -> dict[str, dict]:
+    return _devices_source().data["devices"]
+
+
+def model_entries() -> dict[str, dict]:
+    return _models_source().data["models"]
+
+
+def engine_defaults() -> dict:
+    return _devices_source().data.get("engine_defaults", {})
+
+
+def device_loc(key: str, field: str | None = None):
+    path = ("devices", key) + ((field,) if field else ())
+    return _devices_source().loc_of(path)
+
+
+def model_loc(key: str, field: str | None = None):
+    path = ("models", key) + ((field,) if field else ())
+    return _models_source().loc_of(path)

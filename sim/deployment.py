@@ -1,0 +1,210 @@
+"""A model deployed on a tensor-parallel group of devices: memory budget and cost vector.
+
+This is where shapes become numbers the kernels use: weights per device, KV bytes per
+token, the KV block budget left after weights and activations, and the packed cost vector
+`params` (layout in `sim.kernels`).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import kernels as K
+from .hardware import BYTES_PER_ELEMENT, DeviceSpec
+from .models import ModelSpec
+from .units import format_bytes
+
+
+class DeploymentError(ValueError):
+    """The model cannot run this way on this device (does not fit, bad tp, no precision)."""
+
+
+@dataclass(frozen=True)
+class EngineLimits:
+    block_size: int
+    memory_utilization: float
+    max_batch_tokens: int
+    max_batch_seqs: int
+    iteration_overhead: float
+    activation_reserve: float | None = None
+
+
+@dataclass
+class Deployment:
+    device: DeviceSpec
+    model: ModelSpec
+    precision: str
+    kv_precision: str
+    tp: int
+    limits: EngineLimits
+    device_key: str = ""
+    model_key: str = ""
+    weight_bytes: float = 0.0            # per device
+    activation_reserve: float = 0.0      # per device
+    kv_budget: float = 0.0               # per device, bytes
+    kv_bytes_per_token: float = 0.0      # per device
+    state_bytes_per_seq: float = 0.0     # per device (SSM recurrent state)
+    block_bytes: float = 0.0
+    total_blocks: int = 0
+    per_seq_blocks: int = 0
+    params: np.ndarray = field(default_factory=lambda: np.zeros(K.P_SIZE))
+    assumptions: list[str] = field(default_factory=list)
+
+    def blocks_for(self, tokens: int) -> int:
+        """KV blocks a sequence holding `tokens` tokens occupies."""
+        kv = -(-tokens // self.limits.block_size) if self.kv_bytes_per_token > 0 else 0
+        return kv + self.per_seq_blocks
+
+    @property
+    def max_tokens_in_cache(self) -> int:
+        if self.kv_bytes_per_token <= 0:
+            return self.model.max_context
+        return (self.total_blocks - self.per_seq_blocks) * self.limits.block_size
+
+
+def deploy(device: DeviceSpec, model: ModelSpec, precision: str, kv_precision: str, tp: int,
+           limits: EngineLimits, device_key: str = "", model_key: str = "") -> Deployment:
+    d = Deployment(device, model, precision, kv_precision, tp, limits, device_key, model_key)
+    dev_name = device_key or device.name
+    model_name = model_key or model.name
+    supported = device.peak_flops.supported()
+    if precision not in supported:
+        raise DeploymentError(f"{dev_name} has no {precision} compute; supported precisions: {', '.join(supported)}")
+    if tp < 1:
+        raise DeploymentError("tp must be at least 1")
+    if tp > 1 and device.scale_up_bandwidth is None:
+        raise DeploymentError(f"{dev_name} has no scale-up link in the catalog, so tp must be 1 (got tp={tp})")
+    if model.has_attention and model.heads % tp:
+        raise DeploymentError(f"tp={tp} does not divide {model_name}'s {model.heads} attention heads; "
+                              f"valid tp: {', '.join(str(t) for t in _divisors(model.heads) if t <= 64)}")
+
+    wb = BYTES_PER_ELEMENT[precision]
+    ab = 2.0  # activations in 16-bit
+    kvb = BYTES_PER_ELEMENT[kv_precision]
+    h = model.hidden
+
+    d.weight_bytes = model.computed_params() * wb / tp
+    # KV cache: heads split across tp ranks until each rank holds one group, then replicated.
+    groups = model.kv_groups()
+    if model.has_attention:
+        per_rank_groups = math.ceil(groups / tp)
+        kv_elems = model.kv_elements_per_token_layer() * per_rank_groups / groups
+    else:
+        kv_elems = 0.0
+    d.kv_bytes_per_token = model.layers * kv_elems * kvb
+    if model.architecture == "ssm":
+        di = model.ssm_inner / tp
+        d.state_bytes_per_seq = model.layers * (di * model.ssm_state * 4.0 + di * max(model.ssm_conv - 1, 0) * ab)
+
+    if limits.activation_reserve is not None:
+        d.activation_reserve = limits.activation_reserve
+    else:
+        widest = max(model.ffn, model.expert_ffn * max(model.active_experts, 1), model.ssm_inner * 2)
+        d.activation_reserve = (limits.max_batch_tokens * (4 * h + 2 * widest / tp) * ab
+                                + limits.max_batch_seqs * model.vocab * 4.0 / tp)
+        d.assumptions.append(
+            "activation reserve estimated as max_batch_tokens x (4 x hidden + 2 x widest FFN / tp) x 2 B "
+            "+ fp32 logits for max_batch_seqs; set engine.activation_reserve to override")
+    usable = device.memory * limits.memory_utilization
+    d.kv_budget = usable - d.weight_bytes - d.activation_reserve
+    if d.kv_budget <= 0:
+        need = d.weight_bytes + d.activation_reserve
+        min_tp = next((t for t in _divisors(model.heads or 1) if t >= tp and
+                       model.computed_params() * wb / t + d.activation_reserve < usable), None)
+        hint = f"; try tp={min_tp}" if min_tp else ""
+        cheaper = [p for p in ("fp8", "int8", "fp4") if p in supported and BYTES_PER_ELEMENT[p] < wb]
+        if cheaper:
+            hint += f" or precision {cheaper[0]}"
+        raise DeploymentError(
+            f"{model_name} at {precision} does not fit on {dev_name} with tp={tp}: weights "
+            f"{format_bytes(d.weight_bytes)} + activations {format_bytes(d.activation_reserve)} per device "
+            f"exceed {format_bytes(usable)} usable ({format_bytes(device.memory)} x memory_utilization "
+            f"{limits.memory_utilization}){hint}")
+
+    bs = limits.block_size
+    if d.kv_bytes_per_token > 0:
+        d.block_bytes = bs * d.kv_bytes_per_token
+        d.per_seq_blocks = math.ceil(d.state_bytes_per_seq / d.block_bytes) if d.state_bytes_per_seq else 0
+    else:  # pure SSM: one block is one sequence's recurrent state
+        d.block_bytes = d.state_bytes_per_seq
+        d.per_seq_blocks = 1
+    d.total_blocks = int(d.kv_budget // d.block_bytes)
+    if d.total_blocks < d.per_seq_blocks + 1:
+        raise DeploymentError(f"{model_name} on {dev_name} with tp={tp} leaves {format_bytes(d.kv_budget)} for the "
+                              f"KV cache, less than one {bs}-token block ({format_bytes(d.block_bytes)})")
+
+    d.params = _pack(d, wb, ab, kvb)
+    return d
+
+
+def _divisors(n: int) -> list[int]:
+    return [t for t in range(1, n + 1) if n % t == 0]
+
+
+def _pack(d: Deployment, wb: float, ab: float, kvb: float) -> np.ndarray:
+    m, dev, tp = d.model, d.device, d.tp
+    h = m.hidden
+    p = np.zeros(K.P_SIZE)
+    p[K.K_TP] = tp
+    if tp > 1:
+        p[K.K_LINK_BW] = dev.scale_up_bandwidth
+        if dev.scale_up_latency is None:
+            d.assumptions.append("scale-up hop latency not in the catalog for this device; taken as 0")
+        p[K.K_LINK_LAT] = dev.scale_up_latency or 0.0
+    p[K.K_OVERHEAD] = d.limits.iteration_overhead
+    p[K.K_GEMM_RATE] = dev.peak_flops.for_precision(d.precision) * dev.compute_eff
+    attn_peak = dev.peak_flops.bf16 or dev.peak_flops.for_precision(d.precision)
+    p[K.K_ATTN_RATE] = attn_peak * dev.compute_eff
+    p[K.K_MEM_RATE] = dev.memory_bandwidth * dev.mem_eff
+    p[K.K_WBYTES], p[K.K_ABYTES], p[K.K_KVBYTES] = wb, ab, kvb
+
+    attn_act = _attention_activations(m, tp)
+    if m.architecture == "ssm":
+        di = m.ssm_inner
+        plain_act = 2 * h + 3 * di / tp
+    else:
+        f = m.ffn
+        plain_act = attn_act + 2 * h + ((3 if m.ffn_gated else 2) * f) / tp
+    p[K.K_PLAIN_LAYERS] = m.plain_layers
+    p[K.K_PLAIN_W] = m.plain_layer_params() / tp
+    p[K.K_PLAIN_ACT] = plain_act
+    p[K.K_MOE_LAYERS] = m.moe_layers
+    if m.moe_layers:
+        ef = m.expert_ffn
+        p[K.K_MOE_DENSE_W] = m.moe_layer_dense_params() / tp
+        p[K.K_MOE_DENSE_ACT] = attn_act + m.shared_experts * (2 * h + 3 * ef / tp)
+        p[K.K_EXPERTS] = m.experts
+        p[K.K_ACTIVE] = m.active_experts
+        p[K.K_EXPERT_W] = m.expert_params() / tp
+        p[K.K_EXPERT_ACT] = 2 * h / tp + 3 * ef / tp
+    if m.has_attention:
+        qk, v = m.attention_dims()
+        p[K.K_ATTN_LAYERS] = m.layers
+        p[K.K_HEADS] = m.heads / tp
+        p[K.K_QK_DIM], p[K.K_V_DIM] = qk, v
+        p[K.K_KV_ELEMS] = d.kv_bytes_per_token / (m.layers * kvb)
+    if m.architecture == "ssm":
+        p[K.K_SSM_LAYERS] = m.layers
+        p[K.K_SSM_FLOPS] = 9.0 * m.ssm_inner * m.ssm_state / tp
+        p[K.K_SSM_STATE] = d.state_bytes_per_seq / m.layers
+    p[K.K_HEAD_W] = m.vocab * h / tp
+    p[K.K_HIDDEN] = h
+    p[K.K_ALLREDUCES] = 1.0 if m.architecture == "ssm" else 2.0
+    p[K.K_LAYERS] = m.layers
+    return p
+
+
+def _attention_activations(m: ModelSpec, tp: int) -> float:
+    """Activation elements per token read and written by one layer's attention GEMMs."""
+    h = m.hidden
+    if not m.has_attention:
+        return 0.0
+    if m.attention == "mla":
+        qk = m.qk_nope_dim + m.qk_rope_dim
+        q = (m.q_lora_rank + m.heads * qk / tp) if m.q_lora_rank else m.heads * qk / tp
+        kv = m.kv_lora_rank + m.qk_rope_dim + m.heads * (m.qk_nope_dim + m.v_head_dim) / tp
+        return 2 * h + q + kv + 2 * m.heads * m.v_head_dim / tp
+    qkv_out = (m.heads + 2 * m.kv_heads) * m.head_dim / tp
+    return 2 * h + qkv_out + m.heads * m.head_dim / tp

@@ -1,0 +1,66 @@
+"""Accelerators as datasheets describe them, plus measured efficiency factors."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from .spec_base import Bytes, BytesPerSecond, FlopsPerSecond, Seconds, Spec, Watts
+
+Precision = Literal["fp32", "fp16", "bf16", "fp8", "int8", "fp4"]
+PRECISIONS = ("fp32", "fp16", "bf16", "fp8", "int8", "fp4")
+
+BYTES_PER_ELEMENT = {"fp32": 4.0, "fp16": 2.0, "bf16": 2.0, "fp8": 1.0, "int8": 1.0, "fp4": 0.5}
+# Which peak-FLOP/s entry a GEMM at this precision runs on (fp16 and bf16 share tensor-core rates).
+PEAK_KEY = {"fp32": "fp32", "fp16": "bf16", "bf16": "bf16", "fp8": "fp8", "int8": "int8", "fp4": "fp4"}
+
+
+class PeakFlops(Spec):
+    """Dense (no structured sparsity) peak per precision, per chip."""
+
+    fp32: FlopsPerSecond | None = None
+    bf16: FlopsPerSecond | None = None
+    fp8: FlopsPerSecond | None = None
+    int8: FlopsPerSecond | None = None
+    fp4: FlopsPerSecond | None = None
+
+    def supported(self) -> list[str]:
+        out = [p for p in ("fp32", "bf16", "fp8", "int8", "fp4") if getattr(self, p) is not None]
+        if "bf16" in out:
+            out.insert(out.index("bf16") + 1, "fp16")
+        return out
+
+    def for_precision(self, precision: str) -> float | None:
+        return getattr(self, PEAK_KEY[precision])
+
+
+class DeviceSpec(Spec):
+    """One accelerator chip. Bandwidths are per chip; scale-up bandwidth is per direction."""
+
+    name: str
+    vendor: str
+    kind: Literal["gpu", "tpu", "asic"]
+    memory: Bytes = Field(gt=0)
+    memory_bandwidth: BytesPerSecond = Field(gt=0)
+    sram: Bytes | None = Field(default=None, ge=0)
+    peak_flops: PeakFlops
+    scale_up_bandwidth: BytesPerSecond | None = Field(default=None, gt=0)
+    scale_up_latency: Seconds | None = Field(default=None, ge=0)
+    tdp: Watts = Field(gt=0)
+    idle_power: Watts | None = Field(default=None, ge=0)
+    list_price_usd: float | None = Field(default=None, ge=0)
+    hourly_usd: float | None = Field(default=None, ge=0)
+    compute_eff: float = Field(gt=0, le=1)
+    mem_eff: float = Field(gt=0, le=1)
+    sources: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("peak_flops")
+    @classmethod
+    def _some_precision(cls, v: PeakFlops) -> PeakFlops:
+        if not v.supported():
+            raise ValueError("peak_flops needs at least one precision (bf16, fp8, int8, fp4, fp32)")
+        return v
+
+    def idle_watts(self) -> float:
+        """Idle draw; without a measured figure, 20% of TDP (documented in docs/scenario.md)."""
+        return self.idle_power if self.idle_power is not None else 0.2 * self.tdp

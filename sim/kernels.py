@@ -1,0 +1,184 @@
+"""Timing formulas: the only place that knows how long compute and transfers take.
+
+Pure numba functions over numbers and numpy arrays, no SimPy and no objects, so they can be
+tested by hand arithmetic and called from the event loop without Python overhead.
+
+A replica's cost parameters are packed into one float64 vector `p` (see `sim.deployment`),
+indexed by the K_* constants below. All quantities are per device of the tensor-parallel
+group (weights and heads already divided by `tp`).
+
+One batch iteration is the sum over operators of a roofline,
+    max(FLOPs / (peak x compute_eff), bytes / (bandwidth x mem_eff)),
+over weight GEMMs, MoE experts, prefill and decode attention, SSM scans and the LM head,
+plus the tensor-parallel all-reduces over the scale-up link and a fixed host overhead.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+# ---- layout of the cost vector p ---------------------------------------------------------
+K_TP = 0              # tensor-parallel degree
+K_LINK_BW = 1         # scale-up bandwidth per direction per device, bytes/s
+K_LINK_LAT = 2        # scale-up per-hop latency, s
+K_OVERHEAD = 3        # fixed host time per iteration (scheduling, kernel launch), s
+K_GEMM_RATE = 4       # achievable FLOP/s for weight GEMMs at the weight precision
+K_ATTN_RATE = 5       # achievable FLOP/s for attention at the KV-cache precision
+K_MEM_RATE = 6        # achievable memory bandwidth, bytes/s
+K_WBYTES = 7          # bytes per weight
+K_ABYTES = 8          # bytes per activation element
+K_KVBYTES = 9         # bytes per KV-cache element
+K_PLAIN_LAYERS = 10   # layers with a dense MLP (or an SSM block)
+K_PLAIN_W = 11        # weight params per device in one such layer
+K_PLAIN_ACT = 12      # activation elements read+written per token by that layer's GEMMs
+K_MOE_LAYERS = 13     # layers with routed experts
+K_MOE_DENSE_W = 14    # params per device every token uses in an MoE layer (attention, shared, router)
+K_MOE_DENSE_ACT = 15
+K_EXPERTS = 16        # routed experts per MoE layer
+K_ACTIVE = 17         # routed experts per token
+K_EXPERT_W = 18       # params per device of one expert
+K_EXPERT_ACT = 19     # activation elements per token per expert per device
+K_ATTN_LAYERS = 20    # layers with attention
+K_HEADS = 21          # query heads per device
+K_QK_DIM = 22
+K_V_DIM = 23
+K_KV_ELEMS = 24       # KV elements cached per token per layer per device
+K_SSM_LAYERS = 25
+K_SSM_FLOPS = 26      # scan FLOPs per token per layer per device
+K_SSM_STATE = 27      # recurrent-state bytes per sequence per layer per device
+K_HEAD_W = 28         # LM-head params per device (vocab x hidden / tp)
+K_HIDDEN = 29
+K_ALLREDUCES = 30     # tensor-parallel all-reduces per layer
+K_LAYERS = 31
+P_SIZE = 32
+
+
+@njit(cache=True)
+def roofline(flops, nbytes, flop_rate, byte_rate):
+    """Time of one operator bound by compute or by memory traffic, whichever is slower."""
+    tc = flops / flop_rate
+    tm = nbytes / byte_rate
+    return tc if tc > tm else tm
+
+
+@njit(cache=True)
+def ring_allreduce_time(nbytes, n, bandwidth, latency):
+    """Ring all-reduce of `nbytes` over `n` ranks: 2(n-1)/n * S/B + 2(n-1) * latency."""
+    if n <= 1:
+        return 0.0
+    return 2.0 * (n - 1) / n * nbytes / bandwidth + 2.0 * (n - 1) * latency
+
+
+@njit(cache=True)
+def experts_touched(tokens, experts, active):
+    """Expected distinct experts a batch of `tokens` routes to (uniform routing)."""
+    if tokens <= 0.0:
+        return 0.0
+    return experts * (1.0 - (1.0 - active / experts) ** tokens)
+
+
+@njit(cache=True)
+def iteration_time(tokens, logits, pf_pairs, pf_ctx, dec_ctx, seqs, p):
+    """Duration of one batch iteration on one tensor-parallel group.
+
+    tokens   tokens processed (prefill chunk tokens + one per decoding sequence)
+    logits   sequences that produce an output token this iteration
+    pf_pairs causal query-key pairs of the prefill chunks: sum of c*o + c*(c+1)/2
+             for a chunk of c tokens after o tokens already in the cache
+    pf_ctx   cached tokens the prefill chunks attend to: sum of o + c
+    dec_ctx  cached tokens the decode steps attend to: sum of context lengths
+    seqs     sequences in the batch
+    """
+    if tokens <= 0.0:
+        return 0.0
+    gemm, mem = p[K_GEMM_RATE], p[K_MEM_RATE]
+    wb, ab = p[K_WBYTES], p[K_ABYTES]
+    t = 0.0
+    if p[K_PLAIN_LAYERS] > 0.0:
+        w = p[K_PLAIN_W]
+        t += p[K_PLAIN_LAYERS] * roofline(2.0 * tokens * w, w * wb + tokens * p[K_PLAIN_ACT] * ab, gemm, mem)
+    if p[K_MOE_LAYERS] > 0.0:
+        w = p[K_MOE_DENSE_W]
+        dense = roofline(2.0 * tokens * w, w * wb + tokens * p[K_MOE_DENSE_ACT] * ab, gemm, mem)
+        we, k = p[K_EXPERT_W], p[K_ACTIVE]
+        touched = experts_touched(tokens, p[K_EXPERTS], k)
+        routed = roofline(2.0 * tokens * k * we, touched * we * wb + tokens * k * p[K_EXPERT_ACT] * ab, gemm, mem)
+        t += p[K_MOE_LAYERS] * (dense + routed)
+    if p[K_ATTN_LAYERS] > 0.0:
+        per_pair = 2.0 * p[K_HEADS] * (p[K_QK_DIM] + p[K_V_DIM])
+        kv_token = p[K_KV_ELEMS] * p[K_KVBYTES]
+        attn = 0.0
+        if pf_pairs > 0.0:
+            attn += roofline(per_pair * pf_pairs, kv_token * pf_ctx, p[K_ATTN_RATE], mem)
+        if dec_ctx > 0.0:
+            attn += roofline(per_pair * dec_ctx, kv_token * dec_ctx, p[K_ATTN_RATE], mem)
+        t += p[K_ATTN_LAYERS] * attn
+    if p[K_SSM_LAYERS] > 0.0:
+        t += p[K_SSM_LAYERS] * roofline(tokens * p[K_SSM_FLOPS], 2.0 * seqs * p[K_SSM_STATE], gemm, mem)
+    if logits > 0.0:
+        w = p[K_HEAD_W]
+        t += roofline(2.0 * logits * w, w * wb + logits * p[K_HIDDEN] * ab, gemm, mem)
+    tp = p[K_TP]
+    if tp > 1.0:
+        per = ring_allreduce_time(tokens * p[K_HIDDEN] * ab, tp, p[K_LINK_BW], p[K_LINK_LAT])
+        t += p[K_LAYERS] * p[K_ALLREDUCES] * per
+    return t + p[K_OVERHEAD]
+
+
+@njit(cache=True)
+def decode_run(t0, kv_len, remaining, block_size, free_blocks, per_seq_blocks,
+               pad, kv_grows, max_steps, p, ends, finish_step):
+    """Advance a decode-only batch many iterations at once.
+
+    kv_len[i]     tokens sequence i holds in the KV cache now
+    remaining[i]  decode iterations sequence i still needs (>= 1)
+    free_blocks   KV blocks free now; a step that needs more stops the run before it
+    per_seq_blocks blocks each sequence holds besides its tokens (SSM state)
+    pad           static batching: finished sequences stay in the batch until all finish
+    kv_grows      0 when the model caches no per-token state (SSM): no blocks are allocated
+    ends[s]       written: end time of step s (computed as t = t + dt, as stepping does)
+    finish_step[i] written: index of the step that finishes sequence i, or -1
+
+    Runs until every sequence has finished, the KV cache would overflow, or `max_steps`.
+    Returns the number of steps taken. Each step's duration is `iteration_time` of the
+    batch as it stands, so the result equals stepping one iteration at a time.
+    """
+    n = kv_len.shape[0]
+    order = np.argsort(remaining, kind="mergesort")
+    hist = np.zeros(block_size, np.int64)
+    ctx = 0.0
+    for i in range(n):
+        hist[kv_len[i] % block_size] += 1
+        ctx += kv_len[i]
+        finish_step[i] = -1
+    active = n
+    done = 0  # position in `order` of the next sequence to finish
+    t = t0
+    steps = 0
+    free = free_blocks
+    while steps < max_steps and active > 0:
+        # blocks this step allocates: sequences whose next token starts a new block
+        # (static batching reserved every sequence's blocks up front, so it allocates none)
+        r = (block_size - steps % block_size) % block_size
+        need = hist[r] if (kv_grows and not pad) else 0
+        if need > free:
+            break
+        free -= need
+        batch = float(n) if pad else float(active)
+        ctx += batch  # each sequence in the batch attends to one more token
+        t = t + iteration_time(batch, batch, 0.0, 0.0, ctx, batch, p)
+        ends[steps] = t
+        steps += 1
+        while done < n and remaining[order[done]] == steps:
+            i = order[done]
+            finish_step[i] = steps - 1
+            done += 1
+            if not pad:
+                active -= 1
+                ctx -= kv_len[i] + steps
+                hist[kv_len[i] % block_size] -= 1
+                held = (kv_len[i] + steps + block_size - 1) // block_size if kv_grows else 0
+                free += held + per_seq_blocks
+        if pad and done == n:
+            active = 0
+    return steps

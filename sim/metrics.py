@@ -1,0 +1,102 @@
+"""Columnar recorders: one preallocated numpy column per field, no per-event objects.
+
+`RequestTable` has one row per request, created with all arrivals up front and filled in as
+the request moves through the system. `BusyLog` has one row per stretch of work a replica
+did (one iteration, or many decode iterations computed at once).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+# Final states. Every request ends in exactly one of them.
+IN_FLIGHT, COMPLETED, REJECTED, FAILED = 0, 1, 2, 3
+STATE_NAMES = {IN_FLIGHT: "in_flight", COMPLETED: "completed", REJECTED: "rejected", FAILED: "failed"}
+
+# Reasons for rejection or failure.
+NO_REASON = 0
+REASONS = {
+    NO_REASON: "",
+    1: "queue_full",
+    2: "exceeds_context",
+    3: "exceeds_kv_cache",
+    4: "prompt_exceeds_batch_tokens",
+    5: "no_pool_serves_model",
+}
+REASON_CODES = {name: code for code, name in REASONS.items() if name}
+
+
+class RequestTable:
+    def __init__(self, arrival: np.ndarray, stream: np.ndarray, prompt: np.ndarray, output: np.ndarray):
+        n = len(arrival)
+        self.n = n
+        self.arrival = np.asarray(arrival, float)
+        self.stream = np.asarray(stream, np.int32)
+        self.prompt = np.asarray(prompt, np.int64)
+        self.output = np.asarray(output, np.int64)
+        self.replica = np.full(n, -1, np.int32)
+        self.admitted = np.full(n, np.nan)      # first time it entered a batch
+        self.first_token = np.full(n, np.nan)
+        self.finished = np.full(n, np.nan)
+        self.state = np.zeros(n, np.int8)
+        self.reason = np.zeros(n, np.int8)
+        self.preemptions = np.zeros(n, np.int32)
+        self.generated = np.zeros(n, np.int64)  # output tokens produced so far
+
+    def reject(self, i: int, reason: str, now: float) -> None:
+        self.state[i] = REJECTED
+        self.reason[i] = REASON_CODES[reason]
+        self.finished[i] = now
+
+    def columns(self) -> dict[str, np.ndarray]:
+        """Per-request columns with derived latencies (NaN where they do not apply)."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            decode_tokens = self.output - 1
+            tpot = np.where(decode_tokens > 0, (self.finished - self.first_token) / np.maximum(decode_tokens, 1), np.nan)
+        done = self.state == COMPLETED
+        return {
+            "id": np.arange(self.n),
+            "stream": self.stream,
+            "arrival": self.arrival,
+            "prompt_tokens": self.prompt,
+            "output_tokens": self.output,
+            "replica": self.replica,
+            "queue_wait": self.admitted - self.arrival,
+            "ttft": np.where(~np.isnan(self.first_token), self.first_token - self.arrival, np.nan),
+            "tpot": np.where(done, tpot, np.nan),
+            "e2e": np.where(done, self.finished - self.arrival, np.nan),
+            "finished": self.finished,
+            "state": self.state,
+            "reason": self.reason,
+            "preemptions": self.preemptions,
+        }
+
+
+class BusyLog:
+    """Stretches of replica work: (replica, start, end, iterations, tokens, kv blocks used)."""
+
+    def __init__(self, capacity: int = 1024):
+        self._n = 0
+        self._cols = {
+            "replica": np.zeros(capacity, np.int32),
+            "start": np.zeros(capacity),
+            "end": np.zeros(capacity),
+            "iterations": np.zeros(capacity, np.int64),
+            "tokens": np.zeros(capacity, np.int64),
+            "kv_blocks": np.zeros(capacity, np.int64),
+        }
+
+    def add(self, replica: int, start: float, end: float, iterations: int, tokens: int, kv_blocks: int) -> None:
+        if self._n == len(self._cols["start"]):
+            for k, v in self._cols.items():
+                self._cols[k] = np.concatenate([v, np.zeros_like(v)])
+        i = self._n
+        c = self._cols
+        c["replica"][i], c["start"][i], c["end"][i] = replica, start, end
+        c["iterations"][i], c["tokens"][i], c["kv_blocks"][i] = iterations, tokens, kv_blocks
+        self._n += 1
+
+    def __len__(self) -> int:
+        return self._n
+
+    def columns(self) -> dict[str, np.ndarray]:
+        return {k: v[: self._n] for k, v in self._cols.items()}

@@ -1,0 +1,508 @@
+"""Scenario files: schema, catalog resolution and checks, with errors at file:line:field.
+
+`load_scenario(path, overrides)` is the one entry point: it reads the YAML (with includes),
+applies `--set` overrides, validates the schema, resolves catalog names and inline
+definitions, and checks that each pool's model fits its devices. It returns a `Scenario`
+whose pools carry a resolved `Deployment`; nothing reads YAML after it returns.
+"""
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any, Literal, Union
+
+import networkx as nx
+from pydantic import BeforeValidator, Field, ValidationError, field_validator, model_validator
+
+from . import catalog, source
+from .deployment import Deployment, DeploymentError, EngineLimits, deploy
+from .errors import Loc, Problem, ScenarioError, did_you_mean, format_path
+from .hardware import PRECISIONS, DeviceSpec, Precision
+from .models import ModelSpec
+from .spec_base import Bytes, BytesPerSecond, PerSecond, Seconds, Spec
+
+# ---- token-length distributions ------------------------------------------------------
+
+
+class FixedLength(Spec):
+    dist: Literal["fixed"] = "fixed"
+    value: int = Field(ge=1)
+
+
+class UniformLength(Spec):
+    dist: Literal["uniform"]
+    min: int = Field(ge=1)
+    max: int = Field(ge=1)
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if self.max < self.min:
+            raise ValueError(f"max ({self.max}) is below min ({self.min})")
+        return self
+
+
+class LognormalLength(Spec):
+    """Lognormal with the given mean and coefficient of variation, rounded, clipped to [min, max]."""
+
+    dist: Literal["lognormal"]
+    mean: float = Field(gt=0)
+    cv: float = Field(gt=0)
+    min: int = Field(default=1, ge=1)
+    max: int = Field(default=1_000_000, ge=1)
+
+
+class ExponentialLength(Spec):
+    """Geometric on 1, 2, ... with the given mean (the integer form of an exponential)."""
+
+    dist: Literal["exponential"]
+    mean: float = Field(ge=1)
+    max: int = Field(default=10_000_000, ge=1)
+
+
+class EmpiricalLength(Spec):
+    """Draws from listed values (with optional weights) or a column of a CSV file."""
+
+    dist: Literal["empirical"]
+    values: list[int] | None = None
+    weights: list[float] | None = None
+    path: str | None = None
+    column: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if (self.values is None) == (self.path is None):
+            raise ValueError("give either values: [...] or path: FILE.csv with column: NAME")
+        if self.path is not None and not self.column:
+            raise ValueError("path: needs column: naming the CSV column to draw from")
+        if self.values is not None:
+            if not self.values or min(self.values) < 1:
+                raise ValueError("values must be a non-empty list of positive token counts")
+            if self.weights is not None and (len(self.weights) != len(self.values) or min(self.weights) < 0
+                                             or sum(self.weights) <= 0):
+                raise ValueError("weights must be non-negative, one per value, with a positive sum")
+        return self
+
+
+def _length_shorthand(v):
+    return {"dist": "fixed", "value": v} if isinstance(v, int) and not isinstance(v, bool) else v
+
+
+Length = Annotated[
+    Annotated[Union[FixedLength, UniformLength, LognormalLength, ExponentialLength, EmpiricalLength],
+              Field(discriminator="dist")],
+    BeforeValidator(_length_shorthand),
+]
+
+# ---- arrivals and workload streams ---------------------------------------------------
+
+
+class Arrival(Spec):
+    """Inter-arrival process. gamma with cv > 1 is burstier than Poisson; constant is periodic."""
+
+    process: Literal["poisson", "gamma", "constant"] = "poisson"
+    cv: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _cv(self):
+        if self.process == "gamma" and self.cv is None:
+            raise ValueError("gamma arrivals need cv (coefficient of variation of inter-arrival times)")
+        if self.process != "gamma" and self.cv is not None:
+            raise ValueError(f"cv applies to gamma arrivals only, not {self.process}")
+        return self
+
+
+class Trace(Spec):
+    """Replay of a CSV in the Azure LLM inference schema: TIMESTAMP,ContextTokens,GeneratedTokens."""
+
+    path: str
+    time_scale: float = Field(default=1.0, gt=0)
+
+
+class Stream(Spec):
+    name: str
+    model: str | None = None
+    rate: PerSecond | None = None
+    arrival: Arrival = Arrival()
+    prompt_tokens: Length | None = None
+    output_tokens: Length | None = None
+    trace: Trace | None = None
+
+    @field_validator("arrival", mode="before")
+    @classmethod
+    def _arrival_shorthand(cls, v):
+        return {"process": v} if isinstance(v, str) else v
+
+    @field_validator("rate")
+    @classmethod
+    def _positive(cls, v):
+        if v is not None and v <= 0:
+            raise ValueError(f"rate must be positive, got {v:g}/s")
+        return v
+
+    @model_validator(mode="after")
+    def _complete(self):
+        if self.trace is None:
+            missing = [f for f in ("rate", "prompt_tokens", "output_tokens") if getattr(self, f) is None]
+            if missing:
+                raise ValueError(f"a synthetic stream needs {', '.join(missing)} (or trace: to replay a file)")
+        elif self.prompt_tokens is not None or self.output_tokens is not None or self.arrival != Arrival():
+            raise ValueError("a trace stream takes arrivals and lengths from the file; "
+                             "remove arrival/prompt_tokens/output_tokens (rate: rescales its timing)")
+        return self
+
+
+# ---- serving ---------------------------------------------------------------------------
+
+
+class Engine(Spec):
+    batching: Literal["continuous", "static"] = "continuous"
+    max_batch_seqs: int = Field(default=256, ge=1)
+    max_batch_tokens: int = Field(default=8192, ge=1)
+    chunked_prefill: int | None = Field(default=None, ge=1,
+                                        description="prefill tokens per iteration; off: whole prompts")
+    block_size: int = Field(default=16, ge=1)
+    memory_utilization: float = Field(default=0.9, gt=0, le=1)
+    activation_reserve: Bytes | None = Field(default=None, ge=0)
+    iteration_overhead: Seconds | None = Field(default=None, ge=0)
+    fast_path: bool = True
+
+
+class Serve(Spec):
+    model: Any
+    precision: Precision = "bf16"
+    kv_precision: Precision | None = None
+    tp: int = Field(default=1, ge=1)
+    engine: Engine = Engine()
+
+
+class Pool(Spec):
+    pool: str
+    device: Any
+    count: int = Field(ge=1, description="accelerators in the pool")
+    serve: Serve
+
+    @model_validator(mode="after")
+    def _whole_replicas(self):
+        if self.count % self.serve.tp:
+            raise ValueError(f"count ({self.count}) must be a multiple of serve.tp ({self.serve.tp}): "
+                             f"each replica uses tp devices")
+        return self
+
+    @property
+    def replicas(self) -> int:
+        return self.count // self.serve.tp
+
+
+class Router(Spec):
+    policy: Literal["round-robin", "random", "least-outstanding", "least-kv", "power-of-two"] = "least-outstanding"
+    queue_limit: int | None = Field(default=None, ge=0, description="max requests waiting at a replica")
+    dispatch: Literal["immediate", "central"] = "immediate"
+
+
+SLO_METRICS = ("ttft", "tpot", "e2e", "queue_wait")
+SLO_STATS = ("p50", "p90", "p99", "mean")
+
+
+class Slo(Spec):
+    """Latency targets, e.g. ttft_p99: 2s. A request meets the SLO when every metric is within target."""
+
+    targets: dict[str, float] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _collect(cls, data):
+        if not isinstance(data, dict) or "targets" in data:
+            return data
+        from .units import UnitError, parse_duration
+        valid = [f"{m}_{s}" for m in SLO_METRICS for s in SLO_STATS]
+        targets = {}
+        for key, value in data.items():
+            if key not in valid:
+                from pydantic_core import PydanticCustomError
+                raise PydanticCustomError("unknown_field", "unknown field '{field}'{hint}",
+                                          {"field": key, "hint": did_you_mean(str(key), valid, "SLO targets")})
+            try:
+                targets[key] = parse_duration(value)
+            except UnitError as exc:
+                raise ValueError(f"{key}: {exc}") from None
+        return {"targets": targets}
+
+
+class Economics(Spec):
+    usd_per_kwh: float = Field(default=0.08, ge=0)
+    pue: float = Field(default=1.3, ge=1)
+    amortize_years: float = Field(default=4.0, gt=0)
+    pricing: Literal["auto", "capex", "rental"] = "auto"
+
+
+class TopologyNode(Spec):
+    id: str
+    kind: Literal["accelerator", "cpu", "nic", "pcie-switch", "scale-up-switch", "switch"]
+
+
+class TopologyLink(Spec):
+    a: str
+    b: str
+    bandwidth: BytesPerSecond = Field(gt=0)
+    latency: Seconds = Field(default=0.0, ge=0)
+
+
+class Topology(Spec):
+    """An explicit interconnect graph. Checked for connectivity and room for the fleet."""
+
+    name: str
+    nodes: list[TopologyNode] = Field(min_length=1)
+    links: list[TopologyLink] = Field(default_factory=list)
+
+    def graph(self) -> nx.Graph:
+        g = nx.Graph()
+        for n in self.nodes:
+            g.add_node(n.id, kind=n.kind)
+        for link in self.links:
+            g.add_edge(link.a, link.b, bandwidth=link.bandwidth, latency=link.latency)
+        return g
+
+    def accelerators(self) -> int:
+        return sum(1 for n in self.nodes if n.kind == "accelerator")
+
+
+class ScenarioSpec(Spec):
+    name: str
+    seed: int = 0
+    duration: Seconds = Field(gt=0, description="window in which requests arrive")
+    warmup: Seconds = Field(default=0.0, ge=0)
+    drain: Seconds | None = Field(default=None, ge=0,
+                                  description="time after duration to finish in-flight work; none: until done")
+    topology: Topology | None = None
+    fleet: list[Pool] = Field(min_length=1)
+    router: Router = Router()
+    workload: list[Stream] = Field(min_length=1)
+    slo: Slo = Slo()
+    economics: Economics = Economics()
+
+    @model_validator(mode="after")
+    def _warmup_inside(self):
+        if self.warmup >= self.duration:
+            raise ValueError(f"warmup ({self.warmup:g}s) must be shorter than duration ({self.duration:g}s)")
+        return self
+
+
+# ---- resolution ------------------------------------------------------------------------
+
+
+class ResolvedPool:
+    """A pool with its device and model resolved and its deployment checked."""
+
+    def __init__(self, spec: Pool, device_key: str, model_key: str, deployment: Deployment):
+        self.spec = spec
+        self.name = spec.pool
+        self.device_key = device_key
+        self.model_key = model_key
+        self.deployment = deployment
+
+    @property
+    def replicas(self) -> int:
+        return self.spec.replicas
+
+
+class Scenario:
+    """A validated scenario: the schema object, resolved pools, and where it came from."""
+
+    def __init__(self, spec: ScenarioSpec, pools: list[ResolvedPool], src: source.Source, path: str):
+        self.spec = spec
+        self.pools = pools
+        self.source = src
+        self.path = path
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def resolved_dict(self) -> dict:
+        """The fully resolved scenario (includes merged, overrides applied), for the results folder."""
+        return self.source.data
+
+    def models_served(self) -> set[str]:
+        return {p.model_key for p in self.pools}
+
+
+def load_scenario(path: str, overrides: list[str] | tuple[str, ...] = ()) -> Scenario:
+    src = source.load(path)
+    if not isinstance(src.data, dict):
+        raise ScenarioError.one(Loc(src.root, 1), "", "a scenario file must be a mapping of fields (name:, fleet:, ...)")
+    for assignment in overrides:
+        src.override(assignment)
+    spec = validate(ScenarioSpec, src.data, src)
+    problems: list[Problem] = []
+    pools = []
+    for i, pool in enumerate(spec.fleet):
+        try:
+            pools.append(_resolve_pool(pool, i, src))
+        except ScenarioError as exc:
+            problems.extend(exc.problems)
+    names = [p.pool for p in spec.fleet]
+    for i, name in enumerate(names):
+        if names.index(name) != i:
+            problems.append(Problem(src.loc_of(("fleet", i, "pool")), f"fleet[{i}].pool", f"duplicate pool name '{name}'"))
+    if problems:
+        raise ScenarioError(problems)
+    served = {p.model_key for p in pools}
+    for i, stream in enumerate(spec.workload):
+        if stream.model is None and len(served) > 1:
+            problems.append(Problem(src.loc_of(("workload", i)), f"workload[{i}]",
+                                    f"name the model this stream asks for; the fleet serves {', '.join(sorted(served))}"))
+        elif stream.model is not None and stream.model not in served:
+            problems.append(Problem(src.loc_of(("workload", i, "model")), f"workload[{i}].model",
+                                    f"no pool serves '{stream.model}'" + did_you_mean(stream.model, served, "models")))
+        if stream.trace is not None:
+            import os
+            if not os.path.exists(stream.trace.path):
+                problems.append(Problem(src.loc_of(("workload", i, "trace", "path")), f"workload[{i}].trace.path",
+                                        f"trace file not found: {stream.trace.path}"))
+    if spec.topology is not None:
+        problems.extend(_check_topology(spec, src))
+    if problems:
+        raise ScenarioError(problems)
+    return Scenario(spec, pools, src, path)
+
+
+def validate(cls, data, src: source.Source, prefix: tuple = ()):
+    """Validate `data` against a Spec class, turning pydantic errors into ScenarioError."""
+    try:
+        return cls.model_validate(data)
+    except ValidationError as exc:
+        raise ScenarioError(_problems(exc, src, data, prefix)) from None
+
+
+def _problems(exc: ValidationError, src: source.Source, data, prefix: tuple) -> list[Problem]:
+    out = []
+    for err in exc.errors(include_url=False):
+        path = _data_path(data, err["loc"])
+        if err["type"] == "unknown_field":
+            path = path + (err["ctx"]["field"],)
+        full = prefix + path
+        msg = err["msg"]
+        if err["type"] == "missing":
+            msg = "required field is missing"
+        elif err["type"] in ("literal_error", "union_tag_invalid", "enum"):
+            given = err.get("input")
+            expected = err.get("ctx", {}).get("expected") or err.get("ctx", {}).get("expected_tags", "")
+            choices = [c.strip(" '\"") for c in str(expected).replace(" or ", ",").split(",") if c.strip()]
+            if err["type"] == "union_tag_invalid":
+                given = err.get("ctx", {}).get("tag", given)
+            msg = f"'{given}' is not valid" + did_you_mean(str(given), choices)
+        elif msg.startswith("Value error, "):
+            msg = msg[len("Value error, "):]
+        out.append(Problem(src.loc_of(full), format_path(full), msg))
+    return out
+
+
+def _data_path(data, loc) -> tuple:
+    """The part of a pydantic error location that names real keys in the data."""
+    path, node = [], data
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            path.append(part)
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            path.append(part)
+            node = node[part]
+    return tuple(path)
+
+
+def _catalog_entry(ref, entries: dict, what: str, loc_path: tuple, src: source.Source) -> tuple[str, dict]:
+    """Resolve a catalog name, or an inline mapping with an optional `base:` name to override."""
+    field = format_path(loc_path)
+    if isinstance(ref, str):
+        if ref not in entries:
+            raise ScenarioError.one(src.loc_of(loc_path), field, f"unknown {what} '{ref}'" + did_you_mean(ref, entries, f"{what}s"))
+        return ref, dict(entries[ref])
+    if isinstance(ref, dict):
+        ref = dict(ref)
+        base = ref.pop("base", None)
+        if base is None:
+            return ref.get("name", f"custom-{what}"), ref
+        if base not in entries:
+            raise ScenarioError.one(src.loc_of(loc_path + ("base",)), field + ".base",
+                                    f"unknown {what} '{base}'" + did_you_mean(str(base), entries, f"{what}s"))
+        merged = dict(entries[base])
+        merged.pop("sources", None) if what == "device" and "sources" in ref else None
+        merged.update(ref)
+        return f"{base}*", merged
+    raise ScenarioError.one(src.loc_of(loc_path), field,
+                            f"expected a catalog {what} name or a mapping of {what} fields, got {ref!r}")
+
+
+def _resolve_pool(pool: Pool, i: int, src: source.Source) -> ResolvedPool:
+    dev_path, model_path = ("fleet", i, "device"), ("fleet", i, "serve", "model")
+    dev_key, dev_raw = _catalog_entry(pool.device, catalog.device_entries(), "device", dev_path, src)
+    model_key, model_raw = _catalog_entry(pool.serve.model, catalog.model_entries(), "model", model_path, src)
+    device = validate(DeviceSpec, dev_raw, src, dev_path) if isinstance(pool.device, dict) else _catalog_spec(DeviceSpec, dev_key, dev_raw, "device")
+    model = validate(ModelSpec, model_raw, src, model_path) if isinstance(pool.serve.model, dict) else _catalog_spec(ModelSpec, model_key, model_raw, "model")
+    serve = pool.serve
+    engine = serve.engine
+    defaults = catalog.engine_defaults()
+    from .units import parse_duration
+    overhead = engine.iteration_overhead
+    if overhead is None:
+        overhead = parse_duration(defaults.get("iteration_overhead", 0.0))
+    kv_precision = serve.kv_precision or ("fp16" if serve.precision == "fp16" else "bf16")
+    limits = EngineLimits(block_size=engine.block_size, memory_utilization=engine.memory_utilization,
+                          max_batch_tokens=engine.max_batch_tokens, max_batch_seqs=engine.max_batch_seqs,
+                          iteration_overhead=overhead, activation_reserve=engine.activation_reserve)
+    try:
+        dep = deploy(device, model, serve.precision, kv_precision, serve.tp, limits, dev_key, model_key)
+    except DeploymentError as exc:
+        raise ScenarioError.one(src.loc_of(("fleet", i, "serve")), f"fleet[{i}].serve", str(exc)) from None
+    if engine.chunked_prefill is None and engine.batching == "continuous":
+        pass  # prompts longer than max_batch_tokens are rejected per request, with a reason
+    if engine.chunked_prefill is not None and engine.chunked_prefill > engine.max_batch_tokens:
+        raise ScenarioError.one(src.loc_of(("fleet", i, "serve", "engine", "chunked_prefill")),
+                                f"fleet[{i}].serve.engine.chunked_prefill",
+                                f"chunked_prefill ({engine.chunked_prefill}) exceeds max_batch_tokens ({engine.max_batch_tokens})")
+    return ResolvedPool(pool, dev_key, model_key, dep)
+
+
+def _catalog_spec(cls, key: str, raw: dict, what: str):
+    loader = catalog.device_loc if what == "device" else catalog.model_loc
+    try:
+        return cls.model_validate(raw)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors(include_url=False):
+            field = err["loc"][0] if err["loc"] else None
+            problems.append(Problem(loader(key, field), f"{what}s.{key}.{format_path(tuple(err['loc']))}", err["msg"]))
+        raise ScenarioError(problems) from None
+
+
+def _check_topology(spec: ScenarioSpec, src: source.Source) -> list[Problem]:
+    topo = spec.topology
+    problems = []
+    ids = [n.id for n in topo.nodes]
+    known = set(ids)
+    for j, link in enumerate(topo.links):
+        for end in ("a", "b"):
+            name = getattr(link, end)
+            if name not in known:
+                problems.append(Problem(src.loc_of(("topology", "links", j, end)), f"topology.links[{j}].{end}",
+                                        f"unknown node '{name}'" + did_you_mean(name, known, "nodes")))
+    if problems:
+        return problems
+    g = topo.graph()
+    if not nx.is_connected(g):
+        parts = sorted(nx.connected_components(g), key=len, reverse=True)
+        cut_off = sorted(parts[1])[:5]
+        problems.append(Problem(src.loc_of(("topology",)), "topology",
+                                f"the graph is disconnected: {len(parts)} separate parts; "
+                                f"e.g. {', '.join(cut_off)} cannot reach {sorted(parts[0])[0]}; add links to join them"))
+    needed = sum(p.count for p in spec.fleet)
+    if topo.accelerators() < needed:
+        problems.append(Problem(src.loc_of(("topology",)), "topology",
+                                f"the fleet has {needed} accelerators but the topology places only {topo.accelerators()}"))
+    return problems
+
+
+def precision_names() -> tuple[str, ...]:
+    return PRECISIONS
+
+
+__all__ = ["load_scenario", "Scenario", "ScenarioSpec", "ResolvedPool", "Stream", "validate", "math"]

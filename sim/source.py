@@ -1,0 +1,194 @@
+"""Read scenario YAML into plain data while remembering where every value came from.
+
+`load(path)` returns a `Source`: the data (dicts, lists, scalars) with `include:` merged and
+file references (`topology: ../topologies/x.yaml`) read in place, plus a map from each
+value's path, e.g. ('fleet', 0, 'serve', 'model'), to the file and line that wrote it.
+`Source.override("workload.rate", "80/s")` applies a command-line `--set`.
+Schema validation (`sim.scenario`) uses the map to name file and line in its errors.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from .errors import Loc, ScenarioError, format_path
+
+# Keys whose string value names another YAML file to read in place.
+FILE_REFERENCE_KEYS = {"topology"}
+# Keys whose string value is a data file path, made absolute against the declaring file.
+PATH_KEYS = {"path"}
+
+
+@dataclass
+class Source:
+    data: Any
+    locs: dict[tuple, Loc] = field(default_factory=dict)
+    root: str = ""
+
+    def loc_of(self, path: tuple) -> Loc | None:
+        """The location of `path`, or of its nearest ancestor that has one."""
+        path = tuple(path)
+        while True:
+            if path in self.locs:
+                return self.locs[path]
+            if not path:
+                return Loc(self.root) if self.root else None
+            path = path[:-1]
+
+    def override(self, assignment: str) -> None:
+        """Apply `a.b[0].c=value` (value parsed as YAML) to the data, as `--set` does.
+
+        A path step that meets a list without an index applies to every element, so
+        `workload.rate=80/s` sets the rate of each workload stream.
+        """
+        if "=" not in assignment:
+            raise ScenarioError.one(Loc("--set"), assignment, "expected PATH=VALUE, e.g. workload.rate=80/s")
+        key, raw = assignment.split("=", 1)
+        steps = _parse_path(key.strip())
+        if not steps:
+            raise ScenarioError.one(Loc("--set"), assignment, "empty path; expected PATH=VALUE")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as exc:
+            raise ScenarioError.one(Loc("--set"), key, f"value is not valid YAML: {exc}") from None
+        loc = Loc(f"--set {assignment}")
+        self._assign(self.data, steps, (), value, loc)
+
+    def _assign(self, node, steps, prefix, value, loc):
+        step, rest = steps[0], steps[1:]
+        if isinstance(node, list) and not isinstance(step, int):
+            for i, item in enumerate(node):
+                self._assign(item, steps, prefix + (i,), value, loc)
+            return
+        if isinstance(node, list):
+            if not -len(node) <= step < len(node):
+                raise ScenarioError.one(loc, format_path(prefix), f"index {step} out of range (list has {len(node)} items)")
+        elif not isinstance(node, dict):
+            raise ScenarioError.one(loc, format_path(prefix), "cannot set a field inside a plain value")
+        here = prefix + (step,)
+        if not rest:
+            node[step] = value
+            for p in [p for p in self.locs if p[: len(here)] == here]:
+                del self.locs[p]
+            self.locs[here] = loc
+            return
+        if isinstance(node, dict) and step not in node:
+            node[step] = {}
+        self._assign(node[step], rest, here, value, loc)
+
+
+def _parse_path(key: str) -> list:
+    steps: list = []
+    for part in key.replace("]", "").replace("[", ".").split("."):
+        if part == "":
+            continue
+        steps.append(int(part) if part.lstrip("-").isdigit() else part)
+    return steps
+
+
+def load(path: str | os.PathLike) -> Source:
+    """Read a YAML file with includes resolved; raise ScenarioError naming file:line on failure."""
+    path = os.fspath(path)
+    src = Source(data=None, root=_display(path))
+    src.data = _load_file(path, (), src.locs, stack=())
+    return src
+
+
+def _display(path: str) -> str:
+    rel = os.path.relpath(path)
+    return rel if not rel.startswith("../../") else path
+
+
+def _load_file(path: str, prefix: tuple, locs: dict, stack: tuple):
+    shown = _display(path)
+    real = os.path.realpath(path)
+    if real in stack:
+        raise ScenarioError.one(Loc(shown), format_path(prefix), "include cycle: " + " -> ".join(stack + (real,)))
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except FileNotFoundError:
+        raise ScenarioError.one(Loc(shown), format_path(prefix), "file not found") from None
+    except OSError as exc:
+        raise ScenarioError.one(Loc(shown), format_path(prefix), f"cannot read file: {exc.strerror}") from None
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+    except yaml.MarkedYAMLError as exc:
+        line = exc.problem_mark.line + 1 if exc.problem_mark else 0
+        raise ScenarioError.one(Loc(shown, line), "", f"YAML syntax error: {exc.problem}") from None
+    finally:
+        loader.dispose()
+    if node is None:
+        raise ScenarioError.one(Loc(shown, 1), format_path(prefix), "file is empty")
+    walker = _Walker(loader, path, shown, locs, stack + (real,))
+    return walker.value(node, prefix)
+
+
+class _Walker:
+    def __init__(self, loader, path, shown, locs, stack):
+        self.loader, self.path, self.shown, self.locs, self.stack = loader, path, shown, locs, stack
+        self.dir = os.path.dirname(os.path.abspath(path))
+
+    def loc(self, node) -> Loc:
+        return Loc(self.shown, node.start_mark.line + 1)
+
+    def value(self, node, path: tuple):
+        self.locs.setdefault(path, self.loc(node))
+        if isinstance(node, yaml.MappingNode):
+            return self.mapping(node, path)
+        if isinstance(node, yaml.SequenceNode):
+            return [self.value(item, path + (i,)) for i, item in enumerate(node.value)]
+        return self.loader.construct_object(node, deep=True)
+
+    def mapping(self, node, path: tuple) -> dict:
+        out: dict = {}
+        include_node = None
+        seen: dict[Any, int] = {}
+        for key_node, value_node in node.value:
+            key = self.loader.construct_object(key_node, deep=True)
+            if not isinstance(key, (str, int)):
+                raise ScenarioError.one(self.loc(key_node), format_path(path), f"keys must be names, got {key!r}")
+            if key in seen:
+                raise ScenarioError.one(self.loc(key_node), format_path(path + (key,)),
+                                        f"duplicate key (first written on line {seen[key]})")
+            seen[key] = key_node.start_mark.line + 1
+            if key == "include":
+                include_node = value_node
+                continue
+            self.locs[path + (key,)] = self.loc(key_node)
+            if key in FILE_REFERENCE_KEYS and isinstance(value_node, yaml.ScalarNode):
+                ref = self.loader.construct_object(value_node)
+                if isinstance(ref, str) and ref.endswith((".yaml", ".yml")):
+                    out[key] = self.include(ref, value_node, path + (key,))
+                    self.locs.setdefault(path + (key,), self.loc(key_node))
+                    continue
+            value = self.value(value_node, path + (key,))
+            if key in PATH_KEYS and isinstance(value, str) and not os.path.isabs(value):
+                value = os.path.normpath(os.path.join(self.dir, value))
+            out[key] = value
+        if include_node is None:
+            return out
+        ref = self.loader.construct_object(include_node)
+        if not isinstance(ref, str):
+            raise ScenarioError.one(self.loc(include_node), format_path(path + ("include",)),
+                                    "include takes a file path, e.g. include: ../workloads/chat.yaml")
+        # Keys written next to `include:` override the included file's.
+        own = {p: l for p, l in self.locs.items() if p[: len(path)] == path and len(p) > len(path)}
+        included = self.include(ref, include_node, path)
+        if not isinstance(included, dict):
+            raise ScenarioError.one(self.loc(include_node), format_path(path + ("include",)),
+                                    f"included file {ref} must hold a mapping of fields")
+        merged = dict(included)
+        merged.update(out)
+        self.locs.update(own)
+        return merged
+
+    def include(self, ref: str, node, path: tuple):
+        target = ref if os.path.isabs(ref) else os.path.join(self.dir, ref)
+        if not os.path.exists(target):
+            raise ScenarioError.one(self.loc(node), format_path(path), f"file not found: {ref} (looked for {_display(target)})")
+        return _load_file(target, path, self.locs, self.stack)
