@@ -46,7 +46,7 @@ class DeviceSpec(Spec):
     peak_flops: PeakFlops
     scale_up_bandwidth: BytesPerSecond | None = Field(default=None, gt=0)
     scale_up_latency: Seconds | None = Field(default=None, ge=0)
-    tdp: Watts = Field(gt=0)
+    tdp: Watts | None = Field(default=None, gt=0)
     idle_power: Watts | None = Field(default=None, ge=0)
     list_price_usd: float | None = Field(default=None, ge=0)
     hourly_usd: float | None = Field(default=None, ge=0)
@@ -61,6 +61,8 @@ class DeviceSpec(Spec):
             raise ValueError("peak_flops needs at least one precision (bf16, fp8, int8, fp4, fp32)")
         return v
 
-    def idle_watts(self) -> float:
-        """Idle draw; without a measured figure, 20% of TDP (documented in docs/scenario.md)."""
-        return self.idle_power if self.idle_power is not None else 0.2 * self.tdp
+    def idle_watts(self) -> float | None:
+        """Idle draw; without a measured figure, 20% of TDP (the summary lists this assumption)."""
+        if self.idle_power is not None:
+            return self.idle_power
+        return None if self.tdp is None else 0.2 * self.tdp

@@ -37,6 +37,7 @@ class RunResult:
     replicas: list[ReplicaInfo]
     end_time: float           # simulated time when the run stopped
     wall_seconds: float
+    seed: int
     stream_names: list[str] = field(default_factory=list)
 
 
@@ -82,5 +83,5 @@ def simulate(scenario: Scenario, seed: int | None = None) -> RunResult:
     for rep, pool in zip(replicas, [p for p in scenario.pools for _ in range(p.replicas)]):
         infos.append(ReplicaInfo(rep.index, pool.name, pool.device_key, pool.model_key, pool.deployment.tp,
                                  rep.busy_time, rep.preemptions, rep.total_blocks))
-    return RunResult(scenario, table, log, infos, end, time.perf_counter() - wall0,
+    return RunResult(scenario, table, log, infos, end, time.perf_counter() - wall0, seed,
                      [s.name for s in spec.workload])

@@ -1,0 +1,139 @@
+"""The `dcsim` command: run, validate, catalog.
+
+Scenario problems print as `file:line: field: message` and exit with status 2; no traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from rich.console import Console
+from rich.table import Table
+
+from .errors import ScenarioError
+
+EXIT_SCENARIO = 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="dcsim", description="Capacity simulator for AI-inference datacenters.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="simulate a scenario and write its results")
+    run.add_argument("scenario", help="scenario YAML file")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
+                     help="override a field, e.g. --set workload.rate=80/s (repeatable)")
+    run.add_argument("--seed", type=int, help="random seed (overrides the scenario's seed)")
+    run.add_argument("--out", help="results folder (default: results/<scenario name>)")
+    run.add_argument("--json", action="store_true", help="print summary.json instead of the table")
+
+    val = sub.add_parser("validate", help="check a scenario without running it")
+    val.add_argument("scenario")
+    val.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE")
+
+    cat = sub.add_parser("catalog", help="list the devices or models in the catalog")
+    cat.add_argument("what", choices=["devices", "models"])
+    cat.add_argument("--json", action="store_true")
+
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "run":
+            return _run(args)
+        if args.command == "validate":
+            return _validate(args)
+        return _catalog(args)
+    except ScenarioError as exc:
+        for problem in exc.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return EXIT_SCENARIO
+
+
+def _run(args) -> int:
+    from .report import print_summary, write_results
+    from .scenario import load_scenario
+    from .simulation import simulate
+    from .summary import summarize
+
+    scenario = load_scenario(args.scenario, args.overrides)
+    result = simulate(scenario, seed=args.seed)
+    summary = summarize(result)
+    out = args.out or os.path.join("results", scenario.name)
+    write_results(result, summary, out)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print_summary(summary)
+        Console().print(f"results: {out}/ (summary.json, requests.parquet, devices.parquet, scenario.yaml)")
+    return 0
+
+
+def _validate(args) -> int:
+    from .scenario import load_scenario
+    from .units import format_bytes
+
+    scenario = load_scenario(args.scenario, args.overrides)
+    spec = scenario.spec
+    print(f"{args.scenario}: ok: scenario '{spec.name}', {len(spec.workload)} workload stream(s), "
+          f"duration {spec.duration:g}s")
+    for pool in scenario.pools:
+        d = pool.deployment
+        print(f"  pool {pool.name}: {pool.spec.count} x {pool.device_key}, {pool.replicas} replica(s) of "
+              f"{pool.model_key} at {d.precision}, tp={d.tp}; weights {format_bytes(d.weight_bytes)}/device, "
+              f"KV cache {d.max_tokens_in_cache:,} tokens/replica")
+    if spec.topology is not None:
+        g = spec.topology.graph()
+        print(f"  topology {spec.topology.name}: {g.number_of_nodes()} nodes, {g.number_of_edges()} links, "
+              f"{spec.topology.accelerators()} accelerators, connected")
+    return 0
+
+
+def _catalog(args) -> int:
+    from . import catalog
+    from .units import format_bytes
+    from .hardware import DeviceSpec
+    from .models import ModelSpec
+
+    console = Console()
+    if args.what == "devices":
+        entries = catalog.device_entries()
+        specs = {k: DeviceSpec.model_validate(v) for k, v in entries.items()}
+        if args.json:
+            print(json.dumps({k: s.model_dump() for k, s in specs.items()}, indent=2))
+            return 0
+        table = Table(title="devices (peak FLOP/s dense, per chip)", title_justify="left")
+        for col in ("key", "name", "memory", "HBM BW", "bf16", "fp8", "fp4", "scale-up/dir", "TDP", "eff c/m", "$/h"):
+            table.add_column(col)
+        for k, s in specs.items():
+            pf = s.peak_flops
+            table.add_row(k, s.name, format_bytes(s.memory), f"{s.memory_bandwidth / 1e12:.2f} TB/s",
+                          _tf(pf.bf16), _tf(pf.fp8), _tf(pf.fp4),
+                          "-" if s.scale_up_bandwidth is None else f"{s.scale_up_bandwidth / 1e9:.0f} GB/s",
+                          "-" if s.tdp is None else f"{s.tdp:.0f} W", f"{s.compute_eff:.2f}/{s.mem_eff:.2f}",
+                          "-" if s.hourly_usd is None else f"{s.hourly_usd:.2f}")
+        console.print(table)
+        return 0
+    entries = catalog.model_entries()
+    specs = {k: ModelSpec.model_validate(v) for k, v in entries.items()}
+    if args.json:
+        print(json.dumps({k: s.model_dump() for k, s in specs.items()}, indent=2))
+        return 0
+    table = Table(title="models", title_justify="left")
+    for col in ("key", "name", "arch", "params", "active", "layers", "hidden", "heads/kv", "experts", "context"):
+        table.add_column(col)
+    for k, s in specs.items():
+        table.add_row(k, s.name, s.architecture + ("/mla" if s.attention == "mla" else ""),
+                      f"{s.computed_params() / 1e9:.1f}B", f"{s.computed_active_params() / 1e9:.1f}B",
+                      str(s.layers), str(s.hidden), f"{s.heads}/{s.kv_heads}" if s.heads else "-",
+                      f"{s.active_experts}/{s.experts}" if s.experts else "-", f"{s.max_context:,}")
+    console.print(table)
+    return 0
+
+
+def _tf(x):
+    return "-" if x is None else f"{x / 1e12:,.0f} T"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

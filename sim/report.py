@@ -1,0 +1,159 @@
+"""Results on screen and on disk.
+
+A run's folder holds `summary.json` (every headline figure and the scenario it came from),
+`scenario.yaml` (the fully resolved scenario), `requests.parquet` (one row per request) and
+`devices.parquet` (per replica and time bin: busy fraction, KV occupancy, power).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import numpy as np
+import pandas as pd
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from . import economics
+from .metrics import REASONS, STATE_NAMES
+from .simulation import RunResult
+from .units import format_duration
+
+
+def requests_frame(result: RunResult) -> pd.DataFrame:
+    cols = result.table.columns()
+    frame = pd.DataFrame(cols)
+    frame["state"] = pd.Categorical([STATE_NAMES[int(s)] for s in cols["state"]],
+                                    categories=list(STATE_NAMES.values()))
+    frame["reason"] = [REASONS[int(r)] for r in cols["reason"]]
+    frame["stream"] = [result.stream_names[int(s)] for s in cols["stream"]]
+    pools = [r.pool for r in result.replicas]
+    frame["pool"] = [pools[int(r)] if r >= 0 else "" for r in cols["replica"]]
+    return frame
+
+
+def devices_frame(result: RunResult, bins: int = 200) -> pd.DataFrame:
+    """Per replica and time bin: busy fraction, KV occupancy and power of its devices."""
+    end = max(result.end_time, result.scenario.spec.duration)
+    width = max(end / bins, 1e-3)
+    nbins = int(math.ceil(end / width))
+    n = len(result.replicas)
+    busy = np.zeros((n, nbins))
+    kv = np.zeros((n, nbins))
+    log = result.log.columns()
+    for rep, s, e, blocks in zip(log["replica"], log["start"], log["end"], log["kv_blocks"]):
+        b0, b1 = int(s // width), min(int(e // width), nbins - 1)
+        for b in range(b0, b1 + 1):
+            ov = min(e, (b + 1) * width) - max(s, b * width)
+            if ov > 0:
+                busy[rep, b] += ov
+                kv[rep, b] += ov * blocks
+    busy /= width
+    rows = []
+    pools = {p.name: p for p in result.scenario.pools}
+    for info in result.replicas:
+        dep = pools[info.pool].deployment
+        u = np.clip(busy[info.index], 0.0, 1.0)
+        rows.append(pd.DataFrame({
+            "time": np.arange(nbins) * width,
+            "replica": info.index,
+            "pool": info.pool,
+            "busy_fraction": u,
+            "kv_occupancy": kv[info.index] / (width * info.total_blocks),
+            "power_w": [_times(economics.device_power(dep.device, x), info.tp) for x in u],
+        }))
+    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+
+
+def _times(watts, n):
+    return float("nan") if watts is None else watts * n
+
+
+def write_results(result: RunResult, summary: dict, out_dir: str) -> str:
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "summary.json"), "w") as fh:
+        json.dump(summary, fh, indent=2, default=_jsonable)
+    with open(os.path.join(out_dir, "scenario.yaml"), "w") as fh:
+        yaml.safe_dump(result.scenario.resolved_dict(), fh, sort_keys=False)
+    requests_frame(result).to_parquet(os.path.join(out_dir, "requests.parquet"), index=False)
+    devices_frame(result).to_parquet(os.path.join(out_dir, "devices.parquet"), index=False)
+    return out_dir
+
+
+def _jsonable(x):
+    if isinstance(x, (np.integer,)):
+        return int(x)
+    if isinstance(x, (np.floating,)):
+        return float(x)
+    raise TypeError(f"not serializable: {type(x)}")
+
+
+def _d(x):
+    return "-" if x is None else format_duration(x)
+
+
+def _n(x, fmt="{:,.1f}"):
+    return "-" if x is None else fmt.format(x)
+
+
+def print_summary(summary: dict, console: Console | None = None) -> None:
+    console = console or Console()
+    req = summary["requests"]
+    w0, w1 = summary["window_s"]
+    console.print(f"[bold]{summary['scenario']}[/bold]  seed {summary['seed']}  "
+                  f"window {format_duration(w0)}-{format_duration(w1)}  "
+                  f"simulated {format_duration(summary['run']['simulated_seconds'])} "
+                  f"in {summary['run']['wall_seconds']:.2f}s wall")
+    rejected = ", ".join(f"{k} {v}" for k, v in req["rejected_by_reason"].items())
+    console.print(f"requests: {req['arrived']:,} arrived = {req['completed']:,} completed + "
+                  f"{req['rejected']:,} rejected{f' ({rejected})' if rejected else ''} + "
+                  f"{req['failed']:,} failed + {req['in_flight']:,} in flight; "
+                  f"{req['preemptions']:,} preemptions")
+
+    lat = Table(title="latency (requests arriving in the window)", title_justify="left")
+    lat.add_column("metric")
+    for k in ("p50", "p90", "p99", "mean"):
+        lat.add_column(k, justify="right")
+    for metric, label in (("ttft", "time to first token"), ("tpot", "time per output token"),
+                          ("e2e", "end to end"), ("queue_wait", "queue wait")):
+        s = summary["latency_s"][metric]
+        lat.add_row(label, *(_d(s[k]) for k in ("p50", "p90", "p99", "mean")))
+    console.print(lat)
+
+    tp = summary["throughput"]
+    console.print(f"throughput: {tp['requests_per_s']:.2f} req/s, {tp['input_tokens_per_s']:,.0f} input tok/s, "
+                  f"{tp['output_tokens_per_s']:,.0f} output tok/s")
+    slo = summary["slo"]
+    if slo.get("results"):
+        parts = [f"{k} {_d(r['value'])} / {_d(r['target'])} {'ok' if r['met'] else 'MISSED'}"
+                 for k, r in slo["results"].items()]
+        att = slo["attainment"]
+        console.print(f"SLO: {'met' if slo['met'] else 'NOT met'} ({'; '.join(parts)}); "
+                      f"attainment {_n(att * 100 if att is not None else None)}%, "
+                      f"goodput {slo['goodput_requests_per_s']:.2f} req/s")
+
+    pools = Table(title="pools", title_justify="left")
+    for col in ("pool", "device x count", "model", "tp", "replicas", "busy", "KV used", "preempt", "IT power"):
+        pools.add_column(col, justify="left" if col in ("pool", "device x count", "model") else "right")
+    for p in summary["pools"]:
+        pools.add_row(p["pool"], f"{p['device']} x {p['devices']}", f"{p['model']} {p['precision']}", str(p["tp"]),
+                      str(p["replicas"]), f"{p['busy_fraction'] * 100:.0f}%", f"{p['kv_occupancy'] * 100:.0f}%",
+                      f"{p['preemptions']:,}", "-" if p["it_watts"] is None else f"{p['it_watts'] / 1000:.1f} kW")
+    console.print(pools)
+
+    pw, cost = summary["power"], summary["cost"]
+    if pw["it_watts"] is not None:
+        console.print(f"power: {pw['it_watts'] / 1000:.1f} kW IT, {pw['facility_watts'] / 1000:.1f} kW facility "
+                      f"(PUE {pw['pue']}); {_n(pw['joules_per_output_token'], '{:.2f}')} J per output token")
+    for note in pw["notes"]:
+        console.print(f"power: {note}")
+    if cost["usd_per_hour"] is not None:
+        console.print(f"cost ({cost['pricing']}): ${cost['usd_per_hour']:,.2f}/h; "
+                      f"${_n(cost['usd_per_m_tokens'], '{:.3f}')} per M tokens, "
+                      f"${_n(cost['usd_per_m_output_tokens'], '{:.3f}')} per M output tokens")
+    for note in cost["notes"]:
+        console.print(f"cost: {note}")
+    for a in summary["assumptions"]:
+        console.print(f"[dim]assumed: {a}[/dim]")

@@ -1,0 +1,177 @@
+"""The headline figures of a run, computed from its columnar records.
+
+Latency statistics cover requests that arrived in the measurement window
+[warmup, duration); throughput and goodput count completions inside that window.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import economics
+from .metrics import COMPLETED, FAILED, IN_FLIGHT, REASONS, REJECTED
+from .simulation import RunResult
+
+LATENCIES = ("ttft", "tpot", "e2e", "queue_wait")
+STATS = {"p50": 50, "p90": 90, "p99": 99}
+
+
+def stats(values: np.ndarray) -> dict:
+    v = values[~np.isnan(values)]
+    if len(v) == 0:
+        return {k: None for k in (*STATS, "mean")}
+    out = {k: float(np.percentile(v, q)) for k, q in STATS.items()}
+    out["mean"] = float(v.mean())
+    return out
+
+
+def busy_in_window(result: RunResult, w0: float, w1: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per replica: seconds busy inside [w0, w1], and KV-block-seconds in use over that time."""
+    log = result.log.columns()
+    n = len(result.replicas)
+    overlap = np.clip(np.minimum(log["end"], w1) - np.maximum(log["start"], w0), 0.0, None)
+    busy = np.bincount(log["replica"], weights=overlap, minlength=n)
+    kv = np.bincount(log["replica"], weights=overlap * log["kv_blocks"], minlength=n)
+    return busy, kv
+
+
+def summarize(result: RunResult) -> dict:
+    spec = result.scenario.spec
+    table = result.table
+    cols = table.columns()
+    w0, w1 = spec.warmup, spec.duration
+    window = w1 - w0
+    state = table.state
+
+    counts = {name: int(np.sum(state == code)) for code, name in
+              ((COMPLETED, "completed"), (REJECTED, "rejected"), (FAILED, "failed"), (IN_FLIGHT, "in_flight"))}
+    by_reason = {}
+    for code in np.unique(table.reason[state == REJECTED]):
+        by_reason[REASONS[int(code)]] = int(np.sum((state == REJECTED) & (table.reason == code)))
+    requests = {"arrived": int(table.n), **counts, "rejected_by_reason": by_reason,
+                "preemptions": int(table.preemptions.sum())}
+
+    measured = (table.arrival >= w0) & (table.arrival < w1)
+    done = measured & (state == COMPLETED)
+    latency = {k: stats(cols[k][done]) for k in LATENCIES}
+
+    finished_in = (state == COMPLETED) & (table.finished >= w0) & (table.finished <= w1)
+    in_tok = float(table.prompt[finished_in].sum())
+    out_tok = float(table.output[finished_in].sum())
+    throughput = {
+        "requests_per_s": float(finished_in.sum()) / window,
+        "input_tokens_per_s": in_tok / window,
+        "output_tokens_per_s": out_tok / window,
+    }
+
+    slo = _slo(spec.slo.targets, cols, measured, done, finished_in, latency, table, window)
+
+    busy, kv_seconds = busy_in_window(result, w0, w1)
+    pools = []
+    it_watts = 0.0
+    power_notes: list[str] = []
+    usd_per_hour = 0.0
+    cost_notes = []
+    pricing = set()
+    for pool in result.scenario.pools:
+        idx = np.array([r.index for r in result.replicas if r.pool == pool.name])
+        dep = pool.deployment
+        util = busy[idx] / window
+        kv_occ = kv_seconds[idx] / (window * dep.total_blocks)
+        draws = [economics.device_power(dep.device, u) for u in util]
+        watts = None if any(w is None for w in draws) else float(sum(draws)) * dep.tp
+        if watts is None:
+            power_notes.append(f"{pool.device_key} has no TDP in the catalog; power and energy not computed")
+        else:
+            it_watts += watts
+        cost = economics.device_cost_per_hour(dep.device, spec.economics.pricing, spec.economics.amortize_years)
+        pricing.add(cost.pricing)
+        if cost.usd_per_hour is None:
+            cost_notes.append(cost.note)
+        else:
+            usd_per_hour += cost.usd_per_hour * pool.spec.count
+        pools.append({
+            "pool": pool.name, "device": pool.device_key, "model": pool.model_key,
+            "precision": dep.precision, "tp": dep.tp, "replicas": pool.replicas, "devices": pool.spec.count,
+            "busy_fraction": float(util.mean()), "busy_fraction_max": float(util.max()),
+            "kv_occupancy": float(kv_occ.mean()), "kv_blocks_per_replica": dep.total_blocks,
+            "kv_tokens_per_replica": dep.max_tokens_in_cache,
+            "weights_per_device_bytes": dep.weight_bytes,
+            "preemptions": int(sum(r.preemptions for r in result.replicas if r.pool == pool.name)),
+            "it_watts": watts,
+        })
+    if power_notes:
+        power = {"it_watts": None, "pue": spec.economics.pue, "facility_watts": None, "energy_kwh": None,
+                 "joules_per_output_token": None, "joules_per_token": None, "notes": power_notes}
+        energy_usd_per_hour = None
+    else:
+        facility_watts = it_watts * spec.economics.pue
+        energy_j = facility_watts * window
+        power = {
+            "it_watts": it_watts, "pue": spec.economics.pue, "facility_watts": facility_watts,
+            "energy_kwh": energy_j / 3.6e6,
+            "joules_per_output_token": energy_j / out_tok if out_tok else None,
+            "joules_per_token": energy_j / (in_tok + out_tok) if in_tok + out_tok else None,
+            "notes": [],
+        }
+        energy_usd_per_hour = facility_watts / 1000.0 * spec.economics.usd_per_kwh
+    if energy_usd_per_hour is None:
+        cost_notes.append("energy cost unknown (no TDP); cost per token not computed")
+    total_per_hour = None if cost_notes else usd_per_hour + energy_usd_per_hour
+    total_tps = throughput["input_tokens_per_s"] + throughput["output_tokens_per_s"]
+    cost = {
+        "pricing": "+".join(sorted(pricing)),
+        "devices_usd_per_hour": None if cost_notes else usd_per_hour,
+        "energy_usd_per_hour": energy_usd_per_hour,
+        "usd_per_hour": total_per_hour,
+        "usd_per_m_tokens": economics.usd_per_million(total_per_hour, total_tps),
+        "usd_per_m_output_tokens": economics.usd_per_million(total_per_hour, throughput["output_tokens_per_s"]),
+        "usd_per_m_tokens_at_slo": economics.usd_per_million(total_per_hour, slo.get("goodput_tokens_per_s") or 0.0),
+        "notes": cost_notes,
+    }
+    assumptions = sorted({a for p in result.scenario.pools for a in p.deployment.assumptions})
+    for p in result.scenario.pools:
+        if p.deployment.device.idle_power is None:
+            assumptions.append(f"{p.device_key}: idle power not in the catalog; taken as 20% of TDP")
+    return {
+        "scenario": spec.name,
+        "source": result.scenario.path,
+        "seed": result.seed,
+        "window_s": [w0, w1],
+        "requests": requests,
+        "measured_requests": int(measured.sum()),
+        "latency_s": latency,
+        "throughput": throughput,
+        "slo": slo,
+        "pools": pools,
+        "power": power,
+        "cost": cost,
+        "assumptions": assumptions,
+        "run": {"simulated_seconds": result.end_time, "wall_seconds": result.wall_seconds,
+                "streams": result.stream_names},
+    }
+
+
+def _slo(targets: dict, cols: dict, measured, done, finished_in, latency: dict, table, window) -> dict:
+    if not targets:
+        return {"targets": {}}
+    results = {}
+    ok = done.copy()  # per request: completed and within every threshold
+    ok_finished = finished_in.copy()
+    for key, target in targets.items():
+        metric, stat = key.rsplit("_", 1) if not key.startswith("queue_wait") else ("queue_wait", key.split("_")[-1])
+        value = latency[metric][stat]
+        results[key] = {"target": target, "value": value, "met": value is not None and value <= target}
+        v = cols[metric]
+        within = ~(v > target)  # NaN (e.g. tpot of a one-token reply) does not miss
+        ok &= within
+        ok_finished &= within
+    attained = float(ok.sum()) / float(measured.sum()) if measured.sum() else None
+    tokens = float((table.prompt + table.output)[ok_finished].sum())
+    return {
+        "targets": targets,
+        "results": results,
+        "met": all(r["met"] for r in results.values()),
+        "attainment": attained,
+        "goodput_requests_per_s": float(ok_finished.sum()) / window,
+        "goodput_tokens_per_s": tokens / window,
+    }
