@@ -9,7 +9,6 @@ import json
 import os
 import sys
 
-from rich.console import Console
 from rich.table import Table
 
 from .errors import ScenarioError
@@ -51,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args) -> int:
-    from .report import print_summary, write_results
+    from .report import make_console, print_summary, write_results
     from .scenario import load_scenario
     from .simulation import simulate
     from .summary import summarize
@@ -65,7 +64,7 @@ def _run(args) -> int:
         print(json.dumps(summary, indent=2))
     else:
         print_summary(summary)
-        Console().print(f"results: {out}/ (summary.json, requests.parquet, devices.parquet, scenario.yaml)")
+        make_console().print(f"results: {out}/ (summary.json, requests.parquet, devices.parquet, scenario.yaml)")
     return 0
 
 
@@ -94,8 +93,9 @@ def _catalog(args) -> int:
     from .units import format_bytes
     from .hardware import DeviceSpec
     from .models import ModelSpec
+    from .report import make_console
 
-    console = Console()
+    console = make_console()
     if args.what == "devices":
         entries = catalog.device_entries()
         specs = {k: DeviceSpec.model_validate(v) for k, v in entries.items()}

@@ -86,17 +86,8 @@ def deploy(device: DeviceSpec, model: ModelSpec, precision: str, kv_precision: s
     h = model.hidden
 
     d.weight_bytes = model.computed_params() * wb / tp
-    # KV cache: heads split across tp ranks until each rank holds one group, then replicated.
-    groups = model.kv_groups()
-    if model.has_attention:
-        per_rank_groups = math.ceil(groups / tp)
-        kv_elems = model.kv_elements_per_token_layer() * per_rank_groups / groups
-    else:
-        kv_elems = 0.0
-    d.kv_bytes_per_token = model.layers * kv_elems * kvb
-    if model.architecture == "ssm":
-        di = model.ssm_inner / tp
-        d.state_bytes_per_seq = model.layers * (di * model.ssm_state * 4.0 + di * max(model.ssm_conv - 1, 0) * ab)
+    d.kv_bytes_per_token = _kv_bytes_per_token(model, tp, kvb)
+    d.state_bytes_per_seq = _state_bytes_per_seq(model, tp)
 
     if limits.activation_reserve is not None:
         d.activation_reserve = limits.activation_reserve
@@ -141,6 +132,33 @@ def deploy(device: DeviceSpec, model: ModelSpec, precision: str, kv_precision: s
 
 def _divisors(n: int) -> list[int]:
     return [t for t in range(1, n + 1) if n % t == 0]
+
+
+def cost_vector(device: DeviceSpec, model: ModelSpec, precision: str, tp: int, iteration_overhead: float,
+                kv_precision: str = "bf16") -> np.ndarray:
+    """The kernels' cost vector for a model on `tp` devices, without any memory check."""
+    limits = EngineLimits(block_size=16, memory_utilization=1.0, max_batch_tokens=1, max_batch_seqs=1,
+                          iteration_overhead=iteration_overhead)
+    d = Deployment(device, model, precision, kv_precision, tp, limits)
+    d.kv_bytes_per_token = _kv_bytes_per_token(model, tp, BYTES_PER_ELEMENT[kv_precision])
+    d.state_bytes_per_seq = _state_bytes_per_seq(model, tp)
+    return _pack(d, BYTES_PER_ELEMENT[precision], 2.0, BYTES_PER_ELEMENT[kv_precision])
+
+
+def _kv_bytes_per_token(model: ModelSpec, tp: int, kvb: float) -> float:
+    """KV bytes per token per device: heads split across ranks until each holds one group."""
+    if not model.has_attention:
+        return 0.0
+    groups = model.kv_groups()
+    return model.layers * model.kv_elements_per_token_layer() * math.ceil(groups / tp) / groups * kvb
+
+
+def _state_bytes_per_seq(model: ModelSpec, tp: int) -> float:
+    """SSM recurrent state (fp32) plus convolution window (16-bit) per sequence per device."""
+    if model.architecture != "ssm":
+        return 0.0
+    di = model.ssm_inner / tp
+    return model.layers * (di * model.ssm_state * 4.0 + di * max(model.ssm_conv - 1, 0) * 2.0)
 
 
 def _pack(d: Deployment, wb: float, ab: float, kvb: float) -> np.ndarray:

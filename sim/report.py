@@ -31,25 +31,31 @@ def requests_frame(result: RunResult) -> pd.DataFrame:
     frame["stream"] = [result.stream_names[int(s)] for s in cols["stream"]]
     pools = [r.pool for r in result.replicas]
     frame["pool"] = [pools[int(r)] if r >= 0 else "" for r in cols["replica"]]
+    spec = result.scenario.spec
+    # the requests the summary's latency figures describe: arrived in [warmup, duration)
+    frame["measured"] = (frame["arrival"] >= spec.warmup) & (frame["arrival"] < spec.duration)
     return frame
 
 
 def devices_frame(result: RunResult, bins: int = 200) -> pd.DataFrame:
-    """Per replica and time bin: busy fraction, KV occupancy and power of its devices."""
+    """Per replica and time bin (`time` is the bin's start): busy fraction (share of the bin
+    spent running iterations), KV occupancy, tokens processed per second, device power."""
     end = max(result.end_time, result.scenario.spec.duration)
     width = max(end / bins, 1e-3)
     nbins = int(math.ceil(end / width))
     n = len(result.replicas)
     busy = np.zeros((n, nbins))
     kv = np.zeros((n, nbins))
+    tokens = np.zeros((n, nbins))
     log = result.log.columns()
-    for rep, s, e, blocks in zip(log["replica"], log["start"], log["end"], log["kv_blocks"]):
+    for rep, s, e, blocks, tok in zip(log["replica"], log["start"], log["end"], log["kv_blocks"], log["tokens"]):
         b0, b1 = int(s // width), min(int(e // width), nbins - 1)
         for b in range(b0, b1 + 1):
             ov = min(e, (b + 1) * width) - max(s, b * width)
             if ov > 0:
                 busy[rep, b] += ov
                 kv[rep, b] += ov * blocks
+                tokens[rep, b] += tok * ov / (e - s)
     busy /= width
     rows = []
     pools = {p.name: p for p in result.scenario.pools}
@@ -62,6 +68,7 @@ def devices_frame(result: RunResult, bins: int = 200) -> pd.DataFrame:
             "pool": info.pool,
             "busy_fraction": u,
             "kv_occupancy": kv[info.index] / (width * info.total_blocks),
+            "tokens_per_s": tokens[info.index] / width,
             "power_w": [_times(economics.device_power(dep.device, x), info.tp) for x in u],
         }))
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
@@ -98,8 +105,14 @@ def _n(x, fmt="{:,.1f}"):
     return "-" if x is None else fmt.format(x)
 
 
+def make_console() -> Console:
+    """A console that keeps tables whole when output goes to a file or pipe (rich assumes 80 columns)."""
+    import sys
+    return Console() if sys.stdout.isatty() else Console(width=180)
+
+
 def print_summary(summary: dict, console: Console | None = None) -> None:
-    console = console or Console()
+    console = console or make_console()
     req = summary["requests"]
     w0, w1 = summary["window_s"]
     console.print(f"[bold]{summary['scenario']}[/bold]  seed {summary['seed']}  "

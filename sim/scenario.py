@@ -7,7 +7,6 @@ whose pools carry a resolved `Deployment`; nothing reads YAML after it returns.
 """
 from __future__ import annotations
 
-import math
 from typing import Annotated, Any, Literal, Union
 
 import networkx as nx
@@ -16,7 +15,7 @@ from pydantic import BeforeValidator, Field, ValidationError, field_validator, m
 from . import catalog, source
 from .deployment import Deployment, DeploymentError, EngineLimits, deploy
 from .errors import Loc, Problem, ScenarioError, did_you_mean, format_path
-from .hardware import PRECISIONS, DeviceSpec, Precision
+from .hardware import DeviceSpec, Precision
 from .models import ModelSpec
 from .spec_base import Bytes, BytesPerSecond, PerSecond, Seconds, Spec
 
@@ -379,6 +378,9 @@ def _problems(exc: ValidationError, src: source.Source, data, prefix: tuple) -> 
         path = _data_path(data, err["loc"])
         if err["type"] == "unknown_field":
             path = path + (err["ctx"]["field"],)
+        shown = prefix + path
+        if err["type"] == "missing":  # name the missing field; point at its parent's line
+            shown = shown + (err["loc"][-1],)
         full = prefix + path
         msg = err["msg"]
         if err["type"] == "missing":
@@ -392,7 +394,7 @@ def _problems(exc: ValidationError, src: source.Source, data, prefix: tuple) -> 
             msg = f"'{given}' is not valid" + did_you_mean(str(given), choices)
         elif msg.startswith("Value error, "):
             msg = msg[len("Value error, "):]
-        out.append(Problem(src.loc_of(full), format_path(full), msg))
+        out.append(Problem(src.loc_of(full), format_path(shown), msg))
     return out
 
 
@@ -425,7 +427,6 @@ def _catalog_entry(ref, entries: dict, what: str, loc_path: tuple, src: source.S
             raise ScenarioError.one(src.loc_of(loc_path + ("base",)), field + ".base",
                                     f"unknown {what} '{base}'" + did_you_mean(str(base), entries, f"{what}s"))
         merged = dict(entries[base])
-        merged.pop("sources", None) if what == "device" and "sources" in ref else None
         merged.update(ref)
         return f"{base}*", merged
     raise ScenarioError.one(src.loc_of(loc_path), field,
@@ -453,8 +454,6 @@ def _resolve_pool(pool: Pool, i: int, src: source.Source) -> ResolvedPool:
         dep = deploy(device, model, serve.precision, kv_precision, serve.tp, limits, dev_key, model_key)
     except DeploymentError as exc:
         raise ScenarioError.one(src.loc_of(("fleet", i, "serve")), f"fleet[{i}].serve", str(exc)) from None
-    if engine.chunked_prefill is None and engine.batching == "continuous":
-        pass  # prompts longer than max_batch_tokens are rejected per request, with a reason
     if engine.chunked_prefill is not None and engine.chunked_prefill > engine.max_batch_tokens:
         raise ScenarioError.one(src.loc_of(("fleet", i, "serve", "engine", "chunked_prefill")),
                                 f"fleet[{i}].serve.engine.chunked_prefill",
@@ -491,7 +490,7 @@ def _check_topology(spec: ScenarioSpec, src: source.Source) -> list[Problem]:
     if not nx.is_connected(g):
         parts = sorted(nx.connected_components(g), key=len, reverse=True)
         cut_off = sorted(parts[1])[:5]
-        problems.append(Problem(src.loc_of(("topology",)), "topology",
+        problems.append(Problem(src.loc_of(("topology", "links")), "topology.links",
                                 f"the graph is disconnected: {len(parts)} separate parts; "
                                 f"e.g. {', '.join(cut_off)} cannot reach {sorted(parts[0])[0]}; add links to join them"))
     needed = sum(p.count for p in spec.fleet)
@@ -501,8 +500,4 @@ def _check_topology(spec: ScenarioSpec, src: source.Source) -> list[Problem]:
     return problems
 
 
-def precision_names() -> tuple[str, ...]:
-    return PRECISIONS
-
-
-__all__ = ["load_scenario", "Scenario", "ScenarioSpec", "ResolvedPool", "Stream", "validate", "math"]
+__all__ = ["load_scenario", "Scenario", "ScenarioSpec", "ResolvedPool", "Stream", "validate"]

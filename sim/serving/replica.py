@@ -92,7 +92,10 @@ class Replica:
         self.waiting.append(r)
         if not self._work.triggered:
             self._work.succeed()
-        if self._sleep is not None and not self._sleep.triggered:
+        # wake a fast run unless it already stops where this request could first join
+        plan = self._plan
+        joins_later = plan is not None and plan["stop_at_first"] and len(self.req) >= self.max_seqs
+        if self._sleep is not None and not self._sleep.triggered and not joins_later:
             self._sleep.succeed("arrival")
 
     # ---- the continuous-batching loop ------------------------------------------------
@@ -102,7 +105,11 @@ class Replica:
             if not self.waiting and not self.req:
                 self._work = env.event()
                 yield self._work
-            if self.fast and not self.waiting and self._all_decoding() and self._plan_fast_run():
+            # The batch cannot change before its next completion when nothing waits, or when
+            # it is full (then the run stops at that completion, where a slot opens).
+            full = len(self.req) >= self.max_seqs
+            if (self.fast and (full or not self.waiting) and self._all_decoding()
+                    and self._plan_fast_run(stop_at_first=full and bool(self.waiting))):
                 plan = self._plan
                 self._sleep = env.event()
                 at(env, plan["ends"][-1]).callbacks.append(self._wake_from_plan(self._sleep))
@@ -207,6 +214,8 @@ class Replica:
             c = min(target, prefill_budget)
             pre.append((len(self.req) - 1, c))
             prefill_budget -= c
+        if not 0 <= self.free_blocks <= self.total_blocks:
+            raise RuntimeError(f"replica {self.index}: KV accounting broken ({self.free_blocks} free blocks)")
         return dec, pre
 
     def _preempt(self, i: int) -> None:
@@ -252,12 +261,13 @@ class Replica:
             self.on_capacity(self)
 
     # ---- the fast path -----------------------------------------------------------------
-    def _plan_fast_run(self) -> bool:
+    def _plan_fast_run(self, stop_at_first: bool) -> bool:
         table = self.table
         req = np.asarray(self.req, np.int64)
         kv = np.asarray(self.kv, np.int64)
         remaining = table.output[req] - table.generated[req]
-        max_steps = int(remaining.min() if self.central else remaining.max())
+        stop_at_first = stop_at_first or self.central
+        max_steps = int(remaining.min() if stop_at_first else remaining.max())
         ends = np.empty(max_steps)
         finish = np.empty(len(req), np.int64)
         k = kernels.decode_run(self.env.now, kv, remaining, self.bs, self.free_blocks, self.per_seq_blocks,
@@ -266,7 +276,7 @@ class Replica:
             return False
         self._plan = {"t0": self.env.now, "ends": ends[:k], "finish": finish, "req": req, "kv0": kv,
                       "target0": np.asarray(self.target, np.int64), "gen0": table.generated[req].copy(),
-                      "applied": 0}
+                      "applied": 0, "stop_at_first": stop_at_first}
         self._count_blocks(in_progress=True)
         return True
 

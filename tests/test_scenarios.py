@@ -1,0 +1,63 @@
+"""Every shipped scenario validates and runs (shortened), and the CLI writes its results."""
+from __future__ import annotations
+
+import glob
+import json
+import os
+
+import pandas as pd
+import pytest
+
+from sim.cli import main
+from sim.scenario import load_scenario
+from tests.conftest import ROOT
+
+SCENARIOS = sorted(glob.glob(os.path.join(ROOT, "scenarios", "*.yaml")))
+SHORT = ["duration=20s", "warmup=2s"]
+
+
+def test_there_are_scenarios():
+    assert any(p.endswith("quickstart.yaml") for p in SCENARIOS)
+
+
+@pytest.mark.parametrize("path", SCENARIOS, ids=os.path.basename)
+def test_scenario_validates(path, capsys):
+    assert main(["validate", path]) == 0
+    assert ": ok: scenario" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("path", SCENARIOS, ids=os.path.basename)
+def test_scenario_runs_short(path, tmp_path, capsys):
+    args = ["run", path, "--out", str(tmp_path)]
+    for s in SHORT:
+        args += ["--set", s]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "requests:" in out and "time to first token" in out
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    req = summary["requests"]
+    assert req["completed"] + req["rejected"] + req["failed"] + req["in_flight"] == req["arrived"] > 0
+    frame = pd.read_parquet(tmp_path / "requests.parquet")
+    assert len(frame) == req["arrived"]
+    assert set(frame["state"].unique()) <= {"completed", "rejected", "failed", "in_flight"}
+    devices = pd.read_parquet(tmp_path / "devices.parquet")
+    assert {"time", "replica", "busy_fraction", "kv_occupancy", "power_w"} <= set(devices.columns)
+    assert (tmp_path / "scenario.yaml").exists()
+    sc = load_scenario(path, SHORT)
+    assert summary["scenario"] == sc.name
+
+
+def test_cli_json_and_seed(tmp_path, capsys):
+    path = os.path.join(ROOT, "scenarios", "quickstart.yaml")
+    assert main(["run", path, "--set", "duration=10s", "--set", "warmup=1s", "--seed", "5", "--json",
+                 "--out", str(tmp_path)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["seed"] == 5
+
+
+@pytest.mark.parametrize("what, expect", [("devices", "nvidia-h100-sxm"), ("models", "deepseek-v3")])
+def test_catalog_command(what, expect, capsys):
+    assert main(["catalog", what]) == 0
+    assert expect in capsys.readouterr().out
+    assert main(["catalog", what, "--json"]) == 0
+    assert expect in json.loads(capsys.readouterr().out)

@@ -1,0 +1,166 @@
+"""The serving simulation: exact fast path, conservation, KV bounds, determinism, rejections."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sim.metrics import COMPLETED, IN_FLIGHT, REASON_CODES, REJECTED
+from sim.scenario import load_scenario
+from sim.simulation import simulate
+from sim.summary import summarize
+
+
+def run(path, overrides=(), seed=None):
+    return simulate(load_scenario(path, list(overrides)), seed=seed)
+
+
+def records(result):
+    return result.table.columns()
+
+
+def assert_same_records(a, b):
+    ca, cb = records(a), records(b)
+    for key in ca:
+        assert np.array_equal(ca[key], cb[key], equal_nan=True), key
+
+
+def assert_invariants(result):
+    t = result.table
+    # every request in exactly one final state, and the counts add up
+    s = summarize(result)["requests"]
+    assert s["completed"] + s["rejected"] + s["failed"] + s["in_flight"] == s["arrived"] == t.n
+    done = t.state == COMPLETED
+    c = records(result)
+    for key in ("queue_wait", "ttft", "e2e"):
+        v = c[key][done]
+        assert not np.isnan(v).any() and (v >= 0).all(), key
+    assert (c["tpot"][done & (t.output > 1)] > 0).all()
+    assert (t.first_token[done] <= t.finished[done]).all()
+    assert (t.generated[done] == t.output[done]).all()
+    log = result.log.columns()
+    blocks = {r.index: r.total_blocks for r in result.replicas}
+    assert all(log["kv_blocks"][i] <= blocks[int(log["replica"][i])] for i in range(len(log["replica"])))
+    assert (log["end"] >= log["start"]).all()
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    seqs=st.integers(1, 48),
+    chunk=st.one_of(st.none(), st.integers(64, 1024)),
+    mem=st.floats(0.225, 0.9),
+    policy=st.sampled_from(["round-robin", "random", "least-outstanding", "least-kv", "power-of-two"]),
+    dispatch=st.sampled_from(["immediate", "central"]),
+    rate=st.floats(4, 40),
+    seed=st.integers(0, 2**16),
+)
+def test_fast_path_equals_stepping(write_scenario, seqs, chunk, mem, policy, dispatch, rate, seed):
+    path = write_scenario({
+        "duration": "12s", "warmup": "1s",
+        "fleet.0.serve.engine": {"max_batch_seqs": seqs, "chunked_prefill": chunk, "memory_utilization": mem},
+        "router": {"policy": policy, "dispatch": dispatch},
+        "workload.0.rate": rate,
+    })
+    fast = run(path, ["fleet.serve.engine.fast_path=true"], seed)
+    slow = run(path, ["fleet.serve.engine.fast_path=false"], seed)
+    assert_same_records(fast, slow)
+    assert_invariants(fast)
+    assert sum(r.preemptions for r in fast.replicas) == sum(r.preemptions for r in slow.replicas)
+
+
+def test_kv_pressure_preempts_and_still_completes(write_scenario):
+    path = write_scenario({"fleet.0.serve.engine.memory_utilization": 0.23, "workload.0.rate": "30/s",
+                           "fleet.0.serve.engine.max_batch_seqs": 128})
+    res = run(path)
+    assert res.table.preemptions.sum() > 0
+    assert (res.table.state == COMPLETED).all()
+    assert_invariants(res)
+    assert_same_records(res, run(path, ["fleet.serve.engine.fast_path=false"]))
+
+
+def test_same_seed_same_results_different_seed_different(write_scenario):
+    path = write_scenario()
+    a, b, c = run(path), run(path), run(path, seed=99)
+    assert_same_records(a, b)
+    assert summarize(a)["latency_s"] == summarize(b)["latency_s"]
+    assert not np.array_equal(a.table.arrival, c.table.arrival)
+
+
+def test_adding_a_stream_does_not_change_another_streams_draws(write_scenario):
+    from tests.conftest import BASE
+    base = run(write_scenario())
+    extra = {"name": "other", "rate": "3/s", "prompt_tokens": 100, "output_tokens": 10}
+    more = run(write_scenario({"workload": [BASE["workload"][0], extra]}))
+    mine = more.table.stream == 0
+    assert np.array_equal(np.sort(more.table.arrival[mine]), np.sort(base.table.arrival))
+
+
+def test_rejections_are_counted_with_reasons(write_scenario):
+    path = write_scenario({
+        "fleet.0.serve.engine": {"max_batch_seqs": 1, "chunked_prefill": None, "max_batch_tokens": 2048},
+        "router.queue_limit": 2,
+        "workload.0.rate": "20/s",
+        "workload.0.prompt_tokens": {"dist": "uniform", "min": 100, "max": 3000},
+    })
+    res = run(path)
+    reasons = summarize(res)["requests"]["rejected_by_reason"]
+    assert reasons["queue_full"] > 0 and reasons["prompt_exceeds_batch_tokens"] > 0
+    too_long = res.table.prompt > 2048
+    assert (res.table.state[too_long] == REJECTED).all()
+    assert (res.table.reason[too_long] == REASON_CODES["prompt_exceeds_batch_tokens"]).all()
+    assert_invariants(res)
+
+
+def test_context_and_kv_limits_reject(write_scenario):
+    res = run(write_scenario({"workload.0.prompt_tokens": 130_000, "workload.0.output_tokens": 2000,
+                              "workload.0.rate": "1/s"}))
+    assert (res.table.reason == REASON_CODES["exceeds_context"]).all()
+    res = run(write_scenario({"fleet.0.serve.engine.memory_utilization": 0.215, "workload.0.rate": "1/s",
+                              "workload.0.prompt_tokens": 20_000, "workload.0.output_tokens": 10}))
+    assert (res.table.reason == REASON_CODES["exceeds_kv_cache"]).all()
+
+
+def test_drain_limit_leaves_requests_in_flight(write_scenario):
+    res = run(write_scenario({"drain": "0s", "workload.0.rate": "40/s"}))
+    s = summarize(res)["requests"]
+    assert s["in_flight"] > 0 and (res.table.state == IN_FLIGHT).sum() == s["in_flight"]
+    assert_invariants(res)
+
+
+def test_static_batching_is_slower_than_continuous(write_scenario):
+    common = {"workload.0.rate": "12/s", "router.policy": "round-robin"}
+    cont = summarize(run(write_scenario(common)))
+    static = summarize(run(write_scenario({**common, "fleet.0.serve.engine": {
+        "batching": "static", "max_batch_seqs": 32, "max_batch_tokens": 65536}})))
+    assert static["latency_s"]["e2e"]["mean"] > cont["latency_s"]["e2e"]["mean"]
+    assert static["requests"]["completed"] == static["requests"]["arrived"]
+
+
+def test_warmup_is_excluded(write_scenario):
+    res = run(write_scenario({"warmup": "10s"}))
+    s = summarize(res)
+    t = res.table
+    assert s["measured_requests"] == int(((t.arrival >= 10) & (t.arrival < 30)).sum())
+
+
+@pytest.mark.parametrize("device, model, precision, tp, count", [
+    ("nvidia-h200", "deepseek-v3", "fp8", 8, 8),
+    ("nvidia-a100-80gb", "mamba-2.8b", "bf16", 1, 1),
+    ("amd-mi300x", "mixtral-8x7b", "bf16", 1, 1),
+    ("google-tpu-v6e", "llama-3.1-8b", "bf16", 1, 2),
+])
+def test_other_architectures_and_devices_run(write_scenario, device, model, precision, tp, count):
+    res = run(write_scenario({"fleet.0.device": device, "fleet.0.serve.model": model, "fleet.0.count": count,
+                              "fleet.0.serve.precision": precision, "fleet.0.serve.tp": tp,
+                              "workload.0.rate": "3/s", "duration": "15s"}))
+    assert_invariants(res)
+    s = summarize(res)
+    assert s["requests"]["completed"] > 0 and s["latency_s"]["tpot"]["p50"] > 0
+
+
+def test_inline_device_overrides_a_catalog_entry(write_scenario):
+    base = load_scenario(write_scenario())
+    bigger = load_scenario(write_scenario({"fleet.0.device": {"base": "nvidia-h100-sxm", "memory": "96GB"}}))
+    assert bigger.pools[0].deployment.total_blocks > base.pools[0].deployment.total_blocks
+    assert bigger.pools[0].deployment.device.memory_bandwidth == base.pools[0].deployment.device.memory_bandwidth
