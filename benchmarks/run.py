@@ -1,0 +1,66 @@
+"""Speed benchmark: wall time, simulated requests per wall second and peak memory.
+
+    make bench                         # quickstart scaled to 100,000 requests
+    python -m benchmarks.run --requests 20000
+
+Each case runs `dcsim run` in a child process so its peak RSS is its own. The table is
+printed and written to benchmarks/results.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+QUICKSTART_RATE = 40.0  # requests/s in scenarios/quickstart.yaml
+
+
+def run_case(name: str, scenario: str, overrides: list[str]) -> dict:
+    with tempfile.TemporaryDirectory() as out:
+        cmd = [sys.executable, "-m", "sim.cli", "run", scenario, "--out", out, "--json"]
+        for o in overrides:
+            cmd += ["--set", o]
+        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+        wall = time.perf_counter() - t0
+        if proc.returncode != 0:
+            raise SystemExit(f"{name} failed:\n{proc.stderr}")
+        peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        summary = json.loads(proc.stdout)
+    sim_wall = summary["run"]["wall_seconds"]
+    n = summary["requests"]["arrived"]
+    return {
+        "case": name, "requests": n, "process_wall_s": round(wall, 2), "simulate_wall_s": round(sim_wall, 2),
+        "requests_per_wall_s": round(n / sim_wall), "peak_rss_mb": round(max(peak_kib, before) / 1024),
+        "simulated_s": round(summary["run"]["simulated_seconds"], 1),
+    }
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=100_000)
+    args = parser.parse_args(argv)
+    duration = args.requests / QUICKSTART_RATE
+    rows = [run_case(f"quickstart-{args.requests // 1000}k", "scenarios/quickstart.yaml", [f"duration={duration:g}s"])]
+    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    cols = list(rows[0])
+    print(f"machine: {machine}")
+    print(" | ".join(cols))
+    for r in rows:
+        print(" | ".join(str(r[c]) for c in cols))
+    with open(os.path.join(HERE, "results.json"), "w") as fh:
+        json.dump({"machine": machine, "results": rows}, fh, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
