@@ -90,44 +90,42 @@ def _validate(args) -> int:
 
 def _catalog(args) -> int:
     from . import catalog
-    from .units import format_bytes
     from .hardware import DeviceSpec
     from .models import ModelSpec
     from .report import make_console
+    from .units import format_bytes
 
-    console = make_console()
     if args.what == "devices":
-        entries = catalog.device_entries()
-        specs = {k: DeviceSpec.model_validate(v) for k, v in entries.items()}
-        if args.json:
-            print(json.dumps({k: s.model_dump() for k, s in specs.items()}, indent=2))
-            return 0
-        table = Table(title="devices (peak FLOP/s dense, per chip)", title_justify="left")
-        for col in ("key", "name", "memory", "HBM BW", "bf16", "fp8", "fp4", "scale-up/dir", "TDP", "eff c/m", "$/h"):
-            table.add_column(col)
-        for k, s in specs.items():
+        specs = {k: DeviceSpec.model_validate(v) for k, v in catalog.device_entries().items()}
+        title = "devices (peak FLOP/s dense, per chip)"
+        columns = ("key", "name", "memory", "HBM BW", "bf16", "fp8", "fp4", "scale-up/dir", "TDP", "eff c/m", "$/h")
+
+        def row(k, s):
             pf = s.peak_flops
-            table.add_row(k, s.name, format_bytes(s.memory), f"{s.memory_bandwidth / 1e12:.2f} TB/s",
-                          _tf(pf.bf16), _tf(pf.fp8), _tf(pf.fp4),
-                          "-" if s.scale_up_bandwidth is None else f"{s.scale_up_bandwidth / 1e9:.0f} GB/s",
-                          "-" if s.tdp is None else f"{s.tdp:.0f} W", f"{s.compute_eff:.2f}/{s.mem_eff:.2f}",
-                          "-" if s.hourly_usd is None else f"{s.hourly_usd:.2f}")
-        console.print(table)
-        return 0
-    entries = catalog.model_entries()
-    specs = {k: ModelSpec.model_validate(v) for k, v in entries.items()}
+            return (k, s.name, format_bytes(s.memory), f"{s.memory_bandwidth / 1e12:.2f} TB/s",
+                    _tf(pf.bf16), _tf(pf.fp8), _tf(pf.fp4),
+                    "-" if s.scale_up_bandwidth is None else f"{s.scale_up_bandwidth / 1e9:.0f} GB/s",
+                    "-" if s.tdp is None else f"{s.tdp:.0f} W", f"{s.compute_eff:.2f}/{s.mem_eff:.2f}",
+                    "-" if s.hourly_usd is None else f"{s.hourly_usd:.2f}")
+    else:
+        specs = {k: ModelSpec.model_validate(v) for k, v in catalog.model_entries().items()}
+        title = "models"
+        columns = ("key", "name", "arch", "params", "active", "layers", "hidden", "heads/kv", "experts", "context")
+
+        def row(k, s):
+            return (k, s.name, s.architecture + ("/mla" if s.attention == "mla" else ""),
+                    f"{s.computed_params() / 1e9:.1f}B", f"{s.computed_active_params() / 1e9:.1f}B",
+                    str(s.layers), str(s.hidden), f"{s.heads}/{s.kv_heads}" if s.heads else "-",
+                    f"{s.active_experts}/{s.experts}" if s.experts else "-", f"{s.max_context:,}")
     if args.json:
         print(json.dumps({k: s.model_dump() for k, s in specs.items()}, indent=2))
         return 0
-    table = Table(title="models", title_justify="left")
-    for col in ("key", "name", "arch", "params", "active", "layers", "hidden", "heads/kv", "experts", "context"):
+    table = Table(title=title, title_justify="left")
+    for col in columns:
         table.add_column(col)
     for k, s in specs.items():
-        table.add_row(k, s.name, s.architecture + ("/mla" if s.attention == "mla" else ""),
-                      f"{s.computed_params() / 1e9:.1f}B", f"{s.computed_active_params() / 1e9:.1f}B",
-                      str(s.layers), str(s.hidden), f"{s.heads}/{s.kv_heads}" if s.heads else "-",
-                      f"{s.active_experts}/{s.experts}" if s.experts else "-", f"{s.max_context:,}")
-    console.print(table)
+        table.add_row(*row(k, s))
+    make_console().print(table)
     return 0
 
 

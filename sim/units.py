@@ -53,36 +53,6 @@ def _numeric(value) -> float | None:
     return None
 
 
-def parse_duration(value) -> float:
-    """'2s', '100ms', '10min', '1h', '250us' or seconds as a number -> seconds."""
-    x = _numeric(value)
-    if x is not None:
-        return _check_finite(x, value, "duration")
-    if not isinstance(value, str):
-        raise UnitError(f"expected a duration such as 2s, 100ms or 10min, got {value!r}")
-    num, unit = _split(value, "duration", "2s, 100ms, 10min")
-    if unit not in _TIME:
-        raise UnitError(f"unknown time unit '{unit}' in '{value}'; valid: ns, us, ms, s, min, h, d")
-    return _check_finite(num * _TIME[unit], value, "duration")
-
-
-def parse_rate(value) -> float:
-    """'40/s', '2400/min', '10/h', '40 req/s' or events per second as a number -> 1/s."""
-    x = _numeric(value)
-    if x is not None:
-        return _check_finite(x, value, "rate")
-    if not isinstance(value, str):
-        raise UnitError(f"expected a rate such as 40/s or 2400/min, got {value!r}")
-    num, unit = _split(value, "rate", "40/s, 2400/min")
-    unit = unit.replace(" ", "")
-    for prefix in ("req", "reqs", "requests", "sessions", "calls"):
-        if unit.startswith(prefix + "/"):
-            unit = unit[len(prefix):]
-    if not unit.startswith("/") or unit[1:] not in _TIME:
-        raise UnitError(f"'{value}' is not a rate; write events per time, e.g. 40/s, 2400/min, 10/h")
-    return _check_finite(num / _TIME[unit[1:]], value, "rate")
-
-
 def _scaled(unit: str, base_units: dict[str, float]) -> float | None:
     """Multiplier for '<prefix><base>' where base is one of base_units, or None."""
     for base, factor in sorted(base_units.items(), key=lambda kv: -len(kv[0])):
@@ -95,18 +65,63 @@ def _scaled(unit: str, base_units: dict[str, float]) -> float | None:
     return None
 
 
-def parse_bytes(value) -> float:
-    """'80GB', '50MB', '16KiB', '1.5TB' or bytes as a number -> bytes (GB = 1e9, GiB = 2^30)."""
+def _parse(value, kind: str, example: str, multiplier) -> float:
+    """Shared skeleton: a bare number is SI already; a string is a number times a unit,
+    whose factor `multiplier(unit, text)` returns (or raises UnitError saying what is valid)."""
     x = _numeric(value)
     if x is not None:
-        return _check_finite(x, value, "size")
+        return _check_finite(x, value, kind)
     if not isinstance(value, str):
-        raise UnitError(f"expected a size such as 80GB or 512MiB, got {value!r}")
-    num, unit = _split(value, "size", "80GB, 512MiB")
-    mult = _scaled(unit, {"B": 1.0, "bytes": 1.0})
+        raise UnitError(f"expected a {kind} such as {example}, got {value!r}")
+    num, unit = _split(value, kind, example)
+    return _check_finite(num * multiplier(unit, value), value, kind)
+
+
+def _time_factor(unit: str, text: str) -> float:
+    if unit not in _TIME:
+        raise UnitError(f"unknown time unit '{unit}' in '{text}'; valid: ns, us, ms, s, min, h, d")
+    return _TIME[unit]
+
+
+def _rate_factor(unit: str, text: str) -> float:
+    unit = unit.replace(" ", "")
+    for prefix in ("req", "reqs", "requests", "sessions", "calls"):
+        if unit.startswith(prefix + "/"):
+            unit = unit[len(prefix):]
+    if not unit.startswith("/") or unit[1:] not in _TIME:
+        raise UnitError(f"'{text}' is not a rate; write events per time, e.g. 40/s, 2400/min, 10/h")
+    return 1.0 / _TIME[unit[1:]]
+
+
+def _bandwidth_factor(unit: str, text: str) -> float:
+    unit = unit.replace("ps", "/s")
+    if not unit.endswith("/s"):
+        raise UnitError(f"'{text}' is not a bandwidth; write bits or bytes per second, e.g. 400Gb/s or 900GB/s")
+    return _factor(unit[:-2], {"B": 1.0, "b": 0.125, "bit": 0.125}, text,
+                   "bandwidth", "Gb/s, Gbps (bits), GB/s, TB/s (bytes)")
+
+
+def _factor(unit: str, bases: dict[str, float], text: str, kind: str, valid: str) -> float:
+    mult = _scaled(unit, bases)
     if mult is None:
-        raise UnitError(f"unknown size unit '{unit}' in '{value}'; valid: B, kB, MB, GB, TB, KiB, MiB, GiB, TiB")
-    return _check_finite(num * mult, value, "size")
+        raise UnitError(f"unknown {kind} unit '{unit}' in '{text}'; valid: {valid}")
+    return mult
+
+
+def parse_duration(value) -> float:
+    """'2s', '100ms', '10min', '1h', '250us' or seconds as a number -> seconds."""
+    return _parse(value, "duration", "2s, 100ms, 10min", _time_factor)
+
+
+def parse_rate(value) -> float:
+    """'40/s', '2400/min', '10/h', '40 req/s' or events per second as a number -> 1/s."""
+    return _parse(value, "rate", "40/s, 2400/min", _rate_factor)
+
+
+def parse_bytes(value) -> float:
+    """'80GB', '50MB', '16KiB', '1.5TB' or bytes as a number -> bytes (GB = 1e9, GiB = 2^30)."""
+    return _parse(value, "size", "80GB, 512MiB", lambda u, t: _factor(
+        u, {"B": 1.0, "bytes": 1.0}, t, "size", "B, kB, MB, GB, TB, KiB, MiB, GiB, TiB"))
 
 
 def parse_bandwidth(value) -> float:
@@ -114,48 +129,20 @@ def parse_bandwidth(value) -> float:
 
     Lower-case b is bits (network line rates), upper-case B is bytes (memory, NVLink).
     """
-    x = _numeric(value)
-    if x is not None:
-        return _check_finite(x, value, "bandwidth")
-    if not isinstance(value, str):
-        raise UnitError(f"expected a bandwidth such as 400Gb/s or 3.35TB/s, got {value!r}")
-    num, unit = _split(value, "bandwidth", "400Gb/s, 3.35TB/s")
-    unit = unit.replace("ps", "/s")
-    if not unit.endswith("/s"):
-        raise UnitError(f"'{value}' is not a bandwidth; write bits or bytes per second, e.g. 400Gb/s or 900GB/s")
-    mult = _scaled(unit[:-2], {"B": 1.0, "b": 0.125, "bit": 0.125})
-    if mult is None:
-        raise UnitError(f"unknown bandwidth unit '{unit}' in '{value}'; valid: Gb/s, Gbps (bits), GB/s, TB/s (bytes)")
-    return _check_finite(num * mult, value, "bandwidth")
+    return _parse(value, "bandwidth", "400Gb/s, 3.35TB/s", _bandwidth_factor)
 
 
 def parse_power(value) -> float:
     """'700W', '1.2kW', '10MW' or watts as a number -> watts."""
-    x = _numeric(value)
-    if x is not None:
-        return _check_finite(x, value, "power")
-    if not isinstance(value, str):
-        raise UnitError(f"expected a power such as 700W or 1.2kW, got {value!r}")
-    num, unit = _split(value, "power", "700W, 1.2kW")
-    mult = _scaled(unit, {"W": 1.0})
-    if mult is None:
-        raise UnitError(f"unknown power unit '{unit}' in '{value}'; valid: W, kW, MW")
-    return _check_finite(num * mult, value, "power")
+    return _parse(value, "power", "700W, 1.2kW", lambda u, t: _factor(u, {"W": 1.0}, t, "power", "W, kW, MW"))
 
 
 def parse_flops(value) -> float:
     """'989TFLOP/s', '989TFLOPS', '1979TOPS' or FLOP/s as a number -> FLOP/s."""
-    x = _numeric(value)
-    if x is not None:
-        return _check_finite(x, value, "compute rate")
-    if not isinstance(value, str):
-        raise UnitError(f"expected a compute rate such as 989TFLOP/s, got {value!r}")
-    num, unit = _split(value, "compute rate", "989TFLOP/s, 1979TOPS")
-    unit = unit.replace("FLOPS", "FLOP/s").replace("OPS", "OP/s")
-    mult = _scaled(unit, {"FLOP/s": 1.0, "OP/s": 1.0})
-    if mult is None:
-        raise UnitError(f"unknown compute unit '{unit}' in '{value}'; valid: TFLOP/s, PFLOP/s, TFLOPS, TOPS")
-    return _check_finite(num * mult, value, "compute rate")
+    def factor(unit, text):
+        unit = unit.replace("FLOPS", "FLOP/s").replace("OPS", "OP/s")
+        return _factor(unit, {"FLOP/s": 1.0, "OP/s": 1.0}, text, "compute", "TFLOP/s, PFLOP/s, TFLOPS, TOPS")
+    return _parse(value, "compute rate", "989TFLOP/s, 1979TOPS", factor)
 
 
 def format_duration(seconds: float) -> str:
