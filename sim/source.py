@@ -98,8 +98,10 @@ def load(path: str | os.PathLike) -> Source:
 
 
 def _display(path: str) -> str:
-    rel = os.path.relpath(path)
-    return rel if not rel.startswith("../../") else path
+    """A file as errors name it: relative to the working directory when inside it, else absolute."""
+    full = os.path.abspath(path)
+    rel = os.path.relpath(full)
+    return full if rel.startswith("..") else rel
 
 
 def _load_file(path: str, prefix: tuple, locs: dict, stack: tuple):
