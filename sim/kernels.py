@@ -126,6 +126,35 @@ def iteration_time(tokens, logits, pf_pairs, pf_ctx, dec_ctx, seqs, p):
 
 
 @njit(cache=True)
+def batch_time(pf_len, pf_offset, pf_target, dec_ctx, p):
+    """Duration of one iteration of a mixed batch, from its sequences.
+
+    pf_len[i]     tokens of prefill chunk i
+    pf_offset[i]  tokens of that sequence already in the KV cache before the chunk
+    pf_target[i]  tokens the sequence's prefill covers (the chunk that reaches it emits a token)
+    dec_ctx[j]    tokens decode step j attends to (its context, including the new token)
+    """
+    tokens = 0.0
+    logits = 0.0
+    pairs = 0.0
+    ctx = 0.0
+    for i in range(pf_len.shape[0]):
+        c = float(pf_len[i])
+        o = float(pf_offset[i])
+        tokens += c
+        pairs += c * o + c * (c + 1.0) / 2.0
+        ctx += o + c
+        if pf_offset[i] + pf_len[i] == pf_target[i]:
+            logits += 1.0
+    dec = 0.0
+    for j in range(dec_ctx.shape[0]):
+        dec += float(dec_ctx[j])
+    n_dec = float(dec_ctx.shape[0])
+    return iteration_time(tokens + n_dec, logits + n_dec, pairs, ctx, dec,
+                          float(pf_len.shape[0]) + n_dec, p)
+
+
+@njit(cache=True)
 def decode_run(t0, kv_len, remaining, block_size, free_blocks, per_seq_blocks,
                pad, kv_grows, max_steps, p, ends, finish_step):
     """Advance a decode-only batch many iterations at once.

@@ -128,6 +128,10 @@ def summarize(result: RunResult) -> dict:
         "usd_per_m_tokens_at_slo": economics.usd_per_million(total_per_hour, slo.get("goodput_tokens_per_s") or 0.0),
         "notes": cost_notes,
     }
+    replicas = [{"replica": r.index, "pool": r.pool, "devices": r.tp,
+                 "busy_fraction": float(busy[r.index] / window),
+                 "kv_occupancy": float(kv_seconds[r.index] / (window * r.total_blocks)),
+                 "preemptions": r.preemptions} for r in result.replicas]
     assumptions = sorted({a for p in result.scenario.pools for a in p.deployment.assumptions})
     for p in result.scenario.pools:
         if p.deployment.device.idle_power is None:
@@ -143,6 +147,7 @@ def summarize(result: RunResult) -> dict:
         "throughput": throughput,
         "slo": slo,
         "pools": pools,
+        "replicas": replicas,
         "power": power,
         "cost": cost,
         "assumptions": assumptions,

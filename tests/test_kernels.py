@@ -121,3 +121,15 @@ def test_decode_run_stops_before_kv_overflow():
     ends, finish = np.empty(50), np.empty(2, np.int64)
     assert kernels.decode_run(0.0, kv, rem, 16, 1, 0, 0, 1, 50, p, ends, finish) == 0
     assert kernels.decode_run(0.0, kv, rem, 16, 2, 0, 0, 1, 50, p, ends, finish) == 16
+
+
+def test_batch_time_of_a_mixed_batch_by_hand():
+    h100, m = device("nvidia-h100-sxm"), model("llama-3.1-8b")
+    p = cost_vector(h100, m, "bf16", 1, 0.004)
+    # two prefill chunks: 100 tokens after 0 (finishes a 100-token prompt), 50 after 200 (of 400)
+    # and three decodes attending 10, 20 and 30 tokens
+    t = kernels.batch_time(np.array([100, 50]), np.array([0, 200]), np.array([100, 400]),
+                           np.array([10, 20, 30]), p)
+    pairs = (100 * 0 + 100 * 101 / 2) + (50 * 200 + 50 * 51 / 2)
+    by_hand = kernels.iteration_time(153.0, 4.0, pairs, 100.0 + 250.0, 60.0, 5.0, p)
+    assert t == by_hand

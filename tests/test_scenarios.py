@@ -43,6 +43,8 @@ def test_scenario_runs_short(path, tmp_path, capsys):
     devices = pd.read_parquet(tmp_path / "devices.parquet")
     assert {"time", "replica", "busy_fraction", "kv_occupancy", "power_w"} <= set(devices.columns)
     assert (tmp_path / "scenario.yaml").exists()
+    assert len(summary["replicas"]) == sum(p["replicas"] for p in summary["pools"])
+    assert all(0 <= r["busy_fraction"] <= 1 and 0 <= r["kv_occupancy"] <= 1 for r in summary["replicas"])
     sc = load_scenario(path, SHORT)
     assert summary["scenario"] == sc.name
 

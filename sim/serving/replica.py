@@ -151,21 +151,13 @@ class Replica:
             self._work = env.event()
             yield self._work
             return
-        tokens = logits = 0
-        pf_pairs = pf_ctx = dec_ctx = 0.0
-        for i in dec:
-            dec_ctx += self.kv[i] + 1
-        tokens += len(dec)
-        logits += len(dec)
-        for i, c in pre:
-            o = self.kv[i]
-            pf_pairs += c * o + c * (c + 1) / 2.0
-            pf_ctx += o + c
-            tokens += c
-            if o + c == self.target[i]:
-                logits += 1
-        dt = kernels.iteration_time(float(tokens), float(logits), pf_pairs, pf_ctx, dec_ctx,
-                                    float(len(dec) + len(pre)), self.params)
+        kv, target = self.kv, self.target
+        pf_len = np.array([c for _, c in pre], np.int64)
+        pf_off = np.array([kv[i] for i, _ in pre], np.int64)
+        pf_target = np.array([target[i] for i, _ in pre], np.int64)
+        dec_ctx = np.array([kv[i] + 1 for i in dec], np.int64)
+        dt = kernels.batch_time(pf_len, pf_off, pf_target, dec_ctx, self.params)
+        tokens = int(pf_len.sum()) + len(dec)
         t_end = t0 + dt
         yield at(env, t_end)
         self.busy_time += t_end - t0
@@ -359,11 +351,10 @@ class Replica:
                 raise RuntimeError("static batch could not admit its head request")
             req = np.array([r for r, _ in batch], np.int64)
             self.req = req.tolist()
-            prompts = table.prompt[req].astype(float)
+            prompts = table.prompt[req]
             t0 = env.now
             table.admitted[req] = t0
-            dt = kernels.iteration_time(float(tokens), float(len(req)), float(np.sum(prompts * (prompts + 1) / 2.0)),
-                                        float(prompts.sum()), 0.0, float(len(req)), self.params)
+            dt = kernels.batch_time(prompts, np.zeros(len(req), np.int64), prompts, np.zeros(0, np.int64), self.params)
             t = t0 + dt
             table.first_token[req] = t
             table.generated[req] = 1
