@@ -42,10 +42,27 @@ class RequestTable:
         self.preemptions = np.zeros(n, np.int32)
         self.generated = np.zeros(n, np.int64)  # output tokens produced so far
 
+        self.on_done = None  # called as on_done(i, time) when request i completes or is rejected
+
+    def complete(self, i: int, when: float) -> None:
+        self.state[i] = COMPLETED
+        self.finished[i] = when
+        if self.on_done is not None:
+            self.on_done(i, when)
+
     def reject(self, i: int, reason: str, now: float) -> None:
         self.state[i] = REJECTED
         self.reason[i] = REASON_CODES[reason]
         self.finished[i] = now
+        if self.on_done is not None:
+            self.on_done(i, now)
+
+    def keep(self, mask: np.ndarray) -> None:
+        """Drop rows (requests a closed-loop client never got to issue)."""
+        for name, value in list(vars(self).items()):
+            if isinstance(value, np.ndarray) and len(value) == self.n:
+                setattr(self, name, value[mask])
+        self.n = int(mask.sum())
 
     def columns(self) -> dict[str, np.ndarray]:
         """Per-request columns with derived latencies (NaN where they do not apply)."""

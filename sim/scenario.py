@@ -117,6 +117,10 @@ class Trace(Spec):
 
 
 class Stream(Spec):
+    """Open loop (arrivals at a rate, or a trace) or closed loop (`concurrency` clients that
+    each send their next request when the last one ends, `think_time` later, until `requests`
+    have been sent; with concurrency = requests all arrive at once, as in offline benchmarks)."""
+
     name: str
     model: str | None = None
     rate: PerSecond | None = None
@@ -124,6 +128,9 @@ class Stream(Spec):
     prompt_tokens: Length | None = None
     output_tokens: Length | None = None
     trace: Trace | None = None
+    requests: int | None = Field(default=None, ge=1, description="stop after this many requests")
+    concurrency: int | None = Field(default=None, ge=1, description="closed loop: requests kept outstanding")
+    think_time: Seconds = Field(default=0.0, ge=0)
 
     @field_validator("arrival", mode="before")
     @classmethod
@@ -137,8 +144,23 @@ class Stream(Spec):
             raise ValueError(f"rate must be positive, got {v:g}/s")
         return v
 
+    @property
+    def closed_loop(self) -> bool:
+        return self.concurrency is not None
+
     @model_validator(mode="after")
     def _complete(self):
+        if self.closed_loop:
+            if self.requests is None:
+                raise ValueError("a closed-loop stream (concurrency:) needs requests: the number to send")
+            if self.rate is not None or self.trace is not None or self.arrival != Arrival():
+                raise ValueError("a closed-loop stream sends its next request when one ends; "
+                                 "remove rate/arrival/trace (or remove concurrency for open-loop arrivals)")
+            if self.prompt_tokens is None or self.output_tokens is None:
+                raise ValueError("a closed-loop stream needs prompt_tokens and output_tokens")
+            return self
+        if self.think_time:
+            raise ValueError("think_time applies to closed-loop streams (with concurrency:) only")
         if self.trace is None:
             missing = [f for f in ("rate", "prompt_tokens", "output_tokens") if getattr(self, f) is None]
             if missing:

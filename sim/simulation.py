@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
 import simpy
 
 from .metrics import BusyLog, RequestTable
@@ -50,13 +51,15 @@ def simulate(scenario: Scenario, seed: int | None = None) -> RunResult:
     table = RequestTable(arrivals.time, arrivals.stream, arrivals.prompt, arrivals.output)
     log = BusyLog()
     env = simpy.Environment()
-    central = spec.router.dispatch == "central"
+    closed = [i for i, s in enumerate(spec.workload) if s.closed_loop]
+    stop_at_completions = spec.router.dispatch == "central" or bool(closed)
 
     replicas: list[Replica] = []
     by_model: dict[str, list[Replica]] = {}
     for pool in scenario.pools:
         for _ in range(pool.replicas):
-            rep = Replica(env, len(replicas), pool.name, pool.deployment, pool.spec.serve.engine, table, log, central)
+            rep = Replica(env, len(replicas), pool.name, pool.deployment, pool.spec.serve.engine, table, log,
+                          stop_at_completions)
             replicas.append(rep)
             by_model.setdefault(pool.model_key, []).append(rep)
     router = Router(env, by_model, spec.router.policy, spec.router.queue_limit, spec.router.dispatch,
@@ -67,11 +70,13 @@ def simulate(scenario: Scenario, seed: int | None = None) -> RunResult:
 
     def source():
         times, streams = arrivals.time, arrivals.stream
-        for i in range(len(times)):
+        for i in np.nonzero(~np.isnan(times))[0]:
             yield at(env, times[i])
-            router.arrive(i, model_of_stream[streams[i]])
+            router.arrive(int(i), model_of_stream[streams[i]])
 
     env.process(source())
+    if closed:
+        ClosedLoop(env, spec, arrivals, table, router, model_of_stream, closed)
     if spec.drain is None:
         env.run()
     else:
@@ -79,9 +84,41 @@ def simulate(scenario: Scenario, seed: int | None = None) -> RunResult:
     for rep in replicas:
         rep.sync()
     end = env.now
+    table.keep(~np.isnan(table.arrival))  # closed-loop requests never sent did not arrive
     infos = []
     for rep, pool in zip(replicas, [p for p in scenario.pools for _ in range(p.replicas)]):
         infos.append(ReplicaInfo(rep.index, pool.name, pool.device_key, pool.model_key, pool.deployment.tp,
                                  rep.busy_time, rep.preemptions, rep.total_blocks))
     return RunResult(scenario, table, log, infos, end, time.perf_counter() - wall0, seed,
                      [s.name for s in spec.workload])
+
+
+class ClosedLoop:
+    """Clients of closed-loop streams: each sends its next request when its last one ends
+    (completed or rejected), `think_time` later, until the stream's `requests` are sent or
+    the arrival window closes."""
+
+    def __init__(self, env, spec, arrivals, table, router, model_of_stream, streams):
+        self.env, self.spec, self.table, self.router = env, spec, table, router
+        self.model_of_stream = model_of_stream
+        self.pending = {s: list(np.nonzero(arrivals.stream == s)[0][::-1]) for s in streams}
+        table.on_done = self._done
+        for s in streams:
+            for _ in range(spec.workload[s].concurrency):
+                self._send(s, 0.0)
+
+    def _send(self, s: int, when: float) -> None:
+        if not self.pending[s] or when >= self.spec.duration:
+            return
+        r = int(self.pending[s].pop())
+        # a separate event, so a completion never re-enters the replica that reported it
+        at(self.env, max(when, self.env.now)).callbacks.append(lambda _: self._arrive(r, s))
+
+    def _arrive(self, r: int, s: int) -> None:
+        self.table.arrival[r] = self.env.now
+        self.router.arrive(r, self.model_of_stream[s])
+
+    def _done(self, r: int, when: float) -> None:
+        s = int(self.table.stream[r])
+        if s in self.pending:
+            self._send(s, when + self.spec.workload[s].think_time)

@@ -38,8 +38,11 @@ def summarize(result: RunResult) -> dict:
     spec = result.scenario.spec
     table = result.table
     cols = table.columns()
-    w0, w1 = spec.warmup, spec.duration
-    window = w1 - w0
+    w0 = spec.warmup
+    # throughput, utilization and power cover [warmup, duration], or up to the run's end
+    # when it ended sooner (a closed-loop stream that ran out of requests)
+    w1 = min(spec.duration, max(result.end_time, w0))
+    window = max(w1 - w0, 1e-12)
     state = table.state
 
     counts = {name: int(np.sum(state == code)) for code, name in
@@ -50,7 +53,7 @@ def summarize(result: RunResult) -> dict:
     requests = {"arrived": int(table.n), **counts, "rejected_by_reason": by_reason,
                 "preemptions": int(table.preemptions.sum())}
 
-    measured = (table.arrival >= w0) & (table.arrival < w1)
+    measured = (table.arrival >= w0) & (table.arrival < spec.duration)
     done = measured & (state == COMPLETED)
     latency = {k: stats(cols[k][done]) for k in LATENCIES}
 
@@ -63,6 +66,7 @@ def summarize(result: RunResult) -> dict:
         "output_tokens_per_s": out_tok / window,
     }
 
+    makespan = _makespan(table)
     slo = _slo(spec.slo.targets, cols, measured, done, finished_in, latency, table, window)
 
     busy, kv_seconds = busy_in_window(result, w0, w1)
@@ -145,6 +149,7 @@ def summarize(result: RunResult) -> dict:
         "measured_requests": int(measured.sum()),
         "latency_s": latency,
         "throughput": throughput,
+        "makespan": makespan,
         "slo": slo,
         "pools": pools,
         "replicas": replicas,
@@ -154,6 +159,20 @@ def summarize(result: RunResult) -> dict:
         "run": {"simulated_seconds": result.end_time, "wall_seconds": result.wall_seconds,
                 "streams": result.stream_names},
     }
+
+
+def _makespan(table) -> dict:
+    """Throughput as offline benchmarks report it: all completed work over the time from the
+    first arrival to the last completion."""
+    done = table.state == COMPLETED
+    if not done.any():
+        return {"seconds": None, "requests_per_s": None, "output_tokens_per_s": None, "total_tokens_per_s": None}
+    span = float(table.finished[done].max() - table.arrival.min())
+    out = float(table.output[done].sum())
+    total = out + float(table.prompt[done].sum())
+    rate = (lambda x: x / span) if span > 0 else (lambda x: None)
+    return {"seconds": span, "requests_per_s": rate(float(done.sum())), "output_tokens_per_s": rate(out),
+            "total_tokens_per_s": rate(total)}
 
 
 def _slo(targets: dict, cols: dict, measured, done, finished_in, latency: dict, table, window) -> dict:

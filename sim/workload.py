@@ -26,7 +26,8 @@ def rng_for(seed: int, *names: str) -> np.random.Generator:
 
 @dataclass
 class Arrivals:
-    """Every request of a run, in arrival order."""
+    """Every request of a run: open-loop ones in arrival order, then each closed-loop
+    stream's requests in the order its clients will send them (time NaN until sent)."""
 
     time: np.ndarray      # seconds
     stream: np.ndarray    # index into the scenario's workload list
@@ -115,19 +116,31 @@ def trace_arrivals(stream: Stream, duration: float) -> tuple[np.ndarray, np.ndar
 
 
 def generate(streams: list[Stream], duration: float, seed: int) -> Arrivals:
-    """All arrivals of all streams in [0, duration), merged in time order."""
-    parts = []
+    """All requests of all streams: open-loop arrivals in [0, duration) merged in time
+    order, followed by the closed-loop streams' requests (sent during the run)."""
+    open_parts, closed_parts = [], []
     for index, stream in enumerate(streams):
         if stream.trace is not None:
             t, prompt, output = trace_arrivals(stream, duration)
         else:
-            t = arrival_times(stream, duration, rng_for(seed, "workload", stream.name, "arrivals"))
+            if stream.closed_loop:
+                t = np.full(stream.requests, np.nan)
+            else:
+                t = arrival_times(stream, duration, rng_for(seed, "workload", stream.name, "arrivals"))
             prompt = draw_lengths(stream.prompt_tokens, len(t), rng_for(seed, "workload", stream.name, "prompt"))
             output = draw_lengths(stream.output_tokens, len(t), rng_for(seed, "workload", stream.name, "output"))
-        parts.append((t, np.full(len(t), index, np.int32), prompt, output))
-    time = np.concatenate([p[0] for p in parts])
+        if stream.requests is not None and not stream.closed_loop:
+            t, prompt, output = t[: stream.requests], prompt[: stream.requests], output[: stream.requests]
+        part = (t, np.full(len(t), index, np.int32), prompt, output)
+        (closed_parts if stream.closed_loop else open_parts).append(part)
+    time = np.concatenate([p[0] for p in open_parts]) if open_parts else np.empty(0)
     order = np.argsort(time, kind="stable")
-    return Arrivals(time=time[order],
-                    stream=np.concatenate([p[1] for p in parts])[order],
-                    prompt=np.concatenate([p[2] for p in parts]).astype(np.int64)[order],
-                    output=np.concatenate([p[3] for p in parts]).astype(np.int64)[order])
+    parts = [tuple(col[order] for col in _concat(open_parts))] if open_parts else []
+    parts += closed_parts
+    cols = _concat(parts)
+    return Arrivals(time=cols[0].astype(float), stream=cols[1].astype(np.int32),
+                    prompt=cols[2].astype(np.int64), output=cols[3].astype(np.int64))
+
+
+def _concat(parts):
+    return tuple(np.concatenate([p[k] for p in parts]) for k in range(4))

@@ -164,3 +164,50 @@ def test_inline_device_overrides_a_catalog_entry(write_scenario):
     bigger = load_scenario(write_scenario({"fleet.0.device": {"base": "nvidia-h100-sxm", "memory": "96GB"}}))
     assert bigger.pools[0].deployment.total_blocks > base.pools[0].deployment.total_blocks
     assert bigger.pools[0].deployment.device.memory_bandwidth == base.pools[0].deployment.device.memory_bandwidth
+
+
+def test_closed_loop_keeps_concurrency_and_sends_exactly_n(write_scenario):
+    path = write_scenario({"duration": "1h", "warmup": "0s", "workload": [
+        {"name": "bench", "requests": 200, "concurrency": 8, "prompt_tokens": 256, "output_tokens": 64}]})
+    for fast in ("true", "false"):
+        res = run(path, [f"fleet.serve.engine.fast_path={fast}"])
+        t = res.table
+        assert t.n == 200 and (t.state == COMPLETED).all()
+        # at every arrival, at most 8 requests of the stream are outstanding, and after the
+        # first 8 each arrival coincides with a completion
+        order = np.argsort(t.arrival, kind="stable")
+        for k, r in enumerate(order):
+            live = np.sum((t.arrival <= t.arrival[r]) & (t.finished > t.arrival[r]))
+            assert live <= 8
+        assert np.isin(t.arrival[order[8:]], t.finished).all()
+        assert_invariants(res)
+    assert_same_records(run(path, ["fleet.serve.engine.fast_path=true"]),
+                        run(path, ["fleet.serve.engine.fast_path=false"]))
+
+
+def test_offline_batch_and_makespan(write_scenario):
+    path = write_scenario({"duration": "1h", "warmup": "0s", "workload": [
+        {"name": "bench", "requests": 64, "concurrency": 64, "prompt_tokens": 128, "output_tokens": 128}]})
+    res = run(path)
+    s = summarize(res)
+    assert (res.table.arrival == 0).all()
+    t = res.table
+    assert s["makespan"]["seconds"] == pytest.approx(t.finished.max())
+    assert s["makespan"]["output_tokens_per_s"] == pytest.approx(64 * 128 / t.finished.max())
+
+
+def test_closed_loop_stops_at_the_arrival_window(write_scenario):
+    res = run(write_scenario({"duration": "5s", "warmup": "0s", "workload": [
+        {"name": "b", "requests": 100_000, "concurrency": 2, "prompt_tokens": 64, "output_tokens": 64}]}))
+    assert 0 < res.table.n < 100_000 and (res.table.arrival < 5).all()
+    assert_invariants(res)
+
+
+def test_closed_loop_schema_errors(write_scenario):
+    from sim.errors import ScenarioError
+    with pytest.raises(ScenarioError, match="needs requests"):
+        load_scenario(write_scenario({"workload": [{"name": "b", "concurrency": 2, "prompt_tokens": 8,
+                                                    "output_tokens": 8}]}))
+    with pytest.raises(ScenarioError, match="remove rate"):
+        load_scenario(write_scenario({"workload": [{"name": "b", "concurrency": 2, "requests": 5, "rate": "1/s",
+                                                    "prompt_tokens": 8, "output_tokens": 8}]}))

@@ -27,13 +27,13 @@ import simpy
 
 from .. import kernels
 from ..deployment import Deployment
-from ..metrics import COMPLETED, BusyLog, RequestTable
+from ..metrics import BusyLog, RequestTable
 from .clock import at
 
 
 class Replica:
     def __init__(self, env: simpy.Environment, index: int, pool: str, deployment: Deployment, engine,
-                 table: RequestTable, log: BusyLog, central: bool = False):
+                 table: RequestTable, log: BusyLog, stop_at_completions: bool = False):
         self.env = env
         self.index = index
         self.pool = pool
@@ -47,7 +47,9 @@ class Replica:
         self.chunked = engine.chunked_prefill is not None
         self.fast = engine.fast_path
         self.static = engine.batching == "static"
-        self.central = central  # central dispatch: stop fast runs at each completion
+        # Someone acts on each completion at its time (central dispatch, closed-loop clients):
+        # fast runs then end at every completion instead of applying them lazily.
+        self.stop_at_completions = stop_at_completions
         self.params = deployment.params
         self.total_blocks = deployment.total_blocks
         self.per_seq_blocks = deployment.per_seq_blocks
@@ -248,8 +250,7 @@ class Replica:
 
     def _finish(self, i: int, when: float) -> None:
         r = self.req[i]
-        self.table.state[r] = COMPLETED
-        self.table.finished[r] = when
+        self.table.complete(r, when)
         self.free_blocks += self.blocks[i]
         for col in (self.req, self.target, self.kv, self.blocks):
             del col[i]
@@ -264,7 +265,7 @@ class Replica:
         req = np.asarray(self.req, np.int64)
         kv = np.asarray(self.kv, np.int64)
         remaining = table.output[req] - table.generated[req]
-        stop_at_first = stop_at_first or self.central
+        stop_at_first = stop_at_first or self.stop_at_completions
         max_steps = int(remaining.min() if stop_at_first else remaining.max())
         ends = np.empty(max_steps)
         finish = np.empty(len(req), np.int64)
@@ -301,9 +302,7 @@ class Replica:
         table.generated[req] = plan["gen0"] + steps
         gone = last <= m
         for j in np.nonzero(gone & (last > a))[0]:
-            r = req[j]
-            table.state[r] = COMPLETED
-            table.finished[r] = ends[finish[j]]
+            table.complete(req[j], ends[finish[j]])
         keep = ~gone
         self.req = req[keep].tolist()
         self.kv = (plan["kv0"] + steps)[keep].tolist()
@@ -371,9 +370,8 @@ class Replica:
                 t_last = t
             yield at(env, t_last)
             for j, r in enumerate(req):
-                table.finished[r] = t if remaining[j] == 0 else ends[remaining[j] - 1]
                 table.generated[r] = table.output[r]
-                table.state[r] = COMPLETED
+                table.complete(r, t if remaining[j] == 0 else ends[remaining[j] - 1])
             self.busy_time += t_last - t0
             self.log.add(self.index, t0, t_last, 1 + steps, int(tokens + len(req) * steps),
                          self.total_blocks - self.free_blocks)
