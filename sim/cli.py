@@ -32,6 +32,14 @@ def main(argv: list[str] | None = None) -> int:
     val.add_argument("scenario")
     val.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE")
 
+    vm = sub.add_parser("validate-model", help="hold the simulator's predictions against published figures")
+    vm.add_argument("cases", nargs="?", default="validation/cases", help="folder of case files")
+    vm.add_argument("--level", action="append", choices=["kernel", "step", "serving", "queueing"],
+                    help="only these levels (repeatable)")
+    vm.add_argument("--fast", action="store_true", help="skip cases marked slow")
+    vm.add_argument("--report", default="validation/report.md", help="markdown report to write ('' for none)")
+    vm.add_argument("--strict", action="store_true", help="exit 1 when a case misses its tolerance")
+
     cat = sub.add_parser("catalog", help="list the devices or models in the catalog")
     cat.add_argument("what", choices=["devices", "models"])
     cat.add_argument("--json", action="store_true")
@@ -42,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
             return _run(args)
         if args.command == "validate":
             return _validate(args)
+        if args.command == "validate-model":
+            return _validate_model(args)
         return _catalog(args)
     except ScenarioError as exc:
         for problem in exc.problems:
@@ -86,6 +96,37 @@ def _validate(args) -> int:
         print(f"  topology {spec.topology.name}: {g.number_of_nodes()} nodes, {g.number_of_edges()} links, "
               f"{spec.topology.accelerators()} accelerators, connected")
     return 0
+
+
+def _validate_model(args) -> int:
+    from . import fidelity
+    from .report import make_console
+
+    console = make_console()
+    outcomes = fidelity.run_cases(args.cases, levels=args.level, fast=args.fast,
+                                  progress=lambda o: console.print(
+                                      f"{'ok  ' if o.ok else 'MISS' if o.error is not None else 'ERR '} "
+                                      f"{o.case.id}: predicted {fidelity._num(o.predicted)} vs "
+                                      f"{fidelity._num(o.reference)} {o.case.reference.unit} "
+                                      f"({fidelity._pct(o.error)}){' ' + o.failure if o.failure else ''}"))
+    table = Table(title="error by level (|predicted - reference| / reference)", title_justify="left")
+    for col in ("level", "role", "cases", "within tolerance", "median", "worst"):
+        table.add_column(col, justify="left" if col in ("level", "role") else "right")
+    for r in fidelity.summary_rows(outcomes):
+        table.add_row(r["level"], r["role"], str(r["cases"]), str(r["within_tolerance"]),
+                      fidelity._pct(r["median_abs_error"]).lstrip("+"), fidelity._pct(r["worst_abs_error"]).lstrip("+"))
+    console.print(table)
+    head = fidelity.headline(outcomes)
+    console.print(f"held-out kernel/step/serving: {head['held_out_cases']} cases, median "
+                  f"{fidelity._pct(head['median_abs_error']).lstrip('+')}, worst "
+                  f"{fidelity._pct(head['worst_abs_error']).lstrip('+')}")
+    if args.report:
+        os.makedirs(os.path.dirname(args.report) or ".", exist_ok=True)
+        with open(args.report, "w") as fh:
+            fh.write(fidelity.markdown_report(outcomes))
+        console.print(f"report: {args.report}")
+    missed = [o for o in outcomes if not o.ok]
+    return 1 if args.strict and missed else 0
 
 
 def _catalog(args) -> int:

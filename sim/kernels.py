@@ -78,6 +78,21 @@ def experts_touched(tokens, experts, active):
 
 
 @njit(cache=True)
+def gemm_time(m, n, k, in_bytes, out_bytes, flop_rate, byte_rate):
+    """C[m,n] = A[m,k] B[k,n]: 2mnk FLOPs; A and B read once, C written once."""
+    return roofline(2.0 * m * n * k, (m * k + k * n) * in_bytes + m * n * out_bytes, flop_rate, byte_rate)
+
+
+@njit(cache=True)
+def attention_time(batch, heads, seq, head_dim, causal, elem_bytes, flop_rate, byte_rate):
+    """Fused attention forward over `seq` tokens: QK^T and PV over every (causal) query-key
+    pair, 4 x head_dim FLOPs per pair per head; Q, K, V read and O written once."""
+    pairs = seq * (seq + 1) / 2.0 if causal else seq * seq
+    return roofline(4.0 * batch * heads * head_dim * pairs, 4.0 * batch * heads * seq * head_dim * elem_bytes,
+                    flop_rate, byte_rate)
+
+
+@njit(cache=True)
 def iteration_time(tokens, logits, pf_pairs, pf_ctx, dec_ctx, seqs, p):
     """Duration of one batch iteration on one tensor-parallel group.
 

@@ -347,7 +347,11 @@ class Scenario:
 
 
 def load_scenario(path: str, overrides: list[str] | tuple[str, ...] = ()) -> Scenario:
-    src = source.load(path)
+    return scenario_from_source(source.load(path), overrides, path)
+
+
+def scenario_from_source(src: source.Source, overrides=(), path: str = "") -> Scenario:
+    """A scenario from YAML already read (a whole file, or a `Source.subtree` of one)."""
     if not isinstance(src.data, dict):
         raise ScenarioError.one(Loc(src.root, 1), "", "a scenario file must be a mapping of fields (name:, fleet:, ...)")
     for assignment in overrides:

@@ -8,6 +8,7 @@ Schema validation (`sim.scenario`) uses the map to name file and line in its err
 """
 from __future__ import annotations
 
+import copy
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +38,15 @@ class Source:
             if not path:
                 return Loc(self.root) if self.root else None
             path = path[:-1]
+
+    def subtree(self, path: tuple) -> "Source":
+        """The value at `path` as a Source of its own, keeping every value's file and line."""
+        node = self.data
+        for step in path:
+            node = node[step]
+        n = len(path)
+        locs = {p[n:]: loc for p, loc in self.locs.items() if p[:n] == tuple(path)}
+        return Source(data=copy.deepcopy(node), locs=locs, root=self.root)
 
     def override(self, assignment: str) -> None:
         """Apply `a.b[0].c=value` (value parsed as YAML) to the data, as `--set` does.

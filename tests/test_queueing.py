@@ -12,6 +12,7 @@ import math
 import numpy as np
 import pytest
 
+from sim import oracles
 from sim.metrics import COMPLETED
 from sim.scenario import load_scenario
 from sim.simulation import simulate
@@ -75,8 +76,7 @@ def test_mg1_near_exponential_service(write_scenario):
     for seed in SEEDS:
         w, s, _ = waits_and_service(path, seed)
         means.append(w)
-        es, es2 = s.mean(), (s ** 2).mean()
-        theory.append(lam * es2 / (2 * (1 - lam * es)))
+        theory.append(oracles.pollaczek_khinchine_wait(lam, s))
     check(means, float(np.mean(theory)))
 
 
@@ -86,13 +86,6 @@ def test_random_router_gives_independent_queues(write_scenario):
     path = single_server(write_scenario, replicas=c, output=20, rate=c * rho / S, policy="random")
     means = [waits_and_service(path, seed)[0] for seed in SEEDS]
     check(means, rho * S / (2 * (1 - rho)))
-
-
-def erlang_c(c: int, a: float) -> float:
-    """Probability of waiting in M/M/c with offered load a = lambda / mu."""
-    rho = a / c
-    top = a ** c / math.factorial(c) / (1 - rho)
-    return top / (sum(a ** k / math.factorial(k) for k in range(c)) + top)
 
 
 def test_central_queue_matches_erlang_c(write_scenario):
@@ -107,9 +100,8 @@ def test_central_queue_matches_erlang_c(write_scenario):
     for seed in SEEDS:
         w, s, _ = waits_and_service(path, seed)
         means.append(w)
-        es, cs2 = s.mean(), s.var() / s.mean() ** 2
         # Erlang C, with the Allen-Cunneen factor for service cv^2 (0.98 here; exact at 1)
-        theory.append(erlang_c(c, lam * es) / (c / es - lam) * (1 + cs2) / 2)
+        theory.append(oracles.mgc_wait(lam, c, s))
     check(means, float(np.mean(theory)))
 
 
@@ -121,3 +113,10 @@ def test_least_outstanding_beats_random(write_scenario):
         path = single_server(write_scenario, replicas=c, output=20, rate=c * rho / S, policy=policy)
         waits[policy] = np.mean([waits_and_service(path, seed)[0] for seed in range(3)])
     assert waits["least-outstanding"] < waits["power-of-two"] < waits["random"]
+
+
+def test_erlang_c_by_hand():
+    # M/M/1: probability of waiting is rho; M/M/2 at a=1: C = (1/2)/(1 + 1 + 1/2)... = 1/3
+    assert oracles.erlang_c(1, 0.6) == pytest.approx(0.6)
+    assert oracles.erlang_c(2, 1.0) == pytest.approx(1 / 3)
+    assert oracles.pollaczek_khinchine_wait(0.5, np.ones(10)) == pytest.approx(0.5)  # M/D/1 at rho 0.5

@@ -1,0 +1,369 @@
+"""Predictions held against published and measured figures.
+
+A case (`validation/cases/<level>/<id>.yaml`, format in `validation/CASE_FORMAT.md`) asks
+the simulator one question, from a single GEMM to a whole serving scenario, and compares
+the answer with a cited reference within a tolerance. `calibration` cases come from the
+sources that set the catalog's efficiency factors, so only `held-out` cases measure error.
+"""
+from __future__ import annotations
+
+import glob
+import math
+import os
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, Union
+
+import numpy as np
+from pydantic import Field
+
+from . import catalog, kernels, oracles, source
+from .deployment import cost_vector
+from .errors import Problem, ScenarioError
+from .hardware import BYTES_PER_ELEMENT, DeviceSpec, Precision
+from .models import ModelSpec
+from .scenario import _catalog_entry, scenario_from_source, validate
+from .spec_base import Spec
+from .units import parse_duration
+
+LEVELS = ("kernel", "step", "serving", "queueing")
+UNITS = {  # reference unit -> (quantity, factor to SI)
+    "s": ("time", 1.0), "ms": ("time", 1e-3), "us": ("time", 1e-6),
+    "TFLOP/s": ("flops", 1e12), "GFLOP/s": ("flops", 1e9),
+    "GB/s": ("bandwidth", 1e9), "TB/s": ("bandwidth", 1e12),
+    "tokens/s": ("rate", 1.0), "requests/s": ("rate", 1.0),
+}
+
+
+class GemmQuery(Spec):
+    kind: Literal["gemm"]
+    device: Any
+    m: int = Field(ge=1)
+    n: int = Field(ge=1)
+    k: int = Field(ge=1)
+    precision: Precision = "bf16"
+
+
+class AttentionQuery(Spec):
+    kind: Literal["attention"]
+    device: Any
+    batch: int = Field(ge=1)
+    heads: int = Field(ge=1)
+    seq_len: int = Field(ge=1)
+    head_dim: int = Field(ge=1)
+    causal: bool = True
+    precision: Precision = "bf16"
+
+
+class MemoryQuery(Spec):
+    kind: Literal["memory"]
+    device: Any
+
+
+class StepQuery(Spec):
+    kind: Literal["prefill", "decode"]
+    device: Any
+    model: Any
+    precision: Precision = "bf16"
+    kv_precision: Precision = "bf16"
+    tp: int = Field(default=1, ge=1)
+    batch: int = Field(default=1, ge=1)
+    tokens: int | None = Field(default=None, ge=1, description="prefill: prompt tokens")
+    context: int | None = Field(default=None, ge=1, description="decode: tokens each sequence attends")
+    overhead: bool = False
+
+
+class ScenarioQuery(Spec):
+    kind: Literal["scenario"]
+    scenario: dict
+    metric: str
+
+
+class QueueingQuery(Spec):
+    kind: Literal["queueing"]
+    discipline: Literal["md1", "mg1", "mgc"]
+    rho: float = Field(gt=0, lt=1)
+    servers: int = Field(default=1, ge=1)
+    seeds: int = Field(default=4, ge=2)
+    requests: int = Field(default=8000, ge=100, description="arrivals per seed")
+
+
+Query = Annotated[Union[GemmQuery, AttentionQuery, MemoryQuery, StepQuery, ScenarioQuery, QueueingQuery],
+                  Field(discriminator="kind")]
+
+
+class Reference(Spec):
+    value: float | None = None      # None only for queueing cases: the formula gives it
+    unit: str
+    source: str
+    url: str = ""
+
+
+class Case(Spec):
+    id: str
+    level: Literal["kernel", "step", "serving", "queueing"]
+    role: Literal["calibration", "held-out"]
+    description: str
+    query: Query
+    reference: Reference
+    tolerance: float = Field(gt=0)
+    diagnosis: str = ""
+    slow: bool = False
+
+
+@dataclass
+class Outcome:
+    case: Case
+    path: str
+    predicted: float | None       # in the reference's unit
+    reference: float | None
+    error: float | None           # (predicted - reference) / reference
+    seconds: float
+    failure: str = ""             # why no prediction could be made
+
+    @property
+    def ok(self) -> bool:
+        return self.error is not None and abs(self.error) <= self.case.tolerance
+
+
+def load_cases(root: str) -> list[tuple[Case, str, source.Source]]:
+    out, problems = [], []
+    for path in sorted(glob.glob(os.path.join(root, "**", "*.yaml"), recursive=True)):
+        src = source.load(path)
+        try:
+            case = validate(Case, src.data, src)
+        except ScenarioError as exc:
+            problems.extend(exc.problems)
+            continue
+        if case.reference.unit not in UNITS:
+            problems.append(Problem(src.loc_of(("reference", "unit")), "reference.unit",
+                                    f"unknown unit '{case.reference.unit}'; valid: {', '.join(UNITS)}"))
+            continue
+        if case.reference.value is None and case.query.kind != "queueing":
+            problems.append(Problem(src.loc_of(("reference",)), "reference.value", "required field is missing"))
+            continue
+        if os.path.splitext(os.path.basename(path))[0] != case.id:
+            problems.append(Problem(src.loc_of(("id",)), "id", f"id '{case.id}' differs from the file name"))
+            continue
+        out.append((case, path, src))
+    ids = [c.id for c, _, _ in out]
+    for case, path, src in out:
+        if ids.count(case.id) > 1:
+            problems.append(Problem(src.loc_of(("id",)), "id", f"duplicate case id '{case.id}'"))
+    if problems:
+        raise ScenarioError(problems)
+    return out
+
+
+def _device(ref, src, path) -> DeviceSpec:
+    key, raw = _catalog_entry(ref, catalog.device_entries(), "device", path, src)
+    return validate(DeviceSpec, raw, src, path)
+
+
+def _model(ref, src, path) -> ModelSpec:
+    key, raw = _catalog_entry(ref, catalog.model_entries(), "model", path, src)
+    return validate(ModelSpec, raw, src, path)
+
+
+def predict(case: Case, src: source.Source) -> tuple[float, float]:
+    """(the simulator's answer, the reference), both in the reference's unit. A queueing
+    case's reference is the formula's value for the service times the run produced."""
+    q = case.query
+    factor = UNITS[case.reference.unit][1]
+    if q.kind == "queueing":
+        simulated, theory = _queueing(q, case)
+        return simulated / factor, theory / factor
+    return _predict(case, src), case.reference.value
+
+
+def _predict(case: Case, src: source.Source) -> float:
+    q = case.query
+    quantity, factor = UNITS[case.reference.unit]
+    if q.kind == "scenario":
+        return _scenario_metric(q, src) / factor
+    dev = _device(q.device, src, ("query", "device"))
+    if q.kind == "memory":
+        return dev.memory_bandwidth * dev.mem_eff / factor
+    if q.kind == "gemm":
+        rate = dev.peak_flops.for_precision(q.precision)
+        if rate is None:
+            raise ValueError(f"device has no {q.precision} compute")
+        b = BYTES_PER_ELEMENT[q.precision]
+        t = kernels.gemm_time(float(q.m), float(q.n), float(q.k), b, max(b, 2.0),
+                              rate * dev.compute_eff, dev.memory_bandwidth * dev.mem_eff)
+        return _as(quantity, t, 2.0 * q.m * q.n * q.k) / factor
+    if q.kind == "attention":
+        rate = (dev.peak_flops.bf16 or dev.peak_flops.for_precision(q.precision)) * dev.compute_eff
+        t = kernels.attention_time(float(q.batch), float(q.heads), float(q.seq_len), float(q.head_dim), q.causal,
+                                   BYTES_PER_ELEMENT[q.precision], rate, dev.memory_bandwidth * dev.mem_eff)
+        pairs = q.seq_len ** 2 / (2.0 if q.causal else 1.0)  # the FlashAttention papers' FLOP count
+        return _as(quantity, t, 4.0 * q.batch * q.heads * q.head_dim * pairs) / factor
+    model = _model(q.model, src, ("query", "model"))
+    overhead = parse_duration(catalog.engine_defaults().get("iteration_overhead", 0.0)) if q.overhead else 0.0
+    p = cost_vector(dev, model, q.precision, q.tp, overhead, q.kv_precision)
+    n = q.batch
+    if q.kind == "prefill":
+        if q.tokens is None:
+            raise ValueError("a prefill query needs tokens:")
+        lens = np.full(n, q.tokens, np.int64)
+        t = kernels.batch_time(lens, np.zeros(n, np.int64), lens, np.zeros(0, np.int64), p)
+        return _as(quantity, t, float(n * q.tokens)) / factor
+    if q.context is None:
+        raise ValueError("a decode query needs context:")
+    empty = np.zeros(0, np.int64)
+    t = kernels.batch_time(empty, empty, empty, np.full(n, q.context, np.int64), p)
+    return _as(quantity, t, float(n)) / factor
+
+
+def _as(quantity: str, seconds: float, work: float) -> float:
+    """A time, or `work` per second (FLOP/s, tokens/s) when the reference is a rate."""
+    return seconds if quantity == "time" else work / seconds
+
+
+def _scenario_metric(q: ScenarioQuery, src: source.Source) -> float:
+    from .simulation import simulate
+    from .summary import summarize
+    scenario = scenario_from_source(src.subtree(("query", "scenario")), (), src.root)
+    value: Any = summarize(simulate(scenario))
+    for part in q.metric.split("."):
+        if not isinstance(value, dict) or part not in value:
+            raise ValueError(f"summary.json has no '{q.metric}'")
+        value = value[part]
+    if value is None:
+        raise ValueError(f"'{q.metric}' has no value in this run")
+    return float(value)
+
+
+def _queueing(q: QueueingQuery, case: Case) -> tuple[float, float]:
+    """Mean queue wait of the single-server (or central-queue) scenario, and the theory's."""
+    from .simulation import simulate
+    output = {"dist": "fixed", "value": 20} if q.discipline == "md1" else {"dist": "exponential", "mean": 40}
+    prompt = 1 if q.discipline == "mgc" else 64
+
+    def build(rate: float, duration: float) -> Any:
+        data = {
+            "name": case.id, "seed": 0, "duration": duration, "warmup": duration * 0.05,
+            "fleet": [{"pool": "p", "device": "nvidia-h100-sxm", "count": q.servers,
+                       "serve": {"model": "llama-3.1-8b", "engine": {"max_batch_seqs": 1}}}],
+            "router": {"policy": "random", "dispatch": "central" if q.discipline == "mgc" else "immediate"},
+            "workload": [{"name": "w", "rate": rate, "prompt_tokens": prompt, "output_tokens": output}],
+        }
+        return scenario_from_source(source.Source(data=data, root=case.id))
+
+    probe = simulate(build(0.2, 2000.0)).table
+    mean_service = float(np.mean(probe.finished - probe.admitted))
+    rate = q.rho * q.servers / mean_service
+    duration = q.requests / rate
+    waits, theory = [], []
+    for seed in range(q.seeds):
+        res = simulate(build(rate, duration), seed=seed)
+        t = res.table
+        measured = t.arrival >= duration * 0.05
+        waits.append(float(np.mean((t.admitted - t.arrival)[measured])))
+        service = t.finished - t.admitted
+        if q.discipline == "mgc":
+            theory.append(oracles.mgc_wait(rate, q.servers, service))
+        else:
+            theory.append(oracles.pollaczek_khinchine_wait(rate, service))
+    return float(np.mean(waits)), float(np.mean(theory))
+
+
+def run_cases(root: str, levels=None, fast: bool = False, progress=None) -> list[Outcome]:
+    outcomes = []
+    for case, path, src in load_cases(root):
+        if levels and case.level not in levels:
+            continue
+        if fast and case.slow:
+            continue
+        t0 = time.perf_counter()
+        ref = case.reference.value
+        try:
+            predicted, ref = predict(case, src)
+            failure = ""
+        except (ValueError, ScenarioError) as exc:
+            predicted, failure = None, str(exc).splitlines()[0]
+        error = None if predicted is None or not ref else (predicted - ref) / ref
+        outcomes.append(Outcome(case, path, predicted, ref, error, time.perf_counter() - t0, failure))
+        if progress:
+            progress(outcomes[-1])
+    return outcomes
+
+
+def summary_rows(outcomes: list[Outcome]) -> list[dict]:
+    """Median and worst |error| per level and role."""
+    rows = []
+    for level in LEVELS:
+        for role in ("held-out", "calibration"):
+            errs = [abs(o.error) for o in outcomes if o.case.level == level and o.case.role == role
+                    and o.error is not None]
+            n = sum(1 for o in outcomes if o.case.level == level and o.case.role == role)
+            if n:
+                rows.append({"level": level, "role": role, "cases": n,
+                             "within_tolerance": sum(1 for o in outcomes if o.case.level == level
+                                                     and o.case.role == role and o.ok),
+                             "median_abs_error": statistics.median(errs) if errs else None,
+                             "worst_abs_error": max(errs) if errs else None})
+    return rows
+
+
+def headline(outcomes: list[Outcome]) -> dict:
+    errs = [abs(o.error) for o in outcomes if o.case.role == "held-out" and o.error is not None
+            and o.case.level != "queueing"]
+    return {"held_out_cases": len(errs), "median_abs_error": statistics.median(errs) if errs else None,
+            "worst_abs_error": max(errs) if errs else None}
+
+
+def _pct(x) -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x * 100:+.1f}%"
+
+
+def _num(x) -> str:
+    if x is None:
+        return "-"
+    return f"{x:,.4g}"
+
+
+def _device_name(case: Case) -> str:
+    q = case.query
+    if q.kind == "scenario":
+        dev = q.scenario.get("fleet", [{}])[0].get("device", "")
+    else:
+        dev = getattr(q, "device", "")
+    if isinstance(dev, dict):
+        return dev.get("base", dev.get("name", "inline"))
+    return str(dev)
+
+
+def markdown_report(outcomes: list[Outcome]) -> str:
+    head = headline(outcomes)
+    lines = ["# Validation report", "",
+             "Generated by `make validate` (`dcsim validate-model`). Error is (predicted - reference) / reference.",
+             "Calibration cases come from the sources that set the catalog's efficiency factors; the headline",
+             "error is over held-out cases (queueing oracles are listed apart: their reference is a formula).", "",
+             f"**Held-out (kernel, step, serving): {head['held_out_cases']} cases, median |error| "
+             f"{_pct(head['median_abs_error']).lstrip('+')}, worst {_pct(head['worst_abs_error']).lstrip('+')}.**", "",
+             "| level | role | cases | within tolerance | median abs error | worst abs error |",
+             "|---|---|---:|---:|---:|---:|"]
+    for r in summary_rows(outcomes):
+        lines.append(f"| {r['level']} | {r['role']} | {r['cases']} | {r['within_tolerance']} | "
+                     f"{_pct(r['median_abs_error']).lstrip('+')} | {_pct(r['worst_abs_error']).lstrip('+')} |")
+    worst = sorted((o for o in outcomes if o.case.role == "held-out" and o.error is not None),
+                   key=lambda o: -abs(o.error))[:5]
+    lines += ["", "## Worst held-out cases", ""]
+    for o in worst:
+        lines.append(f"- `{o.case.id}` ({_pct(o.error)}): {o.case.diagnosis or 'no diagnosis written yet'}")
+    lines += ["", "## All cases", "",
+              "| id | level | role | device | predicted | reference | unit | error | tolerance | ok | source |",
+              "|---|---|---|---|---:|---:|---|---:|---:|---|---|"]
+    for o in outcomes:
+        c = o.case
+        src = c.reference.url or c.reference.source
+        ok = "yes" if o.ok else ("FAIL" if o.error is not None else f"ERROR: {o.failure}")
+        lines.append(f"| `{c.id}` | {c.level} | {c.role} | {_device_name(c)} | {_num(o.predicted)} | "
+                     f"{_num(o.reference)} | {c.reference.unit} | {_pct(o.error)} | {c.tolerance:.0%} | {ok} | "
+                     f"[source]({src}) |" if src.startswith("http") else
+                     f"| `{c.id}` | {c.level} | {c.role} | {_device_name(c)} | {_num(o.predicted)} | "
+                     f"{_num(o.reference)} | {c.reference.unit} | {_pct(o.error)} | {c.tolerance:.0%} | {ok} | "
+                     f"{src} |")
+    return "\n".join(lines) + "\n"
