@@ -167,12 +167,14 @@ def _pack(d: Deployment, wb: float, ab: float, kvb: float) -> np.ndarray:
     p = np.zeros(K.P_SIZE)
     p[K.K_TP] = tp
     if tp > 1:
-        p[K.K_LINK_BW] = dev.scale_up_bandwidth
+        if dev.scale_up_eff is None:
+            d.assumptions.append("all-reduce efficiency not in the catalog for this device; link peak used")
+        p[K.K_LINK_BW] = dev.scale_up_bandwidth * (dev.scale_up_eff or 1.0)
         if dev.scale_up_latency is None:
             d.assumptions.append("scale-up hop latency not in the catalog for this device; taken as 0")
         p[K.K_LINK_LAT] = dev.scale_up_latency or 0.0
     p[K.K_OVERHEAD] = d.limits.iteration_overhead
-    p[K.K_GEMM_RATE] = dev.peak_flops.for_precision(d.precision) * dev.compute_eff
+    p[K.K_GEMM_RATE] = dev.peak_flops.for_precision(d.precision) * dev.gemm_eff(d.precision)
     attn_peak = dev.peak_flops.bf16 or dev.peak_flops.for_precision(d.precision)
     p[K.K_ATTN_RATE] = attn_peak * dev.compute_eff
     p[K.K_MEM_RATE] = dev.memory_bandwidth * dev.mem_eff

@@ -191,7 +191,7 @@ def _predict(case: Case, src: source.Source) -> float:
             raise ValueError(f"device has no {q.precision} compute")
         b = BYTES_PER_ELEMENT[q.precision]
         t = kernels.gemm_time(float(q.m), float(q.n), float(q.k), b, max(b, 2.0),
-                              rate * dev.compute_eff, dev.memory_bandwidth * dev.mem_eff)
+                              rate * dev.gemm_eff(q.precision), dev.memory_bandwidth * dev.mem_eff)
         return _as(quantity, t, 2.0 * q.m * q.n * q.k) / factor
     if q.kind == "attention":
         rate = (dev.peak_flops.bf16 or dev.peak_flops.for_precision(q.precision)) * dev.compute_eff

@@ -50,8 +50,12 @@ class DeviceSpec(Spec):
     idle_power: Watts | None = Field(default=None, ge=0)
     list_price_usd: float | None = Field(default=None, ge=0)
     hourly_usd: float | None = Field(default=None, ge=0)
-    compute_eff: float = Field(gt=0, le=1)
+    compute_eff: float = Field(gt=0, le=1, description="achieved/peak for large dense bf16 GEMMs")
+    compute_eff_by_precision: dict[Precision, float] = Field(
+        default_factory=dict, description="achieved/peak GEMM efficiency where a precision differs from bf16")
     mem_eff: float = Field(gt=0, le=1)
+    scale_up_eff: float | None = Field(default=None, gt=0, le=1,
+                                       description="achieved all-reduce bus bandwidth / scale_up_bandwidth")
     sources: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("peak_flops")
@@ -60,6 +64,10 @@ class DeviceSpec(Spec):
         if not v.supported():
             raise ValueError("peak_flops needs at least one precision (bf16, fp8, int8, fp4, fp32)")
         return v
+
+    def gemm_eff(self, precision: str) -> float:
+        """GEMM efficiency at a precision: its own measured figure, else the bf16 one."""
+        return self.compute_eff_by_precision.get(precision, self.compute_eff)
 
     def idle_watts(self) -> float | None:
         """Idle draw; without a measured figure, 20% of TDP (the summary lists this assumption)."""
