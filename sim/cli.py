@@ -110,11 +110,12 @@ def _validate_model(args) -> int:
                                       f"{fidelity._num(o.reference)} {o.case.reference.unit} "
                                       f"({fidelity._pct(o.error)}){' ' + o.failure if o.failure else ''}"))
     table = Table(title="error by level (|predicted - reference| / reference)", title_justify="left")
-    for col in ("level", "role", "cases", "within tolerance", "median", "worst"):
+    for col in ("level", "role", "cases", "within tolerance", "median", "worst", "median signed"):
         table.add_column(col, justify="left" if col in ("level", "role") else "right")
     for r in fidelity.summary_rows(outcomes):
         table.add_row(r["level"], r["role"], str(r["cases"]), str(r["within_tolerance"]),
-                      fidelity._pct(r["median_abs_error"]).lstrip("+"), fidelity._pct(r["worst_abs_error"]).lstrip("+"))
+                      fidelity._pct(r["median_abs_error"]).lstrip("+"), fidelity._pct(r["worst_abs_error"]).lstrip("+"),
+                      fidelity._pct(r["median_error"]))
     console.print(table)
     head = fidelity.headline(outcomes)
     console.print(f"held-out kernel/step/serving: {head['held_out_cases']} cases, median "

@@ -175,8 +175,7 @@ def _pack(d: Deployment, wb: float, ab: float, kvb: float) -> np.ndarray:
         p[K.K_LINK_LAT] = dev.scale_up_latency or 0.0
     p[K.K_OVERHEAD] = d.limits.iteration_overhead
     p[K.K_GEMM_RATE] = dev.peak_flops.for_precision(d.precision) * dev.gemm_eff(d.precision)
-    attn_peak = dev.peak_flops.bf16 or dev.peak_flops.for_precision(d.precision)
-    p[K.K_ATTN_RATE] = attn_peak * dev.compute_eff
+    p[K.K_ATTN_RATE] = dev.attention_rate()
     p[K.K_MEM_RATE] = dev.memory_bandwidth * dev.mem_eff
     p[K.K_WBYTES], p[K.K_ABYTES], p[K.K_KVBYTES] = wb, ab, kvb
 

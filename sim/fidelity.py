@@ -194,7 +194,7 @@ def _predict(case: Case, src: source.Source) -> float:
                               rate * dev.gemm_eff(q.precision), dev.memory_bandwidth * dev.mem_eff)
         return _as(quantity, t, 2.0 * q.m * q.n * q.k) / factor
     if q.kind == "attention":
-        rate = (dev.peak_flops.bf16 or dev.peak_flops.for_precision(q.precision)) * dev.compute_eff
+        rate = dev.attention_rate()
         t = kernels.attention_time(float(q.batch), float(q.heads), float(q.seq_len), float(q.head_dim), q.causal,
                                    BYTES_PER_ELEMENT[q.precision], rate, dev.memory_bandwidth * dev.mem_eff)
         pairs = q.seq_len ** 2 / (2.0 if q.causal else 1.0)  # the FlashAttention papers' FLOP count
@@ -295,14 +295,16 @@ def summary_rows(outcomes: list[Outcome]) -> list[dict]:
     rows = []
     for level in LEVELS:
         for role in ("held-out", "calibration"):
-            errs = [abs(o.error) for o in outcomes if o.case.level == level and o.case.role == role
-                    and o.error is not None]
+            signed = [o.error for o in outcomes if o.case.level == level and o.case.role == role
+                      and o.error is not None]
+            errs = [abs(e) for e in signed]
             n = sum(1 for o in outcomes if o.case.level == level and o.case.role == role)
             if n:
                 rows.append({"level": level, "role": role, "cases": n,
                              "within_tolerance": sum(1 for o in outcomes if o.case.level == level
                                                      and o.case.role == role and o.ok),
                              "median_abs_error": statistics.median(errs) if errs else None,
+                             "median_error": statistics.median(signed) if signed else None,
                              "worst_abs_error": max(errs) if errs else None})
     return rows
 
@@ -343,11 +345,14 @@ def markdown_report(outcomes: list[Outcome]) -> str:
              "error is over held-out cases (queueing oracles are listed apart: their reference is a formula).", "",
              f"**Held-out (kernel, step, serving): {head['held_out_cases']} cases, median |error| "
              f"{_pct(head['median_abs_error']).lstrip('+')}, worst {_pct(head['worst_abs_error']).lstrip('+')}.**", "",
-             "| level | role | cases | within tolerance | median abs error | worst abs error |",
-             "|---|---|---:|---:|---:|---:|"]
+             "| level | role | cases | within tolerance | median abs error | worst abs error | median signed error |",
+             "|---|---|---:|---:|---:|---:|---:|"]
     for r in summary_rows(outcomes):
         lines.append(f"| {r['level']} | {r['role']} | {r['cases']} | {r['within_tolerance']} | "
-                     f"{_pct(r['median_abs_error']).lstrip('+')} | {_pct(r['worst_abs_error']).lstrip('+')} |")
+                     f"{_pct(r['median_abs_error']).lstrip('+')} | {_pct(r['worst_abs_error']).lstrip('+')} | "
+                     f"{_pct(r['median_error'])} |")
+    lines += ["", "Signed error: for rates (FLOP/s, bytes/s, tokens/s) positive means the simulator is "
+              "optimistic; for times (step, TTFT, TPOT) negative does."]
     worst = sorted((o for o in outcomes if o.case.role == "held-out" and o.error is not None),
                    key=lambda o: -abs(o.error))[:5]
     lines += ["", "## Worst held-out cases", ""]

@@ -53,6 +53,8 @@ class DeviceSpec(Spec):
     compute_eff: float = Field(gt=0, le=1, description="achieved/peak for large dense bf16 GEMMs")
     compute_eff_by_precision: dict[Precision, float] = Field(
         default_factory=dict, description="achieved/peak GEMM efficiency where a precision differs from bf16")
+    attention_eff: float | None = Field(default=None, gt=0, le=1,
+                                        description="achieved/peak (bf16) of fused attention kernels")
     mem_eff: float = Field(gt=0, le=1)
     scale_up_eff: float | None = Field(default=None, gt=0, le=1,
                                        description="achieved all-reduce bus bandwidth / scale_up_bandwidth")
@@ -68,6 +70,13 @@ class DeviceSpec(Spec):
     def gemm_eff(self, precision: str) -> float:
         """GEMM efficiency at a precision: its own measured figure, else the bf16 one."""
         return self.compute_eff_by_precision.get(precision, self.compute_eff)
+
+    def attention_rate(self) -> float:
+        """Achievable FLOP/s of fused attention (run at 16-bit): its own measured efficiency,
+        else the GEMM one."""
+        peak = self.peak_flops.bf16 or max(v for v in (self.peak_flops.fp8, self.peak_flops.int8,
+                                                         self.peak_flops.fp32) if v)
+        return peak * (self.attention_eff if self.attention_eff is not None else self.compute_eff)
 
     def idle_watts(self) -> float | None:
         """Idle draw; without a measured figure, 20% of TDP (the summary lists this assumption)."""

@@ -10,7 +10,7 @@ REQUIRED_DEVICES = ["nvidia-a100-80gb", "nvidia-h100-sxm", "nvidia-h200", "nvidi
 REQUIRED_MODELS = ["llama-2-7b", "llama-2-70b", "llama-3.1-8b", "llama-3.1-70b", "llama-3.1-405b",
                    "mixtral-8x7b", "deepseek-v3", "mamba-2.8b"]
 NUMERIC = ["memory", "memory_bandwidth", "sram", "peak_flops", "scale_up_bandwidth", "scale_up_latency", "scale_up_eff",
-           "compute_eff_by_precision", "tdp",
+           "compute_eff_by_precision", "attention_eff", "tdp",
            "idle_power", "list_price_usd", "hourly_usd", "compute_eff", "mem_eff"]
 
 
