@@ -41,6 +41,8 @@ class RequestTable:
         self.reason = np.zeros(n, np.int8)
         self.preemptions = np.zeros(n, np.int32)
         self.generated = np.zeros(n, np.int64)  # output tokens produced so far
+        self.kv_transfer_bytes = np.zeros(n)     # disaggregated serving: KV cache moved
+        self.kv_transfer_time = np.full(n, np.nan)
 
         self.on_done = None  # called as on_done(i, time) when request i completes or is rejected
 
@@ -85,6 +87,8 @@ class RequestTable:
             "state": self.state,
             "reason": self.reason,
             "preemptions": self.preemptions,
+            "kv_transfer_bytes": self.kv_transfer_bytes,
+            "kv_transfer_s": self.kv_transfer_time,
         }
 
 

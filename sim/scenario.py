@@ -192,7 +192,15 @@ class Serve(Spec):
     precision: Precision = "bf16"
     kv_precision: Precision | None = None
     tp: int = Field(default=1, ge=1)
+    role: Literal["both", "prefill", "decode"] = Field(
+        default="both", description="disaggregated serving: pools that only prefill or only decode")
     engine: Engine = Engine()
+
+    @model_validator(mode="after")
+    def _continuous_for_roles(self):
+        if self.role != "both" and self.engine.batching != "continuous":
+            raise ValueError(f"role: {self.role} needs continuous batching")
+        return self
 
 
 class Pool(Spec):
@@ -383,11 +391,38 @@ def scenario_from_source(src: source.Source, overrides=(), path: str = "") -> Sc
             if not os.path.exists(stream.trace.path):
                 problems.append(Problem(src.loc_of(("workload", i, "trace", "path")), f"workload[{i}].trace.path",
                                         f"trace file not found: {stream.trace.path}"))
+    problems.extend(_check_roles(spec, pools, src))
     if spec.topology is not None:
         problems.extend(_check_topology(spec, src))
     if problems:
         raise ScenarioError(problems)
     return Scenario(spec, pools, src, path)
+
+
+def _check_roles(spec: ScenarioSpec, pools: list[ResolvedPool], src: source.Source) -> list[Problem]:
+    """Disaggregated serving needs both a prefill and a decode pool per model, and a
+    topology over which the KV cache moves."""
+    problems = []
+    roles: dict[str, set] = {}
+    for p in pools:
+        roles.setdefault(p.model_key, set()).add(p.spec.serve.role)
+    for model, found in roles.items():
+        split = found & {"prefill", "decode"}
+        if not split:
+            continue
+        i = next(i for i, p in enumerate(pools) if p.model_key == model and p.spec.serve.role != "both")
+        where, field = src.loc_of(("fleet", i, "serve", "role")), f"fleet[{i}].serve.role"
+        if split != {"prefill", "decode"}:
+            missing = ({"prefill", "decode"} - split).pop()
+            problems.append(Problem(where, field, f"{model} has a {split.pop()} pool but no {missing} pool; "
+                                                  f"disaggregated serving needs both"))
+        elif "both" in found:
+            problems.append(Problem(where, field, f"{model} mixes disaggregated pools with role: both pools; "
+                                                  f"give every pool of the model a role of prefill or decode"))
+        elif spec.topology is None:
+            problems.append(Problem(where, field, "disaggregated serving moves the KV cache over the fabric: "
+                                                  "add topology: (e.g. ../topologies/hgx-h100-node.yaml)"))
+    return problems
 
 
 def validate(cls, data, src: source.Source, prefix: tuple = ()):

@@ -33,7 +33,7 @@ from .clock import at
 
 class Replica:
     def __init__(self, env: simpy.Environment, index: int, pool: str, deployment: Deployment, engine,
-                 table: RequestTable, log: BusyLog, stop_at_completions: bool = False):
+                 table: RequestTable, log: BusyLog, stop_at_completions: bool = False, role: str = "both"):
         self.env = env
         self.index = index
         self.pool = pool
@@ -47,6 +47,12 @@ class Replica:
         self.chunked = engine.chunked_prefill is not None
         self.fast = engine.fast_path
         self.static = engine.batching == "static"
+        # disaggregated serving: a prefill replica hands each sequence off after its prefill
+        # (holding its KV until the transfer ends); a decode replica takes sequences whose KV
+        # has arrived and only decodes them
+        self.role = role
+        self.prefilled: set[int] = set()   # waiting requests whose KV is already here
+        self.on_prefilled = None           # prefill role: called as on_prefilled(replica, r, blocks)
         # Someone acts on each completion at its time (central dispatch, closed-loop clients):
         # fast runs then end at every completion instead of applying them lazily.
         self.stop_at_completions = stop_at_completions
@@ -93,6 +99,17 @@ class Replica:
     def has_room(self) -> bool:
         """A free batch slot (for central dispatch)."""
         return self.outstanding() < self.max_seqs
+
+    def submit_prefilled(self, r: int) -> None:
+        """A request whose prompt was prefilled elsewhere and whose KV cache has arrived."""
+        self.prefilled.add(r)
+        self.submit(r)
+
+    def release_blocks(self, n: int) -> None:
+        """Blocks a handed-off sequence held until its KV cache was sent."""
+        self.free_blocks += n
+        if not self._work.triggered:
+            self._work.succeed()
 
     def submit(self, r: int) -> None:
         self.sync()
@@ -195,8 +212,12 @@ class Replica:
                 c = min(left, prefill_budget)
                 pre.append((i, c))
                 prefill_budget -= c
-        while self.waiting and len(self.req) < self.max_seqs and prefill_budget > 0:
+        while self.waiting and len(self.req) < self.max_seqs and (prefill_budget > 0 or self.waiting[0] in self.prefilled):
             r = self.waiting[0]
+            if r in self.prefilled:
+                if not self._admit_prefilled(r, dec):
+                    break
+                continue
             target = int(table.prompt[r] + table.generated[r])
             need = self.dep.blocks_for(target)
             if need > self.free_blocks:
@@ -218,6 +239,24 @@ class Replica:
             raise RuntimeError(f"replica {self.index}: KV accounting broken ({self.free_blocks} free blocks)")
         return dec, pre
 
+    def _admit_prefilled(self, r: int, dec: list) -> bool:
+        """Admit a request that arrives with its prompt's KV cache: it decodes right away."""
+        kv = int(self.table.prompt[r])
+        need = self.dep.blocks_for(kv) + (1 if self.kv_grows and kv % self.bs == 0 else 0)
+        if need > self.free_blocks or len(dec) >= self.max_tokens:
+            return False
+        self.waiting.popleft()
+        self.prefilled.discard(r)
+        self.free_blocks -= need
+        self.req.append(r)
+        self.target.append(kv)
+        self.kv.append(kv)
+        self.blocks.append(need)
+        if np.isnan(self.table.admitted[r]):
+            self.table.admitted[r] = self.env.now
+        dec.append(len(self.req) - 1)
+        return True
+
     def _preempt(self, i: int) -> None:
         r = self.req[i]
         self.free_blocks += self.blocks[i]
@@ -236,6 +275,7 @@ class Replica:
             table.generated[r] += 1
             if table.generated[r] >= table.output[r]:
                 done.append(i)
+        handoff = []
         for i, c in pre:
             self.kv[i] += c
             if self.kv[i] == self.target[i]:
@@ -245,8 +285,20 @@ class Replica:
                     table.first_token[r] = t_end
                 if table.generated[r] >= table.output[r]:
                     done.append(i)
-        for i in sorted(done, reverse=True):
-            self._finish(i, t_end)
+                elif self.role == "prefill":
+                    handoff.append(i)
+        for i in sorted(done + handoff, reverse=True):
+            if i in handoff:
+                self._hand_off(i)
+            else:
+                self._finish(i, t_end)
+
+    def _hand_off(self, i: int) -> None:
+        """Prefill role: the sequence leaves the batch; its blocks stay held until its KV is sent."""
+        r, blocks = self.req[i], self.blocks[i]
+        for col in (self.req, self.target, self.kv, self.blocks):
+            del col[i]
+        self.on_prefilled(self, r, blocks)
 
     def _finish(self, i: int, when: float) -> None:
         r = self.req[i]
