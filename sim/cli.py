@@ -40,6 +40,11 @@ def main(argv: list[str] | None = None) -> int:
     vm.add_argument("--report", default="validation/report.md", help="markdown report to write ('' for none)")
     vm.add_argument("--strict", action="store_true", help="exit 1 when a case misses its tolerance")
 
+    topo = sub.add_parser("topology", help="summarize a topology file and optionally draw it")
+    topo.add_argument("file", help="topology YAML (topologies/*.yaml)")
+    topo.add_argument("--png", help="draw the graph to this PNG file")
+    topo.add_argument("--json", action="store_true")
+
     cat = sub.add_parser("catalog", help="list the devices or models in the catalog")
     cat.add_argument("what", choices=["devices", "models"])
     cat.add_argument("--json", action="store_true")
@@ -52,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
             return _validate(args)
         if args.command == "validate-model":
             return _validate_model(args)
+        if args.command == "topology":
+            return _topology(args)
         return _catalog(args)
     except ScenarioError as exc:
         for problem in exc.problems:
@@ -94,7 +101,7 @@ def _validate(args) -> int:
     if spec.topology is not None:
         g = spec.topology.graph()
         print(f"  topology {spec.topology.name}: {g.number_of_nodes()} nodes, {g.number_of_edges()} links, "
-              f"{spec.topology.accelerators()} accelerators, connected")
+              f"{len(spec.topology.accelerators())} accelerators, connected")
     return 0
 
 
@@ -128,6 +135,29 @@ def _validate_model(args) -> int:
         console.print(f"report: {args.report}")
     missed = [o for o in outcomes if not o.ok]
     return 1 if args.strict and missed else 0
+
+
+def _topology(args) -> int:
+    from .topology import draw_topology, load_topology, summarize_topology
+    from .units import format_bytes
+
+    spec = load_topology(args.file)
+    summary = summarize_topology(spec)
+    if args.json:
+        print(json.dumps(summary, indent=2, default=str))
+    else:
+        kinds = ", ".join(f"{n} {k}" for k, n in sorted(summary["nodes"].items()))
+        print(f"{args.file}: {spec.name}")
+        print(f"  nodes: {kinds}; {summary['links']} links; {summary['servers']} servers")
+        print(f"  accelerators: {summary['accelerators']}; diameter {summary['diameter_hops']} hops between "
+              f"accelerators ({summary['graph_diameter_hops']} over all nodes)")
+        print(f"  bisection bandwidth: {format_bytes(summary['bisection_bandwidth'])}/s per direction")
+        if "scale_out_per_server" in summary:
+            print(f"  scale-out per server: {format_bytes(summary['scale_out_per_server'])}/s")
+    if args.png:
+        draw_topology(spec, args.png)
+        print(f"  drawn: {args.png}")
+    return 0
 
 
 def _catalog(args) -> int:

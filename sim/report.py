@@ -86,6 +86,8 @@ def write_results(result: RunResult, summary: dict, out_dir: str) -> str:
         yaml.safe_dump(result.scenario.resolved_dict(), fh, sort_keys=False)
     requests_frame(result).to_parquet(os.path.join(out_dir, "requests.parquet"), index=False)
     devices_frame(result).to_parquet(os.path.join(out_dir, "devices.parquet"), index=False)
+    if result.fabric is not None:
+        result.fabric.link_frame().to_parquet(os.path.join(out_dir, "links.parquet"), index=False)
     return out_dir
 
 

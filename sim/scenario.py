@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-import networkx as nx
 from pydantic import BeforeValidator, Field, ValidationError, field_validator, model_validator
 
 from . import catalog, source
@@ -17,7 +16,8 @@ from .deployment import Deployment, DeploymentError, EngineLimits, deploy
 from .errors import Loc, Problem, ScenarioError, did_you_mean, format_path
 from .hardware import DeviceSpec, Precision
 from .models import ModelSpec
-from .spec_base import Bytes, BytesPerSecond, PerSecond, Seconds, Spec
+from .spec_base import Bytes, PerSecond, Seconds, Spec
+from .topology import TopologyLink, TopologyNode, TopologySpec, validate_topology  # noqa: F401 (re-exported)
 
 # ---- token-length distributions ------------------------------------------------------
 
@@ -263,37 +263,6 @@ class Economics(Spec):
     pricing: Literal["auto", "capex", "rental"] = "auto"
 
 
-class TopologyNode(Spec):
-    id: str
-    kind: Literal["accelerator", "cpu", "nic", "pcie-switch", "scale-up-switch", "switch"]
-
-
-class TopologyLink(Spec):
-    a: str
-    b: str
-    bandwidth: BytesPerSecond = Field(gt=0)
-    latency: Seconds = Field(default=0.0, ge=0)
-
-
-class Topology(Spec):
-    """An explicit interconnect graph. Checked for connectivity and room for the fleet."""
-
-    name: str
-    nodes: list[TopologyNode] = Field(min_length=1)
-    links: list[TopologyLink] = Field(default_factory=list)
-
-    def graph(self) -> nx.Graph:
-        g = nx.Graph()
-        for n in self.nodes:
-            g.add_node(n.id, kind=n.kind)
-        for link in self.links:
-            g.add_edge(link.a, link.b, bandwidth=link.bandwidth, latency=link.latency)
-        return g
-
-    def accelerators(self) -> int:
-        return sum(1 for n in self.nodes if n.kind == "accelerator")
-
-
 class ScenarioSpec(Spec):
     name: str
     seed: int = 0
@@ -301,7 +270,7 @@ class ScenarioSpec(Spec):
     warmup: Seconds = Field(default=0.0, ge=0)
     drain: Seconds | None = Field(default=None, ge=0,
                                   description="time after duration to finish in-flight work; none: until done")
-    topology: Topology | None = None
+    topology: TopologySpec | None = None
     fleet: list[Pool] = Field(min_length=1)
     router: Router = Router()
     workload: list[Stream] = Field(min_length=1)
@@ -535,30 +504,9 @@ def _catalog_spec(cls, key: str, raw: dict, what: str):
 
 
 def _check_topology(spec: ScenarioSpec, src: source.Source) -> list[Problem]:
-    topo = spec.topology
-    problems = []
-    ids = [n.id for n in topo.nodes]
-    known = set(ids)
-    for j, link in enumerate(topo.links):
-        for end in ("a", "b"):
-            name = getattr(link, end)
-            if name not in known:
-                problems.append(Problem(src.loc_of(("topology", "links", j, end)), f"topology.links[{j}].{end}",
-                                        f"unknown node '{name}'" + did_you_mean(name, known, "nodes")))
-    if problems:
-        return problems
-    g = topo.graph()
-    if not nx.is_connected(g):
-        parts = sorted(nx.connected_components(g), key=len, reverse=True)
-        cut_off = sorted(parts[1])[:5]
-        problems.append(Problem(src.loc_of(("topology", "links")), "topology.links",
-                                f"the graph is disconnected: {len(parts)} separate parts; "
-                                f"e.g. {', '.join(cut_off)} cannot reach {sorted(parts[0])[0]}; add links to join them"))
     needed = sum(p.count for p in spec.fleet)
-    if topo.accelerators() < needed:
-        problems.append(Problem(src.loc_of(("topology",)), "topology",
-                                f"the fleet has {needed} accelerators but the topology places only {topo.accelerators()}"))
-    return problems
+    return [Problem(src.loc_of(("topology",) + path), format_path(("topology",) + path), message)
+            for path, message in validate_topology(spec.topology, needed)]
 
 
 __all__ = ["load_scenario", "Scenario", "ScenarioSpec", "ResolvedPool", "Stream", "validate"]

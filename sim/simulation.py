@@ -12,7 +12,9 @@ import simpy
 
 from .metrics import BusyLog, RequestTable
 from .scenario import Scenario
+from .network import Fabric
 from .serving.clock import at
+from .serving.disagg import Disaggregation
 from .serving.replica import Replica
 from .serving.router import Router
 from .workload import generate, rng_for
@@ -28,6 +30,8 @@ class ReplicaInfo:
     busy_time: float
     preemptions: int
     total_blocks: int
+    role: str = "both"
+    accelerators: list[str] = field(default_factory=list)   # topology nodes it runs on
 
 
 @dataclass
@@ -40,6 +44,7 @@ class RunResult:
     wall_seconds: float
     seed: int
     stream_names: list[str] = field(default_factory=list)
+    fabric: Fabric | None = None
 
 
 def simulate(scenario: Scenario, seed: int | None = None) -> RunResult:
@@ -55,15 +60,28 @@ def simulate(scenario: Scenario, seed: int | None = None) -> RunResult:
     stop_at_completions = spec.router.dispatch == "central" or bool(closed)
 
     replicas: list[Replica] = []
-    by_model: dict[str, list[Replica]] = {}
+    by_model: dict[str, list[Replica]] = {}       # replicas new requests go to
+    decoders: dict[str, list[Replica]] = {}       # disaggregated decode replicas
     for pool in scenario.pools:
+        role = pool.spec.serve.role
         for _ in range(pool.replicas):
             rep = Replica(env, len(replicas), pool.name, pool.deployment, pool.spec.serve.engine, table, log,
-                          stop_at_completions)
+                          stop_at_completions, role)
             replicas.append(rep)
-            by_model.setdefault(pool.model_key, []).append(rep)
+            (decoders if role == "decode" else by_model).setdefault(pool.model_key, []).append(rep)
     router = Router(env, by_model, spec.router.policy, spec.router.queue_limit, spec.router.dispatch,
                     rng_for(seed, "router"), table)
+
+    fabric, placement = None, {}
+    if spec.topology is not None:
+        fabric = Fabric(env, spec.topology.graph(), bin_width=max(spec.duration / 200, 1e-3))
+        placement = place(scenario)
+    if decoders:
+        model_of = {rep.index: pool.model_key for pool, rep in zip(_pool_per_replica(scenario), replicas)}
+        disagg = Disaggregation(env, fabric, placement, decoders, table, model_of)
+        for rep in replicas:
+            if rep.role == "prefill":
+                rep.on_prefilled = disagg.hand_off
 
     served = sorted(by_model)
     model_of_stream = [s.model or served[0] for s in spec.workload]
@@ -86,11 +104,29 @@ def simulate(scenario: Scenario, seed: int | None = None) -> RunResult:
     end = env.now
     table.keep(~np.isnan(table.arrival))  # closed-loop requests never sent did not arrive
     infos = []
-    for rep, pool in zip(replicas, [p for p in scenario.pools for _ in range(p.replicas)]):
+    for rep, pool in zip(replicas, _pool_per_replica(scenario)):
         infos.append(ReplicaInfo(rep.index, pool.name, pool.device_key, pool.model_key, pool.deployment.tp,
-                                 rep.busy_time, rep.preemptions, rep.total_blocks))
+                                 rep.busy_time, rep.preemptions, rep.total_blocks, rep.role,
+                                 [str(a) for a in placement.get(rep.index, [])]))
     return RunResult(scenario, table, log, infos, end, time.perf_counter() - wall0, seed,
-                     [s.name for s in spec.workload])
+                     [s.name for s in spec.workload], fabric)
+
+
+def _pool_per_replica(scenario: Scenario):
+    return [p for p in scenario.pools for _ in range(p.replicas)]
+
+
+def place(scenario: Scenario) -> dict[int, list[str]]:
+    """Replica index -> the accelerators it runs on: pools in order, each replica taking the
+    next `tp` accelerators of the topology's placement order (so a tensor-parallel group
+    stays inside a server when tp divides the server's accelerators)."""
+    accels = scenario.spec.topology.accelerators()
+    out, k = {}, 0
+    for i, pool in enumerate(_pool_per_replica(scenario)):
+        tp = pool.deployment.tp
+        out[i] = accels[k:k + tp]
+        k += tp
+    return out
 
 
 class ClosedLoop:

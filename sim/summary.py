@@ -132,7 +132,8 @@ def summarize(result: RunResult) -> dict:
         "usd_per_m_tokens_at_slo": economics.usd_per_million(total_per_hour, slo.get("goodput_tokens_per_s") or 0.0),
         "notes": cost_notes,
     }
-    replicas = [{"replica": r.index, "pool": r.pool, "devices": r.tp,
+    network = _network(result, cols, done, w0, w1)
+    replicas = [{"replica": r.index, "pool": r.pool, "devices": r.tp, "role": r.role,
                  "busy_fraction": float(busy[r.index] / window),
                  "kv_occupancy": float(kv_seconds[r.index] / (window * r.total_blocks)),
                  "preemptions": r.preemptions} for r in result.replicas]
@@ -153,11 +154,34 @@ def summarize(result: RunResult) -> dict:
         "slo": slo,
         "pools": pools,
         "replicas": replicas,
+        "network": network,
         "power": power,
         "cost": cost,
         "assumptions": assumptions,
         "run": {"simulated_seconds": result.end_time, "wall_seconds": result.wall_seconds,
                 "streams": result.stream_names},
+    }
+
+
+def _network(result: RunResult, cols: dict, done, w0: float, w1: float) -> dict | None:
+    """Fabric figures: flows and bytes, KV-cache transfers, the busiest link in the window."""
+    fabric = result.fabric
+    if fabric is None:
+        return None
+    kv = cols["kv_transfer_s"][done]
+    kv = kv[~np.isnan(kv)]
+    frame = fabric.link_frame()
+    inside = frame[(frame["time"] >= w0) & (frame["time"] < w1)]
+    busiest = inside.loc[inside["utilization"].idxmax()] if len(inside) else None
+    return {
+        "flows": fabric.flows_done,
+        "bytes": fabric.bytes_delivered,
+        "kv_transfers": int(len(kv)),
+        "kv_transfer_bytes_mean": float(cols["kv_transfer_bytes"][done][~np.isnan(cols["kv_transfer_s"][done])].mean())
+        if len(kv) else None,
+        "kv_transfer_s": stats(kv),
+        "max_link_utilization": None if busiest is None else float(busiest["utilization"]),
+        "busiest_link": None if busiest is None else f"{busiest['src']}->{busiest['dst']}",
     }
 
 
