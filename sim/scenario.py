@@ -381,13 +381,13 @@ def _check_roles(spec: ScenarioSpec, pools: list[ResolvedPool], src: source.Sour
             continue
         i = next(i for i, p in enumerate(pools) if p.model_key == model and p.spec.serve.role != "both")
         where, field = src.loc_of(("fleet", i, "serve", "role")), f"fleet[{i}].serve.role"
-        if split != {"prefill", "decode"}:
+        if "both" in found:
+            problems.append(Problem(where, field, f"{model} mixes disaggregated pools with role: both pools; "
+                                                  f"give every pool of the model a role of prefill or decode"))
+        elif split != {"prefill", "decode"}:
             missing = ({"prefill", "decode"} - split).pop()
             problems.append(Problem(where, field, f"{model} has a {split.pop()} pool but no {missing} pool; "
                                                   f"disaggregated serving needs both"))
-        elif "both" in found:
-            problems.append(Problem(where, field, f"{model} mixes disaggregated pools with role: both pools; "
-                                                  f"give every pool of the model a role of prefill or decode"))
         elif spec.topology is None:
             problems.append(Problem(where, field, "disaggregated serving moves the KV cache over the fabric: "
                                                   "add topology: (e.g. ../topologies/hgx-h100-node.yaml)"))
