@@ -194,6 +194,8 @@ class Serve(Spec):
     tp: int = Field(default=1, ge=1)
     role: Literal["both", "prefill", "decode"] = Field(
         default="both", description="disaggregated serving: pools that only prefill or only decode")
+    weights: Literal["preloaded", "host", "storage"] = Field(
+        default="preloaded", description="where replicas load their weights from when the run starts")
     engine: Engine = Engine()
 
     @model_validator(mode="after")
@@ -361,6 +363,15 @@ def scenario_from_source(src: source.Source, overrides=(), path: str = "") -> Sc
                 problems.append(Problem(src.loc_of(("workload", i, "trace", "path")), f"workload[{i}].trace.path",
                                         f"trace file not found: {stream.trace.path}"))
     problems.extend(_check_roles(spec, pools, src))
+    for i, pool in enumerate(spec.fleet):
+        where = src.loc_of(("fleet", i, "serve", "weights"))
+        if pool.serve.weights != "preloaded" and spec.topology is None:
+            problems.append(Problem(where, f"fleet[{i}].serve.weights", f"loading weights from {pool.serve.weights} "
+                                    f"moves them over the fabric: add topology:"))
+        elif pool.serve.weights == "storage" and not any(
+                d.get("kind") == "storage" for _, d in spec.topology.graph().nodes(data=True)):
+            problems.append(Problem(where, f"fleet[{i}].serve.weights", "the topology has no storage node; "
+                                    "add storage to its builder or a node of kind storage"))
     if spec.topology is not None:
         problems.extend(_check_topology(spec, src))
     if problems:

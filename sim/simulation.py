@@ -32,6 +32,7 @@ class ReplicaInfo:
     total_blocks: int
     role: str = "both"
     accelerators: list[str] = field(default_factory=list)   # topology nodes it runs on
+    weight_load_s: float | None = None                      # time to load its weights at the start
 
 
 @dataclass
@@ -76,6 +77,7 @@ def simulate(scenario: Scenario, seed: int | None = None) -> RunResult:
     if spec.topology is not None:
         fabric = Fabric(env, spec.topology.graph(), bin_width=max(spec.duration / 200, 1e-3))
         placement = place(scenario)
+    load_time = start_weight_loading(env, scenario, replicas, fabric, placement)
     if decoders:
         model_of = {rep.index: pool.model_key for pool, rep in zip(_pool_per_replica(scenario), replicas)}
         disagg = Disaggregation(env, fabric, placement, decoders, table, model_of)
@@ -107,9 +109,41 @@ def simulate(scenario: Scenario, seed: int | None = None) -> RunResult:
     for rep, pool in zip(replicas, _pool_per_replica(scenario)):
         infos.append(ReplicaInfo(rep.index, pool.name, pool.device_key, pool.model_key, pool.deployment.tp,
                                  rep.busy_time, rep.preemptions, rep.total_blocks, rep.role,
-                                 [str(a) for a in placement.get(rep.index, [])]))
+                                 [str(a) for a in placement.get(rep.index, [])], load_time.get(rep.index)))
     return RunResult(scenario, table, log, infos, end, time.perf_counter() - wall0, seed,
                      [s.name for s in spec.workload], fabric)
+
+
+def start_weight_loading(env, scenario: Scenario, replicas, fabric, placement) -> dict[int, float]:
+    """Replicas whose weights are not preloaded fetch them when the run starts, each device
+    its share (weights / tp) as a flow from a storage node (round robin) or its host's
+    memory; requests routed to a replica wait until it is ready. Returns replica -> seconds,
+    filled in as loads finish."""
+    load_time: dict[int, float] = {}
+    storage = []
+    if fabric is not None:
+        storage = [n for n, d in fabric.graph.nodes(data=True) if d.get("kind") == "storage"]
+    topo = scenario.spec.topology
+    k = 0
+    for rep, pool in zip(replicas, _pool_per_replica(scenario)):
+        source = pool.spec.serve.weights
+        if source == "preloaded":
+            rep.ready.succeed()
+            continue
+        flows = []
+        for accel in placement[rep.index]:
+            if source == "storage":
+                origin = storage[k % len(storage)]
+                k += 1
+            else:
+                origin = topo.host_cpu(accel)
+            flows.append(fabric.transfer(origin, accel, pool.deployment.weight_bytes, "weights"))
+
+        def loaded(_, rep=rep):
+            load_time[rep.index] = env.now
+            rep.ready.succeed()
+        env.all_of(flows).callbacks.append(loaded)
+    return load_time
 
 
 def _pool_per_replica(scenario: Scenario):

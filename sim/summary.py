@@ -136,7 +136,7 @@ def summarize(result: RunResult) -> dict:
     replicas = [{"replica": r.index, "pool": r.pool, "devices": r.tp, "role": r.role,
                  "busy_fraction": float(busy[r.index] / window),
                  "kv_occupancy": float(kv_seconds[r.index] / (window * r.total_blocks)),
-                 "preemptions": r.preemptions} for r in result.replicas]
+                 "preemptions": r.preemptions, "weight_load_s": r.weight_load_s} for r in result.replicas]
     assumptions = sorted({a for p in result.scenario.pools for a in p.deployment.assumptions})
     for p in result.scenario.pools:
         if p.deployment.device.idle_power is None:

@@ -71,6 +71,7 @@ class Replica:
         self.busy_time = 0.0
         self.on_capacity = None        # set by the router: called when a sequence leaves
         self._work = env.event()
+        self.ready = env.event()          # weights in place; succeeded at once when preloaded
         self._sleep: simpy.Event | None = None
         self._plan = None
         self.process = env.process(self._static_loop() if self.static else self._loop())
@@ -126,6 +127,7 @@ class Replica:
     # ---- the continuous-batching loop ------------------------------------------------
     def _loop(self):
         env = self.env
+        yield self.ready
         while True:
             if not self.waiting and not self.req:
                 self._work = env.event()
@@ -383,6 +385,7 @@ class Replica:
     def _static_loop(self):
         env = self.env
         table = self.table
+        yield self.ready
         while True:
             if not self.waiting:
                 self._work = env.event()
