@@ -77,6 +77,20 @@ class Fabric:
                 lat.append(float(data.get("latency", 0.0)))
         self.capacity = np.asarray(cap)
         self.latency = np.asarray(lat)
+        # a flow through a NIC moves message by message, each paying the NIC's per-message
+        # cost (and on a host-staged NIC the CPU's): its rate is at most M / (M / rate + cost)
+        self.link_flow_cap = np.full(len(cap), math.inf)
+        for l, (u, v) in enumerate(zip(self.src, self.dst)):
+            for node in (u, v):
+                attrs = graph.nodes[node]
+                if attrs.get("kind") == "nic" and "message_size" in attrs:
+                    m = float(attrs["message_size"])
+                    cost = float(attrs["message_cost"])
+                    if attrs.get("path") == "host-staged":
+                        cost += float(attrs["staging_cost"])
+                    per_flow = m / (m / float(attrs["rate"]) + cost) if cost > 0 else math.inf
+                    self.link_flow_cap[l] = min(self.link_flow_cap[l], per_flow)
+        self._cpu_of: dict = {}
         self.active: dict[int, Flow] = {}
         self.bytes = np.zeros(len(cap))       # bytes carried per directed link, whole run
         self.log = LinkLog(bin_width, len(cap))
@@ -101,8 +115,47 @@ class Fabric:
         return self._paths[key]
 
     def route(self, a, b, flow_id: int) -> np.ndarray:
+        """The links a flow takes: one of the shortest paths (ECMP by the flow's id); a flow
+        that leaves or enters an accelerator's server through a host-staged NIC goes through
+        that server's CPU and host memory on the way."""
         options = self.paths(a, b)
-        return options[zlib.crc32(f"{a}>{b}#{flow_id}".encode()) % len(options)]
+        links = options[zlib.crc32(f"{a}>{b}#{flow_id}".encode()) % len(options)]
+        src_cpu = self._staging_cpu(a, links)
+        dst_cpu = self._staging_cpu(b, links)
+        if src_cpu is None and dst_cpu is None:
+            return links
+        hops, here = [], a
+        for cpu in (src_cpu, dst_cpu):
+            if cpu is not None:
+                hops += [self.route(here, cpu, flow_id), self._memory_loop(cpu)]
+                here = cpu
+        hops.append(self.route(here, b, flow_id) if here != b else np.zeros(0, np.int64))
+        return np.concatenate(hops)
+
+    def _staging_cpu(self, node, links: np.ndarray):
+        """The CPU that stages `node`'s traffic, if the path crosses a host-staged NIC of its server."""
+        attrs = self.graph.nodes[node]
+        if attrs.get("kind") != "accelerator":
+            return None
+        host = attrs.get("host")
+        for l in links:
+            for end in (self.src[l], self.dst[l]):
+                e = self.graph.nodes[end]
+                if e.get("kind") == "nic" and e.get("host") == host and e.get("path") == "host-staged":
+                    return self._nearest_cpu(node)
+        return None
+
+    def _nearest_cpu(self, node):
+        if node not in self._cpu_of:
+            host = self.graph.nodes[node].get("host")
+            cpus = [n for n, d in self.graph.nodes(data=True) if d.get("kind") == "cpu" and d.get("host") == host]
+            self._cpu_of[node] = min(cpus, key=lambda c: nx.shortest_path_length(self.graph, node, c))
+        return self._cpu_of[node]
+
+    def _memory_loop(self, cpu) -> np.ndarray:
+        """CPU -> host memory -> CPU: the bounce buffer's write and read."""
+        mem = f"{cpu}.mem"
+        return np.array([self.link_index[(cpu, mem)], self.link_index[(mem, cpu)]], np.int64)
 
     # ---- transfers ------------------------------------------------------------------------
     def transfer(self, a, b, nbytes: float, tag: str = "", cap: float = math.inf) -> simpy.Event:
@@ -115,6 +168,7 @@ class Fabric:
             done.succeed(0.0)
             return done
         links = self.route(a, b, fid)
+        cap = min(cap, float(self.link_flow_cap[links].min())) if len(links) else cap
         flow = Flow(fid, links, float(self.latency[links].sum()), float(nbytes), float(nbytes), done, cap,
                     tag=tag, started=self.env.now)
         if nbytes <= 0:

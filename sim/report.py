@@ -150,11 +150,13 @@ def print_summary(summary: dict, console: Console | None = None) -> None:
                       f"goodput {slo['goodput_requests_per_s']:.2f} req/s")
 
     pools = Table(title="pools", title_justify="left")
-    for col in ("pool", "device x count", "model", "tp", "replicas", "busy", "KV used", "preempt", "IT power"):
+    for col in ("pool", "device x count", "model", "tp", "replicas", "busy", "GPU active", "KV used", "preempt",
+                "IT power"):
         pools.add_column(col, justify="left" if col in ("pool", "device x count", "model") else "right")
     for p in summary["pools"]:
         pools.add_row(p["pool"], f"{p['device']} x {p['devices']}", f"{p['model']} {p['precision']}", str(p["tp"]),
-                      str(p["replicas"]), f"{p['busy_fraction'] * 100:.0f}%", f"{p['kv_occupancy'] * 100:.0f}%",
+                      str(p["replicas"]), f"{p['busy_fraction'] * 100:.0f}%", f"{p['accelerator_active'] * 100:.0f}%",
+                      f"{p['kv_occupancy'] * 100:.0f}%",
                       f"{p['preemptions']:,}", "-" if p["it_watts"] is None else f"{p['it_watts'] / 1000:.1f} kW")
     console.print(pools)
 

@@ -184,6 +184,7 @@ class Engine(Spec):
     memory_utilization: float = Field(default=0.9, gt=0, le=1)
     activation_reserve: Bytes | None = Field(default=None, ge=0)
     iteration_overhead: Seconds | None = Field(default=None, ge=0)
+    host_threads: int = Field(default=1, ge=1, description="head-node CPU cores one replica's engine keeps busy")
     fast_path: bool = True
 
 

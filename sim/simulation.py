@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import simpy
 
+from . import kernels
 from .metrics import BusyLog, RequestTable
 from .scenario import Scenario
 from .network import Fabric
@@ -33,6 +34,7 @@ class ReplicaInfo:
     role: str = "both"
     accelerators: list[str] = field(default_factory=list)   # topology nodes it runs on
     weight_load_s: float | None = None                      # time to load its weights at the start
+    iteration_overhead: float = 0.0                         # host time per iteration, after CPU sharing
 
 
 @dataclass
@@ -78,6 +80,8 @@ def simulate(scenario: Scenario, seed: int | None = None) -> RunResult:
         fabric = Fabric(env, spec.topology.graph(), bin_width=max(spec.duration / 200, 1e-3))
         placement = place(scenario)
     load_time = start_weight_loading(env, scenario, replicas, fabric, placement)
+    if spec.topology is not None:
+        share_host_cpus(scenario, replicas, placement)
     if decoders:
         model_of = {rep.index: pool.model_key for pool, rep in zip(_pool_per_replica(scenario), replicas)}
         disagg = Disaggregation(env, fabric, placement, decoders, table, model_of)
@@ -109,7 +113,8 @@ def simulate(scenario: Scenario, seed: int | None = None) -> RunResult:
     for rep, pool in zip(replicas, _pool_per_replica(scenario)):
         infos.append(ReplicaInfo(rep.index, pool.name, pool.device_key, pool.model_key, pool.deployment.tp,
                                  rep.busy_time, rep.preemptions, rep.total_blocks, rep.role,
-                                 [str(a) for a in placement.get(rep.index, [])], load_time.get(rep.index)))
+                                 [str(a) for a in placement.get(rep.index, [])], load_time.get(rep.index),
+                                 float(rep.params[kernels.K_OVERHEAD])))
     return RunResult(scenario, table, log, infos, end, time.perf_counter() - wall0, seed,
                      [s.name for s in spec.workload], fabric)
 
@@ -144,6 +149,29 @@ def start_weight_loading(env, scenario: Scenario, replicas, fabric, placement) -
             rep.ready.succeed()
         env.all_of(flows).callbacks.append(loaded)
     return load_time
+
+
+def share_host_cpus(scenario: Scenario, replicas, placement) -> None:
+    """Each replica's engine loop (scheduling, kernel launch: the per-iteration host overhead)
+    runs on its server's CPUs. A slower CPU stretches that overhead by 1 / speed; more engine
+    threads on a server than it has cores time-share them and stretch it further."""
+    topo = scenario.spec.topology
+    graph = topo.graph()
+    host_of = {rep.index: graph.nodes[placement[rep.index][0]].get("host") for rep in replicas}
+    demand: dict = {}
+    for rep, pool in zip(replicas, _pool_per_replica(scenario)):
+        demand[host_of[rep.index]] = demand.get(host_of[rep.index], 0) + pool.spec.serve.engine.host_threads
+    for rep in replicas:
+        host = host_of[rep.index]
+        cpus = [d for _, d in graph.nodes(data=True) if d.get("kind") == "cpu" and d.get("host") == host]
+        if not cpus or "cores" not in cpus[0]:
+            continue  # an explicit topology without CPU figures: the catalog overhead stands
+        cores = sum(d["cores"] for d in cpus)
+        speed = cpus[0].get("speed", 1.0)
+        factor = max(1.0, demand[host] / cores) / speed
+        if factor != 1.0:
+            rep.params = rep.params.copy()
+            rep.params[kernels.K_OVERHEAD] *= factor
 
 
 def _pool_per_replica(scenario: Scenario):

@@ -24,14 +24,18 @@ def stats(values: np.ndarray) -> dict:
     return out
 
 
-def busy_in_window(result: RunResult, w0: float, w1: float) -> tuple[np.ndarray, np.ndarray]:
-    """Per replica: seconds busy inside [w0, w1], and KV-block-seconds in use over that time."""
+def busy_in_window(result: RunResult, w0: float, w1: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per replica inside [w0, w1]: seconds busy, KV-block-seconds in use, and seconds of host overhead."""
     log = result.log.columns()
     n = len(result.replicas)
     overlap = np.clip(np.minimum(log["end"], w1) - np.maximum(log["start"], w0), 0.0, None)
     busy = np.bincount(log["replica"], weights=overlap, minlength=n)
     kv = np.bincount(log["replica"], weights=overlap * log["kv_blocks"], minlength=n)
-    return busy, kv
+    # host time inside those stretches: iterations x overhead, prorated to the window
+    span = np.maximum(log["end"] - log["start"], 1e-300)
+    ovh = np.array([r.iteration_overhead for r in result.replicas])
+    host = np.bincount(log["replica"], weights=log["iterations"] * ovh[log["replica"]] * overlap / span, minlength=n)
+    return busy, kv, np.minimum(host, busy)
 
 
 def summarize(result: RunResult) -> dict:
@@ -69,7 +73,7 @@ def summarize(result: RunResult) -> dict:
     makespan = _makespan(table)
     slo = _slo(spec.slo.targets, cols, measured, done, finished_in, latency, table, window)
 
-    busy, kv_seconds = busy_in_window(result, w0, w1)
+    busy, kv_seconds, host_seconds = busy_in_window(result, w0, w1)
     pools = []
     it_watts = 0.0
     power_notes: list[str] = []
@@ -97,6 +101,8 @@ def summarize(result: RunResult) -> dict:
             "pool": pool.name, "device": pool.device_key, "model": pool.model_key,
             "precision": dep.precision, "tp": dep.tp, "replicas": pool.replicas, "devices": pool.spec.count,
             "busy_fraction": float(util.mean()), "busy_fraction_max": float(util.max()),
+            "accelerator_active": float(((busy[idx] - host_seconds[idx]) / window).mean()),
+            "iteration_overhead_s": float(np.mean([result.replicas[i].iteration_overhead for i in idx])),
             "kv_occupancy": float(kv_occ.mean()), "kv_blocks_per_replica": dep.total_blocks,
             "kv_tokens_per_replica": dep.max_tokens_in_cache,
             "weights_per_device_bytes": dep.weight_bytes,
@@ -135,6 +141,7 @@ def summarize(result: RunResult) -> dict:
     network = _network(result, cols, done, w0, w1)
     replicas = [{"replica": r.index, "pool": r.pool, "devices": r.tp, "role": r.role,
                  "busy_fraction": float(busy[r.index] / window),
+                 "accelerator_active": float((busy[r.index] - host_seconds[r.index]) / window),
                  "kv_occupancy": float(kv_seconds[r.index] / (window * r.total_blocks)),
                  "preemptions": r.preemptions, "weight_load_s": r.weight_load_s} for r in result.replicas]
     assumptions = sorted({a for p in result.scenario.pools for a in p.deployment.assumptions})

@@ -21,9 +21,10 @@ import networkx as nx
 from pydantic import Field, PrivateAttr
 
 from .errors import did_you_mean
-from .spec_base import BytesPerSecond, Seconds, Spec
+from .spec_base import Bytes, BytesPerSecond, Seconds, Spec
 
-NodeKind = Literal["accelerator", "cpu", "nic", "pcie-switch", "scale-up-switch", "switch", "storage"]
+NodeKind = Literal["accelerator", "cpu", "host-memory", "nic", "pcie-switch", "scale-up-switch", "switch",
+                   "storage"]
 HOST_KINDS = {"accelerator", "cpu", "nic", "pcie-switch", "scale-up-switch"}
 Problems = list[tuple[tuple, str]]  # (field path inside the topology, message)
 
@@ -66,11 +67,24 @@ class HgxNode(Spec):
     nic_rate: BytesPerSecond = 50e9  # 400 Gb/s (ConnectX-7 NDR)
     cpus: int = 2
     host_memory_bandwidth: BytesPerSecond = 307.2e9  # per CPU socket
+    # The host path. A GPUDirect-RDMA NIC moves data between GPU memory and the wire; a
+    # host-staged (legacy) one bounces it through host memory, which every such flow then
+    # crosses twice, and the CPU handles each message. Per-message costs below are
+    # assumptions (order of magnitude of RDMA verbs vs a kernel TCP stack), not datasheet
+    # figures: set them from your own measurements.
+    nic_path: Literal["gpudirect", "host-staged"] = "gpudirect"
+    nic_message_size: Bytes = 1 << 20
+    nic_message_cost: Seconds = 1e-6
+    host_staging_cost: Seconds = 20e-6  # CPU time per message on the host-staged path
+    # The head node runs each replica's engine loop (scheduling, kernel launch). `cpu_speed`
+    # is single-thread speed relative to the host behind the catalog's iteration_overhead.
+    cpu_cores: int = 56  # Xeon Platinum 8480C, per socket (DGX H100 datasheet: 2 x 56 cores)
+    cpu_speed: float = 1.0
 
     def problems(self) -> Problems:
         out = _positive(self, "gpus", "pcie_switches", "nics", "cpus", "scale_up", "pcie", "nic_rate",
-                        "host_memory_bandwidth")
-        out += _not_negative(self, "scale_up_latency", "pcie_latency")
+                        "host_memory_bandwidth", "nic_message_size", "cpu_cores", "cpu_speed")
+        out += _not_negative(self, "scale_up_latency", "pcie_latency", "nic_message_cost", "host_staging_cost")
         if out:
             return out
         g, p, n = self.gpus, self.pcie_switches, self.nics
@@ -98,9 +112,15 @@ class HgxNode(Spec):
             g.add_node(gpu, kind="accelerator", host=host)
         g.add_node(nvswitch, kind="scale-up-switch", host=host)
         g.add_nodes_from(pcie, kind="pcie-switch", host=host)
-        g.add_nodes_from(cpus, kind="cpu", host=host, memory_bandwidth=self.host_memory_bandwidth)
+        g.add_nodes_from(cpus, kind="cpu", host=host, memory_bandwidth=self.host_memory_bandwidth,
+                         cores=self.cpu_cores, speed=self.cpu_speed)
+        for cpu in cpus:  # host memory: host-staged transfers write it and read it back
+            g.add_node(f"{cpu}.mem", kind="host-memory", host=host)
+            _link(g, cpu, f"{cpu}.mem", self.host_memory_bandwidth, 0.0)
         for k, nic in enumerate(nics):
-            g.add_node(nic, kind="nic", host=host, rail=k, rate=self.nic_rate)
+            g.add_node(nic, kind="nic", host=host, rail=k, rate=self.nic_rate, path=self.nic_path,
+                       message_size=self.nic_message_size, message_cost=self.nic_message_cost,
+                       staging_cost=self.host_staging_cost)
         gpus_per_switch = self.gpus // self.pcie_switches
         for i, gpu in enumerate(gpus):
             _link(g, gpu, nvswitch, self.scale_up, self.scale_up_latency)

@@ -43,9 +43,10 @@ def shipped(name: str) -> TopologySpec:
 
 def test_hgx_node_has_gpus_nvswitch_pcie_nics_cpus():
     s = spec(build={"kind": "hgx-node"})
-    assert kinds(s) == {"accelerator": 8, "scale-up-switch": 1, "pcie-switch": 4, "nic": 8, "cpu": 2}
+    assert kinds(s) == {"accelerator": 8, "scale-up-switch": 1, "pcie-switch": 4, "nic": 8, "cpu": 2,
+                        "host-memory": 2}
     g = s.graph()
-    assert g.number_of_edges() == 8 + 8 + 8 + 4 + 1  # NVLink, GPU-PCIe, NIC-PCIe, PCIe-CPU, CPU-CPU
+    assert g.number_of_edges() == 8 + 8 + 8 + 4 + 1 + 2  # NVLink, GPU-PCIe, NIC-PCIe, PCIe-CPU, CPU-CPU, CPU-memory
     assert nx.is_connected(g) and validate_topology(s, 8) == []
     gpus = s.accelerators()
     assert [g.nodes[a]["index"] for a in gpus] == list(range(8))
@@ -70,7 +71,7 @@ def test_rail_fabric_counts_and_wiring():
     g = s.graph()
     assert time.perf_counter() - start < 1.0
     assert kinds(s) == {"accelerator": 512, "nic": 512, "switch": 16 + 8, "scale-up-switch": 64,
-                        "pcie-switch": 256, "cpu": 128, "storage": 4}
+                        "pcie-switch": 256, "cpu": 128, "host-memory": 128, "storage": 4}
     assert nx.is_connected(g)
     assert s.accelerators()[:2] == ["s0.gpu0", "s0.gpu1"] and s.accelerators()[-1] == "s63.gpu7"
     leaves = [n for n in g if n.startswith("rail")]
@@ -258,8 +259,9 @@ def test_shipped_topologies_validate(path, write_scenario):
 
 def test_summary_of_one_server():
     summary = summarize_topology(shipped("hgx-h100-node.yaml"))
-    assert summary["nodes"] == {"accelerator": 8, "cpu": 2, "nic": 8, "pcie-switch": 4, "scale-up-switch": 1}
-    assert summary["links"] == 29 and summary["servers"] == 1 and summary["diameter_hops"] == 2
+    assert summary["nodes"] == {"accelerator": 8, "cpu": 2, "host-memory": 2, "nic": 8, "pcie-switch": 4,
+                                "scale-up-switch": 1}
+    assert summary["links"] == 31 and summary["servers"] == 1 and summary["diameter_hops"] == 2
     # halves gpu0-3 / gpu4-7: four NVLinks into the NVSwitch plus the socket link
     assert summary["bisection_bandwidth"] == pytest.approx(4 * 450e9 + 64e9)
 
