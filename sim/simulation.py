@@ -82,6 +82,7 @@ def simulate(scenario: Scenario, seed: int | None = None) -> RunResult:
     load_time = start_weight_loading(env, scenario, replicas, fabric, placement)
     if spec.topology is not None:
         share_host_cpus(scenario, replicas, placement)
+        collectives_over_fabric(scenario, replicas, placement, fabric)
     if decoders:
         model_of = {rep.index: pool.model_key for pool, rep in zip(_pool_per_replica(scenario), replicas)}
         disagg = Disaggregation(env, fabric, placement, decoders, table, model_of)
@@ -172,6 +173,30 @@ def share_host_cpus(scenario: Scenario, replicas, placement) -> None:
         if factor != 1.0:
             rep.params = rep.params.copy()
             rep.params[kernels.K_OVERHEAD] *= factor
+
+
+def collectives_over_fabric(scenario: Scenario, replicas, placement, fabric) -> None:
+    """A tensor-parallel group whose devices sit in more than one scale-up domain cannot
+    all-reduce over the scale-up link alone: its iterations' all-reduces run as a ring over
+    the fabric. Per iteration that is the traffic of all its all-reduces (layers x per layer
+    x tokens x hidden x 2 bytes) as one ring, plus the hop latency of the remaining calls."""
+    topo = scenario.spec.topology
+    for rep in replicas:
+        nodes = placement[rep.index]
+        if len({topo.scale_up_domain(a) for a in nodes}) <= 1:
+            continue
+        p = rep.params = rep.params.copy()
+        calls = p[kernels.K_LAYERS] * p[kernels.K_ALLREDUCES]
+        per_token = calls * p[kernels.K_HIDDEN] * p[kernels.K_ABYTES]
+        p[kernels.K_TP] = 1.0  # the kernel's own all-reduce term is replaced by the flows
+        n = len(nodes)
+        hop = max(float(fabric.latency[fabric.route(a, b, 0)].sum()) for a, b in zip(nodes, nodes[1:] + nodes[:1]))
+        extra_latency = (calls - 1) * 2 * (n - 1) * hop
+
+        def collective(tokens, nodes=nodes, per_token=per_token, extra_latency=extra_latency):
+            yield from fabric.ring_allreduce(nodes, tokens * per_token, "tp-allreduce")
+            yield fabric.env.timeout(extra_latency)
+        rep.collective = collective
 
 
 def _pool_per_replica(scenario: Scenario):

@@ -72,6 +72,10 @@ class Replica:
         self.on_capacity = None        # set by the router: called when a sequence leaves
         self._work = env.event()
         self.ready = env.event()          # weights in place; succeeded at once when preloaded
+        # A tensor-parallel group that spans scale-up domains runs each iteration's
+        # all-reduces over the fabric (set by the simulation): a generator taking the
+        # iteration's token count. Its iterations are stepped one by one.
+        self.collective = None
         self._sleep: simpy.Event | None = None
         self._plan = None
         self.process = env.process(self._static_loop() if self.static else self._loop())
@@ -135,7 +139,7 @@ class Replica:
             # The batch cannot change before its next completion when nothing waits, or when
             # it is full (then the run stops at that completion, where a slot opens).
             full = len(self.req) >= self.max_seqs
-            if (self.fast and (full or not self.waiting) and self._all_decoding()
+            if (self.fast and self.collective is None and (full or not self.waiting) and self._all_decoding()
                     and self._plan_fast_run(stop_at_first=full and bool(self.waiting))):
                 plan = self._plan
                 self._sleep = env.event()
@@ -181,6 +185,9 @@ class Replica:
         tokens = int(pf_len.sum()) + len(dec)
         t_end = t0 + dt
         yield at(env, t_end)
+        if self.collective is not None:
+            yield from self.collective(tokens)
+            t_end = env.now
         self.busy_time += t_end - t0
         self.log.add(self.index, t0, t_end, 1, tokens, self.total_blocks - self.free_blocks)
         self._apply(dec, pre, t_end)
