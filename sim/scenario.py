@@ -230,6 +230,15 @@ class Router(Spec):
     dispatch: Literal["immediate", "central"] = "immediate"
 
 
+class Ingress(Spec):
+    """Requests enter the fabric at `node` (a front end or gateway of the topology): each
+    prompt's payload flows to the chosen replica's host before the replica sees it, and each
+    reply flows back when it completes."""
+
+    node: str
+    bytes_per_token: float = Field(default=4.0, gt=0, description="payload per prompt or output token")
+
+
 SLO_METRICS = ("ttft", "tpot", "e2e", "queue_wait")
 SLO_STATS = ("p50", "p90", "p99", "mean")
 
@@ -276,6 +285,7 @@ class ScenarioSpec(Spec):
     topology: TopologySpec | None = None
     fleet: list[Pool] = Field(min_length=1)
     router: Router = Router()
+    ingress: Ingress | None = None
     workload: list[Stream] = Field(min_length=1)
     slo: Slo = Slo()
     economics: Economics = Economics()
@@ -364,6 +374,13 @@ def scenario_from_source(src: source.Source, overrides=(), path: str = "") -> Sc
                 problems.append(Problem(src.loc_of(("workload", i, "trace", "path")), f"workload[{i}].trace.path",
                                         f"trace file not found: {stream.trace.path}"))
     problems.extend(_check_roles(spec, pools, src))
+    if spec.ingress is not None:
+        if spec.topology is None:
+            problems.append(Problem(src.loc_of(("ingress",)), "ingress", "ingress needs topology: to carry requests"))
+        elif spec.ingress.node not in spec.topology.graph():
+            nodes = [n for n, d in spec.topology.graph().nodes(data=True) if d.get("kind") in ("switch", "storage", "cpu")]
+            problems.append(Problem(src.loc_of(("ingress", "node")), "ingress.node",
+                                    f"no node '{spec.ingress.node}' in the topology" + did_you_mean(spec.ingress.node, nodes, "nodes")))
     for i, pool in enumerate(spec.fleet):
         where = src.loc_of(("fleet", i, "serve", "weights"))
         if pool.serve.weights != "preloaded" and spec.topology is None:

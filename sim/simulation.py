@@ -60,7 +60,8 @@ def simulate(scenario: Scenario, seed: int | None = None) -> RunResult:
     log = BusyLog()
     env = simpy.Environment()
     closed = [i for i, s in enumerate(spec.workload) if s.closed_loop]
-    stop_at_completions = spec.router.dispatch == "central" or bool(closed)
+    # completions someone acts on at their time: central dispatch, closed-loop clients, replies
+    stop_at_completions = spec.router.dispatch == "central" or bool(closed) or spec.ingress is not None
 
     replicas: list[Replica] = []
     by_model: dict[str, list[Replica]] = {}       # replicas new requests go to
@@ -79,6 +80,8 @@ def simulate(scenario: Scenario, seed: int | None = None) -> RunResult:
     if spec.topology is not None:
         fabric = Fabric(env, spec.topology.graph(), bin_width=max(spec.duration / 200, 1e-3))
         placement = place(scenario)
+    if spec.ingress is not None:
+        carry_requests(env, spec, router, table, fabric, placement)
     load_time = start_weight_loading(env, scenario, replicas, fabric, placement)
     if spec.topology is not None:
         share_host_cpus(scenario, replicas, placement)
@@ -150,6 +153,28 @@ def start_weight_loading(env, scenario: Scenario, replicas, fabric, placement) -
             rep.ready.succeed()
         env.all_of(flows).callbacks.append(loaded)
     return load_time
+
+
+def carry_requests(env, spec, router, table, fabric, placement) -> None:
+    """Requests enter at the ingress node: the prompt's payload flows to the replica's host
+    CPU before the replica sees it; the reply's flows back when the request completes."""
+    topo = spec.topology
+    node, per_token = spec.ingress.node, spec.ingress.bytes_per_token
+    host = {i: topo.host_cpu(nodes[0]) for i, nodes in placement.items()}
+
+    def deliver(rep, r):
+        flow = fabric.transfer(node, host[rep.index], float(table.prompt[r]) * per_token, "request")
+        flow.callbacks.append(lambda _: rep.submit(r))
+    router.deliver = deliver
+
+    previous = table.on_done
+
+    def reply(r, when):
+        if table.state[r] == 1 and table.replica[r] >= 0:
+            fabric.transfer(host[int(table.replica[r])], node, float(table.output[r]) * per_token, "reply")
+        if previous is not None:
+            previous(r, when)
+    table.on_done = reply
 
 
 def share_host_cpus(scenario: Scenario, replicas, placement) -> None:
@@ -225,6 +250,7 @@ class ClosedLoop:
         self.env, self.spec, self.table, self.router = env, spec, table, router
         self.model_of_stream = model_of_stream
         self.pending = {s: list(np.nonzero(arrivals.stream == s)[0][::-1]) for s in streams}
+        self._previous = table.on_done
         table.on_done = self._done
         for s in streams:
             for _ in range(spec.workload[s].concurrency):
@@ -242,6 +268,8 @@ class ClosedLoop:
         self.router.arrive(r, self.model_of_stream[s])
 
     def _done(self, r: int, when: float) -> None:
+        if self._previous is not None:
+            self._previous(r, when)
         s = int(self.table.stream[r])
         if s in self.pending:
             self._send(s, when + self.spec.workload[s].think_time)

@@ -55,6 +55,11 @@ class Router:
         if self.queue_limit is not None and rep.waiting_count() >= self.queue_limit:
             self.table.reject(r, "queue_full", now)
             return
+        self.deliver(rep, r)
+
+    def deliver(self, rep: Replica, r: int) -> None:
+        """Hand request r to replica rep (after its payload has crossed the fabric, when the
+        scenario has ingress: set by the simulation)."""
         rep.submit(r)
 
     def _admissible(self, rep: Replica, r: int) -> str | None:
@@ -97,7 +102,7 @@ class Router:
             if not room:
                 return
             queue.popleft()
-            self._choose(model, room).submit(r)
+            self.deliver(self._choose(model, room), r)
 
     def _capacity_freed(self, rep: Replica) -> None:
         if self.central:
