@@ -1,6 +1,7 @@
 """Speed benchmark: wall time, simulated requests per wall second and peak memory.
 
-    make bench                         # quickstart scaled to 100,000 requests
+    make bench                         # quickstart scaled to 100,000 requests, and the
+                                       # 512-GPU fabric with and without flow-level networking
     python -m benchmarks.run --requests 20000
 
 Each case runs `dcsim run` in a child process so its peak RSS is its own. The table is
@@ -38,10 +39,13 @@ def run_case(name: str, scenario: str, overrides: list[str]) -> dict:
         summary = json.loads(proc.stdout)
     sim_wall = summary["run"]["wall_seconds"]
     n = summary["requests"]["arrived"]
+    simulated = summary["run"]["simulated_seconds"]
+    network = summary.get("network") or {}
     return {
         "case": name, "requests": n, "process_wall_s": round(wall, 2), "simulate_wall_s": round(sim_wall, 2),
         "requests_per_wall_s": round(n / sim_wall), "peak_rss_mb": round(max(peak_kib, before) / 1024),
-        "simulated_s": round(summary["run"]["simulated_seconds"], 1),
+        "simulated_s": round(simulated, 1), "wall_per_simulated_s": round(sim_wall / simulated, 3),
+        "flows": network.get("flows", 0),
     }
 
 
@@ -51,6 +55,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     duration = args.requests / QUICKSTART_RATE
     rows = [run_case(f"quickstart-{args.requests // 1000}k", "scenarios/quickstart.yaml", [f"duration={duration:g}s"])]
+    # 512 H100s on a 64-server rail fabric, chat at 500/s: with every request and reply as a
+    # flow over the fabric, and with the network left out
+    rows.append(run_case("fabric-512-flows", "scenarios/fabric-512-chat.yaml", []))
+    rows.append(run_case("fabric-512-no-network", "scenarios/fabric-512-chat.yaml", ["ingress=null"]))
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     cols = list(rows[0])
     print(f"machine: {machine}")
