@@ -104,31 +104,29 @@ def test_ecmp_spreads_flows_over_equal_paths():
     assert len(used) == 2
 
 
+def collective_time(graph, bw, lat, method, size) -> float:
+    """Time of one collective over all nodes of a graph whose links all have bw and lat."""
+    nx.set_edge_attributes(graph, bw, "bandwidth")
+    nx.set_edge_attributes(graph, lat, "latency")
+    env = simpy.Environment()
+    fabric = Fabric(env, graph)
+    env.process(getattr(fabric, method)(list(graph.nodes), size))
+    env.run()
+    return env.now
+
+
 @pytest.mark.parametrize("n", [2, 4, 8])
 def test_ring_allreduce_matches_formula(n):
     bw, lat, size = 50 * GB, 2e-6, 256e6
-    g = nx.cycle_graph(n) if n > 2 else nx.path_graph(2)
-    nx.set_edge_attributes(g, bw, "bandwidth")
-    nx.set_edge_attributes(g, lat, "latency")
-    env = simpy.Environment()
-    fabric = Fabric(env, g)
-    env.process(fabric.ring_allreduce(list(range(n)), size))
-    env.run()
-    expected = 2 * (n - 1) / n * size / bw + 2 * (n - 1) * lat
-    assert env.now == pytest.approx(expected, rel=0.01)
-    assert env.now == pytest.approx(kernels.ring_allreduce_time(size, n, bw, lat), rel=0.01)
+    t = collective_time(nx.cycle_graph(n) if n > 2 else nx.path_graph(2), bw, lat, "ring_allreduce", size)
+    assert t == pytest.approx(2 * (n - 1) / n * size / bw + 2 * (n - 1) * lat, rel=0.01)
+    assert t == pytest.approx(kernels.ring_allreduce_time(size, n, bw, lat), rel=0.01)
 
 
 def test_tree_allreduce_matches_formula():
     n, bw, lat, size = 8, 50 * GB, 2e-6, 64e6
-    g = nx.complete_graph(n)
-    nx.set_edge_attributes(g, bw, "bandwidth")
-    nx.set_edge_attributes(g, lat, "latency")
-    env = simpy.Environment()
-    fabric = Fabric(env, g)
-    env.process(fabric.tree_allreduce(list(range(n)), size))
-    env.run()
-    assert env.now == pytest.approx(2 * math.ceil(math.log2(n)) * (size / bw + lat), rel=1e-6)
+    t = collective_time(nx.complete_graph(n), bw, lat, "tree_allreduce", size)
+    assert t == pytest.approx(2 * math.ceil(math.log2(n)) * (size / bw + lat), rel=1e-6)
 
 
 def test_contention_slows_a_collective():
