@@ -95,9 +95,10 @@ def _validate(args) -> int:
           f"duration {spec.duration:g}s")
     for pool in scenario.pools:
         d = pool.deployment
+        stages = f", pp={d.pp} ({d.pp} engines per replica)" if d.pp > 1 else ""
         print(f"  pool {pool.name}: {pool.spec.count} x {pool.device_key}, {pool.replicas} replica(s) of "
-              f"{pool.model_key} at {d.precision}, tp={d.tp}; weights {format_bytes(d.weight_bytes)}/device, "
-              f"KV cache {d.max_tokens_in_cache:,} tokens/replica")
+              f"{pool.model_key} at {d.precision}, tp={d.tp}{stages}; weights {format_bytes(d.weight_bytes)}/device, "
+              f"KV cache {d.max_tokens_in_cache * d.pp:,} tokens/replica")
     if spec.topology is not None:
         g = spec.topology.graph()
         print(f"  topology {spec.topology.name}: {g.number_of_nodes()} nodes, {g.number_of_edges()} links, "

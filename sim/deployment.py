@@ -41,6 +41,7 @@ class Deployment:
     limits: EngineLimits
     device_key: str = ""
     model_key: str = ""
+    pp: int = 1
     weight_bytes: float = 0.0            # per device
     activation_reserve: float = 0.0      # per device
     kv_budget: float = 0.0               # per device, bytes
@@ -65,8 +66,11 @@ class Deployment:
 
 
 def deploy(device: DeviceSpec, model: ModelSpec, precision: str, kv_precision: str, tp: int,
-           limits: EngineLimits, device_key: str = "", model_key: str = "") -> Deployment:
-    d = Deployment(device, model, precision, kv_precision, tp, limits, device_key, model_key)
+           limits: EngineLimits, device_key: str = "", model_key: str = "", pp: int = 1) -> Deployment:
+    """A model on tp x pp devices. With pipeline stages (pp > 1) each device holds 1/pp of the
+    layers; the replica runs pp engines (vLLM's virtual engines) whose batches take turns in
+    the stages, each engine with 1/pp of the KV blocks."""
+    d = Deployment(device, model, precision, kv_precision, tp, limits, device_key, model_key, pp=pp)
     dev_name = device_key or device.name
     model_name = model_key or model.name
     supported = device.peak_flops.supported()
@@ -74,8 +78,11 @@ def deploy(device: DeviceSpec, model: ModelSpec, precision: str, kv_precision: s
         raise DeploymentError(f"{dev_name} has no {precision} compute; supported precisions: {', '.join(supported)}")
     if tp < 1:
         raise DeploymentError("tp must be at least 1")
-    if tp > 1 and device.scale_up_bandwidth is None:
-        raise DeploymentError(f"{dev_name} has no scale-up link in the catalog, so tp must be 1 (got tp={tp})")
+    if (tp > 1 or pp > 1) and device.scale_up_bandwidth is None:
+        raise DeploymentError(f"{dev_name} has no scale-up link in the catalog, so tp and pp must be 1 "
+                              f"(got tp={tp}, pp={pp})")
+    if pp < 1 or pp > model.layers:
+        raise DeploymentError(f"pp must be between 1 and the model's {model.layers} layers (got {pp})")
     if model.has_attention and model.heads % tp:
         raise DeploymentError(f"tp={tp} does not divide {model_name}'s {model.heads} attention heads; "
                               f"valid tp: {', '.join(str(t) for t in _divisors(model.heads) if t <= 64)}")
@@ -85,9 +92,9 @@ def deploy(device: DeviceSpec, model: ModelSpec, precision: str, kv_precision: s
     kvb = BYTES_PER_ELEMENT[kv_precision]
     h = model.hidden
 
-    d.weight_bytes = model.computed_params() * wb / tp
-    d.kv_bytes_per_token = _kv_bytes_per_token(model, tp, kvb)
-    d.state_bytes_per_seq = _state_bytes_per_seq(model, tp)
+    d.weight_bytes = model.computed_params() * wb / (tp * pp)
+    d.kv_bytes_per_token = _kv_bytes_per_token(model, tp, kvb) / pp   # a stage caches its layers
+    d.state_bytes_per_seq = _state_bytes_per_seq(model, tp) / pp
 
     if limits.activation_reserve is not None:
         d.activation_reserve = limits.activation_reserve
@@ -103,13 +110,17 @@ def deploy(device: DeviceSpec, model: ModelSpec, precision: str, kv_precision: s
     if d.kv_budget <= 0:
         need = d.weight_bytes + d.activation_reserve
         min_tp = next((t for t in _divisors(model.heads or 1) if t >= tp and
-                       model.computed_params() * wb / t + d.activation_reserve < usable), None)
+                       model.computed_params() * wb / (t * pp) + d.activation_reserve < usable), None)
+        min_pp = next((s for s in range(pp, model.layers + 1) if
+                       model.computed_params() * wb / (tp * s) + d.activation_reserve < usable), None)
         hint = f"; try tp={min_tp}" if min_tp else ""
+        if min_pp:
+            hint += f"{' or' if hint else '; try'} pp={min_pp} (pipeline stages)"
         cheaper = [p for p in ("fp8", "int8", "fp4") if p in supported and BYTES_PER_ELEMENT[p] < wb]
         if cheaper:
             hint += f" or precision {cheaper[0]}"
         raise DeploymentError(
-            f"{model_name} at {precision} does not fit on {dev_name} with tp={tp}: weights "
+            f"{model_name} at {precision} does not fit on {dev_name} with tp={tp}" + (f", pp={pp}" if pp > 1 else "") + ": weights "
             f"{format_bytes(d.weight_bytes)} + activations {format_bytes(d.activation_reserve)} per device "
             f"exceed {format_bytes(usable)} usable ({format_bytes(device.memory)} x memory_utilization "
             f"{limits.memory_utilization}){hint}")
@@ -121,7 +132,7 @@ def deploy(device: DeviceSpec, model: ModelSpec, precision: str, kv_precision: s
     else:  # pure SSM: one block is one sequence's recurrent state
         d.block_bytes = d.state_bytes_per_seq
         d.per_seq_blocks = 1
-    d.total_blocks = int(d.kv_budget // d.block_bytes)
+    d.total_blocks = int(d.kv_budget // d.block_bytes) // pp   # each of the pp engines gets a share
     if d.total_blocks < d.per_seq_blocks + 1:
         raise DeploymentError(f"{model_name} on {dev_name} with tp={tp} leaves {format_bytes(d.kv_budget)} for the "
                               f"KV cache, less than one {bs}-token block ({format_bytes(d.block_bytes)})")
@@ -166,7 +177,8 @@ def _pack(d: Deployment, wb: float, ab: float, kvb: float) -> np.ndarray:
     h = m.hidden
     p = np.zeros(K.P_SIZE)
     p[K.K_TP] = tp
-    if tp > 1:
+    p[K.K_PP] = d.pp
+    if tp > 1 or d.pp > 1:
         if dev.scale_up_eff is None:
             d.assumptions.append("all-reduce efficiency not in the catalog for this device; link peak used")
         p[K.K_LINK_BW] = dev.scale_up_bandwidth * (dev.scale_up_eff or 1.0)
@@ -203,11 +215,12 @@ def _pack(d: Deployment, wb: float, ab: float, kvb: float) -> np.ndarray:
         p[K.K_ATTN_LAYERS] = m.layers
         p[K.K_HEADS] = m.heads / tp
         p[K.K_QK_DIM], p[K.K_V_DIM] = qk, v
-        p[K.K_KV_ELEMS] = d.kv_bytes_per_token / (m.layers * kvb)
+        # per layer per device; an engine's iteration runs every stage, so all layers count
+        p[K.K_KV_ELEMS] = _kv_bytes_per_token(m, tp, kvb) / (m.layers * kvb)
     if m.architecture == "ssm":
         p[K.K_SSM_LAYERS] = m.layers
         p[K.K_SSM_FLOPS] = 9.0 * m.ssm_inner * m.ssm_state / tp
-        p[K.K_SSM_STATE] = d.state_bytes_per_seq / m.layers
+        p[K.K_SSM_STATE] = _state_bytes_per_seq(m, tp) / m.layers
     p[K.K_HEAD_W] = m.vocab * h / tp
     p[K.K_HIDDEN] = h
     p[K.K_ALLREDUCES] = 1.0 if m.architecture == "ssm" else 2.0

@@ -10,7 +10,8 @@ group (weights and heads already divided by `tp`).
 One batch iteration is the sum over operators of a roofline,
     max(FLOPs / (peak x compute_eff), bytes / (bandwidth x mem_eff)),
 over weight GEMMs, MoE experts, prefill and decode attention, SSM scans and the LM head,
-plus the tensor-parallel all-reduces over the scale-up link and a fixed host overhead.
+plus the tensor-parallel all-reduces and pipeline-stage sends over the scale-up link and a
+fixed host overhead.
 """
 from __future__ import annotations
 
@@ -50,7 +51,8 @@ K_HEAD_W = 28         # LM-head params per device (vocab x hidden / tp)
 K_HIDDEN = 29
 K_ALLREDUCES = 30     # tensor-parallel all-reduces per layer
 K_LAYERS = 31
-P_SIZE = 32
+K_PP = 32             # pipeline stages; each iteration sends activations pp-1 times
+P_SIZE = 33
 
 
 @njit(cache=True)
@@ -137,6 +139,8 @@ def iteration_time(tokens, logits, pf_pairs, pf_ctx, dec_ctx, seqs, p):
     if tp > 1.0:
         per = ring_allreduce_time(tokens * p[K_HIDDEN] * ab, tp, p[K_LINK_BW], p[K_LINK_LAT])
         t += p[K_LAYERS] * p[K_ALLREDUCES] * per
+    if p[K_PP] > 1.0:  # each stage hands its activations to the next, split over tp links
+        t += (p[K_PP] - 1.0) * (tokens * p[K_HIDDEN] * ab / tp / p[K_LINK_BW] + p[K_LINK_LAT])
     return t + p[K_OVERHEAD]
 
 

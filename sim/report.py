@@ -154,7 +154,8 @@ def print_summary(summary: dict, console: Console | None = None) -> None:
                 "IT power"):
         pools.add_column(col, justify="left" if col in ("pool", "device x count", "model") else "right")
     for p in summary["pools"]:
-        pools.add_row(p["pool"], f"{p['device']} x {p['devices']}", f"{p['model']} {p['precision']}", str(p["tp"]),
+        pools.add_row(p["pool"], f"{p['device']} x {p['devices']}", f"{p['model']} {p['precision']}",
+                      str(p["tp"]) + (f" x pp {p['pp']}" if p["pp"] > 1 else ""),
                       str(p["replicas"]), f"{p['busy_fraction'] * 100:.0f}%", f"{p['accelerator_active'] * 100:.0f}%",
                       f"{p['kv_occupancy'] * 100:.0f}%",
                       f"{p['preemptions']:,}", "-" if p["it_watts"] is None else f"{p['it_watts'] / 1000:.1f} kW")

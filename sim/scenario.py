@@ -193,6 +193,7 @@ class Serve(Spec):
     precision: Precision = "bf16"
     kv_precision: Precision | None = None
     tp: int = Field(default=1, ge=1)
+    pp: int = Field(default=1, ge=1, description="pipeline stages, each of tp devices")
     role: Literal["both", "prefill", "decode"] = Field(
         default="both", description="disaggregated serving: pools that only prefill or only decode")
     weights: Literal["preloaded", "host", "storage"] = Field(
@@ -214,14 +215,17 @@ class Pool(Spec):
 
     @model_validator(mode="after")
     def _whole_replicas(self):
-        if self.count % self.serve.tp:
-            raise ValueError(f"count ({self.count}) must be a multiple of serve.tp ({self.serve.tp}): "
-                             f"each replica uses tp devices")
+        per = self.serve.tp * self.serve.pp
+        if self.count % per:
+            what = f"serve.tp ({self.serve.tp})" if self.serve.pp == 1 else \
+                f"serve.tp x serve.pp ({self.serve.tp} x {self.serve.pp})"
+            raise ValueError(f"count ({self.count}) must be a multiple of {what}: each replica uses "
+                             f"{'tp' if self.serve.pp == 1 else 'tp x pp'} devices")
         return self
 
     @property
     def replicas(self) -> int:
-        return self.count // self.serve.tp
+        return self.count // (self.serve.tp * self.serve.pp)
 
 
 class Router(Spec):
@@ -510,7 +514,7 @@ def _resolve_pool(pool: Pool, i: int, src: source.Source) -> ResolvedPool:
                           max_batch_tokens=engine.max_batch_tokens, max_batch_seqs=engine.max_batch_seqs,
                           iteration_overhead=overhead, activation_reserve=engine.activation_reserve)
     try:
-        dep = deploy(device, model, serve.precision, kv_precision, serve.tp, limits, dev_key, model_key)
+        dep = deploy(device, model, serve.precision, kv_precision, serve.tp, limits, dev_key, model_key, serve.pp)
     except DeploymentError as exc:
         raise ScenarioError.one(src.loc_of(("fleet", i, "serve")), f"fleet[{i}].serve", str(exc)) from None
     if engine.chunked_prefill is not None and engine.chunked_prefill > engine.max_batch_tokens:

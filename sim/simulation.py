@@ -68,7 +68,7 @@ def simulate(scenario: Scenario, seed: int | None = None) -> RunResult:
     decoders: dict[str, list[Replica]] = {}       # disaggregated decode replicas
     for pool in scenario.pools:
         role = pool.spec.serve.role
-        for _ in range(pool.replicas):
+        for _ in range(pool.replicas * pool.spec.serve.pp):  # pipeline replicas run pp engines
             rep = Replica(env, len(replicas), pool.name, pool.deployment, pool.spec.serve.engine, table, log,
                           stop_at_completions, role)
             replicas.append(rep)
@@ -134,10 +134,16 @@ def start_weight_loading(env, scenario: Scenario, replicas, fabric, placement) -
         storage = [n for n, d in fabric.graph.nodes(data=True) if d.get("kind") == "storage"]
     topo = scenario.spec.topology
     k = 0
+    loading: dict[tuple, simpy.Event] = {}  # a pipeline replica's engines share one load
     for rep, pool in zip(replicas, _pool_per_replica(scenario)):
         source = pool.spec.serve.weights
         if source == "preloaded":
             rep.ready.succeed()
+            continue
+        devices = tuple(placement[rep.index])
+        if devices in loading:
+            loading[devices].callbacks.append(lambda _, rep=rep: (load_time.__setitem__(rep.index, env.now),
+                                                                  rep.ready.succeed()))
             continue
         flows = []
         for accel in placement[rep.index]:
@@ -151,7 +157,9 @@ def start_weight_loading(env, scenario: Scenario, replicas, fabric, placement) -
         def loaded(_, rep=rep):
             load_time[rep.index] = env.now
             rep.ready.succeed()
-        env.all_of(flows).callbacks.append(loaded)
+        done = env.all_of(flows)
+        done.callbacks.append(loaded)
+        loading[devices] = done
     return load_time
 
 
@@ -201,43 +209,68 @@ def share_host_cpus(scenario: Scenario, replicas, placement) -> None:
 
 
 def collectives_over_fabric(scenario: Scenario, replicas, placement, fabric) -> None:
-    """A tensor-parallel group whose devices sit in more than one scale-up domain cannot
-    all-reduce over the scale-up link alone: its iterations' all-reduces run as a ring over
-    the fabric. Per iteration that is the traffic of all its all-reduces (layers x per layer
-    x tokens x hidden x 2 bytes) as one ring, plus the hop latency of the remaining calls."""
+    """Communication that cannot stay on the scale-up link runs as flows over the fabric.
+
+    - A tensor-parallel group whose devices sit in more than one scale-up domain: each
+      iteration's all-reduces (layers x per layer x tokens x hidden x 2 bytes) run as one ring
+      of flows, plus the hop latency of the remaining per-layer calls.
+    - Pipeline stages in different domains: each iteration's activations go from every stage
+      to the next as tp flows (device i to device i) of tokens x hidden x 2 / tp bytes.
+    """
     topo = scenario.spec.topology
     for rep in replicas:
-        nodes = placement[rep.index]
-        if len({topo.scale_up_domain(a) for a in nodes}) <= 1:
+        nodes, tp, pp = placement[rep.index], rep.dep.tp, rep.dep.pp
+        stages = [nodes[s * tp:(s + 1) * tp] for s in range(pp)]
+        tp_over_fabric = any(len({topo.scale_up_domain(a) for a in st}) > 1 for st in stages)
+        pp_over_fabric = pp > 1 and len({topo.scale_up_domain(st[0]) for st in stages}) > 1
+        if not (tp_over_fabric or pp_over_fabric):
             continue
         p = rep.params = rep.params.copy()
-        calls = p[kernels.K_LAYERS] * p[kernels.K_ALLREDUCES]
-        per_token = calls * p[kernels.K_HIDDEN] * p[kernels.K_ABYTES]
-        p[kernels.K_TP] = 1.0  # the kernel's own all-reduce term is replaced by the flows
-        n = len(nodes)
-        hop = max(float(fabric.latency[fabric.route(a, b, 0)].sum()) for a, b in zip(nodes, nodes[1:] + nodes[:1]))
-        extra_latency = (calls - 1) * 2 * (n - 1) * hop
+        hidden_bytes = p[kernels.K_HIDDEN] * p[kernels.K_ABYTES]
+        calls = p[kernels.K_LAYERS] * p[kernels.K_ALLREDUCES] / pp  # per stage
+        steps = []
+        if tp_over_fabric:
+            p[kernels.K_TP] = 1.0  # the kernel's own all-reduce term is replaced by the flows
+            for st in stages:
+                n = len(st)
+                hop = max(float(fabric.latency[fabric.route(a, b, 0)].sum()) for a, b in zip(st, st[1:] + st[:1]))
+                steps.append(("ring", st, calls * hidden_bytes, (calls - 1) * 2 * (n - 1) * hop))
+        if pp_over_fabric:
+            p[kernels.K_PP] = 1.0  # the kernel's own stage-send term is replaced by the flows
+            for a, b in zip(stages, stages[1:]):
+                steps.append(("send", (a, b), hidden_bytes / tp, 0.0))
 
-        def collective(tokens, nodes=nodes, per_token=per_token, extra_latency=extra_latency):
-            yield from fabric.ring_allreduce(nodes, tokens * per_token, "tp-allreduce")
-            yield fabric.env.timeout(extra_latency)
+        def collective(tokens, steps=steps):
+            for kind, where, per_token, extra_latency in steps:
+                if kind == "ring":
+                    yield from fabric.ring_allreduce(where, tokens * per_token, "tp-allreduce")
+                    yield fabric.env.timeout(extra_latency)
+                else:
+                    src, dst = where
+                    yield fabric.env.all_of([fabric.transfer(x, y, tokens * per_token, "pp-send")
+                                             for x, y in zip(src, dst)])
         rep.collective = collective
 
 
 def _pool_per_replica(scenario: Scenario):
-    return [p for p in scenario.pools for _ in range(p.replicas)]
+    """The pool of each engine (a replica with pp pipeline stages runs pp engines)."""
+    return [p for p in scenario.pools for _ in range(p.replicas * p.spec.serve.pp)]
 
 
 def place(scenario: Scenario) -> dict[int, list[str]]:
-    """Replica index -> the accelerators it runs on: pools in order, each replica taking the
-    next `tp` accelerators of the topology's placement order (so a tensor-parallel group
-    stays inside a server when tp divides the server's accelerators)."""
+    """Engine index -> the accelerators of its replica, stage by stage (tp per stage): pools
+    in order, each replica taking the next tp x pp accelerators of the topology's placement
+    order, so a tensor-parallel group stays inside a server when tp divides its accelerators.
+    The pp engines of a pipeline replica share its accelerators."""
     accels = scenario.spec.topology.accelerators()
-    out, k = {}, 0
-    for i, pool in enumerate(_pool_per_replica(scenario)):
-        tp = pool.deployment.tp
-        out[i] = accels[k:k + tp]
-        k += tp
+    out, k, engine = {}, 0, 0
+    for pool in scenario.pools:
+        width = pool.deployment.tp * pool.spec.serve.pp
+        for _ in range(pool.replicas):
+            for _ in range(pool.spec.serve.pp):
+                out[engine] = accels[k:k + width]
+                engine += 1
+            k += width
     return out
 
 

@@ -99,7 +99,8 @@ def summarize(result: RunResult) -> dict:
             usd_per_hour += cost.usd_per_hour * pool.spec.count
         pools.append({
             "pool": pool.name, "device": pool.device_key, "model": pool.model_key,
-            "precision": dep.precision, "tp": dep.tp, "replicas": pool.replicas, "devices": pool.spec.count,
+            "precision": dep.precision, "tp": dep.tp, "pp": dep.pp, "replicas": pool.replicas,
+            "engines": pool.replicas * dep.pp, "devices": pool.spec.count,
             "busy_fraction": float(util.mean()), "busy_fraction_max": float(util.max()),
             "accelerator_active": float(((busy[idx] - host_seconds[idx]) / window).mean()),
             "iteration_overhead_s": float(np.mean([result.replicas[i].iteration_overhead for i in idx])),
