@@ -42,6 +42,7 @@ class Deployment:
     device_key: str = ""
     model_key: str = ""
     pp: int = 1
+    ep: int = 1
     weight_bytes: float = 0.0            # per device
     activation_reserve: float = 0.0      # per device
     kv_budget: float = 0.0               # per device, bytes
@@ -66,11 +67,12 @@ class Deployment:
 
 
 def deploy(device: DeviceSpec, model: ModelSpec, precision: str, kv_precision: str, tp: int,
-           limits: EngineLimits, device_key: str = "", model_key: str = "", pp: int = 1) -> Deployment:
+           limits: EngineLimits, device_key: str = "", model_key: str = "", pp: int = 1,
+           ep: int = 1) -> Deployment:
     """A model on tp x pp devices. With pipeline stages (pp > 1) each device holds 1/pp of the
     layers; the replica runs pp engines (vLLM's virtual engines) whose batches take turns in
     the stages, each engine with 1/pp of the KV blocks."""
-    d = Deployment(device, model, precision, kv_precision, tp, limits, device_key, model_key, pp=pp)
+    d = Deployment(device, model, precision, kv_precision, tp, limits, device_key, model_key, pp=pp, ep=ep)
     dev_name = device_key or device.name
     model_name = model_key or model.name
     supported = device.peak_flops.supported()
@@ -81,6 +83,17 @@ def deploy(device: DeviceSpec, model: ModelSpec, precision: str, kv_precision: s
     if (tp > 1 or pp > 1) and device.scale_up_bandwidth is None:
         raise DeploymentError(f"{dev_name} has no scale-up link in the catalog, so tp and pp must be 1 "
                               f"(got tp={tp}, pp={pp})")
+    if ep > 1:
+        if model.architecture != "moe":
+            raise DeploymentError(f"ep={ep}: expert parallelism needs a mixture-of-experts model; {model_name} is "
+                                  f"{model.architecture}")
+        if model.experts % ep:
+            raise DeploymentError(f"ep={ep} does not divide {model_name}'s {model.experts} experts")
+        if tp > 1 or pp > 1:
+            raise DeploymentError("expert parallelism here runs attention data-parallel on one device per "
+                                  "rank: use tp: 1 and pp: 1 with ep")
+        if device.scale_up_bandwidth is None:
+            raise DeploymentError(f"{dev_name} has no scale-up link in the catalog, so ep must be 1")
     if pp < 1 or pp > model.layers:
         raise DeploymentError(f"pp must be between 1 and the model's {model.layers} layers (got {pp})")
     if model.has_attention and model.heads % tp:
@@ -92,7 +105,10 @@ def deploy(device: DeviceSpec, model: ModelSpec, precision: str, kv_precision: s
     kvb = BYTES_PER_ELEMENT[kv_precision]
     h = model.hidden
 
-    d.weight_bytes = model.computed_params() * wb / (tp * pp)
+    # expert parallelism: the dense part (attention, shared experts, embeddings) on every rank,
+    # the routed experts spread over the ranks
+    routed = model.moe_layers * model.experts * model.expert_params()
+    d.weight_bytes = (model.computed_params() - routed + routed / ep) * wb / (tp * pp)
     d.kv_bytes_per_token = _kv_bytes_per_token(model, tp, kvb) / pp   # a stage caches its layers
     d.state_bytes_per_seq = _state_bytes_per_seq(model, tp) / pp
 
@@ -178,7 +194,9 @@ def _pack(d: Deployment, wb: float, ab: float, kvb: float) -> np.ndarray:
     p = np.zeros(K.P_SIZE)
     p[K.K_TP] = tp
     p[K.K_PP] = d.pp
-    if tp > 1 or d.pp > 1:
+    p[K.K_EP] = d.ep
+    p[K.K_EP_ON_LINK] = 1.0
+    if tp > 1 or d.pp > 1 or d.ep > 1:
         if dev.scale_up_eff is None:
             d.assumptions.append("all-reduce efficiency not in the catalog for this device; link peak used")
         p[K.K_LINK_BW] = dev.scale_up_bandwidth * (dev.scale_up_eff or 1.0)

@@ -52,7 +52,9 @@ K_HIDDEN = 29
 K_ALLREDUCES = 30     # tensor-parallel all-reduces per layer
 K_LAYERS = 31
 K_PP = 32             # pipeline stages; each iteration sends activations pp-1 times
-P_SIZE = 33
+K_EP = 33             # expert-parallel ranks (data-parallel attention, experts spread over them)
+K_EP_ON_LINK = 34     # 1: the all-to-all runs on the scale-up link here; 0: as flows on the fabric
+P_SIZE = 35
 
 
 @njit(cache=True)
@@ -117,10 +119,15 @@ def iteration_time(tokens, logits, pf_pairs, pf_ctx, dec_ctx, seqs, p):
     if p[K_MOE_LAYERS] > 0.0:
         w = p[K_MOE_DENSE_W]
         dense = roofline(2.0 * tokens * w, w * wb + tokens * p[K_MOE_DENSE_ACT] * ab, gemm, mem)
-        we, k = p[K_EXPERT_W], p[K_ACTIVE]
-        touched = experts_touched(tokens, p[K_EXPERTS], k)
+        we, k, ep = p[K_EXPERT_W], p[K_ACTIVE], p[K_EP]
+        # with expert parallelism every rank sends as many tokens (balanced load): a device
+        # reads its 1/ep share of the experts the whole group's tokens touch
+        touched = experts_touched(tokens * ep, p[K_EXPERTS], k) / ep
         routed = roofline(2.0 * tokens * k * we, touched * we * wb + tokens * k * p[K_EXPERT_ACT] * ab, gemm, mem)
         t += p[K_MOE_LAYERS] * (dense + routed)
+        if ep > 1.0 and p[K_EP_ON_LINK] > 0.0:  # dispatch and combine: to its k experts and back
+            a2a = tokens * k * p[K_HIDDEN] * ab * (ep - 1.0) / ep / p[K_LINK_BW] + (ep - 1.0) * p[K_LINK_LAT]
+            t += p[K_MOE_LAYERS] * 2.0 * a2a
     if p[K_ATTN_LAYERS] > 0.0:
         per_pair = 2.0 * p[K_HEADS] * (p[K_QK_DIM] + p[K_V_DIM])
         kv_token = p[K_KV_ELEMS] * p[K_KVBYTES]

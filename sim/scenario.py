@@ -194,6 +194,7 @@ class Serve(Spec):
     kv_precision: Precision | None = None
     tp: int = Field(default=1, ge=1)
     pp: int = Field(default=1, ge=1, description="pipeline stages, each of tp devices")
+    ep: int = Field(default=1, ge=1, description="expert-parallel ranks: data-parallel attention, experts spread")
     role: Literal["both", "prefill", "decode"] = Field(
         default="both", description="disaggregated serving: pools that only prefill or only decode")
     weights: Literal["preloaded", "host", "storage"] = Field(
@@ -215,17 +216,23 @@ class Pool(Spec):
 
     @model_validator(mode="after")
     def _whole_replicas(self):
-        per = self.serve.tp * self.serve.pp
-        if self.count % per:
-            what = f"serve.tp ({self.serve.tp})" if self.serve.pp == 1 else \
-                f"serve.tp x serve.pp ({self.serve.tp} x {self.serve.pp})"
-            raise ValueError(f"count ({self.count}) must be a multiple of {what}: each replica uses "
-                             f"{'tp' if self.serve.pp == 1 else 'tp x pp'} devices")
-        return self
+        per = self.serve.tp * self.serve.pp * self.serve.ep
+        if self.count % per == 0:
+            return self
+        if per == self.serve.tp:
+            raise ValueError(f"count ({self.count}) must be a multiple of serve.tp ({self.serve.tp}): "
+                             f"each replica uses tp devices")
+        raise ValueError(f"count ({self.count}) must be a multiple of tp x pp x ep "
+                         f"({self.serve.tp} x {self.serve.pp} x {self.serve.ep}): the devices of one replica")
 
     @property
     def replicas(self) -> int:
-        return self.count // (self.serve.tp * self.serve.pp)
+        return self.count // (self.serve.tp * self.serve.pp * self.serve.ep)
+
+    @property
+    def engines_per_replica(self) -> int:
+        """Pipeline replicas run pp engines; expert-parallel ones one engine per rank."""
+        return self.serve.pp * self.serve.ep
 
 
 class Router(Spec):
@@ -514,7 +521,8 @@ def _resolve_pool(pool: Pool, i: int, src: source.Source) -> ResolvedPool:
                           max_batch_tokens=engine.max_batch_tokens, max_batch_seqs=engine.max_batch_seqs,
                           iteration_overhead=overhead, activation_reserve=engine.activation_reserve)
     try:
-        dep = deploy(device, model, serve.precision, kv_precision, serve.tp, limits, dev_key, model_key, serve.pp)
+        dep = deploy(device, model, serve.precision, kv_precision, serve.tp, limits, dev_key, model_key, serve.pp,
+                     serve.ep)
     except DeploymentError as exc:
         raise ScenarioError.one(src.loc_of(("fleet", i, "serve")), f"fleet[{i}].serve", str(exc)) from None
     if engine.chunked_prefill is not None and engine.chunked_prefill > engine.max_batch_tokens:

@@ -68,7 +68,7 @@ def simulate(scenario: Scenario, seed: int | None = None) -> RunResult:
     decoders: dict[str, list[Replica]] = {}       # disaggregated decode replicas
     for pool in scenario.pools:
         role = pool.spec.serve.role
-        for _ in range(pool.replicas * pool.spec.serve.pp):  # pipeline replicas run pp engines
+        for _ in range(pool.replicas * pool.spec.engines_per_replica):  # pp stages or ep ranks
             rep = Replica(env, len(replicas), pool.name, pool.deployment, pool.spec.serve.engine, table, log,
                           stop_at_completions, role)
             replicas.append(rep)
@@ -219,11 +219,12 @@ def collectives_over_fabric(scenario: Scenario, replicas, placement, fabric) -> 
     """
     topo = scenario.spec.topology
     for rep in replicas:
-        nodes, tp, pp = placement[rep.index], rep.dep.tp, rep.dep.pp
+        nodes, tp, pp, ep = placement[rep.index], rep.dep.tp, rep.dep.pp, rep.dep.ep
         stages = [nodes[s * tp:(s + 1) * tp] for s in range(pp)]
-        tp_over_fabric = any(len({topo.scale_up_domain(a) for a in st}) > 1 for st in stages)
+        tp_over_fabric = ep == 1 and any(len({topo.scale_up_domain(a) for a in st}) > 1 for st in stages)
         pp_over_fabric = pp > 1 and len({topo.scale_up_domain(st[0]) for st in stages}) > 1
-        if not (tp_over_fabric or pp_over_fabric):
+        ep_over_fabric = ep > 1 and len({topo.scale_up_domain(a) for a in nodes}) > 1
+        if not (tp_over_fabric or pp_over_fabric or ep_over_fabric):
             continue
         p = rep.params = rep.params.copy()
         hidden_bytes = p[kernels.K_HIDDEN] * p[kernels.K_ABYTES]
@@ -239,22 +240,37 @@ def collectives_over_fabric(scenario: Scenario, replicas, placement, fabric) -> 
             p[kernels.K_PP] = 1.0  # the kernel's own stage-send term is replaced by the flows
             for a, b in zip(stages, stages[1:]):
                 steps.append(("send", (a, b), hidden_bytes / tp, 0.0))
+        if ep_over_fabric:
+            # this rank's share of every MoE layer's dispatch and combine: its tokens' hidden
+            # vectors (x active experts) to the other ranks and back, as flows; the kernel's
+            # all-to-all term is dropped, and the per-layer latency added
+            p[kernels.K_EP_ON_LINK] = 0.0
+            moe = p[kernels.K_MOE_LAYERS]
+            per_token = moe * p[kernels.K_ACTIVE] * hidden_bytes / ep
+            hop = max(float(fabric.latency[fabric.route(nodes[0], b, 0)].sum()) for b in nodes[1:])
+            steps.append(("all-to-all", nodes, per_token, (2 * moe - 2) * hop))
 
         def collective(tokens, steps=steps):
             for kind, where, per_token, extra_latency in steps:
                 if kind == "ring":
                     yield from fabric.ring_allreduce(where, tokens * per_token, "tp-allreduce")
                     yield fabric.env.timeout(extra_latency)
-                else:
+                elif kind == "send":
                     src, dst = where
                     yield fabric.env.all_of([fabric.transfer(x, y, tokens * per_token, "pp-send")
                                              for x, y in zip(src, dst)])
+                else:  # this rank's all-to-all: dispatch out, then combine back
+                    me, others = where[0], where[1:]
+                    for a, b in ((me, None), (None, me)):
+                        yield fabric.env.all_of([fabric.transfer(a or o, b or o, tokens * per_token, "ep-all-to-all")
+                                                 for o in others])
+                    yield fabric.env.timeout(extra_latency)
         rep.collective = collective
 
 
 def _pool_per_replica(scenario: Scenario):
-    """The pool of each engine (a replica with pp pipeline stages runs pp engines)."""
-    return [p for p in scenario.pools for _ in range(p.replicas * p.spec.serve.pp)]
+    """The pool of each engine (a replica runs pp engines over its stages, or one per ep rank)."""
+    return [p for p in scenario.pools for _ in range(p.replicas * p.spec.engines_per_replica)]
 
 
 def place(scenario: Scenario) -> dict[int, list[str]]:
@@ -265,10 +281,13 @@ def place(scenario: Scenario) -> dict[int, list[str]]:
     accels = scenario.spec.topology.accelerators()
     out, k, engine = {}, 0, 0
     for pool in scenario.pools:
-        width = pool.deployment.tp * pool.spec.serve.pp
+        serve = pool.spec.serve
+        width = serve.tp * serve.pp * serve.ep
         for _ in range(pool.replicas):
-            for _ in range(pool.spec.serve.pp):
-                out[engine] = accels[k:k + width]
+            group = accels[k:k + width]
+            for rank in range(serve.pp * serve.ep):
+                # an expert-parallel rank's own device first: its attention and KV live there
+                out[engine] = group if serve.ep == 1 else group[rank:] + group[:rank]
                 engine += 1
             k += width
     return out
