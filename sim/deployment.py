@@ -29,6 +29,7 @@ class EngineLimits:
     max_batch_seqs: int
     iteration_overhead: float
     activation_reserve: float | None = None
+    tree_allreduce: bool = False
 
 
 @dataclass
@@ -196,6 +197,7 @@ def _pack(d: Deployment, wb: float, ab: float, kvb: float) -> np.ndarray:
     p[K.K_PP] = d.pp
     p[K.K_EP] = d.ep
     p[K.K_EP_ON_LINK] = 1.0
+    p[K.K_TREE] = 1.0 if d.limits.tree_allreduce else 0.0
     if tp > 1 or d.pp > 1 or d.ep > 1:
         if dev.scale_up_eff is None:
             d.assumptions.append("all-reduce efficiency not in the catalog for this device; link peak used")

@@ -54,7 +54,8 @@ K_LAYERS = 31
 K_PP = 32             # pipeline stages; each iteration sends activations pp-1 times
 K_EP = 33             # expert-parallel ranks (data-parallel attention, experts spread over them)
 K_EP_ON_LINK = 34     # 1: the all-to-all runs on the scale-up link here; 0: as flows on the fabric
-P_SIZE = 35
+K_TREE = 35           # all-reduce algorithm: 0 ring, 1 binary tree
+P_SIZE = 36
 
 
 @njit(cache=True)
@@ -71,6 +72,15 @@ def ring_allreduce_time(nbytes, n, bandwidth, latency):
     if n <= 1:
         return 0.0
     return 2.0 * (n - 1) / n * nbytes / bandwidth + 2.0 * (n - 1) * latency
+
+
+@njit(cache=True)
+def tree_allreduce_time(nbytes, n, bandwidth, latency):
+    """Binary-tree all-reduce: reduce up and broadcast down ceil(log2 n) levels, whole buffers."""
+    if n <= 1:
+        return 0.0
+    levels = np.ceil(np.log2(n))
+    return 2.0 * levels * (nbytes / bandwidth + latency)
 
 
 @njit(cache=True)
@@ -144,7 +154,10 @@ def iteration_time(tokens, logits, pf_pairs, pf_ctx, dec_ctx, seqs, p):
         t += roofline(2.0 * logits * w, w * wb + logits * p[K_HIDDEN] * ab, gemm, mem)
     tp = p[K_TP]
     if tp > 1.0:
-        per = ring_allreduce_time(tokens * p[K_HIDDEN] * ab, tp, p[K_LINK_BW], p[K_LINK_LAT])
+        if p[K_TREE] > 0.0:
+            per = tree_allreduce_time(tokens * p[K_HIDDEN] * ab, tp, p[K_LINK_BW], p[K_LINK_LAT])
+        else:
+            per = ring_allreduce_time(tokens * p[K_HIDDEN] * ab, tp, p[K_LINK_BW], p[K_LINK_LAT])
         t += p[K_LAYERS] * p[K_ALLREDUCES] * per
     if p[K_PP] > 1.0:  # each stage hands its activations to the next, split over tp links
         t += (p[K_PP] - 1.0) * (tokens * p[K_HIDDEN] * ab / tp / p[K_LINK_BW] + p[K_LINK_LAT])

@@ -185,6 +185,9 @@ class Engine(Spec):
     activation_reserve: Bytes | None = Field(default=None, ge=0)
     iteration_overhead: Seconds | None = Field(default=None, ge=0)
     host_threads: int = Field(default=1, ge=1, description="head-node CPU cores one replica's engine keeps busy")
+    allreduce: Literal["ring", "tree"] = "ring"
+    tokenize_per_token: Seconds = Field(default=0.0, ge=0,
+                                        description="host CPU time to tokenize one prompt token; 0: not modelled")
     fast_path: bool = True
 
 
@@ -519,7 +522,8 @@ def _resolve_pool(pool: Pool, i: int, src: source.Source) -> ResolvedPool:
     kv_precision = serve.kv_precision or ("fp16" if serve.precision == "fp16" else "bf16")
     limits = EngineLimits(block_size=engine.block_size, memory_utilization=engine.memory_utilization,
                           max_batch_tokens=engine.max_batch_tokens, max_batch_seqs=engine.max_batch_seqs,
-                          iteration_overhead=overhead, activation_reserve=engine.activation_reserve)
+                          iteration_overhead=overhead, activation_reserve=engine.activation_reserve,
+                          tree_allreduce=engine.allreduce == "tree")
     try:
         dep = deploy(device, model, serve.precision, kv_precision, serve.tp, limits, dev_key, model_key, serve.pp,
                      serve.ep)

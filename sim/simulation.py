@@ -4,6 +4,7 @@
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -187,8 +188,8 @@ def carry_requests(env, spec, router, table, fabric, placement) -> None:
 
 def share_host_cpus(scenario: Scenario, replicas, placement) -> None:
     """Each replica's engine loop (scheduling, kernel launch: the per-iteration host overhead)
-    runs on its server's CPUs. A slower CPU stretches that overhead by 1 / speed; more engine
-    threads on a server than it has cores time-share them and stretch it further."""
+    and its tokenizer run on its server's CPUs. A slower CPU stretches that work by 1 / speed;
+    more engine threads on a server than it has cores time-share them and stretch it further."""
     topo = scenario.spec.topology
     graph = topo.graph()
     host_of = {rep.index: graph.nodes[placement[rep.index][0]].get("host") for rep in replicas}
@@ -206,6 +207,7 @@ def share_host_cpus(scenario: Scenario, replicas, placement) -> None:
         if factor != 1.0:
             rep.params = rep.params.copy()
             rep.params[kernels.K_OVERHEAD] *= factor
+            rep.tokenize_per_token *= factor
 
 
 def collectives_over_fabric(scenario: Scenario, replicas, placement, fabric) -> None:
@@ -235,7 +237,8 @@ def collectives_over_fabric(scenario: Scenario, replicas, placement, fabric) -> 
             for st in stages:
                 n = len(st)
                 hop = max(float(fabric.latency[fabric.route(a, b, 0)].sum()) for a, b in zip(st, st[1:] + st[:1]))
-                steps.append(("ring", st, calls * hidden_bytes, (calls - 1) * 2 * (n - 1) * hop))
+                rounds = 2 * math.ceil(math.log2(n)) if p[kernels.K_TREE] > 0 else 2 * (n - 1)
+                steps.append(("ring", st, calls * hidden_bytes, (calls - 1) * rounds * hop))
         if pp_over_fabric:
             p[kernels.K_PP] = 1.0  # the kernel's own stage-send term is replaced by the flows
             for a, b in zip(stages, stages[1:]):
@@ -250,10 +253,13 @@ def collectives_over_fabric(scenario: Scenario, replicas, placement, fabric) -> 
             hop = max(float(fabric.latency[fabric.route(nodes[0], b, 0)].sum()) for b in nodes[1:])
             steps.append(("all-to-all", nodes, per_token, (2 * moe - 2) * hop))
 
-        def collective(tokens, steps=steps):
+        tree = p[kernels.K_TREE] > 0
+
+        def collective(tokens, steps=steps, tree=tree):
             for kind, where, per_token, extra_latency in steps:
                 if kind == "ring":
-                    yield from fabric.ring_allreduce(where, tokens * per_token, "tp-allreduce")
+                    algorithm = fabric.tree_allreduce if tree else fabric.ring_allreduce
+                    yield from algorithm(where, tokens * per_token, "tp-allreduce")
                     yield fabric.env.timeout(extra_latency)
                 elif kind == "send":
                     src, dst = where

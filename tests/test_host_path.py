@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import pytest
 import simpy
 
@@ -52,3 +53,26 @@ def test_slow_head_node_stretches_host_overhead_and_idles_the_gpus():
     f, s = summarize(fast), summarize(slow)
     assert s["pools"][0]["accelerator_active"] < f["pools"][0]["accelerator_active"]
     assert s["latency_s"]["tpot"]["p50"] > f["latency_s"]["tpot"]["p50"]
+
+
+def test_tokenization_delays_admission_and_slows_on_a_weak_head_node():
+    path = os.path.join(ROOT, "scenarios", "slow-head-node.yaml")
+    extra = ["duration=20s", "warmup=2s", "fleet.serve.engine.tokenize_per_token=2us"]
+    res = simulate(load_scenario(path, extra))
+    t = res.table
+    factor = 2 / 0.6  # as the per-iteration overhead: cores time-shared twice, at 0.6 speed
+    assert res.replicas[0].iteration_overhead > 0
+    assert (t.admitted - t.arrival >= t.prompt * 2e-6 * factor * (1 - 1e-9)).all()
+
+
+def test_tree_allreduce_in_the_kernel_by_hand():
+    from sim import kernels
+    assert kernels.tree_allreduce_time(1e6, 8, 100e9, 1e-6) == pytest.approx(2 * 3 * (1e6 / 100e9 + 1e-6))
+    fast_ring = simulate(load_scenario(os.path.join(ROOT, "scenarios", "fast-head-node.yaml"),
+                                       ["duration=10s", "warmup=1s", "fleet.serve.tp=8", "fleet.serve.model=llama-3.1-70b"]))
+    tree = simulate(load_scenario(os.path.join(ROOT, "scenarios", "fast-head-node.yaml"),
+                                  ["duration=10s", "warmup=1s", "fleet.serve.tp=8", "fleet.serve.model=llama-3.1-70b",
+                                   "fleet.serve.engine.allreduce=tree"]))
+    # with 8 ranks the tree sends whole buffers 6 times (the ring 14 eighths): tree is slower here
+    assert np.nanmean(tree.table.finished - tree.table.admitted) > np.nanmean(fast_ring.table.finished
+                                                                               - fast_ring.table.admitted)

@@ -70,6 +70,8 @@ class Replica:
         self.preemptions = 0
         self.busy_time = 0.0
         self.on_capacity = None        # set by the router: called when a sequence leaves
+        # host CPU seconds to tokenize one prompt token (after the head node's slowdown)
+        self.tokenize_per_token = engine.tokenize_per_token
         self._work = env.event()
         self.ready = env.event()          # weights in place; succeeded at once when preloaded
         # A tensor-parallel group that spans scale-up domains runs each iteration's
@@ -108,7 +110,7 @@ class Replica:
     def submit_prefilled(self, r: int) -> None:
         """A request whose prompt was prefilled elsewhere and whose KV cache has arrived."""
         self.prefilled.add(r)
-        self.submit(r)
+        self._enqueue(r)
 
     def release_blocks(self, n: int) -> None:
         """Blocks a handed-off sequence held until its KV cache was sent."""
@@ -117,6 +119,15 @@ class Replica:
             self._work.succeed()
 
     def submit(self, r: int) -> None:
+        """A new request for this replica: its host tokenizes the prompt, then it queues."""
+        if self.tokenize_per_token > 0:
+            delay = float(self.table.prompt[r]) * self.tokenize_per_token
+            self.table.replica[r] = self.index
+            at(self.env, self.env.now + delay).callbacks.append(lambda _: self._enqueue(r))
+        else:
+            self._enqueue(r)
+
+    def _enqueue(self, r: int) -> None:
         self.sync()
         self.table.replica[r] = self.index
         self.waiting.append(r)
