@@ -125,7 +125,6 @@ def deploy(device: DeviceSpec, model: ModelSpec, precision: str, kv_precision: s
     usable = device.memory * limits.memory_utilization
     d.kv_budget = usable - d.weight_bytes - d.activation_reserve
     if d.kv_budget <= 0:
-        need = d.weight_bytes + d.activation_reserve
         min_tp = next((t for t in _divisors(model.heads or 1) if t >= tp and
                        model.computed_params() * wb / (t * pp) + d.activation_reserve < usable), None)
         min_pp = next((s for s in range(pp, model.layers + 1) if

@@ -24,7 +24,9 @@ from .errors import Problem, ScenarioError
 from .hardware import BYTES_PER_ELEMENT, DeviceSpec, Precision
 from .models import ModelSpec
 from .scenario import _catalog_entry, scenario_from_source, validate
+from .simulation import simulate
 from .spec_base import Spec
+from .summary import summarize
 from .units import parse_duration
 
 LEVELS = ("kernel", "step", "serving", "queueing")
@@ -222,8 +224,6 @@ def _as(quantity: str, seconds: float, work: float) -> float:
 
 
 def _scenario_metric(q: ScenarioQuery, src: source.Source) -> float:
-    from .simulation import simulate
-    from .summary import summarize
     scenario = scenario_from_source(src.subtree(("query", "scenario")), (), src.root)
     value: Any = summarize(simulate(scenario))
     for part in q.metric.split("."):
@@ -237,7 +237,6 @@ def _scenario_metric(q: ScenarioQuery, src: source.Source) -> float:
 
 def _queueing(q: QueueingQuery, case: Case) -> tuple[float, float]:
     """Mean queue wait of the single-server (or central-queue) scenario, and the theory's."""
-    from .simulation import simulate
     output = {"dist": "fixed", "value": 20} if q.discipline == "md1" else {"dist": "exponential", "mean": 40}
     prompt = 1 if q.discipline == "mgc" else 64
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 
 import numpy as np
 import pandas as pd
@@ -109,7 +110,6 @@ def _n(x, fmt="{:,.1f}"):
 
 def make_console() -> Console:
     """A console that keeps tables whole when output goes to a file or pipe (rich assumes 80 columns)."""
-    import sys
     return Console() if sys.stdout.isatty() else Console(width=180)
 
 

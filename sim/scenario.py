@@ -7,17 +7,20 @@ whose pools carry a resolved `Deployment`; nothing reads YAML after it returns.
 """
 from __future__ import annotations
 
+import os
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BeforeValidator, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from . import catalog, source
 from .deployment import Deployment, DeploymentError, EngineLimits, deploy
 from .errors import Loc, Problem, ScenarioError, did_you_mean, format_path
 from .hardware import DeviceSpec, Precision
 from .models import ModelSpec
+from .units import UnitError, parse_duration
 from .spec_base import Bytes, PerSecond, Seconds, Spec
-from .topology import TopologyLink, TopologyNode, TopologySpec, validate_topology  # noqa: F401 (re-exported)
+from .topology import TopologySpec, validate_topology
 
 # ---- token-length distributions ------------------------------------------------------
 
@@ -267,12 +270,10 @@ class Slo(Spec):
     def _collect(cls, data):
         if not isinstance(data, dict) or "targets" in data:
             return data
-        from .units import UnitError, parse_duration
         valid = [f"{m}_{s}" for m in SLO_METRICS for s in SLO_STATS]
         targets = {}
         for key, value in data.items():
             if key not in valid:
-                from pydantic_core import PydanticCustomError
                 raise PydanticCustomError("unknown_field", "unknown field '{field}'{hint}",
                                           {"field": key, "hint": did_you_mean(str(key), valid, "SLO targets")})
             try:
@@ -383,7 +384,6 @@ def scenario_from_source(src: source.Source, overrides=(), path: str = "") -> Sc
             problems.append(Problem(src.loc_of(("workload", i, "model")), f"workload[{i}].model",
                                     f"no pool serves '{stream.model}'" + did_you_mean(stream.model, served, "models")))
         if stream.trace is not None:
-            import os
             if not os.path.exists(stream.trace.path):
                 problems.append(Problem(src.loc_of(("workload", i, "trace", "path")), f"workload[{i}].trace.path",
                                         f"trace file not found: {stream.trace.path}"))
@@ -515,7 +515,6 @@ def _resolve_pool(pool: Pool, i: int, src: source.Source) -> ResolvedPool:
     serve = pool.serve
     engine = serve.engine
     defaults = catalog.engine_defaults()
-    from .units import parse_duration
     overhead = engine.iteration_overhead
     if overhead is None:
         overhead = parse_duration(defaults.get("iteration_overhead", 0.0))
