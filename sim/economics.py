@@ -9,7 +9,8 @@ HOURS_PER_YEAR = 8760.0
 
 
 def device_power(device: DeviceSpec, utilization: float) -> float | None:
-    """Watts drawn by one device: idle + (peak - idle) x utilization; None without a TDP."""
+    """Watts drawn by one device: idle + (peak - idle) x utilization; None without a TDP.
+    The summary passes the share of time the device computes (busy minus host work)."""
     if device.tdp is None:
         return None
     idle = device.idle_watts()

@@ -40,7 +40,9 @@ def requests_frame(result: RunResult) -> pd.DataFrame:
 
 def devices_frame(result: RunResult, bins: int = 200) -> pd.DataFrame:
     """Per replica and time bin (`time` is the bin's start): busy fraction (share of the bin
-    spent running iterations), KV occupancy, tokens processed per second, device power."""
+    spent running iterations), GPU active fraction (busy minus the host's per-iteration work,
+    while the devices wait), KV occupancy, tokens processed per second, device power (from
+    the active fraction)."""
     end = max(result.end_time, result.scenario.spec.duration)
     width = max(end / bins, 1e-3)
     nbins = int(math.ceil(end / width))
@@ -48,29 +50,37 @@ def devices_frame(result: RunResult, bins: int = 200) -> pd.DataFrame:
     busy = np.zeros((n, nbins))
     kv = np.zeros((n, nbins))
     tokens = np.zeros((n, nbins))
+    host = np.zeros((n, nbins))
+    ovh = [r.iteration_overhead for r in result.replicas]
     log = result.log.columns()
-    for rep, s, e, blocks, tok in zip(log["replica"], log["start"], log["end"], log["kv_blocks"], log["tokens"]):
+    for rep, s, e, blocks, tok, its in zip(log["replica"], log["start"], log["end"], log["kv_blocks"],
+                                           log["tokens"], log["iterations"]):
         b0, b1 = int(s // width), min(int(e // width), nbins - 1)
         for b in range(b0, b1 + 1):
             ov = min(e, (b + 1) * width) - max(s, b * width)
             if ov > 0:
+                share = ov / (e - s)
                 busy[rep, b] += ov
                 kv[rep, b] += ov * blocks
-                tokens[rep, b] += tok * ov / (e - s)
+                tokens[rep, b] += tok * share
+                host[rep, b] += its * ovh[rep] * share
+    active = np.maximum(busy - host, 0.0) / width
     busy /= width
     rows = []
     pools = {p.name: p for p in result.scenario.pools}
     for info in result.replicas:
         dep = pools[info.pool].deployment
         u = np.clip(busy[info.index], 0.0, 1.0)
+        a = np.clip(active[info.index], 0.0, 1.0)
         rows.append(pd.DataFrame({
             "time": np.arange(nbins) * width,
             "replica": info.index,
             "pool": info.pool,
             "busy_fraction": u,
+            "gpu_active": a,
             "kv_occupancy": kv[info.index] / (width * info.total_blocks),
             "tokens_per_s": tokens[info.index] / width,
-            "power_w": [_times(economics.device_power(dep.device, x), info.tp) for x in u],
+            "power_w": [_times(economics.device_power(dep.device, x), info.tp) for x in a],
         }))
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
 

@@ -84,8 +84,9 @@ def summarize(result: RunResult) -> dict:
         idx = np.array([r.index for r in result.replicas if r.pool == pool.name])
         dep = pool.deployment
         util = busy[idx] / window
+        active = (busy[idx] - host_seconds[idx]) / window  # the devices wait during host work
         kv_occ = kv_seconds[idx] / (window * dep.total_blocks)
-        draws = [economics.device_power(dep.device, u) for u in util]
+        draws = [economics.device_power(dep.device, a) for a in active]
         watts = None if any(w is None for w in draws) else float(sum(draws)) * dep.tp
         if watts is None:
             power_notes.append(f"{pool.device_key} has no TDP in the catalog; power and energy not computed")
@@ -102,7 +103,7 @@ def summarize(result: RunResult) -> dict:
             "precision": dep.precision, "tp": dep.tp, "pp": dep.pp, "replicas": pool.replicas,
             "engines": pool.replicas * dep.pp, "devices": pool.spec.count,
             "busy_fraction": float(util.mean()), "busy_fraction_max": float(util.max()),
-            "accelerator_active": float(((busy[idx] - host_seconds[idx]) / window).mean()),
+            "accelerator_active": float(active.mean()),
             "iteration_overhead_s": float(np.mean([result.replicas[i].iteration_overhead for i in idx])),
             "kv_occupancy": float(kv_occ.mean()), "kv_blocks_per_replica": dep.total_blocks,
             "kv_tokens_per_replica": dep.max_tokens_in_cache,

@@ -211,3 +211,15 @@ def test_closed_loop_schema_errors(write_scenario):
     with pytest.raises(ScenarioError, match="remove rate"):
         load_scenario(write_scenario({"workload": [{"name": "b", "concurrency": 2, "requests": 5, "rate": "1/s",
                                                     "prompt_tokens": 8, "output_tokens": 8}]}))
+
+
+def test_power_follows_the_active_fraction_by_hand(write_scenario):
+    res = run(write_scenario())
+    s = summarize(res)
+    pool = s["pools"][0]
+    dev = res.scenario.pools[0].deployment.device
+    idle = dev.idle_watts()
+    by_hand = sum(idle + (dev.tdp - idle) * r["accelerator_active"] for r in s["replicas"])  # tp 1
+    assert pool["it_watts"] == pytest.approx(by_hand)
+    assert all(r["accelerator_active"] < r["busy_fraction"] for r in s["replicas"])  # host time excluded
+    assert s["power"]["facility_watts"] == pytest.approx(by_hand * res.scenario.spec.economics.pue)
