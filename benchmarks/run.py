@@ -2,6 +2,7 @@
 
     make bench                         # quickstart scaled to 100,000 requests, and the
                                        # 512-GPU fabric with and without flow-level networking
+    python -m benchmarks.run --suite full   # also bench-1m: a million requests, 64 replicas
     python -m benchmarks.run --requests 20000
 
 Each case runs `dcsim run` in a child process that reports its own peak RSS. The table is
@@ -50,9 +51,38 @@ def run_case(name: str, scenario: str, overrides: list[str]) -> dict:
     }
 
 
+def replica_capacity(scenario: str) -> float:
+    """Requests per second one replica of the scenario's first pool completes when saturated
+    (a closed loop with more clients than batch slots), measured by the simulator itself."""
+    from sim.scenario import load_scenario
+    from sim.simulation import simulate
+    from sim.summary import summarize
+    spec = load_scenario(scenario).spec
+    serve = spec.fleet[0].serve
+    stream = spec.workload[0]
+    clients = 2 * serve.engine.max_batch_seqs
+    saturate = [f"fleet.0.count={serve.tp * serve.pp * serve.ep}",
+                f"workload=[{{name: saturate, requests: {5 * clients}, concurrency: {clients}, "
+                f"prompt_tokens: {stream.prompt_tokens.value}, output_tokens: {stream.output_tokens.value}}}]"]
+    return summarize(simulate(load_scenario(scenario, saturate)))["makespan"]["requests_per_s"]
+
+
+def bench_1m(requests: int = 1_000_000, load: float = 0.85) -> dict:
+    """bench-1m: Poisson at `load` x the fleet's measured capacity until `requests` arrive."""
+    path = "benchmarks/bench-1m.yaml"
+    from sim.scenario import load_scenario
+    replicas = load_scenario(path).pools[0].replicas
+    rate = load * replicas * replica_capacity(path)
+    name = "bench-1m" if requests == 1_000_000 else f"bench-{requests // 1000}k"
+    return run_case(name, path, [f"workload.rate={rate:.3f}/s",
+                                                         f"duration={requests / rate:.3f}s"])
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=100_000)
+    parser.add_argument("--suite", choices=["quick", "full"], default="quick",
+                        help="full adds bench-1m (1,000,000 requests on 64 H100 replicas)")
     args = parser.parse_args(argv)
     duration = args.requests / QUICKSTART_RATE
     rows = [run_case(f"quickstart-{args.requests // 1000}k", "scenarios/quickstart.yaml", [f"duration={duration:g}s"])]
@@ -60,6 +90,8 @@ def main(argv=None) -> int:
     # flow over the fabric, and with the network left out
     rows.append(run_case("fabric-512-flows", "scenarios/fabric-512-chat.yaml", []))
     rows.append(run_case("fabric-512-no-network", "scenarios/fabric-512-chat.yaml", ["ingress=null"]))
+    if args.suite == "full":
+        rows.append(bench_1m())
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     cols = list(rows[0])
     print(f"machine: {machine}")
