@@ -280,8 +280,7 @@ class Replica:
     def _preempt(self, i: int) -> None:
         r = self.req[i]
         self.free_blocks += self.blocks[i]
-        for col in (self.req, self.target, self.kv, self.blocks):
-            del col[i]
+        self._remove(i)
         self.waiting.appendleft(r)
         self.table.preemptions[r] += 1
         self.preemptions += 1
@@ -313,19 +312,22 @@ class Replica:
             else:
                 self._finish(i, t_end)
 
+    def _remove(self, i: int) -> None:
+        """Take running sequence i out of the batch (its blocks are the caller's business)."""
+        for col in (self.req, self.target, self.kv, self.blocks):
+            del col[i]
+
     def _hand_off(self, i: int) -> None:
         """Prefill role: the sequence leaves the batch; its blocks stay held until its KV is sent."""
         r, blocks = self.req[i], self.blocks[i]
-        for col in (self.req, self.target, self.kv, self.blocks):
-            del col[i]
+        self._remove(i)
         self.on_prefilled(self, r, blocks)
 
     def _finish(self, i: int, when: float) -> None:
         r = self.req[i]
         self.table.complete(r, when)
         self.free_blocks += self.blocks[i]
-        for col in (self.req, self.target, self.kv, self.blocks):
-            del col[i]
+        self._remove(i)
 
     def _notify(self) -> None:
         if self.on_capacity is not None:
