@@ -114,6 +114,10 @@ class Fabric:
             self._paths[key] = found
         return self._paths[key]
 
+    def path_latency(self, a, b) -> float:
+        """Latency of the path flow 0 from a to b takes."""
+        return float(self.latency[self.route(a, b, 0)].sum())
+
     def route(self, a, b, flow_id: int) -> np.ndarray:
         """The links a flow takes: one of the shortest paths (ECMP by the flow's id); a flow
         that leaves or enters an accelerator's server through a host-staged NIC goes through
@@ -256,15 +260,23 @@ class Fabric:
             yield self.env.all_of([self.transfer(nodes[p], nodes[c], nbytes, tag) for c, p in pairs])
 
     # ---- results ------------------------------------------------------------------------
+    def link_bytes(self) -> np.ndarray:
+        """Bytes carried per time bin (rows) and directed link (columns), up to now."""
+        self._advance()
+        if not self.log.bins:
+            return np.zeros((0, len(self.capacity)))
+        return np.vstack(self.log.bins)
+
     def link_frame(self):
         """Per directed link and time bin: bytes carried and utilization, links that carried any."""
         import pandas as pd
-        self._advance()
-        rows = []
+        carried = self.link_bytes()
         w = self.log.bin_width
-        for b, carried in enumerate(self.log.bins):
-            used = np.nonzero(carried > 0)[0]
-            for l in used:
-                rows.append((b * w, str(self.src[l]), str(self.dst[l]), carried[l],
-                             carried[l] / (self.capacity[l] * w)))
-        return pd.DataFrame(rows, columns=["time", "src", "dst", "bytes", "utilization"])
+        b, l = np.nonzero(carried > 0)
+        return pd.DataFrame({
+            "time": b * w,
+            "src": [str(self.src[i]) for i in l],
+            "dst": [str(self.dst[i]) for i in l],
+            "bytes": carried[b, l],
+            "utilization": carried[b, l] / (self.capacity[l] * w),
+        })

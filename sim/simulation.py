@@ -236,7 +236,7 @@ def collectives_over_fabric(scenario: Scenario, replicas, placement, fabric) -> 
             p[kernels.K_TP] = 1.0  # the kernel's own all-reduce term is replaced by the flows
             for st in stages:
                 n = len(st)
-                hop = max(float(fabric.latency[fabric.route(a, b, 0)].sum()) for a, b in zip(st, st[1:] + st[:1]))
+                hop = max(fabric.path_latency(a, b) for a, b in zip(st, st[1:] + st[:1]))
                 rounds = 2 * math.ceil(math.log2(n)) if p[kernels.K_TREE] > 0 else 2 * (n - 1)
                 steps.append(("ring", st, calls * hidden_bytes, (calls - 1) * rounds * hop))
         if pp_over_fabric:
@@ -250,7 +250,7 @@ def collectives_over_fabric(scenario: Scenario, replicas, placement, fabric) -> 
             p[kernels.K_EP_ON_LINK] = 0.0
             moe = p[kernels.K_MOE_LAYERS]
             per_token = moe * p[kernels.K_ACTIVE] * hidden_bytes / ep
-            hop = max(float(fabric.latency[fabric.route(nodes[0], b, 0)].sum()) for b in nodes[1:])
+            hop = max(fabric.path_latency(nodes[0], b) for b in nodes[1:])
             steps.append(("all-to-all", nodes, per_token, (2 * moe - 2) * hop))
 
         tree = p[kernels.K_TREE] > 0

@@ -177,20 +177,21 @@ def _network(result: RunResult, cols: dict, done, w0: float, w1: float) -> dict 
     fabric = result.fabric
     if fabric is None:
         return None
-    kv = cols["kv_transfer_s"][done]
-    kv = kv[~np.isnan(kv)]
-    frame = fabric.link_frame()
-    inside = frame[(frame["time"] >= w0) & (frame["time"] < w1)]
-    busiest = inside.loc[inside["utilization"].idxmax()] if len(inside) else None
+    seconds = cols["kv_transfer_s"][done]
+    moved = ~np.isnan(seconds)
+    w = fabric.log.bin_width
+    carried = fabric.link_bytes()
+    starts = np.arange(len(carried)) * w
+    util = carried[(starts >= w0) & (starts < w1)] / (fabric.capacity * w)
+    busiest = np.unravel_index(np.argmax(util), util.shape) if util.size and util.max() > 0 else None
     return {
         "flows": fabric.flows_done,
         "bytes": fabric.bytes_delivered,
-        "kv_transfers": int(len(kv)),
-        "kv_transfer_bytes_mean": float(cols["kv_transfer_bytes"][done][~np.isnan(cols["kv_transfer_s"][done])].mean())
-        if len(kv) else None,
-        "kv_transfer_s": stats(kv),
-        "max_link_utilization": None if busiest is None else float(busiest["utilization"]),
-        "busiest_link": None if busiest is None else f"{busiest['src']}->{busiest['dst']}",
+        "kv_transfers": int(moved.sum()),
+        "kv_transfer_bytes_mean": float(cols["kv_transfer_bytes"][done][moved].mean()) if moved.any() else None,
+        "kv_transfer_s": stats(seconds[moved]),
+        "max_link_utilization": None if busiest is None else float(util[busiest]),
+        "busiest_link": None if busiest is None else f"{fabric.src[busiest[1]]}->{fabric.dst[busiest[1]]}",
     }
 
 
