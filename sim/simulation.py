@@ -135,16 +135,24 @@ def start_weight_loading(env, scenario: Scenario, replicas, fabric, placement) -
         storage = [n for n, d in fabric.graph.nodes(data=True) if d.get("kind") == "storage"]
     topo = scenario.spec.topology
     k = 0
-    loading: dict[tuple, simpy.Event] = {}  # a pipeline replica's engines share one load
+    # the engines of one replica (pipeline engines, expert-parallel ranks) share its devices,
+    # listed in different orders, and so one load
+    loading: dict[frozenset, simpy.Event] = {}
+
+    def loaded(rep):
+        def fire(_):
+            load_time[rep.index] = env.now
+            rep.ready.succeed()
+        return fire
+
     for rep, pool in zip(replicas, _pool_per_replica(scenario)):
         source = pool.spec.serve.weights
         if source == "preloaded":
             rep.ready.succeed()
             continue
-        devices = tuple(placement[rep.index])
+        devices = frozenset(placement[rep.index])
         if devices in loading:
-            loading[devices].callbacks.append(lambda _, rep=rep: (load_time.__setitem__(rep.index, env.now),
-                                                                  rep.ready.succeed()))
+            loading[devices].callbacks.append(loaded(rep))
             continue
         flows = []
         for accel in placement[rep.index]:
@@ -154,12 +162,8 @@ def start_weight_loading(env, scenario: Scenario, replicas, fabric, placement) -
             else:
                 origin = topo.host_cpu(accel)
             flows.append(fabric.transfer(origin, accel, pool.deployment.weight_bytes, "weights"))
-
-        def loaded(_, rep=rep):
-            load_time[rep.index] = env.now
-            rep.ready.succeed()
         done = env.all_of(flows)
-        done.callbacks.append(loaded)
+        done.callbacks.append(loaded(rep))
         loading[devices] = done
     return load_time
 

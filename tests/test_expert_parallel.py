@@ -68,3 +68,13 @@ def test_ranks_on_two_servers_exchange_tokens_over_the_fabric(write_scenario):
 def test_expert_parallel_errors(write_scenario, change, message):
     with pytest.raises(ScenarioError, match=message):
         load_scenario(deepseek(write_scenario, ep=8, count=8, extra=change))
+
+
+def test_expert_parallel_ranks_load_their_devices_once(write_scenario):
+    hgx = os.path.join(ROOT, "topologies", "hgx-h100-node.yaml")
+    sc = load_scenario(deepseek(write_scenario, ep=8, count=8, extra={
+        "topology": hgx, "fleet.0.serve.weights": "host"}))
+    res = simulate(sc)
+    # one load of each device's share, however many ranks list the device
+    assert res.fabric.bytes_delivered == pytest.approx(8 * sc.pools[0].deployment.weight_bytes)
+    assert len({r.weight_load_s for r in res.replicas}) == 1
