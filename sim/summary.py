@@ -216,7 +216,7 @@ def _slo(targets: dict, cols: dict, measured, done, finished_in, latency: dict, 
     ok = done.copy()  # per request: completed and within every threshold
     ok_finished = finished_in.copy()
     for key, target in targets.items():
-        metric, stat = key.rsplit("_", 1) if not key.startswith("queue_wait") else ("queue_wait", key.split("_")[-1])
+        metric, stat = key.rsplit("_", 1)  # e.g. queue_wait_p99 -> queue_wait, p99
         value = latency[metric][stat]
         results[key] = {"target": target, "value": value, "met": value is not None and value <= target}
         v = cols[metric]

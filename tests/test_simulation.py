@@ -223,3 +223,12 @@ def test_power_follows_the_active_fraction_by_hand(write_scenario):
     assert pool["it_watts"] == pytest.approx(by_hand)
     assert all(r["accelerator_active"] < r["busy_fraction"] for r in s["replicas"])  # host time excluded
     assert s["power"]["facility_watts"] == pytest.approx(by_hand * res.scenario.spec.economics.pue)
+
+
+def test_slo_targets_read_their_metric_and_statistic(write_scenario):
+    s = summarize(run(write_scenario({"slo": {"queue_wait_p99": "1s", "ttft_p50": "1ms", "e2e_mean": "1h"}})))
+    r = s["slo"]["results"]
+    assert r["queue_wait_p99"]["value"] == s["latency_s"]["queue_wait"]["p99"] and r["queue_wait_p99"]["met"]
+    assert r["ttft_p50"]["value"] == s["latency_s"]["ttft"]["p50"] and not r["ttft_p50"]["met"]
+    assert r["e2e_mean"]["value"] == s["latency_s"]["e2e"]["mean"]
+    assert not s["slo"]["met"]
