@@ -41,6 +41,7 @@ class RequestTable:
         self.reason = np.zeros(n, np.int8)
         self.preemptions = np.zeros(n, np.int32)
         self.generated = np.zeros(n, np.int64)  # output tokens produced so far
+        self.kv_ready = np.zeros(n, np.bool_)    # disaggregated: its KV cache has arrived to decode
         self.kv_transfer_bytes = np.zeros(n)     # disaggregated serving: KV cache moved
         self.kv_transfer_time = np.full(n, np.nan)
 

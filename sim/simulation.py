@@ -17,7 +17,8 @@ from .scenario import Scenario
 from .network import Fabric
 from .serving.clock import at
 from .serving.disagg import Disaggregation
-from .serving.replica import Replica
+from .serving.replica import LoadBoard, Replica
+from .serving.static import StaticReplica
 from .serving.router import Router
 from .workload import generate, rng_for
 
@@ -65,17 +66,19 @@ def simulate(scenario: Scenario, seed: int | None = None) -> RunResult:
     stop_at_completions = spec.router.dispatch == "central" or bool(closed) or spec.ingress is not None
 
     replicas: list[Replica] = []
+    board = LoadBoard(sum(p.replicas * p.spec.engines_per_replica for p in scenario.pools))
     by_model: dict[str, list[Replica]] = {}       # replicas new requests go to
     decoders: dict[str, list[Replica]] = {}       # disaggregated decode replicas
     for pool in scenario.pools:
         role = pool.spec.serve.role
         for _ in range(pool.replicas * pool.spec.engines_per_replica):  # pp stages or ep ranks
-            rep = Replica(env, len(replicas), pool.name, pool.deployment, pool.spec.serve.engine, table, log,
-                          stop_at_completions, role)
+            kind = StaticReplica if pool.spec.serve.engine.batching == "static" else Replica
+            rep = kind(env, len(replicas), pool.name, pool.deployment, pool.spec.serve.engine, table, log, board,
+                       stop_at_completions, role)
             replicas.append(rep)
             (decoders if role == "decode" else by_model).setdefault(pool.model_key, []).append(rep)
     router = Router(env, by_model, spec.router.policy, spec.router.queue_limit, spec.router.dispatch,
-                    rng_for(seed, "router"), table)
+                    rng_for(seed, "router"), table, board)
 
     fabric, placement = None, {}
     if spec.topology is not None:

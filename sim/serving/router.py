@@ -12,14 +12,14 @@ from collections import deque
 import numpy as np
 
 from ..metrics import RequestTable
-from .replica import Replica
+from .replica import LoadBoard, Replica
 
 POLICIES = ("round-robin", "random", "least-outstanding", "least-kv", "power-of-two")
 
 
 class Router:
     def __init__(self, env, replicas_by_model: dict[str, list[Replica]], policy: str, queue_limit: int | None,
-                 dispatch: str, rng: np.random.Generator, table: RequestTable):
+                 dispatch: str, rng: np.random.Generator, table: RequestTable, board: LoadBoard):
         self.env = env
         self.by_model = replicas_by_model
         self.policy = policy
@@ -27,21 +27,36 @@ class Router:
         self.central = dispatch == "central"
         self.rng = rng
         self.table = table
+        self.board = board
         self.backlog: dict[str, deque[int]] = {m: deque() for m in replicas_by_model}
         self._rr = {m: 0 for m in replicas_by_model}
-        for reps in replicas_by_model.values():
-            for rep in reps:
+        self.replica = {}                  # index -> replica
+        self.model_of = {}                 # index -> model it serves
+        self.indices = {}                  # model -> its replicas' indices, in order
+        self.pools = {}                    # model -> [(pool's first replica, start, stop)]
+        for model, reps in replicas_by_model.items():
+            self.indices[model] = np.array([rep.index for rep in reps], np.int64)
+            spans = self.pools[model] = []
+            for k, rep in enumerate(reps):
+                self.replica[rep.index] = rep
+                self.model_of[rep.index] = model
                 rep.on_capacity = self._capacity_freed
+                if not spans or spans[-1][0].pool != rep.pool:
+                    spans.append([rep, k, k + 1])
+                else:
+                    spans[-1][2] = k + 1
+        self.max_seqs = np.zeros(len(board.outstanding), np.int64)
+        for rep in self.replica.values():
+            self.max_seqs[rep.index] = rep.max_seqs
 
     def arrive(self, r: int, model: str) -> None:
         now = self.env.now
-        replicas = self.by_model.get(model)
-        if not replicas:
+        if not self.by_model.get(model):
             self.table.reject(r, "no_pool_serves_model", now)
             return
-        fits = [rep for rep in replicas if self._admissible(rep, r) is None]
-        if not fits:
-            self.table.reject(r, self._admissible(replicas[0], r), now)
+        fits = self._candidates(model, r)
+        if isinstance(fits, str):
+            self.table.reject(r, fits, now)
             return
         if self.central:
             queue = self.backlog[model]
@@ -51,7 +66,7 @@ class Router:
             queue.append(r)
             self._pump(model)
             return
-        rep = self._choose(model, fits)
+        rep = self._choose(model, *fits)
         if self.queue_limit is not None and rep.waiting_count() >= self.queue_limit:
             self.table.reject(r, "queue_full", now)
             return
@@ -61,6 +76,19 @@ class Router:
         """Hand request r to replica rep (after its payload has crossed the fabric, when the
         scenario has ingress: set by the simulation)."""
         rep.submit(r)
+
+    def _candidates(self, model: str, r: int):
+        """The replicas that can serve request r (a pool's replicas share their limits), with
+        their indices; or why none can."""
+        spans = self.pools[model]
+        reps = self.by_model[model]
+        ok = [(a, b) for first, a, b in spans if self._admissible(first, r) is None]
+        if not ok:
+            return self._admissible(spans[0][0], r)
+        if len(ok) == len(spans):
+            return reps, self.indices[model]
+        idx = self.indices[model]
+        return [rep for a, b in ok for rep in reps[a:b]], np.concatenate([idx[a:b] for a, b in ok])
 
     def _admissible(self, rep: Replica, r: int) -> str | None:
         """Why replica `rep` can never serve request r, or None if it can."""
@@ -74,7 +102,15 @@ class Router:
             return "prompt_exceeds_batch_tokens"
         return None
 
-    def _choose(self, model: str, candidates: list[Replica]) -> Replica:
+    def _loads(self, idx: np.ndarray) -> np.ndarray:
+        """Outstanding requests of replicas idx, from the board; entries whose replica's
+        load may have changed since it posted are brought up to date first."""
+        board = self.board
+        for i in idx[board.until[idx] <= self.env.now].tolist():
+            self.replica[i]._publish_plan()
+        return board.outstanding[idx]
+
+    def _choose(self, model: str, candidates: list[Replica], idx: np.ndarray) -> Replica:
         policy = self.policy
         if policy == "round-robin":
             k = self._rr[model]
@@ -83,29 +119,30 @@ class Router:
         if policy == "random":
             return candidates[int(self.rng.integers(len(candidates)))]
         if policy == "least-outstanding":
-            return min(candidates, key=lambda rep: rep.outstanding())
+            return candidates[int(np.argmin(self._loads(idx)))]
         if policy == "least-kv":
             return min(candidates, key=lambda rep: rep.kv_load())
         if policy == "power-of-two":
             if len(candidates) == 1:
                 return candidates[0]
             a, b = self.rng.choice(len(candidates), 2, replace=False)
-            ra, rb = candidates[int(a)], candidates[int(b)]
-            return ra if ra.outstanding() <= rb.outstanding() else rb
+            la, lb = self._loads(idx[[a, b]])
+            return candidates[int(a)] if la <= lb else candidates[int(b)]
         raise ValueError(f"unknown routing policy {policy}")
 
     def _pump(self, model: str) -> None:
         queue = self.backlog[model]
         while queue:
             r = queue[0]
-            room = [rep for rep in self.by_model[model] if rep.has_room() and self._admissible(rep, r) is None]
-            if not room:
+            reps, idx = self._candidates(model, r)
+            room = np.flatnonzero(self._loads(idx) < self.max_seqs[idx])
+            if not len(room):
                 return
             queue.popleft()
-            self.deliver(self._choose(model, room), r)
+            self.deliver(self._choose(model, [reps[i] for i in room.tolist()], idx[room]), r)
 
     def _capacity_freed(self, rep: Replica) -> None:
         if self.central:
-            for model, reps in self.by_model.items():
-                if rep in reps and self.backlog[model]:
-                    self._pump(model)
+            model = self.model_of.get(rep.index)
+            if model is not None and self.backlog[model]:
+                self._pump(model)

@@ -1,0 +1,309 @@
+"""The continuous-batching rules, compiled: many iterations of one replica in one call.
+
+`engine_run` plays a replica forward iteration by iteration from a given state, with the
+rules of a vLLM-style scheduler (see `replica.py`), and stops after `max_steps` iterations,
+when nothing is schedulable, after an iteration whose results someone must act on at their
+time (a completion when `stop_done`, a prefill hand-off), or when its buffers run short.
+It touches no simulation state: what happened goes to an event log (`apply_log` writes it
+into the request table later, when simulated time has caught up), and the state it ends in
+goes to `S`/`st`. A state after `ckpt` iterations is copied aside, so a replica interrupted
+mid-plan can keep the iterations that have ended and plan again from there in one call.
+
+State of a replica (all int64):
+  S[ROW, i] for running sequences i < n, in admission order:
+      REQ request id, TGT tokens to prefill (prompt + tokens generated before a preemption),
+      KV tokens in the KV cache, BLK KV blocks held, GEN output tokens generated so far
+  st[N], st[FREE] free KV blocks, st[DEMAND] KV blocks the waiting requests need,
+  st[LATE] blocks freed during the iteration in progress (usable from the next one)
+The waiting queue is the replica's queue `q_req[q_head:q_tail]` (`q_time`: when each entry
+joined it; an entry is admissible from the first iteration that starts at or after that),
+behind a stack `F` of sequences preempted during this call (the top is the queue's head).
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from ..kernels import batch_time
+
+# rows of S
+REQ, TGT, KV, BLK, GEN = 0, 1, 2, 3, 4
+S_ROWS = 5
+# entries of st
+N, FREE, DEMAND, LATE = 0, 1, 2, 3
+ST_SIZE = 4
+# entries of cfg
+C_BS, C_MAX_SEQS, C_MAX_TOKENS, C_CHUNK, C_CHUNKED, C_KV_GROWS, C_PER_SEQ, C_TOTAL, C_STOP_DONE, C_PREFILL_ROLE = range(10)
+CFG_SIZE = 10
+# rows of obs (per iteration, as the batch stands while it runs; column `steps` is the end state)
+O_RUNNING, O_WAITING, O_USED, O_DEMAND, O_TOKENS = range(5)
+OBS_ROWS = 5
+# event log rows: (kind, iteration, request, value)
+EV_ADMIT, EV_FIRST, EV_DONE, EV_PREEMPT, EV_HANDOFF = range(5)
+# entries of res
+R_STEPS, R_STOP, R_LOG, R_CONSUMED, R_FRONT, R_CK_LOG, R_CK_CONSUMED, R_CK_FRONT = range(8)
+RES_SIZE = 8
+# why a run stopped
+STOP_HORIZON, STOP_IDLE, STOP_EVENT, STOP_ROOM = range(4)
+
+
+@njit(cache=True, inline="always")
+def _blocks_for(tokens, bs, kv_grows, per_seq):
+    return ((tokens + bs - 1) // bs if kv_grows else 0) + per_seq
+
+
+@njit(cache=True)
+def engine_run(t0, S, st, F, q_req, q_time, q_head, q_tail, prompt, output, generated, kv_ready,
+               cfg, p, max_steps, ckpt, S_ck, st_ck, F_ck, ends, obs, log, res, late_at):
+    """Run up to `max_steps` iterations from time t0; see the module docstring.
+
+    S, st     in: the state at t0; out: the state after the last iteration
+    F         out: the preempted-sequence stack (req, gen) at the end, bottom first
+    S_ck, st_ck, F_ck   out: the same after `ckpt` iterations (when 0 < ckpt <= steps)
+    ends[s]   out: end time of iteration s
+    obs[:, s] out: running, waiting, KV blocks used, waiting demand, tokens of iteration s
+    log       out: events (kind, iteration, request, value)
+    res       out: steps, stop reason, log length, queue entries consumed, stack depth,
+              and the last three at the checkpoint
+    late_at   the iteration from which st[LATE] blocks (freed while an iteration ran) are free
+    """
+    bs, max_seqs, max_tokens = cfg[C_BS], cfg[C_MAX_SEQS], cfg[C_MAX_TOKENS]
+    chunk_limit, chunked, kv_grows, per_seq = cfg[C_CHUNK], cfg[C_CHUNKED], cfg[C_KV_GROWS], cfg[C_PER_SEQ]
+    total, stop_done, prefill_role = cfg[C_TOTAL], cfg[C_STOP_DONE], cfg[C_PREFILL_ROLE]
+    cap = S.shape[1]
+    log_cap = log.shape[0]
+    f_cap = F.shape[1]
+    n, free, demand, late = st[N], st[FREE], st[DEMAND], st[LATE]
+    dec = np.empty(cap, np.int64)
+    pf_i = np.empty(cap, np.int64)
+    pf_len = np.empty(cap, np.int64)
+    pf_off = np.empty(cap, np.int64)
+    pf_tgt = np.empty(cap, np.int64)
+    dec_ctx = np.empty(cap, np.int64)
+    flag = np.zeros(cap, np.int64)
+    consumed = 0
+    nf = 0
+    lp = 0
+    steps = 0
+    stop = STOP_HORIZON
+    t = t0
+    res[R_CK_LOG] = 0
+    res[R_CK_CONSUMED] = 0
+    res[R_CK_FRONT] = 0
+    while True:
+        if steps >= max_steps:
+            break
+        if lp + 4 * cap + 4 > log_cap or nf + cap > f_cap:
+            stop = STOP_ROOM
+            break
+        if steps == late_at:
+            free += late
+            late = 0
+        # -- decoding sequences each take one token; a new block comes from the free pool,
+        #    or by preempting the latest-admitted sequence
+        nd = 0
+        i = 0
+        while i < n:
+            if S[KV, i] >= S[TGT, i]:
+                need = 1 if (kv_grows and S[KV, i] % bs == 0) else 0
+                gave_up = False
+                while need > free:
+                    v = n - 1
+                    r = S[REQ, v]
+                    free += S[BLK, v]
+                    F[0, nf] = r
+                    F[1, nf] = S[GEN, v]
+                    nf += 1
+                    demand += _blocks_for(prompt[r] + S[GEN, v], bs, kv_grows, per_seq)
+                    log[lp, 0], log[lp, 1], log[lp, 2], log[lp, 3] = EV_PREEMPT, steps, r, S[GEN, v]
+                    lp += 1
+                    n -= 1
+                    if v == i:
+                        gave_up = True
+                        break
+                if not gave_up:
+                    free -= need
+                    S[BLK, i] += need
+                    dec[nd] = i
+                    nd += 1
+            i += 1
+        # -- partially prefilled prompts continue, in admission order
+        budget = max_tokens - nd
+        pb = budget if budget < chunk_limit else chunk_limit
+        npf = 0
+        for i in range(n):
+            if pb <= 0:
+                break
+            left = S[TGT, i] - S[KV, i]
+            if left > 0:
+                c = left if left < pb else pb
+                pf_i[npf] = i
+                pf_len[npf] = c
+                npf += 1
+                pb -= c
+        # -- waiting requests join in queue order while slots, KV and the token budget allow
+        while n < max_seqs:
+            if nf > 0:
+                r = F[0, nf - 1]
+                g = F[1, nf - 1]
+                ready = False
+            elif q_head + consumed < q_tail and q_time[q_head + consumed] <= t:
+                r = q_req[q_head + consumed]
+                g = generated[r]
+                ready = kv_ready[r]
+            else:
+                break
+            if not (pb > 0 or ready):
+                break
+            if ready:  # its prompt was prefilled elsewhere and the KV cache is here: decode now
+                kvp = prompt[r]
+                need = _blocks_for(kvp, bs, kv_grows, per_seq) + (1 if (kv_grows and kvp % bs == 0) else 0)
+                if need > free or nd >= max_tokens:
+                    break
+                tgt, kv0 = kvp, kvp
+            else:
+                tgt = prompt[r] + g
+                need = _blocks_for(tgt, bs, kv_grows, per_seq)
+                if need > free:
+                    break
+                if not chunked and min(tgt, max_tokens) > pb:
+                    break
+                kv0 = 0
+            if nf > 0:
+                nf -= 1
+            else:
+                consumed += 1
+            free -= need
+            demand -= _blocks_for(prompt[r] + g, bs, kv_grows, per_seq)
+            S[REQ, n], S[TGT, n], S[KV, n], S[BLK, n], S[GEN, n] = r, tgt, kv0, need, g
+            log[lp, 0], log[lp, 1], log[lp, 2], log[lp, 3] = EV_ADMIT, steps, r, 0
+            lp += 1
+            if ready:
+                dec[nd] = n
+                nd += 1
+            else:
+                c = tgt if tgt < pb else pb
+                pf_i[npf] = n
+                pf_len[npf] = c
+                npf += 1
+                pb -= c
+            n += 1
+        if free < 0 or free > total:
+            raise RuntimeError("KV block accounting broken")
+        if nd == 0 and npf == 0:
+            stop = STOP_IDLE
+            break
+        # -- how long the iteration takes
+        tokens = nd
+        for q in range(npf):
+            i = pf_i[q]
+            pf_off[q] = S[KV, i]
+            pf_tgt[q] = S[TGT, i]
+            tokens += pf_len[q]
+        for d in range(nd):
+            dec_ctx[d] = S[KV, dec[d]] + 1
+        obs[O_RUNNING, steps] = n
+        obs[O_WAITING, steps] = nf + q_tail - q_head - consumed
+        obs[O_USED, steps] = total - free
+        obs[O_DEMAND, steps] = demand
+        obs[O_TOKENS, steps] = tokens
+        t = t + batch_time(pf_len[:npf], pf_off[:npf], pf_tgt[:npf], dec_ctx[:nd], p)
+        ends[steps] = t
+        # -- its results: a token per decoding sequence, prefill progress, first tokens
+        event = False
+        for d in range(nd):
+            i = dec[d]
+            S[KV, i] += 1
+            S[GEN, i] += 1
+            if S[GEN, i] >= output[S[REQ, i]]:
+                flag[i] = 1
+        for q in range(npf):
+            i = pf_i[q]
+            S[KV, i] += pf_len[q]
+            if S[KV, i] == S[TGT, i]:
+                r = S[REQ, i]
+                S[GEN, i] += 1
+                log[lp, 0], log[lp, 1], log[lp, 2], log[lp, 3] = EV_FIRST, steps, r, 0
+                lp += 1
+                if S[GEN, i] >= output[r]:
+                    flag[i] = 1
+                elif prefill_role:
+                    flag[i] = 2
+        # finished and handed-off sequences leave, reported latest-admitted first
+        gone = 0
+        for i in range(n - 1, -1, -1):
+            if flag[i] == 0:
+                continue
+            r = S[REQ, i]
+            if flag[i] == 1:
+                free += S[BLK, i]
+                log[lp, 0], log[lp, 1], log[lp, 2], log[lp, 3] = EV_DONE, steps, r, 0
+                if stop_done:
+                    event = True
+            else:  # its blocks stay held until its KV cache has been sent
+                log[lp, 0], log[lp, 1], log[lp, 2], log[lp, 3] = EV_HANDOFF, steps, r, S[BLK, i]
+                event = True
+            lp += 1
+            gone += 1
+        if gone:
+            w = 0
+            for i in range(n):
+                if flag[i] == 0:
+                    if w != i:
+                        S[:, w] = S[:, i]
+                    w += 1
+                else:
+                    flag[i] = 0
+            n = w
+        steps += 1
+        if steps == ckpt:
+            S_ck[:, :n] = S[:, :n]
+            if ckpt >= late_at:
+                st_ck[N], st_ck[FREE], st_ck[DEMAND], st_ck[LATE] = n, free + late, demand, 0
+            else:
+                st_ck[N], st_ck[FREE], st_ck[DEMAND], st_ck[LATE] = n, free, demand, late
+            F_ck[:, :nf] = F[:, :nf]
+            res[R_CK_LOG], res[R_CK_CONSUMED], res[R_CK_FRONT] = lp, consumed, nf
+        if event:
+            stop = STOP_EVENT
+            break
+    if steps >= late_at:
+        free += late
+        late = 0
+    obs[O_RUNNING, steps] = n
+    obs[O_WAITING, steps] = nf + q_tail - q_head - consumed
+    obs[O_USED, steps] = total - free
+    obs[O_DEMAND, steps] = demand
+    obs[O_TOKENS, steps] = 0
+    st[N], st[FREE], st[DEMAND], st[LATE] = n, free, demand, late
+    res[R_STEPS], res[R_STOP], res[R_LOG], res[R_CONSUMED], res[R_FRONT] = steps, stop, lp, consumed, nf
+    return steps
+
+
+@njit(cache=True)
+def apply_log(log, lo, hi, it0, t0, ends, output, admitted, first_token, finished, state, generated,
+              preemptions, kv_ready, completed_state):
+    """Write events log[lo:hi] into the request table. Iteration j of the run (numbered from
+    it0) started at t0 (j == it0) or ends[j - 1] and ended at ends[j]. Returns the number of
+    preemptions."""
+    pre = 0
+    for e in range(lo, hi):
+        kind, j, r, v = log[e, 0], log[e, 1], log[e, 2], log[e, 3]
+        if kind == EV_ADMIT:
+            if np.isnan(admitted[r]):
+                admitted[r] = t0 if j == it0 else ends[j - 1]
+        elif kind == EV_FIRST:
+            if np.isnan(first_token[r]):
+                first_token[r] = ends[j]
+        elif kind == EV_DONE:
+            state[r] = completed_state
+            finished[r] = ends[j]
+            generated[r] = output[r]
+        elif kind == EV_PREEMPT:
+            preemptions[r] += 1
+            generated[r] = v
+            kv_ready[r] = False
+            pre += 1
+        else:  # EV_HANDOFF
+            generated[r] = 1
+    return pre

@@ -1,0 +1,103 @@
+"""Static batching, the baseline: a batch is formed when the replica is idle, reserves KV for
+every sequence's full length, and runs until its longest sequence finishes. One event per
+batch: `decode_run` computes all of its decode iterations at once."""
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+
+from .. import kernels
+from .clock import at
+from .replica import ReplicaBase
+
+
+class StaticReplica(ReplicaBase):
+    def __init__(self, env, index, pool, deployment, engine, table, log, board, stop_at_completions=False,
+                 role="both"):
+        super().__init__(env, index, pool, deployment, engine, table, log, board, role)
+        self.free_blocks = self.total_blocks
+        self.waiting: deque[int] = deque()
+        self.req: list[int] = []
+        self.batch_end = np.inf
+        self._work = env.event()
+        self.process = env.process(self._loop())
+
+    def outstanding(self) -> int:
+        return len(self.waiting) + len(self.req)
+
+    def waiting_count(self) -> int:
+        return len(self.waiting)
+
+    def kv_load(self) -> float:
+        demand = sum(self.dep.blocks_for(int(self.table.prompt[r] + self.table.output[r]) - 1) for r in self.waiting)
+        return (self.total_blocks - self.free_blocks + demand) / self.total_blocks
+
+    def _publish_plan(self) -> None:
+        self._publish(self.batch_end)
+
+    def sync(self) -> None:
+        """Nothing is deferred: a batch's records are written when it ends."""
+
+    def _enqueue(self, r: int) -> None:
+        self.table.replica[r] = self.index
+        self.waiting.append(r)
+        self._publish_plan()
+        if not self._work.triggered:
+            self._work.succeed()
+
+    def _loop(self):
+        env = self.env
+        table = self.table
+        yield self.ready
+        while True:
+            if not self.waiting:
+                self._work = env.event()
+                yield self._work
+            batch, tokens = [], 0
+            while self.waiting and len(batch) < self.max_seqs:
+                r = self.waiting[0]
+                p = int(table.prompt[r])
+                need = self.dep.blocks_for(p + int(table.output[r]) - 1)
+                if tokens + p > self.max_tokens or need > self.free_blocks:
+                    break
+                self.waiting.popleft()
+                self.free_blocks -= need
+                batch.append((r, need))
+                tokens += p
+            if not batch:  # the head request can never fit; the router rejects those up front
+                raise RuntimeError("static batch could not admit its head request")
+            req = np.array([r for r, _ in batch], np.int64)
+            self.req = req.tolist()
+            prompts = table.prompt[req]
+            t0 = env.now
+            table.admitted[req] = t0
+            dt = kernels.batch_time(prompts, np.zeros(len(req), np.int64), prompts, np.zeros(0, np.int64), self.params)
+            t = t0 + dt
+            table.first_token[req] = t
+            table.generated[req] = 1
+            remaining = table.output[req] - 1
+            steps = int(remaining.max())
+            ends = np.empty(max(steps, 1))
+            finish = np.empty(len(req), np.int64)
+            if steps > 0:
+                k = kernels.decode_run(t, table.prompt[req].astype(np.int64), np.maximum(remaining, 1), self.bs,
+                                       self.free_blocks, self.per_seq_blocks, 1, 1 if self.kv_grows else 0,
+                                       steps, self.params, ends, finish)
+                t_last = ends[k - 1]
+            else:
+                t_last = t
+            self.batch_end = t_last
+            self._publish_plan()
+            yield at(env, t_last)
+            for j, r in enumerate(req):
+                table.generated[r] = table.output[r]
+                table.complete(r, t if remaining[j] == 0 else ends[remaining[j] - 1])
+            self.busy_time += t_last - t0
+            self.log.add(self.index, t0, t_last, 1 + steps, int(tokens + len(req) * steps),
+                         self.total_blocks - self.free_blocks)
+            self.free_blocks += sum(n for _, n in batch)
+            self.req = []
+            self.batch_end = np.inf
+            self._publish_plan()
+            self._notify()

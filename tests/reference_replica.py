@@ -1,0 +1,193 @@
+"""The continuous-batching rules written plainly, one SimPy step per iteration: the oracle
+the compiled scheduler (`sim.serving.scheduler.engine_run`) is checked against.
+
+Kept deliberately simple and independent of the compiled code: Python lists, one batch
+formed and applied per iteration, table written as it goes.
+"""
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+
+from sim import kernels
+from sim.serving.clock import at
+from sim.serving.replica import ReplicaBase
+
+
+class SteppingReplica(ReplicaBase):
+    def __init__(self, env, index, pool, deployment, engine, table, log, board, stop_at_completions=False,
+                 role="both"):
+        super().__init__(env, index, pool, deployment, engine, table, log, board, role)
+        self.free_blocks = self.total_blocks
+        self.waiting: deque[int] = deque()
+        self.req: list[int] = []
+        self.target: list[int] = []   # tokens to prefill: prompt + tokens generated before a preemption
+        self.kv: list[int] = []       # tokens in the KV cache
+        self.blocks: list[int] = []   # KV blocks held
+        self.step_end = np.inf
+        self._work = env.event()
+        self.process = env.process(self._loop())
+
+    def outstanding(self) -> int:
+        return len(self.waiting) + len(self.req)
+
+    def waiting_count(self) -> int:
+        return len(self.waiting)
+
+    def kv_load(self) -> float:
+        demand = sum(self.dep.blocks_for(int(self.table.prompt[r] + self.table.generated[r])) for r in self.waiting)
+        return (self.total_blocks - self.free_blocks + demand) / self.total_blocks
+
+    def _publish_plan(self) -> None:
+        self._publish(self.step_end)
+
+    def sync(self) -> None:
+        pass
+
+    def submit_prefilled(self, r: int) -> None:
+        self.table.kv_ready[r] = True
+        self._enqueue(r)
+
+    def release_blocks(self, n: int) -> None:
+        self.free_blocks += n
+        if not self._work.triggered:
+            self._work.succeed()
+
+    def _enqueue(self, r: int) -> None:
+        self.table.replica[r] = self.index
+        self.waiting.append(r)
+        self._publish_plan()
+        if not self._work.triggered:
+            self._work.succeed()
+
+    def _loop(self):
+        env = self.env
+        yield self.ready
+        while True:
+            if not self.waiting and not self.req:
+                self._work = env.event()
+                yield self._work
+            t0 = env.now
+            dec, pre = self._form_batch()
+            if not dec and not pre:
+                self._work = env.event()
+                yield self._work
+                continue
+            kv, target = self.kv, self.target
+            pf_len = np.array([c for _, c in pre], np.int64)
+            pf_off = np.array([kv[i] for i, _ in pre], np.int64)
+            pf_target = np.array([target[i] for i, _ in pre], np.int64)
+            dec_ctx = np.array([kv[i] + 1 for i in dec], np.int64)
+            self.step_end = t0 + kernels.batch_time(pf_len, pf_off, pf_target, dec_ctx, self.params)
+            self._publish_plan()
+            yield at(env, self.step_end)
+            self.busy_time += self.step_end - t0
+            self.log.add(self.index, t0, self.step_end, 1, int(pf_len.sum()) + len(dec),
+                         self.total_blocks - self.free_blocks)
+            self._apply(dec, pre, self.step_end)
+            self.step_end = np.inf
+            self._publish_plan()
+            self._notify()
+
+    def _form_batch(self):
+        table = self.table
+        dec: list[int] = []
+        i = 0
+        while i < len(self.req):
+            if self.kv[i] >= self.target[i]:
+                need = 1 if (self.kv_grows and self.kv[i] % self.bs == 0) else 0
+                while need > self.free_blocks:
+                    victim = len(self.req) - 1
+                    self._preempt(victim)
+                    if victim == i:
+                        break
+                else:
+                    self.free_blocks -= need
+                    self.blocks[i] += need
+                    dec.append(i)
+            i += 1
+        prefill_budget = min(self.max_tokens - len(dec), self.chunk_limit)
+        pre: list[tuple[int, int]] = []
+        for i in range(len(self.req)):
+            if prefill_budget <= 0:
+                break
+            left = self.target[i] - self.kv[i]
+            if left > 0:
+                c = min(left, prefill_budget)
+                pre.append((i, c))
+                prefill_budget -= c
+        while self.waiting and len(self.req) < self.max_seqs and (prefill_budget > 0 or table.kv_ready[self.waiting[0]]):
+            r = self.waiting[0]
+            if table.kv_ready[r]:  # prefilled elsewhere: decodes right away
+                kv = int(table.prompt[r])
+                need = self.dep.blocks_for(kv) + (1 if self.kv_grows and kv % self.bs == 0 else 0)
+                if need > self.free_blocks or len(dec) >= self.max_tokens:
+                    break
+                self._admit(r, kv, kv, need)
+                dec.append(len(self.req) - 1)
+                continue
+            target = int(table.prompt[r] + table.generated[r])
+            need = self.dep.blocks_for(target)
+            if need > self.free_blocks:
+                break
+            if not self.chunked and min(target, self.max_tokens) > prefill_budget:
+                break
+            self._admit(r, target, 0, need)
+            c = min(target, prefill_budget)
+            pre.append((len(self.req) - 1, c))
+            prefill_budget -= c
+        assert 0 <= self.free_blocks <= self.total_blocks
+        return dec, pre
+
+    def _admit(self, r, target, kv, need):
+        self.waiting.popleft()
+        self.free_blocks -= need
+        self.req.append(r)
+        self.target.append(target)
+        self.kv.append(kv)
+        self.blocks.append(need)
+        if np.isnan(self.table.admitted[r]):
+            self.table.admitted[r] = self.env.now
+
+    def _preempt(self, i: int) -> None:
+        r = self.req[i]
+        self.free_blocks += self.blocks[i]
+        self._remove(i)
+        self.waiting.appendleft(r)
+        self.table.preemptions[r] += 1
+        self.table.kv_ready[r] = False
+        self.preemptions += 1
+
+    def _apply(self, dec, pre, t_end) -> None:
+        table = self.table
+        done, handoff = [], []
+        for i in dec:
+            self.kv[i] += 1
+            r = self.req[i]
+            table.generated[r] += 1
+            if table.generated[r] >= table.output[r]:
+                done.append(i)
+        for i, c in pre:
+            self.kv[i] += c
+            if self.kv[i] == self.target[i]:
+                r = self.req[i]
+                table.generated[r] += 1
+                if np.isnan(table.first_token[r]):
+                    table.first_token[r] = t_end
+                if table.generated[r] >= table.output[r]:
+                    done.append(i)
+                elif self.role == "prefill":
+                    handoff.append(i)
+        for i in sorted(done + handoff, reverse=True):
+            r, blocks = self.req[i], self.blocks[i]
+            self._remove(i)
+            if i in handoff:
+                self.on_prefilled(self, r, blocks)
+            else:
+                self.free_blocks += blocks
+                table.complete(r, t_end)
+
+    def _remove(self, i: int) -> None:
+        for col in (self.req, self.target, self.kv, self.blocks):
+            del col[i]

@@ -1,0 +1,71 @@
+"""The compiled scheduler against the plainly written rules (tests/reference_replica.py):
+identical request records, whatever the engine limits, KV pressure and routing."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import sim.simulation
+from sim.scenario import load_scenario
+from sim.simulation import simulate
+from tests.reference_replica import SteppingReplica
+from tests.test_disagg import disagg
+from tests.test_simulation import assert_invariants, assert_same_records
+
+
+def run_both(monkeypatch, path, overrides=(), seed=None):
+    compiled = simulate(load_scenario(path, list(overrides)), seed=seed)
+    made = []
+
+    class Reference(SteppingReplica):
+        def __init__(self, *args, **kwargs):
+            made.append(self)
+            super().__init__(*args, **kwargs)
+
+    with monkeypatch.context() as m:
+        m.setattr(sim.simulation, "Replica", Reference)
+        reference = simulate(load_scenario(path, list(overrides)), seed=seed)
+    assert len(made) == len(reference.replicas)
+    return compiled, reference
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    seqs=st.integers(1, 64),
+    chunk=st.one_of(st.none(), st.integers(32, 1024)),
+    mem=st.floats(0.225, 0.9),
+    policy=st.sampled_from(["round-robin", "least-outstanding", "least-kv", "power-of-two"]),
+    dispatch=st.sampled_from(["immediate", "central"]),
+    rate=st.floats(4, 60),
+    seed=st.integers(0, 2**16),
+)
+def test_compiled_rules_equal_the_reference(monkeypatch, write_scenario, seqs, chunk, mem, policy, dispatch,
+                                            rate, seed):
+    path = write_scenario({
+        "duration": "10s", "warmup": "1s",
+        "fleet.0.serve.engine": {"max_batch_seqs": seqs, "chunked_prefill": chunk, "memory_utilization": mem},
+        "router": {"policy": policy, "dispatch": dispatch},
+        "workload.0.rate": rate,
+    })
+    compiled, reference = run_both(monkeypatch, path, seed=seed)
+    assert_same_records(compiled, reference)
+    assert_invariants(compiled)
+    assert [r.preemptions for r in compiled.replicas] == [r.preemptions for r in reference.replicas]
+    assert [r.busy_time for r in compiled.replicas] == pytest.approx([r.busy_time for r in reference.replicas])
+
+
+def test_heavy_preemption_equals_the_reference(monkeypatch, write_scenario):
+    path = write_scenario({"fleet.0.serve.engine.memory_utilization": 0.23, "workload.0.rate": "40/s",
+                           "fleet.0.serve.engine.max_batch_seqs": 128, "duration": "15s"})
+    compiled, reference = run_both(monkeypatch, path)
+    assert compiled.table.preemptions.sum() > 50
+    assert_same_records(compiled, reference)
+
+
+def test_disaggregation_equals_the_reference(monkeypatch, write_scenario):
+    path = write_scenario(base=disagg(memory_utilization=0.3))
+    compiled, reference = run_both(monkeypatch, path)
+    assert np.isfinite(compiled.table.kv_transfer_time).sum() > 0
+    assert_same_records(compiled, reference)
