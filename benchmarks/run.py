@@ -61,9 +61,10 @@ def replica_capacity(scenario: str) -> float:
     serve = spec.fleet[0].serve
     stream = spec.workload[0]
     clients = 2 * serve.engine.max_batch_seqs
-    saturate = [f"fleet.0.count={serve.tp * serve.pp * serve.ep}",
-                f"workload=[{{name: saturate, requests: {5 * clients}, concurrency: {clients}, "
-                f"prompt_tokens: {stream.prompt_tokens.value}, output_tokens: {stream.output_tokens.value}}}]"]
+    lengths = {k: getattr(stream, k).model_dump(exclude_none=True) for k in ("prompt_tokens", "output_tokens")}
+    closed = {"name": "saturate", "requests": 5 * clients, "concurrency": clients, **lengths}
+    saturate = [f"fleet.0.count={serve.tp * serve.pp * serve.ep}", "topology=null", "ingress=null",
+                f"workload=[{json.dumps(closed)}]"]
     return summarize(simulate(load_scenario(scenario, saturate)))["makespan"]["requests_per_s"]
 
 

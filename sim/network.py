@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import networkx as nx
 import numpy as np
@@ -26,7 +26,7 @@ from .serving.clock import at
 MAX_ECMP_PATHS = 16
 
 
-@dataclass
+@dataclass(slots=True)
 class Flow:
     id: int
     links: np.ndarray          # directed link indices along the path
@@ -38,26 +38,61 @@ class Flow:
     rate: float = 0.0
     tag: str = ""
     started: float = 0.0
+    narrowest: float = math.inf  # capacity of its narrowest link
+    route: int = 0               # route id (Fabric.route_links)
 
 
-@dataclass
 class LinkLog:
-    """Bytes carried per directed link per time bin (columns grow as time advances)."""
+    """Bytes carried per directed link per time bin. While a bin is open, bytes are added up
+    per route (one number per flow and advance); when it closes they are spread over the
+    routes' links, and only the links that carried something are kept."""
 
-    bin_width: float
-    n_links: int
-    bins: list = field(default_factory=list)
+    def __init__(self, bin_width: float, n_links: int, route_links: list):
+        self.bin_width = bin_width
+        self.n_links = n_links
+        self.route_links = route_links     # route id -> its directed links
+        self.pending: dict[int, float] = {}
+        self.bin = 0                       # index of the open bin
+        self.done_bins: list[np.ndarray] = []
+        self.done_links: list[np.ndarray] = []
+        self.done_bytes: list[np.ndarray] = []
 
-    def add(self, link_rate: np.ndarray, t0: float, t1: float) -> None:
+    def add(self, flows, t0: float, t1: float) -> None:
+        """Flows (with .route and .rate) running from t0 to t1; time only moves forward."""
         if t1 <= t0:
             return
-        b0, b1 = int(t0 // self.bin_width), int(t1 // self.bin_width)
-        while len(self.bins) <= b1:
-            self.bins.append(np.zeros(self.n_links))
+        w = self.bin_width
+        b0, b1 = int(t0 // w), int(t1 // w)
         for b in range(b0, b1 + 1):
-            overlap = min(t1, (b + 1) * self.bin_width) - max(t0, b * self.bin_width)
+            overlap = min(t1, (b + 1) * w) - max(t0, b * w)
             if overlap > 0:
-                self.bins[b] += link_rate * overlap
+                if b != self.bin:
+                    self._close()
+                    self.bin = b
+                pending = self.pending
+                for f in flows:
+                    pending[f.route] = pending.get(f.route, 0.0) + f.rate * overlap
+
+    def _spread(self) -> tuple[np.ndarray, np.ndarray]:
+        per_link = np.zeros(self.n_links)
+        for route, carried in self.pending.items():
+            per_link[self.route_links[route]] += carried
+        used = np.flatnonzero(per_link)
+        return used, per_link[used]
+
+    def _close(self) -> None:
+        if self.pending:
+            used, carried = self._spread()
+            self.done_bins.append(np.full(len(used), self.bin, np.int64))
+            self.done_links.append(used)
+            self.done_bytes.append(carried)
+            self.pending = {}
+
+    def sparse(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(bin, link, bytes) for every bin and link that carried bytes."""
+        used, carried = self._spread()
+        return (np.concatenate(self.done_bins + [np.full(len(used), self.bin, np.int64)]),
+                np.concatenate(self.done_links + [used]), np.concatenate(self.done_bytes + [carried]))
 
 
 class Fabric:
@@ -92,9 +127,11 @@ class Fabric:
                     self.link_flow_cap[l] = min(self.link_flow_cap[l], per_flow)
         self._cpu_of: dict = {}
         self.active: dict[int, Flow] = {}
-        self.bytes = np.zeros(len(cap))       # bytes carried per directed link, whole run
-        self.log = LinkLog(bin_width, len(cap))
+        self.route_links: list[np.ndarray] = []
+        self.log = LinkLog(bin_width, len(cap), self.route_links)
         self._paths: dict[tuple, list[np.ndarray]] = {}
+        self._pred: dict = {}                 # BFS predecessors from a node
+        self._routes: dict[tuple, np.ndarray] = {}
         self._next_id = 0
         self._last = env.now
         self._generation = 0
@@ -103,11 +140,20 @@ class Fabric:
 
     # ---- routing ----------------------------------------------------------------------
     def paths(self, a, b) -> list[np.ndarray]:
-        """Equal-cost shortest paths from a to b, as arrays of directed link indices."""
+        """Equal-cost shortest paths from a to b, as arrays of directed link indices.
+
+        One breadth-first search per node serves every path from it; a pair's paths are found
+        from its lesser endpoint (cables are full duplex, so b to a is a to b reversed), so a
+        thousand servers answering one front end cost one search, not a thousand."""
         key = (a, b)
         if key not in self._paths:
+            src, dst = (a, b) if str(a) <= str(b) else (b, a)
+            if src not in self._pred:
+                self._pred[src] = nx.predecessor(self.graph, src)
             found = []
-            for nodes in nx.all_shortest_paths(self.graph, a, b):
+            for nodes in _paths_from_predecessors(src, dst, self._pred[src]):
+                if src != a:
+                    nodes = nodes[::-1]
                 found.append(np.array([self.link_index[(u, v)] for u, v in zip(nodes, nodes[1:])], np.int64))
                 if len(found) == MAX_ECMP_PATHS:
                     break
@@ -122,8 +168,24 @@ class Fabric:
         """The links a flow takes: one of the shortest paths (ECMP by the flow's id); a flow
         that leaves or enters an accelerator's server through a host-staged NIC goes through
         that server's CPU and host memory on the way."""
+        return self._route(a, b, flow_id)[0]
+
+    def _route(self, a, b, flow_id: int) -> tuple:
+        """The route (links, latency, the flow's rate cap, narrowest link capacity)."""
         options = self.paths(a, b)
-        links = options[zlib.crc32(f"{a}>{b}#{flow_id}".encode()) % len(options)]
+        choice = zlib.crc32(f"{a}>{b}#{flow_id}".encode()) % len(options)
+        key = (a, b, choice)
+        if key not in self._routes:
+            links = self._staged(a, b, options[choice], flow_id)
+            any_links = len(links) > 0
+            self._routes[key] = (links, float(self.latency[links].sum()),
+                                 float(self.link_flow_cap[links].min()) if any_links else math.inf,
+                                 float(self.capacity[links].min()) if any_links else math.inf,
+                                 len(self.route_links))
+            self.route_links.append(links)
+        return self._routes[key]
+
+    def _staged(self, a, b, links: np.ndarray, flow_id: int) -> np.ndarray:
         src_cpu = self._staging_cpu(a, links)
         dst_cpu = self._staging_cpu(b, links)
         if src_cpu is None and dst_cpu is None:
@@ -171,12 +233,11 @@ class Fabric:
         if a == b:
             done.succeed(0.0)
             return done
-        links = self.route(a, b, fid)
-        cap = min(cap, float(self.link_flow_cap[links].min())) if len(links) else cap
-        flow = Flow(fid, links, float(self.latency[links].sum()), float(nbytes), float(nbytes), done, cap,
-                    tag=tag, started=self.env.now)
+        links, latency, flow_cap, narrowest, route = self._route(a, b, fid)
+        flow = Flow(fid, links, latency, float(nbytes), float(nbytes), done, min(cap, flow_cap),
+                    tag=tag, started=self.env.now, narrowest=narrowest, route=route)
         if nbytes <= 0:
-            at(self.env, self.env.now + flow.latency).callbacks.append(lambda _: done.succeed(0.0))
+            at(self.env, self.env.now + flow.latency, 0.0, done)
             return done
         self.active[fid] = flow
         self._reschedule()
@@ -187,13 +248,9 @@ class Fabric:
         now = self.env.now
         dt = now - self._last
         if dt > 0 and self.active:
-            link_rate = np.zeros(len(self.capacity))
             for f in self.active.values():
-                sent = f.rate * dt
-                f.remaining -= sent
-                link_rate[f.links] += f.rate
-            self.bytes += link_rate * dt
-            self.log.add(link_rate, self._last, now)
+                f.remaining -= f.rate * dt
+            self.log.add(self.active.values(), self._last, now)
         self._last = now
 
     def _reschedule(self) -> None:
@@ -202,12 +259,16 @@ class Fabric:
         self._generation += 1
         if not flows:
             return
-        ptr = np.zeros(len(flows) + 1, np.int64)
-        for i, f in enumerate(flows):
-            ptr[i + 1] = ptr[i] + len(f.links)
-        links = np.concatenate([f.links for f in flows])
-        caps = np.array([f.cap for f in flows])
-        rates = kernels.maxmin_rates(self.capacity, ptr, links, caps)
+        if len(flows) == 1:  # alone on its path: its narrowest link (or its own cap)
+            f = flows[0]
+            rates = [min(f.narrowest, f.cap) if len(f.links) else 0.0]
+        else:
+            ptr = np.zeros(len(flows) + 1, np.int64)
+            for i, f in enumerate(flows):
+                ptr[i + 1] = ptr[i] + len(f.links)
+            links = np.concatenate([f.links for f in flows])
+            caps = np.array([f.cap for f in flows])
+            rates = kernels.maxmin_rates(self.capacity, ptr, links, caps)
         soonest = math.inf
         for f, r in zip(flows, rates):
             f.rate = r
@@ -228,8 +289,8 @@ class Fabric:
             del self.active[f.id]
             self.flows_done += 1
             self.bytes_delivered += f.size
-            at(self.env, self.env.now + f.latency).callbacks.append(
-                lambda _, f=f: f.done.succeed(self.env.now - f.started))
+            when = self.env.now + f.latency
+            at(self.env, when, max(when, self.env.now) - f.started, f.done)
         self._reschedule()
 
     # ---- collectives ------------------------------------------------------------------
@@ -260,23 +321,63 @@ class Fabric:
             yield self.env.all_of([self.transfer(nodes[p], nodes[c], nbytes, tag) for c, p in pairs])
 
     # ---- results ------------------------------------------------------------------------
+    @property
+    def bytes(self) -> np.ndarray:
+        """Bytes carried per directed link over the whole run, up to now."""
+        _, links, carried = self.link_usage()
+        return np.bincount(links, weights=carried, minlength=len(self.capacity))
+
     def link_bytes(self) -> np.ndarray:
         """Bytes carried per time bin (rows) and directed link (columns), up to now."""
+        bins, links, carried = self.link_usage()
+        out = np.zeros((int(bins.max()) + 1 if len(bins) else 0, len(self.capacity)))
+        out[bins, links] = carried
+        return out
+
+    def link_usage(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(time bin, directed link, bytes carried) for every link and bin that carried any."""
         self._advance()
-        if not self.log.bins:
-            return np.zeros((0, len(self.capacity)))
-        return np.vstack(self.log.bins)
+        return self.log.sparse()
 
     def link_frame(self):
         """Per directed link and time bin: bytes carried and utilization, links that carried any."""
         import pandas as pd
-        carried = self.link_bytes()
+        b, l, carried = self.link_usage()
         w = self.log.bin_width
-        b, l = np.nonzero(carried > 0)
+        order = np.lexsort((l, b))
+        b, l, carried = b[order], l[order], carried[order]
         return pd.DataFrame({
             "time": b * w,
             "src": [str(self.src[i]) for i in l],
             "dst": [str(self.dst[i]) for i in l],
-            "bytes": carried[b, l],
-            "utilization": carried[b, l] / (self.capacity[l] * w),
+            "bytes": carried,
+            "utilization": carried / (self.capacity[l] * w),
         })
+
+
+def _paths_from_predecessors(source, target, pred):
+    """Every shortest path from source to target (lists of nodes) given BFS predecessors,
+    in the order networkx's all_shortest_paths gives them."""
+    if target not in pred:
+        raise nx.NetworkXNoPath(f"no path from {source} to {target}")
+    seen = {target}
+    stack = [[target, 0]]
+    top = 0
+    while top >= 0:
+        node, i = stack[top]
+        if node == source:
+            yield [p for p, _ in reversed(stack[:top + 1])]
+        if len(pred[node]) > i:
+            stack[top][1] = i + 1
+            nxt = pred[node][i]
+            if nxt in seen:
+                continue
+            seen.add(nxt)
+            top += 1
+            if top == len(stack):
+                stack.append([nxt, 0])
+            else:
+                stack[top][:] = [nxt, 0]
+        else:
+            seen.discard(node)
+            top -= 1

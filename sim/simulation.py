@@ -203,9 +203,13 @@ def share_host_cpus(scenario: Scenario, replicas, placement) -> None:
     demand: dict = {}
     for rep, pool in zip(replicas, _pool_per_replica(scenario)):
         demand[host_of[rep.index]] = demand.get(host_of[rep.index], 0) + pool.spec.serve.engine.host_threads
+    cpus_of: dict = {}
+    for _, d in graph.nodes(data=True):
+        if d.get("kind") == "cpu":
+            cpus_of.setdefault(d.get("host"), []).append(d)
     for rep in replicas:
         host = host_of[rep.index]
-        cpus = [d for _, d in graph.nodes(data=True) if d.get("kind") == "cpu" and d.get("host") == host]
+        cpus = cpus_of.get(host, [])
         if not cpus or "cores" not in cpus[0]:
             continue  # an explicit topology without CPU figures: the catalog overhead stands
         cores = sum(d["cores"] for d in cpus)

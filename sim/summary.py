@@ -180,17 +180,18 @@ def _network(result: RunResult, cols: dict, done, w0: float, w1: float) -> dict 
     seconds = cols["kv_transfer_s"][done]
     moved = ~np.isnan(seconds)
     w = fabric.log.bin_width
-    carried = fabric.link_bytes()
-    starts = np.arange(len(carried)) * w
-    util = carried[(starts >= w0) & (starts < w1)] / (fabric.capacity * w)
-    busiest = np.unravel_index(np.argmax(util), util.shape) if util.size and util.max() > 0 else None
+    bins, links, carried = fabric.link_usage()
+    inside = (bins * w >= w0) & (bins * w < w1)
+    util = carried[inside] / (fabric.capacity[links[inside]] * w)
+    top = int(np.argmax(util)) if util.size else None
+    busiest = None if top is None or util[top] <= 0 else (top, int(links[inside][top]))
     return {
         "flows": fabric.flows_done,
         "bytes": fabric.bytes_delivered,
         "kv_transfers": int(moved.sum()),
         "kv_transfer_bytes_mean": float(cols["kv_transfer_bytes"][done][moved].mean()) if moved.any() else None,
         "kv_transfer_s": stats(seconds[moved]),
-        "max_link_utilization": None if busiest is None else float(util[busiest]),
+        "max_link_utilization": None if busiest is None else float(util[busiest[0]]),
         "busiest_link": None if busiest is None else f"{fabric.src[busiest[1]]}->{fabric.dst[busiest[1]]}",
     }
 

@@ -12,9 +12,10 @@ import simpy
 from simpy.core import NORMAL
 
 
-def at(env: simpy.Environment, when: float, value=None) -> simpy.Event:
-    """An event that fires at exactly `when` (never earlier than now)."""
-    ev = simpy.Event(env)
+def at(env: simpy.Environment, when: float, value=None, event: simpy.Event | None = None) -> simpy.Event:
+    """An event that fires at exactly `when` (never earlier than now): a new one, or `event`
+    (not yet triggered), which saves a second event for whoever waits on it."""
+    ev = simpy.Event(env) if event is None else event
     ev._ok = True
     ev._value = value
     when = when if when >= env.now else env.now

@@ -28,6 +28,8 @@ time: each iteration's duration is the kernel's plus the collective's flows.
 """
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
+
 import numpy as np
 import simpy
 
@@ -132,6 +134,7 @@ class Replica(ReplicaBase):
         self.F = np.zeros((2, 2 * cap + 16), np.int64)
         self.F_ck = self.F.copy()
         self.res = np.zeros(sch.RES_SIZE, np.int64)
+        self.counts = np.zeros(1, np.int64)   # apply_log: preemptions
         self.ends = np.zeros(MAX_HORIZON + 1)
         self.obs = np.zeros((sch.OBS_ROWS, MAX_HORIZON + 2), np.int64)
         self.events = np.zeros((16 * cap + 1024, 4), np.int64)
@@ -154,7 +157,7 @@ class Replica(ReplicaBase):
 
     def _seen(self) -> int:
         """The plan's column describing now: the iteration running now, or the end state."""
-        return self.it0 + int(np.searchsorted(self.ends[self.it0:self.k], self.env.now, side="right"))
+        return bisect_right(self.ends, self.env.now, self.it0, self.k)
 
     def outstanding(self) -> int:
         if not self._active():
@@ -182,9 +185,10 @@ class Replica(ReplicaBase):
             self._publish()
             return
         j = self._seen()
-        load = self.obs[sch.O_RUNNING, j:self.k + 1] + self.obs[sch.O_WAITING, j:self.k + 1]
-        change = np.flatnonzero(load[1:] != load[0])
-        self._publish(self.ends[j + change[0]] if len(change) else np.inf)
+        obs = self.obs
+        change = obs[sch.O_NEXT, j]
+        self.board.outstanding[self.index] = obs[sch.O_RUNNING, j] + obs[sch.O_WAITING, j] + self.extra_n
+        self.board.until[self.index] = self.ends[change] if change >= 0 else np.inf
 
     # ---- intake --------------------------------------------------------------------------
     def submit_prefilled(self, r: int) -> None:
@@ -246,7 +250,7 @@ class Replica(ReplicaBase):
         if self.t_free >= now:
             j0 = self.it0
         else:
-            j0 = self.it0 + 1 + int(np.searchsorted(self.ends[self.it0:self.k], now, side="left"))
+            j0 = 1 + bisect_left(self.ends, now, self.it0, self.k)
         return j0 >= self.k or bool(self.obs[sch.O_WAITING, j0:self.k].min() > 0)
 
     # ---- plans ---------------------------------------------------------------------------
@@ -261,7 +265,7 @@ class Replica(ReplicaBase):
 
     def _ended(self) -> int:
         """Iterations of the plan that have ended by now."""
-        return int(np.searchsorted(self.ends[self.it0:self.k], self.env.now, side="right"))
+        return bisect_right(self.ends, self.env.now, self.it0, self.k) - self.it0
 
     def _interrupt(self) -> None:
         """Keep the plan's iterations that have ended and plan again from there."""
@@ -278,18 +282,14 @@ class Replica(ReplicaBase):
         st = self.st
         st[sch.DEMAND] += self.extra_demand
         self.extra_n = self.extra_demand = 0
-        n = int(st[sch.N])
-        self.S_end[:, :n] = self.S[:, :n]
-        self.st_end[:] = st
         q, table = self.queue, self.table
         horizon = min(self.horizon, MAX_HORIZON - ckpt)
         late_at = self.late_at
         steps = sch.engine_run(
-            self.t_free, self.S_end, self.st_end, self.F, q.req, q.time, q.head, q.tail, table.prompt,
+            self.t_free, self.S, st, self.S_end, self.st_end, self.F, q.req, q.time, q.head, q.tail, table.prompt,
             table.output, table.generated, table.kv_ready, self.cfg, self.params, ckpt + horizon, ckpt,
             self.S_ck, self.st_ck, self.F_ck, self.ends, self.obs, self.events, self.res, late_at)
-        res = self.res
-        self.it0, self.k, self.lo, self.hi = 0, steps, 0, int(res[sch.R_LOG])
+        self.it0, self.k, self.lo, self.hi = 0, steps, 0, int(self.res[sch.R_LOG])
         self.consumed_base = self.front_base = 0
         if ckpt:
             self._commit_checkpoint(ckpt)
@@ -330,8 +330,8 @@ class Replica(ReplicaBase):
 
     def _commit_checkpoint(self, m: int) -> None:
         """The first m iterations of the new run have ended: commit them."""
-        res = self.res
-        ck_log, ck_consumed, ck_front = int(res[sch.R_CK_LOG]), int(res[sch.R_CK_CONSUMED]), int(res[sch.R_CK_FRONT])
+        res = self.res.tolist()
+        ck_log, ck_consumed, ck_front = res[sch.R_CK_LOG], res[sch.R_CK_CONSUMED], res[sch.R_CK_FRONT]
         self._record(0, m, 0, ck_log)
         self.queue.pop(ck_consumed)
         self.queue.push_front(self.F_ck[0, :ck_front])
@@ -347,21 +347,21 @@ class Replica(ReplicaBase):
         table = self.table
         ends = self.ends
         start = self.t_free
-        self.preemptions += sch.apply_log(self.events, lo, hi, a, start, ends, table.output, table.admitted,
-                                          table.first_token, table.finished, table.state, table.generated,
-                                          table.preemptions, table.kv_ready, COMPLETED)
+        leaving = sch.apply_log(self.events, lo, hi, a, start, ends, table.output, table.admitted,
+                                table.first_token, table.finished, table.state, table.generated,
+                                table.preemptions, table.kv_ready, COMPLETED, self.counts)
+        self.preemptions += int(self.counts[0])
         end = ends[b - 1]
         tokens = int(self.obs[sch.O_TOKENS, a:b].sum())
         self.log.add(self.index, start, end, b - a, tokens, int(self.obs[sch.O_USED, b - 1]))
         self.busy_time += end - start
         self.t_free = end
-        if table.on_done is not None or self.on_prefilled is not None:
-            ev = self.events[lo:hi]
-            for kind, j, r, v in ev[(ev[:, 0] == sch.EV_DONE) | (ev[:, 0] == sch.EV_HANDOFF)].tolist():
+        if leaving and (table.on_done is not None or self.on_prefilled is not None):
+            for kind, j, r, v in self.events[lo:hi].tolist():
                 if kind == sch.EV_DONE:
                     if table.on_done is not None:
                         table.on_done(r, float(ends[j]))
-                else:
+                elif kind == sch.EV_HANDOFF:
                     self.on_prefilled(self, r, v)
 
     def _written_back(self) -> None:

@@ -35,7 +35,10 @@ class Router:
         self.indices = {}                  # model -> its replicas' indices, in order
         self.pools = {}                    # model -> [(pool's first replica, start, stop)]
         for model, reps in replicas_by_model.items():
-            self.indices[model] = np.array([rep.index for rep in reps], np.int64)
+            idx = np.array([rep.index for rep in reps], np.int64)
+            contiguous = len(idx) and np.array_equal(idx, np.arange(idx[0], idx[0] + len(idx)))
+            # a contiguous range reads the board through a view, not a gather
+            self.indices[model] = slice(int(idx[0]), int(idx[0]) + len(idx)) if contiguous else idx
             spans = self.pools[model] = []
             for k, rep in enumerate(reps):
                 self.replica[rep.index] = rep
@@ -87,8 +90,15 @@ class Router:
             return self._admissible(spans[0][0], r)
         if len(ok) == len(spans):
             return reps, self.indices[model]
-        idx = self.indices[model]
+        idx = self._index_array(model)
         return [rep for a, b in ok for rep in reps[a:b]], np.concatenate([idx[a:b] for a, b in ok])
+
+    def _index_array(self, model: str) -> np.ndarray:
+        return self._as_array(self.indices[model])
+
+    @staticmethod
+    def _as_array(idx) -> np.ndarray:
+        return np.arange(idx.start, idx.stop) if isinstance(idx, slice) else idx
 
     def _admissible(self, rep: Replica, r: int) -> str | None:
         """Why replica `rep` can never serve request r, or None if it can."""
@@ -102,12 +112,15 @@ class Router:
             return "prompt_exceeds_batch_tokens"
         return None
 
-    def _loads(self, idx: np.ndarray) -> np.ndarray:
-        """Outstanding requests of replicas idx, from the board; entries whose replica's
-        load may have changed since it posted are brought up to date first."""
+    def _loads(self, idx) -> np.ndarray:
+        """Outstanding requests of replicas idx (an index array or a slice), from the board;
+        entries whose replica's load may have changed since it posted are refreshed first."""
         board = self.board
-        for i in idx[board.until[idx] <= self.env.now].tolist():
-            self.replica[i]._publish_plan()
+        stale = np.flatnonzero(board.until[idx] <= self.env.now)
+        if len(stale):
+            first = idx.start if isinstance(idx, slice) else None
+            for k in stale.tolist():
+                self.replica[first + k if first is not None else int(idx[k])]._publish_plan()
         return board.outstanding[idx]
 
     def _choose(self, model: str, candidates: list[Replica], idx: np.ndarray) -> Replica:
@@ -126,7 +139,7 @@ class Router:
             if len(candidates) == 1:
                 return candidates[0]
             a, b = self.rng.choice(len(candidates), 2, replace=False)
-            la, lb = self._loads(idx[[a, b]])
+            la, lb = self._loads(np.asarray(self._as_array(idx)[[a, b]]))
             return candidates[int(a)] if la <= lb else candidates[int(b)]
         raise ValueError(f"unknown routing policy {policy}")
 
@@ -139,7 +152,7 @@ class Router:
             if not len(room):
                 return
             queue.popleft()
-            self.deliver(self._choose(model, [reps[i] for i in room.tolist()], idx[room]), r)
+            self.deliver(self._choose(model, [reps[i] for i in room.tolist()], self._as_array(idx)[room]), r)
 
     def _capacity_freed(self, rep: Replica) -> None:
         if self.central:

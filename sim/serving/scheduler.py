@@ -36,8 +36,9 @@ ST_SIZE = 4
 C_BS, C_MAX_SEQS, C_MAX_TOKENS, C_CHUNK, C_CHUNKED, C_KV_GROWS, C_PER_SEQ, C_TOTAL, C_STOP_DONE, C_PREFILL_ROLE = range(10)
 CFG_SIZE = 10
 # rows of obs (per iteration, as the batch stands while it runs; column `steps` is the end state)
-O_RUNNING, O_WAITING, O_USED, O_DEMAND, O_TOKENS = range(5)
-OBS_ROWS = 5
+# O_NEXT: the iteration at whose end running + waiting next changes (-1: not in this run)
+O_RUNNING, O_WAITING, O_USED, O_DEMAND, O_TOKENS, O_NEXT = range(6)
+OBS_ROWS = 6
 # event log rows: (kind, iteration, request, value)
 EV_ADMIT, EV_FIRST, EV_DONE, EV_PREEMPT, EV_HANDOFF = range(5)
 # entries of res
@@ -53,11 +54,12 @@ def _blocks_for(tokens, bs, kv_grows, per_seq):
 
 
 @njit(cache=True)
-def engine_run(t0, S, st, F, q_req, q_time, q_head, q_tail, prompt, output, generated, kv_ready,
+def engine_run(t0, S0, st0, S, st, F, q_req, q_time, q_head, q_tail, prompt, output, generated, kv_ready,
                cfg, p, max_steps, ckpt, S_ck, st_ck, F_ck, ends, obs, log, res, late_at):
     """Run up to `max_steps` iterations from time t0; see the module docstring.
 
-    S, st     in: the state at t0; out: the state after the last iteration
+    S0, st0   the state at t0 (not changed)
+    S, st     out: the state after the last iteration
     F         out: the preempted-sequence stack (req, gen) at the end, bottom first
     S_ck, st_ck, F_ck   out: the same after `ckpt` iterations (when 0 < ckpt <= steps)
     ends[s]   out: end time of iteration s
@@ -73,7 +75,8 @@ def engine_run(t0, S, st, F, q_req, q_time, q_head, q_tail, prompt, output, gene
     cap = S.shape[1]
     log_cap = log.shape[0]
     f_cap = F.shape[1]
-    n, free, demand, late = st[N], st[FREE], st[DEMAND], st[LATE]
+    n, free, demand, late = st0[N], st0[FREE], st0[DEMAND], st0[LATE]
+    S[:, :n] = S0[:, :n]
     dec = np.empty(cap, np.int64)
     pf_i = np.empty(cap, np.int64)
     pf_len = np.empty(cap, np.int64)
@@ -275,6 +278,12 @@ def engine_run(t0, S, st, F, q_req, q_time, q_head, q_tail, prompt, output, gene
     obs[O_USED, steps] = total - free
     obs[O_DEMAND, steps] = demand
     obs[O_TOKENS, steps] = 0
+    obs[O_NEXT, steps] = -1
+    for j in range(steps - 1, -1, -1):
+        if obs[O_RUNNING, j + 1] + obs[O_WAITING, j + 1] != obs[O_RUNNING, j] + obs[O_WAITING, j]:
+            obs[O_NEXT, j] = j
+        else:
+            obs[O_NEXT, j] = obs[O_NEXT, j + 1]
     st[N], st[FREE], st[DEMAND], st[LATE] = n, free, demand, late
     res[R_STEPS], res[R_STOP], res[R_LOG], res[R_CONSUMED], res[R_FRONT] = steps, stop, lp, consumed, nf
     return steps
@@ -282,11 +291,12 @@ def engine_run(t0, S, st, F, q_req, q_time, q_head, q_tail, prompt, output, gene
 
 @njit(cache=True)
 def apply_log(log, lo, hi, it0, t0, ends, output, admitted, first_token, finished, state, generated,
-              preemptions, kv_ready, completed_state):
+              preemptions, kv_ready, completed_state, counts):
     """Write events log[lo:hi] into the request table. Iteration j of the run (numbered from
-    it0) started at t0 (j == it0) or ends[j - 1] and ended at ends[j]. Returns the number of
-    preemptions."""
+    it0) started at t0 (j == it0) or ends[j - 1] and ended at ends[j]. Returns how many
+    sequences left (finished or handed off); counts[0] = preemptions."""
     pre = 0
+    leaving = 0
     for e in range(lo, hi):
         kind, j, r, v = log[e, 0], log[e, 1], log[e, 2], log[e, 3]
         if kind == EV_ADMIT:
@@ -299,6 +309,7 @@ def apply_log(log, lo, hi, it0, t0, ends, output, admitted, first_token, finishe
             state[r] = completed_state
             finished[r] = ends[j]
             generated[r] = output[r]
+            leaving += 1
         elif kind == EV_PREEMPT:
             preemptions[r] += 1
             generated[r] = v
@@ -306,4 +317,6 @@ def apply_log(log, lo, hi, it0, t0, ends, output, admitted, first_token, finishe
             pre += 1
         else:  # EV_HANDOFF
             generated[r] = 1
-    return pre
+            leaving += 1
+    counts[0] = pre
+    return leaving
