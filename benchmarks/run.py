@@ -1,12 +1,22 @@
-"""Speed benchmark: wall time, simulated requests per wall second and peak memory.
+"""Speed benchmark: wall time, simulated requests per wall second, SimPy events per request,
+the share of time in compiled (numba) code, and peak memory.
 
-    make bench                         # quickstart scaled to 100,000 requests, and the
-                                       # 512-GPU fabric with and without flow-level networking
-    python -m benchmarks.run --suite full   # also bench-1m: a million requests, 64 replicas
-    python -m benchmarks.run --requests 20000
+    make bench                               # the full suite (about 10 minutes on 2 cores)
+    python -m benchmarks.run --suite quick   # quickstart at 100k requests and the 512-GPU fabric
+    python -m benchmarks.run --only bench-1m,startup
 
-Each case runs `dcsim run` in a child process that reports its own peak RSS. The table is
-printed and written to benchmarks/results.json.
+Full suite:
+  bench-1m       1,000,000 requests (1,024 in / 256 out), Poisson at 85% of the fleet's
+                 capacity, Llama 2 70B at TP4 on 64 H100 replicas, chunked prefill
+  bench-fleet    1,024 replicas of Llama 3.1 405B FP8 at TP8 (8,192 H100s) on a rail-optimized
+                 fabric, every prompt and reply a flow; 10 simulated minutes of chat at 85% load
+  scale-requests bench-1m's fleet at 10k and 100k requests (1M is bench-1m)
+  scale-replicas 100k requests at 85% load per replica on 8, 64, 256 and 1,024 replicas
+  startup        `dcsim run` of a 2-second scenario with an empty numba cache, then again
+
+Each case runs in a child process that reports its peak RSS and the seconds spent inside the
+compiled kernels. Capacity (for "85% load") is measured by the simulator itself: one replica
+under a saturating closed loop. The table is printed and written to benchmarks/results.json.
 """
 from __future__ import annotations
 
@@ -14,6 +24,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -22,38 +33,63 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 QUICKSTART_RATE = 40.0  # requests/s in scenarios/quickstart.yaml
-# The child runs `dcsim` and reports its own peak resident set (KiB) on its last stderr line.
-CHILD = ("import resource, sys; from sim.cli import main; rc = main(sys.argv[1:]); "
-         "print('maxrss_kib', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr); sys.exit(rc)")
+BENCH_1M = "benchmarks/bench-1m.yaml"
+BENCH_FLEET = "benchmarks/bench-fleet.yaml"
+LOAD = 0.85
+
+# The child times every call into the compiled kernels (a wrapper per call, well under a
+# microsecond), runs `dcsim`, and reports peak RSS (KiB) and kernel seconds on stderr.
+CHILD = """
+import resource, sys, time
+import sim.kernels as K, sim.serving.scheduler as S
+spent = [0.0]
+def timed(f):
+    def call(*args):
+        t = time.perf_counter()
+        out = f(*args)
+        spent[0] += time.perf_counter() - t
+        return out
+    return call
+for module, names in ((S, ("engine_run", "apply_log")), (K, ("batch_time", "decode_run", "maxmin_rates"))):
+    for name in names:
+        setattr(module, name, timed(getattr(module, name)))
+from sim.cli import main
+rc = main(sys.argv[1:])
+print("bench", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, spent[0], file=sys.stderr)
+sys.exit(rc)
+"""
 
 
-def run_case(name: str, scenario: str, overrides: list[str]) -> dict:
+def run_case(name: str, scenario: str, overrides: list[str], env: dict | None = None) -> dict:
     with tempfile.TemporaryDirectory() as out:
         cmd = [sys.executable, "-c", CHILD, "run", scenario, "--out", out, "--json"]
         for o in overrides:
             cmd += ["--set", o]
         t0 = time.perf_counter()
-        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
         wall = time.perf_counter() - t0
         if proc.returncode != 0:
             raise SystemExit(f"{name} failed:\n{proc.stderr}")
-        peak_kib = int(proc.stderr.strip().splitlines()[-1].split()[-1])
+        _, peak_kib, kernel_s = proc.stderr.strip().splitlines()[-1].split()
         summary = json.loads(proc.stdout)
-    sim_wall = summary["run"]["wall_seconds"]
+    run = summary["run"]
+    sim_wall = run["wall_seconds"]
     n = summary["requests"]["arrived"]
-    simulated = summary["run"]["simulated_seconds"]
     network = summary.get("network") or {}
     return {
-        "case": name, "requests": n, "process_wall_s": round(wall, 2), "simulate_wall_s": round(sim_wall, 2),
-        "requests_per_wall_s": round(n / sim_wall), "peak_rss_mb": round(peak_kib / 1024),
-        "simulated_s": round(simulated, 1), "wall_per_simulated_s": round(sim_wall / simulated, 3),
-        "flows": network.get("flows", 0),
+        "case": name, "requests": n, "replicas": len(summary["replicas"]),
+        "simulated_s": round(run["simulated_seconds"], 1), "process_wall_s": round(wall, 2),
+        "simulate_wall_s": round(sim_wall, 2), "requests_per_wall_s": round(n / sim_wall) if sim_wall else None,
+        "events_per_request": round(run["events"] / n, 1) if n else None,
+        "numba_share": round(float(kernel_s) / sim_wall, 3) if sim_wall else None,
+        "peak_rss_mb": round(int(peak_kib) / 1024), "flows": network.get("flows", 0),
     }
 
 
 def replica_capacity(scenario: str) -> float:
     """Requests per second one replica of the scenario's first pool completes when saturated
-    (a closed loop with more clients than batch slots), measured by the simulator itself."""
+    (a closed loop with twice as many clients as batch slots, the network left out), measured
+    by the simulator itself."""
     from sim.scenario import load_scenario
     from sim.simulation import simulate
     from sim.summary import summarize
@@ -68,38 +104,80 @@ def replica_capacity(scenario: str) -> float:
     return summarize(simulate(load_scenario(scenario, saturate)))["makespan"]["requests_per_s"]
 
 
-def bench_1m(requests: int = 1_000_000, load: float = 0.85) -> dict:
-    """bench-1m: Poisson at `load` x the fleet's measured capacity until `requests` arrive."""
-    path = "benchmarks/bench-1m.yaml"
+def at_load(name: str, path: str, requests: int | None = None, replicas: int | None = None,
+            duration: float | None = None) -> dict:
+    """Poisson at 85% of the fleet's capacity, for `requests` arrivals or `duration` seconds."""
     from sim.scenario import load_scenario
-    replicas = load_scenario(path).pools[0].replicas
-    rate = load * replicas * replica_capacity(path)
-    name = "bench-1m" if requests == 1_000_000 else f"bench-{requests // 1000}k"
-    return run_case(name, path, [f"workload.rate={rate:.3f}/s",
-                                                         f"duration={requests / rate:.3f}s"])
+    pool = load_scenario(path).pools[0]
+    width = pool.spec.serve.tp * pool.spec.serve.pp * pool.spec.serve.ep
+    replicas = replicas or pool.replicas
+    rate = LOAD * replicas * replica_capacity(path)
+    duration = duration or requests / rate
+    return run_case(name, path, [f"fleet.0.count={replicas * width}", f"workload.0.rate={rate:.3f}/s",
+                                 f"duration={duration:.3f}s"])
+
+
+def startup() -> list[dict]:
+    """`dcsim run` on a 2-second scenario: with an empty numba cache (every kernel compiled),
+    then again with the cache that run left."""
+    rows = []
+    cache = tempfile.mkdtemp(prefix="numba-cache-")
+    try:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+        for name in ("startup-cold", "startup-warm"):
+            rows.append(run_case(name, "scenarios/quickstart.yaml", ["duration=2s", "warmup=0s"], env))
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+    return rows
+
+
+CASES = {
+    "bench-1m": lambda: [at_load("bench-1m", BENCH_1M, requests=1_000_000)],
+    "bench-fleet": lambda: [at_load("bench-fleet", BENCH_FLEET, duration=600.0)],
+    "scale-requests": lambda: [at_load(f"requests-{n // 1000}k", BENCH_1M, requests=n) for n in (10_000, 100_000)],
+    "scale-replicas": lambda: [at_load(f"replicas-{r}", BENCH_1M, requests=100_000, replicas=r)
+                               for r in (8, 64, 256, 1024)],
+    "startup": startup,
+    "quickstart": lambda: [run_case("quickstart-100k", "scenarios/quickstart.yaml",
+                                    [f"duration={100_000 / QUICKSTART_RATE:g}s"])],
+    # 512 H100s on a 64-server rail fabric, chat at 500/s: every request and reply as a flow
+    # over the fabric, and with the network left out
+    "fabric-512": lambda: [run_case("fabric-512-flows", "scenarios/fabric-512-chat.yaml", []),
+                           run_case("fabric-512-no-network", "scenarios/fabric-512-chat.yaml", ["ingress=null"])],
+}
+SUITES = {"full": ["startup", "bench-1m", "bench-fleet", "scale-requests", "scale-replicas"],
+          "quick": ["startup", "quickstart", "fabric-512"]}
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=100_000)
-    parser.add_argument("--suite", choices=["quick", "full"], default="quick",
-                        help="full adds bench-1m (1,000,000 requests on 64 H100 replicas)")
+    parser.add_argument("--suite", choices=sorted(SUITES), default="full")
+    parser.add_argument("--only", help=f"comma-separated cases: {', '.join(CASES)}")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the rows of other cases already in benchmarks/results.json")
     args = parser.parse_args(argv)
-    duration = args.requests / QUICKSTART_RATE
-    rows = [run_case(f"quickstart-{args.requests // 1000}k", "scenarios/quickstart.yaml", [f"duration={duration:g}s"])]
-    # 512 H100s on a 64-server rail fabric, chat at 500/s: with every request and reply as a
-    # flow over the fabric, and with the network left out
-    rows.append(run_case("fabric-512-flows", "scenarios/fabric-512-chat.yaml", []))
-    rows.append(run_case("fabric-512-no-network", "scenarios/fabric-512-chat.yaml", ["ingress=null"]))
-    if args.suite == "full":
-        rows.append(bench_1m())
+    names = args.only.split(",") if args.only else SUITES[args.suite]
+    unknown = [n for n in names if n not in CASES]
+    if unknown:
+        parser.error(f"unknown case {unknown[0]!r}; choose from {', '.join(CASES)}")
+    rows = []
+    for name in names:
+        for row in CASES[name]():
+            rows.append(row)
+            print(f"  {row['case']}: {row['simulate_wall_s']} s simulate, {row['process_wall_s']} s process",
+                  file=sys.stderr, flush=True)
+    path = os.path.join(HERE, "results.json")
+    if args.keep and os.path.exists(path):
+        with open(path) as fh:
+            mine = {r["case"] for r in rows}
+            rows = [r for r in json.load(fh)["results"] if r["case"] not in mine] + rows
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     cols = list(rows[0])
     print(f"machine: {machine}")
     print(" | ".join(cols))
     for r in rows:
         print(" | ".join(str(r[c]) for c in cols))
-    with open(os.path.join(HERE, "results.json"), "w") as fh:
+    with open(path, "w") as fh:
         json.dump({"machine": machine, "results": rows}, fh, indent=2)
     return 0
 

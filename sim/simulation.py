@@ -50,6 +50,7 @@ class RunResult:
     seed: int
     stream_names: list[str] = field(default_factory=list)
     fabric: Fabric | None = None
+    events: int = 0           # SimPy events scheduled
 
 
 def simulate(scenario: Scenario, seed: int | None = None) -> RunResult:
@@ -124,7 +125,7 @@ def simulate(scenario: Scenario, seed: int | None = None) -> RunResult:
                                  [str(a) for a in placement.get(rep.index, [])], load_time.get(rep.index),
                                  float(rep.params[kernels.K_OVERHEAD])))
     return RunResult(scenario, table, log, infos, end, time.perf_counter() - wall0, seed,
-                     [s.name for s in spec.workload], fabric)
+                     [s.name for s in spec.workload], fabric, next(env._eid))
 
 
 def start_weight_loading(env, scenario: Scenario, replicas, fabric, placement) -> dict[int, float]:

@@ -168,6 +168,7 @@ def summarize(result: RunResult) -> dict:
         "cost": cost,
         "assumptions": assumptions,
         "run": {"simulated_seconds": result.end_time, "wall_seconds": result.wall_seconds,
+                "events": result.events,
                 "streams": result.stream_names},
     }
 

@@ -294,7 +294,10 @@ class Replica(ReplicaBase):
         if ckpt:
             self._commit_checkpoint(ckpt)
             self.late_at = max(late_at - ckpt, 0) if self.st[sch.LATE] else 0
-        if self.adaptive:  # plan about twice as far as plans get before an interruption
+        if self.adaptive:
+            # Iterations planned past an interruption are computed for nothing, and a plan
+            # that runs out costs another call: plan about twice as far as the last plan got
+            # before it was interrupted, and twice as far again when plans run out.
             self.horizon = max(8, 2 * ckpt) if ckpt else min(2 * self.horizon, MAX_HORIZON)
         self.plan_id += 1
         if self._active() and self.collective is None:
