@@ -162,3 +162,33 @@ def test_link_log_conserves_bytes():
     frame = fabric.link_frame()
     assert frame["bytes"].sum() == pytest.approx(2 * (3 + 2) * GB)
     assert (frame["utilization"] <= 1 + 1e-9).all()
+
+
+def test_paths_from_one_search_per_endpoint_equal_networkx():
+    """Fabric.paths serves a pair from the lesser endpoint's search (reversed when needed):
+    from the lesser endpoint, networkx's first MAX_ECMP_PATHS paths in its order; from the
+    other, as many, all of them shortest paths."""
+    from sim.network import MAX_ECMP_PATHS
+    from sim.scenario import load_scenario
+    import os
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    graph = load_scenario(os.path.join(root, "scenarios", "fabric-512-chat.yaml")).spec.topology.graph()
+    fabric = Fabric(simpy.Environment(), graph)
+    pairs = [("frontend", "s5.cpu0"), ("s5.cpu0", "frontend"), ("s3.gpu2", "s40.gpu6"), ("s40.gpu6", "s3.gpu2")]
+    for a, b in pairs:
+        ours = [tuple(p.tolist()) for p in fabric.paths(a, b)]
+        theirs = [tuple(fabric.link_index[(u, v)] for u, v in zip(n, n[1:])) for n in nx.all_shortest_paths(graph, a, b)]
+        assert len(ours) == min(len(theirs), MAX_ECMP_PATHS) > 1
+        if a < b:
+            assert ours == theirs[:MAX_ECMP_PATHS]
+        else:
+            assert set(ours) <= set(theirs) and len(set(ours)) == len(ours)
+
+
+def test_a_lone_flow_gets_what_the_maxmin_kernel_gives():
+    g = line(("a", "b", 10 * GB, 0.0), ("b", "c", 4 * GB, 0.0))
+    done, fabric = finish_times(g, [(0.0, "a", "c", 2 * GB)])
+    links = fabric.route("a", "c", 0)
+    rate = kernels.maxmin_rates(fabric.capacity, np.array([0, len(links)]), links, np.array([math.inf]))[0]
+    assert rate == 4 * GB and done[0] == pytest.approx(2 * GB / rate)
+    assert fabric.bytes[links].tolist() == [2 * GB, 2 * GB]  # per-route accounting spread over its links

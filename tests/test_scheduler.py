@@ -69,3 +69,21 @@ def test_disaggregation_equals_the_reference(monkeypatch, write_scenario):
     compiled, reference = run_both(monkeypatch, path)
     assert np.isfinite(compiled.table.kv_transfer_time).sum() > 0
     assert_same_records(compiled, reference)
+
+
+def test_load_board_equals_asking_every_replica(monkeypatch, write_scenario):
+    """The router's board (refreshed only where a plan says a load changed) picks the same
+    replicas as asking each replica for its outstanding requests at every arrival."""
+    from sim.serving.router import Router
+
+    def direct(self, idx):
+        reps = [self.replica[i] for i in self._as_array(idx).tolist()]
+        return np.array([rep.outstanding() for rep in reps])
+
+    path = write_scenario({"fleet.0.count": 6, "workload.0.rate": "40/s", "duration": "15s",
+                           "fleet.0.serve.engine.max_batch_seqs": 16})
+    board = simulate(load_scenario(path))
+    monkeypatch.setattr(Router, "_loads", direct)
+    asked = simulate(load_scenario(path))
+    assert_same_records(board, asked)
+    assert len(np.unique(board.table.replica)) == 6
