@@ -6,44 +6,23 @@ formed and applied per iteration, table written as it goes.
 """
 from __future__ import annotations
 
-from collections import deque
-
 import numpy as np
 
 from sim import kernels
 from sim.serving.clock import at
-from sim.serving.replica import ReplicaBase
+from sim.serving.static import ProcessReplica
 
 
-class SteppingReplica(ReplicaBase):
-    def __init__(self, env, index, pool, deployment, engine, table, log, board, stop_at_completions=False,
-                 role="both"):
-        super().__init__(env, index, pool, deployment, engine, table, log, board, role)
-        self.free_blocks = self.total_blocks
-        self.waiting: deque[int] = deque()
-        self.req: list[int] = []
+class SteppingReplica(ProcessReplica):
+    def __init__(self, *args, **kwargs):
         self.target: list[int] = []   # tokens to prefill: prompt + tokens generated before a preemption
         self.kv: list[int] = []       # tokens in the KV cache
         self.blocks: list[int] = []   # KV blocks held
-        self.step_end = np.inf
-        self._work = env.event()
-        self.process = env.process(self._loop())
-
-    def outstanding(self) -> int:
-        return len(self.waiting) + len(self.req)
-
-    def waiting_count(self) -> int:
-        return len(self.waiting)
+        super().__init__(*args, **kwargs)
 
     def kv_load(self) -> float:
         demand = sum(self.dep.blocks_for(int(self.table.prompt[r] + self.table.generated[r])) for r in self.waiting)
         return (self.total_blocks - self.free_blocks + demand) / self.total_blocks
-
-    def _publish_plan(self) -> None:
-        self._publish(self.step_end)
-
-    def sync(self) -> None:
-        pass
 
     def submit_prefilled(self, r: int) -> None:
         self.table.kv_ready[r] = True
@@ -51,15 +30,7 @@ class SteppingReplica(ReplicaBase):
 
     def release_blocks(self, n: int) -> None:
         self.free_blocks += n
-        if not self._work.triggered:
-            self._work.succeed()
-
-    def _enqueue(self, r: int) -> None:
-        self.table.replica[r] = self.index
-        self.waiting.append(r)
-        self._publish_plan()
-        if not self._work.triggered:
-            self._work.succeed()
+        self._wake()
 
     def _loop(self):
         env = self.env
@@ -79,14 +50,14 @@ class SteppingReplica(ReplicaBase):
             pf_off = np.array([kv[i] for i, _ in pre], np.int64)
             pf_target = np.array([target[i] for i, _ in pre], np.int64)
             dec_ctx = np.array([kv[i] + 1 for i in dec], np.int64)
-            self.step_end = t0 + kernels.batch_time(pf_len, pf_off, pf_target, dec_ctx, self.params)
+            self.busy_until = t0 + kernels.batch_time(pf_len, pf_off, pf_target, dec_ctx, self.params)
             self._publish_plan()
-            yield at(env, self.step_end)
-            self.busy_time += self.step_end - t0
-            self.log.add(self.index, t0, self.step_end, 1, int(pf_len.sum()) + len(dec),
+            yield at(env, self.busy_until)
+            self.busy_time += self.busy_until - t0
+            self.log.add(self.index, t0, self.busy_until, 1, int(pf_len.sum()) + len(dec),
                          self.total_blocks - self.free_blocks)
-            self._apply(dec, pre, self.step_end)
-            self.step_end = np.inf
+            self._apply(dec, pre, self.busy_until)
+            self.busy_until = np.inf
             self._publish_plan()
             self._notify()
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 import networkx as nx
 import numpy as np
@@ -11,7 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sim import kernels
-from sim.network import Fabric
+from sim.network import MAX_ECMP_PATHS, Fabric
+from sim.scenario import load_scenario
+from tests.conftest import ROOT
 
 GB = 1e9
 
@@ -168,11 +171,7 @@ def test_paths_from_one_search_per_endpoint_equal_networkx():
     """Fabric.paths serves a pair from the lesser endpoint's search (reversed when needed):
     from the lesser endpoint, networkx's first MAX_ECMP_PATHS paths in its order; from the
     other, as many, all of them shortest paths."""
-    from sim.network import MAX_ECMP_PATHS
-    from sim.scenario import load_scenario
-    import os
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    graph = load_scenario(os.path.join(root, "scenarios", "fabric-512-chat.yaml")).spec.topology.graph()
+    graph = load_scenario(os.path.join(ROOT, "scenarios", "fabric-512-chat.yaml")).spec.topology.graph()
     fabric = Fabric(simpy.Environment(), graph)
     pairs = [("frontend", "s5.cpu0"), ("s5.cpu0", "frontend"), ("s3.gpu2", "s40.gpu6"), ("s40.gpu6", "s3.gpu2")]
     for a, b in pairs:

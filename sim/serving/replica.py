@@ -159,11 +159,14 @@ class Replica(ReplicaBase):
         """The plan's column describing now: the iteration running now, or the end state."""
         return bisect_right(self.ends, self.env.now, self.it0, self.k)
 
+    def _load_at(self, j: int) -> int:
+        """Outstanding requests while plan column j holds."""
+        return int(self.obs[sch.O_RUNNING, j] + self.obs[sch.O_WAITING, j]) + self.extra_n
+
     def outstanding(self) -> int:
         if not self._active():
             return int(self.st[sch.N]) + len(self.queue)
-        j = self._seen()
-        return int(self.obs[sch.O_RUNNING, j] + self.obs[sch.O_WAITING, j]) + self.extra_n
+        return self._load_at(self._seen())
 
     def waiting_count(self) -> int:
         if not self._active():
@@ -185,9 +188,8 @@ class Replica(ReplicaBase):
             self._publish()
             return
         j = self._seen()
-        obs = self.obs
-        change = obs[sch.O_NEXT, j]
-        self.board.outstanding[self.index] = obs[sch.O_RUNNING, j] + obs[sch.O_WAITING, j] + self.extra_n
+        change = self.obs[sch.O_NEXT, j]
+        self.board.outstanding[self.index] = self._load_at(j)
         self.board.until[self.index] = self.ends[change] if change >= 0 else np.inf
 
     # ---- intake --------------------------------------------------------------------------
@@ -209,8 +211,7 @@ class Replica(ReplicaBase):
             self._publish()
             return
         if self.collective is not None:
-            if self._work is not None and not self._work.triggered:
-                self._work.succeed()
+            self._wake()
             self._publish()
             return
         if not self._active():
@@ -230,8 +231,7 @@ class Replica(ReplicaBase):
         if not self._active():
             self.st[sch.FREE] += n
             if self.collective is not None:
-                if self._work is not None and not self._work.triggered:
-                    self._work.succeed()
+                self._wake()
             elif self.ready.triggered:
                 self.t_free = self.env.now
                 self._plan(0)
@@ -265,7 +265,7 @@ class Replica(ReplicaBase):
 
     def _ended(self) -> int:
         """Iterations of the plan that have ended by now."""
-        return bisect_right(self.ends, self.env.now, self.it0, self.k) - self.it0
+        return self._seen() - self.it0
 
     def _interrupt(self) -> None:
         """Keep the plan's iterations that have ended and plan again from there."""
@@ -378,6 +378,11 @@ class Replica(ReplicaBase):
             self._interrupt()
 
     # ---- tensor parallelism over the fabric: one iteration at a time ----------------------
+    def _wake(self) -> None:
+        """New work for an idle collective loop."""
+        if self._work is not None and not self._work.triggered:
+            self._work.succeed()
+
     def _collective_loop(self):
         env = self.env
         self.horizon, self.adaptive = 1, False

@@ -90,11 +90,8 @@ class Router:
             return self._admissible(spans[0][0], r)
         if len(ok) == len(spans):
             return reps, self.indices[model]
-        idx = self._index_array(model)
+        idx = self._as_array(self.indices[model])
         return [rep for a, b in ok for rep in reps[a:b]], np.concatenate([idx[a:b] for a, b in ok])
-
-    def _index_array(self, model: str) -> np.ndarray:
-        return self._as_array(self.indices[model])
 
     @staticmethod
     def _as_array(idx) -> np.ndarray:

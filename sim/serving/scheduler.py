@@ -53,6 +53,19 @@ def _blocks_for(tokens, bs, kv_grows, per_seq):
     return ((tokens + bs - 1) // bs if kv_grows else 0) + per_seq
 
 
+@njit(cache=True, inline="always")
+def _event(log, lp, kind, j, r, v):
+    """Append event (kind, iteration, request, value) at log[lp]; the next free row."""
+    log[lp, 0], log[lp, 1], log[lp, 2], log[lp, 3] = kind, j, r, v
+    return lp + 1
+
+
+@njit(cache=True, inline="always")
+def _observe(obs, j, n, waiting, used, demand, tokens):
+    obs[O_RUNNING, j], obs[O_WAITING, j], obs[O_USED, j], obs[O_DEMAND, j], obs[O_TOKENS, j] = \
+        n, waiting, used, demand, tokens
+
+
 @njit(cache=True)
 def engine_run(t0, S0, st0, S, st, F, q_req, q_time, q_head, q_tail, prompt, output, generated, kv_ready,
                cfg, p, max_steps, ckpt, S_ck, st_ck, F_ck, ends, obs, log, res, late_at):
@@ -118,8 +131,7 @@ def engine_run(t0, S0, st0, S, st, F, q_req, q_time, q_head, q_tail, prompt, out
                     F[1, nf] = S[GEN, v]
                     nf += 1
                     demand += _blocks_for(prompt[r] + S[GEN, v], bs, kv_grows, per_seq)
-                    log[lp, 0], log[lp, 1], log[lp, 2], log[lp, 3] = EV_PREEMPT, steps, r, S[GEN, v]
-                    lp += 1
+                    lp = _event(log, lp, EV_PREEMPT, steps, r, S[GEN, v])
                     n -= 1
                     if v == i:
                         gave_up = True
@@ -179,8 +191,7 @@ def engine_run(t0, S0, st0, S, st, F, q_req, q_time, q_head, q_tail, prompt, out
             free -= need
             demand -= _blocks_for(prompt[r] + g, bs, kv_grows, per_seq)
             S[REQ, n], S[TGT, n], S[KV, n], S[BLK, n], S[GEN, n] = r, tgt, kv0, need, g
-            log[lp, 0], log[lp, 1], log[lp, 2], log[lp, 3] = EV_ADMIT, steps, r, 0
-            lp += 1
+            lp = _event(log, lp, EV_ADMIT, steps, r, 0)
             if ready:
                 dec[nd] = n
                 nd += 1
@@ -205,11 +216,7 @@ def engine_run(t0, S0, st0, S, st, F, q_req, q_time, q_head, q_tail, prompt, out
             tokens += pf_len[q]
         for d in range(nd):
             dec_ctx[d] = S[KV, dec[d]] + 1
-        obs[O_RUNNING, steps] = n
-        obs[O_WAITING, steps] = nf + q_tail - q_head - consumed
-        obs[O_USED, steps] = total - free
-        obs[O_DEMAND, steps] = demand
-        obs[O_TOKENS, steps] = tokens
+        _observe(obs, steps, n, nf + q_tail - q_head - consumed, total - free, demand, tokens)
         t = t + batch_time(pf_len[:npf], pf_off[:npf], pf_tgt[:npf], dec_ctx[:nd], p)
         ends[steps] = t
         # -- its results: a token per decoding sequence, prefill progress, first tokens
@@ -226,8 +233,7 @@ def engine_run(t0, S0, st0, S, st, F, q_req, q_time, q_head, q_tail, prompt, out
             if S[KV, i] == S[TGT, i]:
                 r = S[REQ, i]
                 S[GEN, i] += 1
-                log[lp, 0], log[lp, 1], log[lp, 2], log[lp, 3] = EV_FIRST, steps, r, 0
-                lp += 1
+                lp = _event(log, lp, EV_FIRST, steps, r, 0)
                 if S[GEN, i] >= output[r]:
                     flag[i] = 1
                 elif prefill_role:
@@ -240,13 +246,12 @@ def engine_run(t0, S0, st0, S, st, F, q_req, q_time, q_head, q_tail, prompt, out
             r = S[REQ, i]
             if flag[i] == 1:
                 free += S[BLK, i]
-                log[lp, 0], log[lp, 1], log[lp, 2], log[lp, 3] = EV_DONE, steps, r, 0
+                lp = _event(log, lp, EV_DONE, steps, r, 0)
                 if stop_done:
                     event = True
             else:  # its blocks stay held until its KV cache has been sent
-                log[lp, 0], log[lp, 1], log[lp, 2], log[lp, 3] = EV_HANDOFF, steps, r, S[BLK, i]
+                lp = _event(log, lp, EV_HANDOFF, steps, r, S[BLK, i])
                 event = True
-            lp += 1
             gone += 1
         if gone:
             w = 0
@@ -273,11 +278,7 @@ def engine_run(t0, S0, st0, S, st, F, q_req, q_time, q_head, q_tail, prompt, out
     if steps >= late_at:
         free += late
         late = 0
-    obs[O_RUNNING, steps] = n
-    obs[O_WAITING, steps] = nf + q_tail - q_head - consumed
-    obs[O_USED, steps] = total - free
-    obs[O_DEMAND, steps] = demand
-    obs[O_TOKENS, steps] = 0
+    _observe(obs, steps, n, nf + q_tail - q_head - consumed, total - free, demand, 0)
     obs[O_NEXT, steps] = -1
     for j in range(steps - 1, -1, -1):
         if obs[O_RUNNING, j + 1] + obs[O_WAITING, j + 1] != obs[O_RUNNING, j] + obs[O_WAITING, j]:

@@ -12,14 +12,18 @@ from .clock import at
 from .replica import ReplicaBase
 
 
-class StaticReplica(ReplicaBase):
+class ProcessReplica(ReplicaBase):
+    """A replica run by a SimPy process `_loop` over Python state: a deque of waiting
+    requests and a list of running ones, records written as it goes. The process sleeps on
+    `_work` when idle; `busy_until` is when the batch running now ends."""
+
     def __init__(self, env, index, pool, deployment, engine, table, log, board, stop_at_completions=False,
                  role="both"):
         super().__init__(env, index, pool, deployment, engine, table, log, board, role)
         self.free_blocks = self.total_blocks
         self.waiting: deque[int] = deque()
         self.req: list[int] = []
-        self.batch_end = np.inf
+        self.busy_until = np.inf
         self._work = env.event()
         self.process = env.process(self._loop())
 
@@ -29,22 +33,30 @@ class StaticReplica(ReplicaBase):
     def waiting_count(self) -> int:
         return len(self.waiting)
 
-    def kv_load(self) -> float:
-        demand = sum(self.dep.blocks_for(int(self.table.prompt[r] + self.table.output[r]) - 1) for r in self.waiting)
-        return (self.total_blocks - self.free_blocks + demand) / self.total_blocks
-
     def _publish_plan(self) -> None:
-        self._publish(self.batch_end)
+        self._publish(self.busy_until)
 
     def sync(self) -> None:
-        """Nothing is deferred: a batch's records are written when it ends."""
+        """Nothing is deferred: records are written as batches end."""
 
     def _enqueue(self, r: int) -> None:
         self.table.replica[r] = self.index
         self.waiting.append(r)
         self._publish_plan()
+        self._wake()
+
+    def _wake(self) -> None:
         if not self._work.triggered:
             self._work.succeed()
+
+    def _loop(self):
+        raise NotImplementedError
+
+
+class StaticReplica(ProcessReplica):
+    def kv_load(self) -> float:
+        demand = sum(self.dep.blocks_for(int(self.table.prompt[r] + self.table.output[r]) - 1) for r in self.waiting)
+        return (self.total_blocks - self.free_blocks + demand) / self.total_blocks
 
     def _loop(self):
         env = self.env
@@ -87,7 +99,7 @@ class StaticReplica(ReplicaBase):
                 t_last = ends[k - 1]
             else:
                 t_last = t
-            self.batch_end = t_last
+            self.busy_until = t_last
             self._publish_plan()
             yield at(env, t_last)
             for j, r in enumerate(req):
@@ -98,6 +110,6 @@ class StaticReplica(ReplicaBase):
                          self.total_blocks - self.free_blocks)
             self.free_blocks += sum(n for _, n in batch)
             self.req = []
-            self.batch_end = np.inf
+            self.busy_until = np.inf
             self._publish_plan()
             self._notify()
