@@ -1,4 +1,14 @@
-"""Power and money: device draw from utilization, energy, and cost per token."""
+"""Power and money: device and server draw from utilization, and what an hour and a token cost.
+
+Power of one accelerator: idle + (peak - idle) x a x f^3, where a is the share of time it
+computes and f its clock as a fraction of full speed (1 unless a power cap holds; see
+sim.ops.power_cap for the relation). Its server adds the catalog's node overhead (CPUs,
+NICs, switches, fans), shared over the server's accelerators.
+
+Cost of an hour: owning (list prices of the devices and their servers, paid off over the
+amortization period at the cost of capital, plus electricity at facility power), or
+renting (the hourly price, which already pays for power and the building).
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -10,11 +20,29 @@ HOURS_PER_YEAR = 8760.0
 
 def device_power(device: DeviceSpec, utilization: float) -> float | None:
     """Watts drawn by one device: idle + (peak - idle) x utilization; None without a TDP.
-    The summary passes the share of time the device computes (busy minus host work)."""
+    The summary passes the share of time the device computes (busy minus host work),
+    weighted by clock^3 while a power cap holds."""
     if device.tdp is None:
         return None
     idle = device.idle_watts()
     return idle + (device.tdp - idle) * utilization
+
+
+def node_power_per_device(device: DeviceSpec, active: float) -> float:
+    """A device's share of its server's overhead draw; 0 when the catalog has none."""
+    node = device.node
+    if node is None or node.power is None:
+        return 0.0
+    return node.watts(active) / node.devices
+
+
+def capital_recovery_factor(rate: float, years: float) -> float:
+    """The share of a price paid each year to pay it off over `years` at annual `rate`
+    (an annuity); 1 / years when the rate is 0."""
+    if rate == 0:
+        return 1.0 / years
+    g = (1.0 + rate) ** years
+    return rate * g / (g - 1.0)
 
 
 @dataclass
@@ -23,11 +51,23 @@ class DeviceCost:
     pricing: str          # capex | rental | none
     note: str = ""
 
+    @property
+    def pays_for_power(self) -> bool:
+        """Whether electricity is billed on top (owned hardware) or included (rental)."""
+        return self.pricing == "capex"
 
-def device_cost_per_hour(device: DeviceSpec, pricing: str, amortize_years: float) -> DeviceCost:
-    """Owning (list price over the amortization period) or renting one device for an hour."""
+
+def device_cost_per_hour(device: DeviceSpec, pricing: str, amortize_years: float,
+                         cost_of_capital: float = 0.0) -> DeviceCost:
+    """Owning (the device's list price and its share of its server's, as an annuity over
+    the amortization period) or renting one device for an hour."""
     if pricing in ("auto", "capex") and device.list_price_usd is not None:
-        return DeviceCost(device.list_price_usd / (amortize_years * HOURS_PER_YEAR), "capex")
+        price = device.list_price_usd
+        node = device.node
+        if node is not None and node.list_price_usd is not None:
+            price += node.list_price_usd / node.devices
+        yearly = price * capital_recovery_factor(cost_of_capital, amortize_years)
+        return DeviceCost(yearly / HOURS_PER_YEAR, "capex")
     if pricing in ("auto", "rental") and device.hourly_usd is not None:
         return DeviceCost(device.hourly_usd, "rental")
     wanted = {"auto": "list_price_usd or hourly_usd", "capex": "list_price_usd", "rental": "hourly_usd"}[pricing]
@@ -38,3 +78,24 @@ def usd_per_million(usd_per_hour: float | None, tokens_per_second: float) -> flo
     if usd_per_hour is None or tokens_per_second <= 0:
         return None
     return usd_per_hour / (tokens_per_second * 3600.0) * 1e6
+
+
+def split_input_output(usd_per_hour: float | None, input_tps: float, output_tps: float,
+                       output_weight: float | None) -> tuple[float | None, float | None]:
+    """Dollars per million input and per million output tokens, sharing the hour's cost so
+    that an output token costs `output_weight` input tokens (the ratio of the accelerator
+    time each takes: see summary)."""
+    if usd_per_hour is None or output_weight is None or input_tps + output_tps <= 0:
+        return None, None
+    units = input_tps + output_weight * output_tps        # input-token equivalents per second
+    per_input = usd_per_hour / (units * 3600.0) * 1e6
+    return per_input, per_input * output_weight
+
+
+def break_even(usd_per_hour: float | None, tokens_per_second: float, busy_fraction: float,
+               utilization: float) -> float | None:
+    """Dollars per million tokens at which the fleet pays for itself when busy a share
+    `utilization` of the time: the measured tokens per busy second, scaled to that share."""
+    if usd_per_hour is None or busy_fraction <= 0 or tokens_per_second <= 0:
+        return None
+    return usd_per_million(usd_per_hour, tokens_per_second / busy_fraction * utilization)

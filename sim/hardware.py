@@ -34,13 +34,37 @@ class PeakFlops(Spec):
         return getattr(self, PEAK_KEY[precision])
 
 
+class NodeSpec(Spec):
+    """The server a device sits in, as far as power and price go: what it adds beyond its
+    accelerators (CPUs, NICs, switches, fans, power-supply losses; chassis price)."""
+
+    devices: int = Field(ge=1, description="accelerators per server")
+    power: Watts | None = Field(default=None, ge=0, description="non-accelerator draw at full load, per server")
+    idle_power: Watts | None = Field(default=None, ge=0,
+                                     description="non-accelerator draw when idle; none: the full-load figure")
+    list_price_usd: float | None = Field(default=None, ge=0, description="server price without its accelerators")
+    sources: dict[str, str] = Field(default_factory=dict)
+
+    def watts(self, active: float) -> float | None:
+        """Per-server overhead draw when its accelerators are active a fraction `active` of the time."""
+        if self.power is None:
+            return None
+        idle = self.power if self.idle_power is None else self.idle_power
+        return idle + (self.power - idle) * active
+
+
 class DeviceSpec(Spec):
-    """One accelerator chip. Bandwidths are per chip; scale-up bandwidth is per direction."""
+    """One accelerator chip. Bandwidths are per chip; scale-up bandwidth is per direction.
+
+    `memory` is where weights and KV cache live: HBM for most chips; for SRAM-only chips
+    (`memory_type: sram`, Groq- or Cerebras-class) it is the on-chip SRAM, and a large model
+    must be pipelined over as many chips as its weights need."""
 
     name: str
     vendor: str
     kind: Literal["gpu", "tpu", "asic"]
     memory: Bytes = Field(gt=0)
+    memory_type: Literal["hbm", "gddr", "lpddr", "sram"] = "hbm"
     memory_bandwidth: BytesPerSecond = Field(gt=0)
     sram: Bytes | None = Field(default=None, ge=0)
     peak_flops: PeakFlops
@@ -58,6 +82,7 @@ class DeviceSpec(Spec):
     mem_eff: float = Field(gt=0, le=1)
     scale_up_eff: float | None = Field(default=None, gt=0, le=1,
                                        description="achieved all-reduce bus bandwidth / scale_up_bandwidth")
+    node: NodeSpec | None = None
     sources: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("peak_flops")

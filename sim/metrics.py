@@ -94,7 +94,8 @@ class RequestTable:
 
 
 class BusyLog:
-    """Stretches of replica work: (replica, start, end, iterations, tokens, kv blocks used)."""
+    """Stretches of replica work: (replica, start, end, iterations, tokens, kv blocks used,
+    clock as a fraction of full speed: below 1 while a power cap holds)."""
 
     def __init__(self, capacity: int = 1024):
         self._n = 0
@@ -105,9 +106,11 @@ class BusyLog:
             "iterations": np.zeros(capacity, np.int64),
             "tokens": np.zeros(capacity, np.int64),
             "kv_blocks": np.zeros(capacity, np.int64),
+            "clock": np.ones(capacity),
         }
 
-    def add(self, replica: int, start: float, end: float, iterations: int, tokens: int, kv_blocks: int) -> None:
+    def add(self, replica: int, start: float, end: float, iterations: int, tokens: int, kv_blocks: int,
+            clock: float = 1.0) -> None:
         if self._n == len(self._cols["start"]):
             for k, v in self._cols.items():
                 self._cols[k] = np.concatenate([v, np.zeros_like(v)])
@@ -115,6 +118,7 @@ class BusyLog:
         c = self._cols
         c["replica"][i], c["start"][i], c["end"][i] = replica, start, end
         c["iterations"][i], c["tokens"][i], c["kv_blocks"][i] = iterations, tokens, kv_blocks
+        c["clock"][i] = clock
         self._n += 1
 
     def __len__(self) -> int:

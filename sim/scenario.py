@@ -19,7 +19,7 @@ from .errors import Loc, Problem, ScenarioError, did_you_mean, format_path
 from .hardware import DeviceSpec, Precision
 from .models import ModelSpec
 from .units import UnitError, parse_duration
-from .spec_base import Bytes, PerSecond, Seconds, Spec
+from .spec_base import Bytes, PerSecond, Seconds, Spec, Watts
 from .topology import TopologySpec, validate_topology
 
 # ---- token-length distributions ------------------------------------------------------
@@ -242,9 +242,27 @@ class Pool(Spec):
 
 
 class Router(Spec):
-    policy: Literal["round-robin", "random", "least-outstanding", "least-kv", "power-of-two"] = "least-outstanding"
+    """Requests go to the pools that serve their model (a request for a model no pool serves
+    is rejected); among those replicas the policy picks one. `weighted` draws a pool by
+    `weights` and takes its least-loaded replica; `lowest-latency` picks the replica with the
+    lowest expected latency for this request; `lowest-cost` fills the cheapest pool (dollars
+    per token at full load) before spilling over to dearer ones."""
+
+    policy: Literal["round-robin", "random", "least-outstanding", "least-kv", "power-of-two", "weighted",
+                    "lowest-latency", "lowest-cost"] = "least-outstanding"
+    weights: dict[str, float] | None = Field(default=None, description="weighted: pool name -> share of requests")
     queue_limit: int | None = Field(default=None, ge=0, description="max requests waiting at a replica")
     dispatch: Literal["immediate", "central"] = "immediate"
+
+    @model_validator(mode="after")
+    def _weights(self):
+        if self.policy == "weighted" and not self.weights:
+            raise ValueError("policy weighted needs weights: {pool name: share, ...}")
+        if self.policy != "weighted" and self.weights is not None:
+            raise ValueError(f"weights apply to policy weighted, not {self.policy}")
+        if self.weights is not None and (min(self.weights.values()) < 0 or sum(self.weights.values()) <= 0):
+            raise ValueError("weights must be non-negative with a positive sum")
+        return self
 
 
 class Ingress(Spec):
@@ -284,10 +302,39 @@ class Slo(Spec):
 
 
 class Economics(Spec):
+    """Capex (list prices of devices and servers, paid off over `amortize_years` at an annual
+    `cost_of_capital`) plus electricity, or rental by the hour (which already pays for power)."""
+
     usd_per_kwh: float = Field(default=0.08, ge=0)
     pue: float = Field(default=1.3, ge=1)
     amortize_years: float = Field(default=4.0, gt=0)
+    cost_of_capital: float = Field(default=0.0, ge=0, le=1, description="annual rate, e.g. 0.08; 0: straight line")
     pricing: Literal["auto", "capex", "rental"] = "auto"
+    utilization: float | None = Field(default=None, gt=0, le=1,
+                                      description="busy share at which to quote the break-even price")
+    market_usd_per_m_tokens: float | None = Field(default=None, gt=0,
+                                                  description="a price to measure the margin against")
+
+
+class PowerBudget(Spec):
+    """A power limit. Above it the devices are power-capped: a controller lowers their clock
+    every `interval` until the draw fits (see sim.ops.power_cap). A datacenter budget is
+    facility power (IT x PUE); a rack budget is IT power per rack of `rack_devices`
+    accelerators, taken in placement order."""
+
+    budget: Watts = Field(gt=0)
+    scope: Literal["datacenter", "rack"] = "datacenter"
+    rack_devices: int | None = Field(default=None, ge=1)
+    interval: Seconds = Field(default=1.0, gt=0, description="how often the cap is revised")
+    min_clock: float = Field(default=0.3, gt=0, le=1, description="the lowest clock a cap may set")
+
+    @model_validator(mode="after")
+    def _racks(self):
+        if self.scope == "rack" and self.rack_devices is None:
+            raise ValueError("a rack budget needs rack_devices: accelerators per rack")
+        if self.scope == "datacenter" and self.rack_devices is not None:
+            raise ValueError("rack_devices applies to scope: rack")
+        return self
 
 
 class ScenarioSpec(Spec):
@@ -304,6 +351,7 @@ class ScenarioSpec(Spec):
     workload: list[Stream] = Field(min_length=1)
     slo: Slo = Slo()
     economics: Economics = Economics()
+    power: PowerBudget | None = None
 
     @model_validator(mode="after")
     def _warmup_inside(self):
@@ -351,8 +399,16 @@ class Scenario:
         return {p.model_key for p in self.pools}
 
 
-def load_scenario(path: str, overrides: list[str] | tuple[str, ...] = ()) -> Scenario:
-    return scenario_from_source(source.load(path), overrides, path)
+def load_scenario(path: str, overrides: list[str] | tuple[str, ...] = (), variant: str | None = None) -> Scenario:
+    """A scenario file, with variant `variant` applied (None: the base scenario)."""
+    src = source.load(path)
+    src.select_variant(variant)
+    return scenario_from_source(src, overrides, path)
+
+
+def variant_names(path: str) -> list[str]:
+    """The variants a scenario file defines (`variants:`), in file order."""
+    return source.load(path).variants()
 
 
 def scenario_from_source(src: source.Source, overrides=(), path: str = "") -> Scenario:
@@ -388,6 +444,10 @@ def scenario_from_source(src: source.Source, overrides=(), path: str = "") -> Sc
                 problems.append(Problem(src.loc_of(("workload", i, "trace", "path")), f"workload[{i}].trace.path",
                                         f"trace file not found: {stream.trace.path}"))
     problems.extend(_check_roles(spec, pools, src))
+    for name in spec.router.weights or {}:
+        if name not in names:
+            problems.append(Problem(src.loc_of(("router", "weights", name)), f"router.weights.{name}",
+                                    f"no pool '{name}'" + did_you_mean(name, names, "pools")))
     if spec.ingress is not None:
         if spec.topology is None:
             problems.append(Problem(src.loc_of(("ingress",)), "ingress", "ingress needs topology: to carry requests"))
@@ -553,4 +613,4 @@ def _check_topology(spec: ScenarioSpec, src: source.Source) -> list[Problem]:
             for path, message in validate_topology(spec.topology, needed)]
 
 
-__all__ = ["load_scenario", "Scenario", "ScenarioSpec", "ResolvedPool", "Stream", "validate"]
+__all__ = ["load_scenario", "variant_names", "Scenario", "ScenarioSpec", "ResolvedPool", "Stream", "validate"]

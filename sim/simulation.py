@@ -15,6 +15,7 @@ from . import kernels
 from .metrics import BusyLog, RequestTable
 from .scenario import Scenario
 from .network import Fabric
+from .ops.power_cap import PowerCap
 from .serving.clock import at
 from .serving.disagg import Disaggregation
 from .serving.replica import LoadBoard, Replica
@@ -51,6 +52,7 @@ class RunResult:
     stream_names: list[str] = field(default_factory=list)
     fabric: Fabric | None = None
     events: int = 0           # SimPy events scheduled
+    power_cap: PowerCap | None = None
 
 
 def simulate(scenario: Scenario, seed: int | None = None) -> RunResult:
@@ -108,10 +110,12 @@ def simulate(scenario: Scenario, seed: int | None = None) -> RunResult:
             router.arrive(int(i), model_of_stream[streams[i]])
 
     env.process(source())
+    power_cap = PowerCap(env, spec.power, scenario, replicas, _pool_per_replica(scenario)) if spec.power else None
     if closed:
         ClosedLoop(env, spec, arrivals, table, router, model_of_stream, closed)
     if spec.drain is None:
-        env.run()
+        # a power controller ticks for ever: run until the last request is accounted for
+        env.run() if power_cap is None else _run_until_done(env, table, spec)
     else:
         env.run(until=spec.duration + spec.drain)
     for rep in replicas:
@@ -125,7 +129,16 @@ def simulate(scenario: Scenario, seed: int | None = None) -> RunResult:
                                  [str(a) for a in placement.get(rep.index, [])], load_time.get(rep.index),
                                  float(rep.params[kernels.K_OVERHEAD])))
     return RunResult(scenario, table, log, infos, end, time.perf_counter() - wall0, seed,
-                     [s.name for s in spec.workload], fabric, next(env._eid))
+                     [s.name for s in spec.workload], fabric, next(env._eid), power_cap)
+
+
+def _run_until_done(env, table, spec, step: float = 1.0) -> None:
+    """Run past the arrival window until every request that arrived has completed or been
+    rejected (the queue holds more than the power controller's ticks)."""
+    env.run(until=spec.duration)
+    # stop when nothing is open, or nothing but the controller's next tick is scheduled
+    while ((table.state == 0) & ~np.isnan(table.arrival)).any() and len(env._queue) > 1:
+        env.run(until=env.now + step)
 
 
 def start_weight_loading(env, scenario: Scenario, replicas, fabric, placement) -> dict[int, float]:

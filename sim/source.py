@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from .errors import Loc, ScenarioError, format_path
+from .errors import Loc, ScenarioError, did_you_mean, format_path
 
 # Keys whose string value names another YAML file to read in place.
 FILE_REFERENCE_KEYS = {"topology"}
@@ -47,6 +47,41 @@ class Source:
         n = len(path)
         locs = {p[n:]: loc for p, loc in self.locs.items() if p[:n] == tuple(path)}
         return Source(data=copy.deepcopy(node), locs=locs, root=self.root)
+
+    def variants(self) -> list[str]:
+        v = self.data.get("variants") if isinstance(self.data, dict) else None
+        return list(v) if isinstance(v, dict) else []
+
+    def select_variant(self, name: str | None) -> None:
+        """Keep the base scenario (name None) or apply variant `name`: each top-level field the
+        variant writes replaces the base's, keeping the variant's file and line for errors."""
+        if not isinstance(self.data, dict) or "variants" not in self.data:
+            if name is not None:
+                raise ScenarioError.one(Loc(self.root), "variants", f"no variant '{name}': this scenario has none")
+            return
+        variants = self.data.pop("variants")
+        where = self.locs.get(("variants",), Loc(self.root))
+        if not isinstance(variants, dict) or not all(isinstance(v, dict) for v in variants.values()):
+            raise ScenarioError.one(where, "variants", "variants maps each variant's name to the fields it changes, "
+                                                       "e.g. variants: {mi300x: {fleet: [...]}}")
+        own = {p: l for p, l in self.locs.items() if p[:1] == ("variants",)}
+        for p in own:
+            del self.locs[p]
+        if name is None:
+            return
+        if name not in variants:
+            raise ScenarioError.one(where, "variants", f"no variant '{name}'" + did_you_mean(name, variants, "variants"))
+        base_name = self.data.get("name")
+        for key, value in variants[name].items():
+            self.data[key] = value
+            for p in [p for p in self.locs if p[:1] == (key,)]:
+                del self.locs[p]
+            n = 2
+            for p, loc in own.items():
+                if p[:n + 1] == ("variants", name, key):
+                    self.locs[p[n:]] = loc
+        if "name" not in variants[name]:
+            self.data["name"] = f"{base_name}-{name}"
 
     def override(self, assignment: str) -> None:
         """Apply `a.b[0].c=value` (value parsed as YAML) to the data, as `--set` does.

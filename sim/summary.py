@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import economics
+from . import economics, kernels
 from .metrics import COMPLETED, FAILED, IN_FLIGHT, REASONS, REJECTED
 from .simulation import RunResult
 
@@ -24,8 +24,9 @@ def stats(values: np.ndarray) -> dict:
     return out
 
 
-def busy_in_window(result: RunResult, w0: float, w1: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per replica inside [w0, w1]: seconds busy, KV-block-seconds in use, and seconds of host overhead."""
+def busy_in_window(result: RunResult, w0: float, w1: float) -> tuple[np.ndarray, ...]:
+    """Per replica inside [w0, w1]: seconds busy, KV-block-seconds in use, seconds of host
+    overhead, and seconds computing weighted by clock^3 (what dynamic power follows)."""
     log = result.log.columns()
     n = len(result.replicas)
     overlap = np.clip(np.minimum(log["end"], w1) - np.maximum(log["start"], w0), 0.0, None)
@@ -34,8 +35,17 @@ def busy_in_window(result: RunResult, w0: float, w1: float) -> tuple[np.ndarray,
     # host time inside those stretches: iterations x overhead, prorated to the window
     span = np.maximum(log["end"] - log["start"], 1e-300)
     ovh = np.array([r.iteration_overhead for r in result.replicas])
-    host = np.bincount(log["replica"], weights=log["iterations"] * ovh[log["replica"]] * overlap / span, minlength=n)
-    return busy, kv, np.minimum(host, busy)
+    host_share = np.minimum(log["iterations"] * ovh[log["replica"]] / span, 1.0)
+    host = np.bincount(log["replica"], weights=host_share * overlap, minlength=n)
+    dynamic = np.bincount(log["replica"], weights=(1.0 - host_share) * overlap * log["clock"] ** 3, minlength=n)
+    return busy, kv, np.minimum(host, busy), dynamic
+
+
+def pool_of_requests(result: RunResult) -> np.ndarray:
+    """Each request's pool index (-1: never reached a replica)."""
+    engine_pool = np.array([next(i for i, p in enumerate(result.scenario.pools) if p.name == r.pool)
+                            for r in result.replicas] + [-1], np.int64)
+    return engine_pool[result.table.replica]
 
 
 def summarize(result: RunResult) -> dict:
@@ -73,31 +83,49 @@ def summarize(result: RunResult) -> dict:
     makespan = _makespan(table)
     slo = _slo(spec.slo.targets, cols, measured, done, finished_in, latency, table, window)
 
-    busy, kv_seconds, host_seconds = busy_in_window(result, w0, w1)
+    busy, kv_seconds, host_seconds, dyn_seconds = busy_in_window(result, w0, w1)
+    eco = spec.economics
+    pool_index = pool_of_requests(result)
     pools = []
     it_watts = 0.0
     power_notes: list[str] = []
-    usd_per_hour = 0.0
+    devices_usd, energy_usd = 0.0, 0.0       # per hour
     cost_notes = []
     pricing = set()
-    for pool in result.scenario.pools:
+    weights = []                              # (output-token weight, tokens/s) per pool
+    for k, pool in enumerate(result.scenario.pools):
         idx = np.array([r.index for r in result.replicas if r.pool == pool.name])
         dep = pool.deployment
         util = busy[idx] / window
         active = (busy[idx] - host_seconds[idx]) / window  # the devices wait during host work
         kv_occ = kv_seconds[idx] / (window * dep.total_blocks)
-        draws = [economics.device_power(dep.device, a) for a in active]
-        watts = None if any(w is None for w in draws) else float(sum(draws)) * dep.tp
+        # each engine stands for tp devices (a pipeline's pp engines share its tp x pp devices)
+        draws = [economics.device_power(dep.device, a) for a in dyn_seconds[idx] / window]
+        node = sum(economics.node_power_per_device(dep.device, a) for a in active) * dep.tp
+        watts = None if any(w is None for w in draws) else float(sum(draws)) * dep.tp + node
         if watts is None:
             power_notes.append(f"{pool.device_key} has no TDP in the catalog; power and energy not computed")
         else:
             it_watts += watts
-        cost = economics.device_cost_per_hour(dep.device, spec.economics.pricing, spec.economics.amortize_years)
+        cost = economics.device_cost_per_hour(dep.device, eco.pricing, eco.amortize_years, eco.cost_of_capital)
         pricing.add(cost.pricing)
+        pool_usd = None if cost.usd_per_hour is None else cost.usd_per_hour * pool.spec.count
         if cost.usd_per_hour is None:
             cost_notes.append(cost.note)
         else:
-            usd_per_hour += cost.usd_per_hour * pool.spec.count
+            devices_usd += pool_usd
+            if cost.pays_for_power:
+                if watts is None:
+                    cost_notes.append(f"{pool.device_key}: owned hardware pays for its power, which is unknown "
+                                      f"(no TDP); cost not computed")
+                else:
+                    energy_usd += watts * eco.pue / 1000.0 * eco.usd_per_kwh
+        served = (pool_index == k) & done
+        served_in = (pool_index == k) & finished_in
+        pool_tps = float((table.prompt + table.output)[served_in].sum()) / window
+        w = _output_weight(result, pool, table, served_in, idx)
+        if w is not None:
+            weights.append((w, pool_tps))
         pools.append({
             "pool": pool.name, "device": pool.device_key, "model": pool.model_key,
             "precision": dep.precision, "tp": dep.tp, "pp": dep.pp, "replicas": pool.replicas,
@@ -109,37 +137,30 @@ def summarize(result: RunResult) -> dict:
             "kv_tokens_per_replica": dep.max_tokens_in_cache,
             "weights_per_device_bytes": dep.weight_bytes,
             "preemptions": int(sum(r.preemptions for r in result.replicas if r.pool == pool.name)),
+            "requests_completed": int(served.sum()),
+            "latency_s": {m: {q: v for q, v in stats(cols[m][served]).items() if q in ("p50", "p99", "mean")}
+                          for m in ("ttft", "tpot", "e2e")},
+            "tokens_per_s": pool_tps,
             "it_watts": watts,
+            "pricing": cost.pricing,
+            "usd_per_hour": pool_usd,
         })
     if power_notes:
-        power = {"it_watts": None, "pue": spec.economics.pue, "facility_watts": None, "energy_kwh": None,
+        power = {"it_watts": None, "pue": eco.pue, "facility_watts": None, "energy_kwh": None,
                  "joules_per_output_token": None, "joules_per_token": None, "notes": power_notes}
-        energy_usd_per_hour = None
     else:
-        facility_watts = it_watts * spec.economics.pue
+        facility_watts = it_watts * eco.pue
         energy_j = facility_watts * window
         power = {
-            "it_watts": it_watts, "pue": spec.economics.pue, "facility_watts": facility_watts,
+            "it_watts": it_watts, "pue": eco.pue, "facility_watts": facility_watts,
             "energy_kwh": energy_j / 3.6e6,
             "joules_per_output_token": energy_j / out_tok if out_tok else None,
             "joules_per_token": energy_j / (in_tok + out_tok) if in_tok + out_tok else None,
             "notes": [],
         }
-        energy_usd_per_hour = facility_watts / 1000.0 * spec.economics.usd_per_kwh
-    if energy_usd_per_hour is None:
-        cost_notes.append("energy cost unknown (no TDP); cost per token not computed")
-    total_per_hour = None if cost_notes else usd_per_hour + energy_usd_per_hour
-    total_tps = throughput["input_tokens_per_s"] + throughput["output_tokens_per_s"]
-    cost = {
-        "pricing": "+".join(sorted(pricing)),
-        "devices_usd_per_hour": None if cost_notes else usd_per_hour,
-        "energy_usd_per_hour": energy_usd_per_hour,
-        "usd_per_hour": total_per_hour,
-        "usd_per_m_tokens": economics.usd_per_million(total_per_hour, total_tps),
-        "usd_per_m_output_tokens": economics.usd_per_million(total_per_hour, throughput["output_tokens_per_s"]),
-        "usd_per_m_tokens_at_slo": economics.usd_per_million(total_per_hour, slo.get("goodput_tokens_per_s") or 0.0),
-        "notes": cost_notes,
-    }
+    power["cap"] = result.power_cap.summary(w0, w1) if result.power_cap is not None else None
+    cost = _cost(devices_usd, energy_usd, cost_notes, pricing, throughput, slo, weights,
+                 float(np.mean(busy / window)) if len(busy) else 0.0, eco)
     network = _network(result, cols, done, w0, w1)
     replicas = [{"replica": r.index, "pool": r.pool, "devices": r.tp, "role": r.role,
                  "busy_fraction": float(busy[r.index] / window),
@@ -147,9 +168,12 @@ def summarize(result: RunResult) -> dict:
                  "kv_occupancy": float(kv_seconds[r.index] / (window * r.total_blocks)),
                  "preemptions": r.preemptions, "weight_load_s": r.weight_load_s} for r in result.replicas]
     assumptions = sorted({a for p in result.scenario.pools for a in p.deployment.assumptions})
-    for p in result.scenario.pools:
-        if p.deployment.device.idle_power is None:
-            assumptions.append(f"{p.device_key}: idle power not in the catalog; taken as 20% of TDP")
+    for key in sorted({p.device_key for p in result.scenario.pools}):
+        dev = next(p.deployment.device for p in result.scenario.pools if p.device_key == key)
+        if dev.tdp is not None and dev.idle_power is None:
+            assumptions.append(f"{key}: idle power not in the catalog; taken as 20% of TDP")
+        if dev.tdp is not None and (dev.node is None or dev.node.power is None):
+            assumptions.append(f"{key}: no server overhead power in the catalog; only accelerator power counted")
     return {
         "scenario": spec.name,
         "source": result.scenario.path,
@@ -170,6 +194,64 @@ def summarize(result: RunResult) -> dict:
         "run": {"simulated_seconds": result.end_time, "wall_seconds": result.wall_seconds,
                 "events": result.events,
                 "streams": result.stream_names},
+    }
+
+
+def _output_weight(result: RunResult, pool, table, served_in, idx) -> float | None:
+    """Accelerator time of one output token over that of one input token on this pool, at
+    the run's operating point (its mean prompt, and its mean decode batch: output tokens
+    per iteration), from the kernels; None when the pool served nothing."""
+    if not served_in.any():
+        return None
+    prompt = float(table.prompt[served_in].mean())
+    output = float(table.output[served_in].mean())
+    log = result.log.columns()
+    mine = np.isin(log["replica"], idx)
+    iterations = float(log["iterations"][mine].sum())
+    batch = max(1, int(round(float(table.output[served_in].sum()) / max(iterations, 1.0))))
+    p = result.replicas[int(idx[0])].params if hasattr(result.replicas[int(idx[0])], "params") else None
+    p = pool.deployment.params if p is None else p
+    P = max(1, int(round(prompt)))
+    pf = kernels.batch_time(np.array([P], np.int64), np.zeros(1, np.int64), np.array([P], np.int64),
+                            np.zeros(0, np.int64), p) / P
+    ctx = np.full(batch, int(round(prompt + output / 2)), np.int64)
+    empty = np.zeros(0, np.int64)
+    dec = kernels.batch_time(empty, empty, empty, ctx, p) / batch
+    return dec / pf if pf > 0 else None
+
+
+def _cost(devices_usd, energy_usd, notes, pricing, throughput, slo, weights, busy_fraction, eco) -> dict:
+    """The hour's cost and what it makes a token cost: blended, split between input and
+    output tokens by the accelerator time each takes, at the SLO, and at break-even."""
+    per_hour = None if notes else devices_usd + energy_usd
+    tin, tout = throughput["input_tokens_per_s"], throughput["output_tokens_per_s"]
+    total_tps = tin + tout
+    weight = (sum(w * t for w, t in weights) / sum(t for _, t in weights)
+              if weights and sum(t for _, t in weights) > 0 else None)
+    usd_in, usd_out = economics.split_input_output(per_hour, tin, tout, weight)
+    per_m = economics.usd_per_million(per_hour, total_tps)
+    u = eco.utilization
+    even = economics.break_even(per_hour, total_tps, busy_fraction, u) if u is not None else None
+    market = eco.market_usd_per_m_tokens
+    return {
+        "pricing": "+".join(sorted(pricing)),
+        "devices_usd_per_hour": None if notes else devices_usd,
+        "energy_usd_per_hour": None if notes else energy_usd,
+        "usd_per_hour": per_hour,
+        "usd_per_day": None if per_hour is None else per_hour * 24.0,
+        "usd_per_m_tokens": per_m,
+        "usd_per_m_output_tokens": economics.usd_per_million(per_hour, tout),
+        "usd_per_m_input_tokens_split": usd_in,
+        "usd_per_m_output_tokens_split": usd_out,
+        "output_token_weight": weight,
+        "usd_per_m_tokens_at_slo": economics.usd_per_million(per_hour, slo.get("goodput_tokens_per_s") or 0.0),
+        "busy_fraction": busy_fraction,
+        "break_even_utilization": u,
+        "break_even_usd_per_m_tokens": even,
+        "market_usd_per_m_tokens": market,
+        "margin": None if market is None or per_m is None else (market - per_m) / market,
+        "margin_at_break_even_utilization": None if market is None or even is None else (market - even) / market,
+        "notes": notes,
     }
 
 

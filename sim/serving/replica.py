@@ -81,6 +81,8 @@ class ReplicaBase:
         self.kv_grows = deployment.kv_bytes_per_token > 0
         self.preemptions = 0
         self.busy_time = 0.0
+        self.iterations = 0            # committed iterations (host work: iterations x overhead)
+        self.clock = 1.0               # clock as a fraction of full speed (power capping)
         self.on_capacity = None        # set by the router: called when sequences leave
         # host CPU seconds to tokenize one prompt token (after the head node's slowdown)
         self.tokenize_per_token = engine.tokenize_per_token
@@ -98,6 +100,14 @@ class ReplicaBase:
             at(self.env, self.env.now + delay).callbacks.append(lambda _: self._enqueue(r))
         else:
             self._enqueue(r)
+
+    def activity(self) -> tuple[float, int]:
+        """Seconds busy and iterations run so far, including work under way now."""
+        return self.busy_time, self.iterations
+
+    def set_params(self, params: np.ndarray, clock: float) -> None:
+        """Run at a new speed (a power cap's clock) from the next batch on."""
+        self.params, self.clock = params, clock
 
     def has_room(self) -> bool:
         """A free batch slot (for central dispatch)."""
@@ -149,6 +159,7 @@ class Replica(ReplicaBase):
         self.pending_free = 0   # blocks released during a fabric-collective iteration
         self._busy = False      # committing: arrivals just queue, the plan follows
         self._work = None       # collective loop: an idle replica waits on this
+        self._next = None       # (params, clock) to switch to when the running iteration ends
         self.ready.callbacks.append(self._on_ready)
 
     # ---- what others see ---------------------------------------------------------------
@@ -191,6 +202,46 @@ class Replica(ReplicaBase):
         change = self.obs[sch.O_NEXT, j]
         self.board.outstanding[self.index] = self._load_at(j)
         self.board.until[self.index] = self.ends[change] if change >= 0 else np.inf
+
+    def activity(self) -> tuple[float, int]:
+        busy, its = self.busy_time, self.iterations
+        now = self.env.now
+        if self._active() and self.collective is None and now > self.t_free:
+            busy += min(now, self.ends[self.k - 1]) - self.t_free
+            its += self._seen() - self.it0
+        return busy, its
+
+    # ---- speed -----------------------------------------------------------------------------
+    def set_params(self, params: np.ndarray, clock: float) -> None:
+        """Run at a new speed from the end of the iteration running now: the iterations that
+        have ended keep the old one, and the plan is made again from that boundary."""
+        if self.collective is not None or not self._active():
+            self.params, self.clock = params, clock
+            if self._next is not None:       # a switch already scheduled lands on these
+                self._next = (params, clock)
+            return
+        pending = self._next is not None
+        self._next = (params, clock)
+        if not pending:
+            j = self._seen()
+            at(self.env, self.ends[j] if j < self.k else self.env.now).callbacks.append(self._switch)
+
+    def _switch(self, _) -> None:
+        now = self.env.now
+        active = self._active()
+        if active:
+            m = self._ended()
+            if m == 0 and self.t_free < now:   # its iteration still runs: wait for its end
+                at(self.env, self.ends[self.it0]).callbacks.append(self._switch)
+                return
+            if self.it0 + m == self.k:
+                self._finish_plan()
+            elif m:
+                self._plan(m)                  # commit what ended, at the old speed
+        self.params, self.clock = self._next
+        self._next = None
+        if active:
+            self._plan(0)                      # from the boundary (t_free = now) at the new speed
 
     # ---- intake --------------------------------------------------------------------------
     def submit_prefilled(self, r: int) -> None:
@@ -356,8 +407,9 @@ class Replica(ReplicaBase):
         self.preemptions += int(self.counts[0])
         end = ends[b - 1]
         tokens = int(self.obs[sch.O_TOKENS, a:b].sum())
-        self.log.add(self.index, start, end, b - a, tokens, int(self.obs[sch.O_USED, b - 1]))
+        self.log.add(self.index, start, end, b - a, tokens, int(self.obs[sch.O_USED, b - 1]), self.clock)
         self.busy_time += end - start
+        self.iterations += b - a
         self.t_free = end
         if leaving and (table.on_done is not None or self.on_prefilled is not None):
             for kind, j, r, v in self.events[lo:hi].tolist():

@@ -30,6 +30,13 @@ class ProcessReplica(ReplicaBase):
     def outstanding(self) -> int:
         return len(self.waiting) + len(self.req)
 
+    def activity(self) -> tuple[float, int]:
+        if not self.req:
+            return self.busy_time, self.iterations
+        # the batch under way: its share of time so far, iterations prorated
+        t0, now = self.batch_start, self.env.now
+        return self.busy_time + now - t0, self.iterations
+
     def waiting_count(self) -> int:
         return len(self.waiting)
 
@@ -82,7 +89,7 @@ class StaticReplica(ProcessReplica):
             req = np.array([r for r, _ in batch], np.int64)
             self.req = req.tolist()
             prompts = table.prompt[req]
-            t0 = env.now
+            t0 = self.batch_start = env.now
             table.admitted[req] = t0
             dt = kernels.batch_time(prompts, np.zeros(len(req), np.int64), prompts, np.zeros(0, np.int64), self.params)
             t = t0 + dt
@@ -106,8 +113,9 @@ class StaticReplica(ProcessReplica):
                 table.generated[r] = table.output[r]
                 table.complete(r, t if remaining[j] == 0 else ends[remaining[j] - 1])
             self.busy_time += t_last - t0
+            self.iterations += 1 + steps
             self.log.add(self.index, t0, t_last, 1 + steps, int(tokens + len(req) * steps),
-                         self.total_blocks - self.free_blocks)
+                         self.total_blocks - self.free_blocks, self.clock)
             self.free_blocks += sum(n for _, n in batch)
             self.req = []
             self.busy_until = np.inf

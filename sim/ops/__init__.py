@@ -1,0 +1,1 @@
+"""Operations that act on a running fleet: power capping."""
