@@ -1,4 +1,4 @@
-"""The `dcsim` command: run, validate, catalog.
+"""The `dcsim` command: run, validate, compare, plan, validate-model, topology, catalog.
 
 Scenario problems print as `file:line: field: message` and exit with status 2; no traceback.
 """
@@ -27,10 +27,32 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--seed", type=int, help="random seed (overrides the scenario's seed)")
     run.add_argument("--out", help="results folder (default: results/<scenario name>)")
     run.add_argument("--json", action="store_true", help="print summary.json instead of the table")
+    run.add_argument("--variant", help="run this variant of the scenario (its variants: section)")
+
+    cmp_ = sub.add_parser("compare", help="run several fleets on the same workload and seed, side by side")
+    cmp_.add_argument("scenarios", nargs="+", help="scenario files; each adds its base and its variants")
+    cmp_.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE")
+    cmp_.add_argument("--out", help="folder for compare.json/.csv and the plot (default: results/compare-<name>)")
+    cmp_.add_argument("--json", action="store_true")
+
+    plan = sub.add_parser("plan", help="smallest fleet per device that meets an SLO, or the most load a fleet takes")
+    plan.add_argument("scenario", help="scenario with one pool: its model, precision and engine are kept")
+    plan.add_argument("--slo", help="targets, e.g. ttft_p99=2s,tpot_p99=100ms (default: the scenario's)")
+    plan.add_argument("--rate", help="total request rate to size for, e.g. 40/s (default: the scenario's)")
+    plan.add_argument("--devices", help="comma-separated catalog devices (default: the scenario's device)")
+    plan.add_argument("--all-devices", action="store_true", help="every device in the catalog")
+    plan.add_argument("--max-devices", type=int, default=4096, help="largest fleet to try (default 4096)")
+    plan.add_argument("--tolerance", type=float, default=0.0,
+                      help="stop bisecting within this share of the count (default 0: exact)")
+    plan.add_argument("--max-load", action="store_true",
+                      help="instead: the highest rate the scenario's own fleet sustains within the SLO")
+    plan.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE")
+    plan.add_argument("--out", help="folder for plan.json (default: results/plan-<name>)")
 
     val = sub.add_parser("validate", help="check a scenario without running it")
     val.add_argument("scenario")
     val.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE")
+    val.add_argument("--variant", help="check this variant of the scenario")
 
     vm = sub.add_parser("validate-model", help="hold the simulator's predictions against published figures")
     vm.add_argument("cases", nargs="?", default="validation/cases", help="folder of case files")
@@ -55,6 +77,10 @@ def main(argv: list[str] | None = None) -> int:
             return _run(args)
         if args.command == "validate":
             return _validate(args)
+        if args.command == "compare":
+            return _compare(args)
+        if args.command == "plan":
+            return _plan(args)
         if args.command == "validate-model":
             return _validate_model(args)
         if args.command == "topology":
@@ -72,7 +98,7 @@ def _run(args) -> int:
     from .simulation import simulate
     from .summary import summarize
 
-    scenario = load_scenario(args.scenario, args.overrides)
+    scenario = load_scenario(args.scenario, args.overrides, args.variant)
     result = simulate(scenario, seed=args.seed)
     summary = summarize(result)
     out = args.out or os.path.join("results", scenario.name)
@@ -85,11 +111,160 @@ def _run(args) -> int:
     return 0
 
 
+def _compare(args) -> int:
+    from . import compare
+    from .report import make_console
+    from .simulation import simulate
+    from .summary import summarize
+    from .units import format_duration
+
+    console = make_console()
+    scenarios = compare.load_entries(compare.entries(args.scenarios), args.overrides)
+    rows = []
+    for sc in scenarios:
+        console.print(f"running {sc.name} ...")
+        rows.append(compare.row(summarize(simulate(sc))))
+    out = args.out or os.path.join("results", f"compare-{scenarios[0].name}")
+    files = compare.write(rows, out)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    ref = scenarios[0].spec
+    table = Table(title=f"same workload and seed {ref.seed} ({len(ref.workload)} stream(s), "
+                        f"{format_duration(ref.duration)}); SLO {', '.join(f'{k} {format_duration(v)}' for k, v in ref.slo.targets.items()) or 'none'}",
+                  title_justify="left")
+    cols = ("scenario", "fleet", "devices", "TTFT p50", "TTFT p99", "TPOT p50", "TPOT p99", "tok/s",
+            "goodput tok/s", "power kW", "$/h", "$/M tok", "SLO")
+    for c in cols:
+        table.add_column(c, justify="left" if c in ("scenario", "fleet") else "right")
+    for r in rows:
+        table.add_row(r["scenario"], r["fleet"], str(r["devices"]),
+                      *(_dur(r[k]) for k in ("ttft_p50_s", "ttft_p99_s", "tpot_p50_s", "tpot_p99_s")),
+                      f"{r['tokens_per_s']:,.0f}",
+                      "-" if r["goodput_tokens_per_s"] is None else f"{r['goodput_tokens_per_s']:,.0f}",
+                      "-" if r["facility_kw"] is None else f"{r['facility_kw']:,.1f}",
+                      "-" if r["usd_per_hour"] is None else f"{r['usd_per_hour']:,.2f}",
+                      "-" if r["usd_per_m_tokens"] is None else f"{r['usd_per_m_tokens']:.3f}",
+                      {True: "met", False: "MISSED", None: "-"}[r["slo_met"]])
+    console.print(table)
+    console.print(f"results: {', '.join(files)}")
+    return 0
+
+
+def _dur(x):
+    from .units import format_duration
+    return "-" if x is None else format_duration(x)
+
+
+def _plan(args) -> int:
+    import time
+
+    from . import catalog
+    from .plan import Planner, parse_slo
+    from .report import make_console
+    from .units import parse_rate
+
+    console = make_console()
+    wall0 = time.perf_counter()
+
+    def progress(t):
+        load = f" at {t.rate:,.1f}/s" if t.rate is not None else ""
+        console.print(f"  {t.device} {t.precision} tp{t.tp}" + (f" pp{t.pp}" if t.pp > 1 else "")
+                      + f" x {t.replicas} replicas ({t.devices} devices){load}: "
+                      + ("meets" if t.met else f"misses ({t.why})") + f"  [{t.wall_s:.1f}s]")
+
+    slo = parse_slo(args.slo) if args.slo else None
+    try:
+        rate = parse_rate(args.rate) if args.rate else None
+    except Exception as exc:
+        raise ScenarioError.one(_loc("--rate"), "rate", str(exc)) from None
+    planner = Planner(args.scenario, slo, rate, args.overrides, args.tolerance, args.max_devices, progress)
+    name = planner.base.name
+    out = args.out or os.path.join("results", f"plan-{name}")
+    os.makedirs(out, exist_ok=True)
+    targets = ", ".join(f"{k} {_dur(v)}" for k, v in planner.base.spec.slo.targets.items())
+    load = rate or planner.rate0
+    if args.max_load:
+        console.print(f"[bold]{name}[/bold]: highest load within {targets} for its fleet")
+        ok, fail = planner.max_rate()
+        if ok is None:
+            console.print(f"the fleet misses the SLO even at {fail.rate:,.3g}/s ({fail.why})")
+        else:
+            console.print(f"sustains {ok.rate:,.2f}/s (TTFT p99 {_dur(ok.ttft_p99)}, TPOT p99 {_dur(ok.tpot_p99)}); "
+                          + (f"misses at {fail.rate:,.2f}/s ({fail.why})" if fail else "no failing load found"))
+        _write_plan(out, planner, [], ok, fail)
+        console.print(f"{len(planner.trials)} simulations in {time.perf_counter() - wall0:.1f}s; {out}/plan.json")
+        return 0
+    if args.all_devices:
+        devices = list(catalog.device_entries())
+    elif args.devices:
+        devices = [d.strip() for d in args.devices.split(",") if d.strip()]
+    else:
+        devices = [planner.base.pools[0].device_key]
+    console.print(f"[bold]{name}[/bold]: smallest fleet meeting {targets} at "
+                  f"{'-' if load is None else f'{load:,.2f}/s'} for {planner.base.pools[0].model_key}")
+    plans = planner.plan(devices)
+    table = Table(title="smallest fleet per device (one replica fewer misses; both simulated)", title_justify="left")
+    for c in ("device", "precision", "layout", "replicas", "devices", "TTFT p99", "TPOT p99", "$/h", "$/day",
+              "$/M tok", "fewer misses"):
+        table.add_column(c, justify="left" if c in ("device", "precision", "layout", "fewer misses") else "right")
+    best_overall = None
+    for p in plans:
+        lay = p.best
+        if lay is None:
+            notes = list(dict.fromkeys(l.note for l in p.layouts if l.note))
+            reasons = "; ".join(x for x in [p.note] + notes if x)
+            table.add_row(p.device, "-", "-", "-", "-", "-", "-", "-", "-", "-", reasons or "no layout met the SLO")
+            continue
+        b = lay.best
+        if best_overall is None or (b.usd_per_hour or float("inf"), b.devices) < (
+                best_overall.best.usd_per_hour or float("inf"), best_overall.best.devices):
+            best_overall = lay
+        below = lay.below
+        table.add_row(p.device, b.precision, f"tp{b.tp}" + (f" x pp{b.pp}" if b.pp > 1 else ""), f"{b.replicas:,}",
+                      f"{b.devices:,}", _dur(b.ttft_p99), _dur(b.tpot_p99),
+                      "-" if b.usd_per_hour is None else f"{b.usd_per_hour:,.2f}",
+                      "-" if b.usd_per_hour is None else f"{b.usd_per_hour * 24:,.0f}",
+                      "-" if b.usd_per_m_tokens is None else f"{b.usd_per_m_tokens:.3f}",
+                      "-" if below is None else f"{below.devices:,}: {below.why}" + (f" [{p.note}]" if p.note else ""))
+    console.print(table)
+    if best_overall is not None:
+        b = best_overall.best
+        console.print(f"cheapest: {b.devices:,} x {b.device} ({b.precision}, tp{b.tp}"
+                      + (f" x pp{b.pp}" if b.pp > 1 else "") + f", {b.replicas:,} replicas)"
+                      + ("" if b.usd_per_hour is None else f" at ${b.usd_per_hour:,.0f}/h = ${b.usd_per_hour * 24:,.0f}/day"))
+    else:
+        console.print("no device in the search meets the SLO")
+    _write_plan(out, planner, plans, None, None)
+    console.print(f"{len(planner.trials)} simulations in {time.perf_counter() - wall0:.1f}s; {out}/plan.json")
+    return 0 if best_overall is not None else 1
+
+
+def _loc(text):
+    from .errors import Loc
+    return Loc(text)
+
+
+def _write_plan(out, planner, plans, ok, fail) -> None:
+    from dataclasses import asdict
+
+    doc = {"scenario": planner.path, "trials": [asdict(t) | {"devices": t.devices} for t in planner.trials],
+           "devices": [{"device": p.device, "note": p.note,
+                        "layouts": [{"tp": l.tp, "pp": l.pp, "precision": l.precision, "note": l.note,
+                                     "best": None if l.best is None else asdict(l.best),
+                                     "below": None if l.below is None else asdict(l.below)} for l in p.layouts]}
+                       for p in plans]}
+    if ok is not None or fail is not None:
+        doc["max_load"] = {"sustained": None if ok is None else asdict(ok), "missed": None if fail is None else asdict(fail)}
+    with open(os.path.join(out, "plan.json"), "w") as fh:
+        json.dump(doc, fh, indent=2)
+
+
 def _validate(args) -> int:
     from .scenario import load_scenario
     from .units import format_bytes
 
-    scenario = load_scenario(args.scenario, args.overrides)
+    scenario = load_scenario(args.scenario, args.overrides, args.variant)
     spec = scenario.spec
     print(f"{args.scenario}: ok: scenario '{spec.name}', {len(spec.workload)} workload stream(s), "
           f"duration {spec.duration:g}s")

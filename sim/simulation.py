@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import simpy
 
-from . import kernels
+from . import economics, kernels
 from .metrics import BusyLog, RequestTable
 from .scenario import Scenario
 from .network import Fabric
@@ -20,7 +20,7 @@ from .serving.clock import at
 from .serving.disagg import Disaggregation
 from .serving.replica import LoadBoard, Replica
 from .serving.static import StaticReplica
-from .serving.router import Router
+from .serving.router import PoolFigures, Router
 from .workload import generate, rng_for
 
 
@@ -81,7 +81,7 @@ def simulate(scenario: Scenario, seed: int | None = None) -> RunResult:
             replicas.append(rep)
             (decoders if role == "decode" else by_model).setdefault(pool.model_key, []).append(rep)
     router = Router(env, by_model, spec.router.policy, spec.router.queue_limit, spec.router.dispatch,
-                    rng_for(seed, "router"), table, board)
+                    rng_for(seed, "router"), table, board, pool_figures(scenario, arrivals))
 
     fabric, placement = None, {}
     if spec.topology is not None:
@@ -139,6 +139,34 @@ def _run_until_done(env, table, spec, step: float = 1.0) -> None:
     # stop when nothing is open, or nothing but the controller's next tick is scheduled
     while ((table.state == 0) & ~np.isnan(table.arrival)).any() and len(env._queue) > 1:
         env.run(until=env.now + step)
+
+
+def pool_figures(scenario: Scenario, arrivals) -> dict[str, PoolFigures] | None:
+    """Per pool, what the weighted, lowest-latency and lowest-cost policies read; None for
+    the other policies. The typical request is the mean of the pool's model's streams."""
+    spec = scenario.spec
+    if spec.router.policy not in ("weighted", "lowest-latency", "lowest-cost"):
+        return None
+    eco = spec.economics
+    served = sorted(scenario.models_served())
+    out = {}
+    for pool in scenario.pools:
+        streams = [i for i, s in enumerate(spec.workload) if (s.model or served[0]) == pool.model_key]
+        mine = np.isin(arrivals.stream, streams) & ~np.isnan(arrivals.prompt.astype(float))
+        prompt = float(arrivals.prompt[mine].mean()) if mine.any() else 1024.0
+        output = float(arrivals.output[mine].mean()) if mine.any() else 256.0
+        dep = pool.deployment
+        cost = economics.device_cost_per_hour(dep.device, eco.pricing, eco.amortize_years, eco.cost_of_capital)
+        usd = None
+        if cost.usd_per_hour is not None:
+            devices = pool.spec.count / (pool.replicas * pool.spec.engines_per_replica)   # per engine
+            usd = cost.usd_per_hour * devices
+            watts = economics.device_power(dep.device, 1.0)
+            if cost.pays_for_power and watts is not None:
+                usd += (watts + economics.node_power_per_device(dep.device, 1.0)) * devices * eco.pue / 1000 * eco.usd_per_kwh
+        weight = (spec.router.weights or {}).get(pool.name, 0.0)
+        out[pool.name] = PoolFigures(dep.params, pool.spec.serve.engine.max_batch_seqs, prompt, output, usd, weight)
+    return out
 
 
 def start_weight_loading(env, scenario: Scenario, replicas, fabric, placement) -> dict[int, float]:

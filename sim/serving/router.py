@@ -11,15 +11,37 @@ from collections import deque
 
 import numpy as np
 
+from .. import kernels
 from ..metrics import RequestTable
 from .replica import LoadBoard, Replica
 
-POLICIES = ("round-robin", "random", "least-outstanding", "least-kv", "power-of-two")
+POLICIES = ("round-robin", "random", "least-outstanding", "least-kv", "power-of-two", "weighted",
+            "lowest-latency", "lowest-cost")
+
+
+class PoolFigures:
+    """What the pool-aware policies know of each pool, worked out once from the kernels: the
+    decode iteration time at each batch size (at the pool's typical context), the prefill
+    time per prompt token, the dollars per token at full load, and its routing weight."""
+
+    def __init__(self, params: np.ndarray, max_seqs: int, prompt: float, output: float,
+                 usd_per_hour: float | None, weight: float):
+        empty = np.zeros(0, np.int64)
+        ctx = max(1, int(round(prompt + output / 2)))
+        self.step = np.array([kernels.batch_time(empty, empty, empty, np.full(b, ctx, np.int64), params)
+                              for b in range(1, max_seqs + 1)])
+        P = max(1, int(round(prompt)))
+        self.prefill_per_token = kernels.batch_time(np.array([P], np.int64), np.zeros(1, np.int64),
+                                                    np.array([P], np.int64), empty, params) / P
+        tokens_per_s = max_seqs / self.step[-1]
+        self.usd_per_token = np.inf if usd_per_hour is None else usd_per_hour / 3600.0 / tokens_per_s
+        self.weight = weight
 
 
 class Router:
     def __init__(self, env, replicas_by_model: dict[str, list[Replica]], policy: str, queue_limit: int | None,
-                 dispatch: str, rng: np.random.Generator, table: RequestTable, board: LoadBoard):
+                 dispatch: str, rng: np.random.Generator, table: RequestTable, board: LoadBoard,
+                 pool_figures: dict[str, "PoolFigures"] | None = None):
         self.env = env
         self.by_model = replicas_by_model
         self.policy = policy
@@ -51,6 +73,16 @@ class Router:
         self.max_seqs = np.zeros(len(board.outstanding), np.int64)
         for rep in self.replica.values():
             self.max_seqs[rep.index] = rep.max_seqs
+        # pool-aware policies: each engine's pool, and each pool's figures as arrays
+        self.figures = pool_figures or {}
+        names = sorted(self.figures)
+        self.pool_id = np.zeros(len(board.outstanding), np.int64)
+        for rep in self.replica.values():
+            self.pool_id[rep.index] = names.index(rep.pool) if rep.pool in self.figures else 0
+        self.fig = [self.figures[n] for n in names]
+        self.prefill_rate = np.array([f.prefill_per_token for f in self.fig])
+        self.usd_per_token = np.array([f.usd_per_token for f in self.fig])
+        self.weight = np.array([f.weight for f in self.fig])
 
     def arrive(self, r: int, model: str) -> None:
         now = self.env.now
@@ -69,6 +101,7 @@ class Router:
             queue.append(r)
             self._pump(model)
             return
+        self._current = r
         rep = self._choose(model, *fits)
         if self.queue_limit is not None and rep.waiting_count() >= self.queue_limit:
             self.table.reject(r, "queue_full", now)
@@ -138,7 +171,53 @@ class Router:
             a, b = self.rng.choice(len(candidates), 2, replace=False)
             la, lb = self._loads(np.asarray(self._as_array(idx)[[a, b]]))
             return candidates[int(a)] if la <= lb else candidates[int(b)]
+        if policy == "weighted":
+            return candidates[self._weighted(idx)]
+        if policy == "lowest-latency":
+            return candidates[int(np.argmin(self._expected_latency(idx)))]
+        if policy == "lowest-cost":
+            return candidates[self._cheapest(idx)]
         raise ValueError(f"unknown routing policy {policy}")
+
+    def _weighted(self, idx) -> int:
+        """A pool drawn by weight among the candidates' pools, then its least-loaded replica."""
+        idx = self._as_array(idx)
+        pools = self.pool_id[idx]
+        present = np.unique(pools)
+        w = self.weight[present]
+        if w.sum() <= 0:
+            w = np.ones(len(present))
+        pick = present[int(self.rng.choice(len(present), p=w / w.sum()))]
+        mine = np.flatnonzero(pools == pick)
+        return int(mine[np.argmin(self._loads(idx[mine]))])
+
+    def _expected_latency(self, idx) -> np.ndarray:
+        """Expected end-to-end latency of this request on each candidate: its prefill, its
+        output tokens at the decode step of the batch it would join, and, past a full batch,
+        waiting for slots to free (each slot frees after about one request's decode)."""
+        idx = self._as_array(idx)
+        r = self._current
+        p, n = float(self.table.prompt[r]), float(self.table.output[r])
+        load = self._loads(idx)
+        cap = self.max_seqs[idx]
+        pools = self.pool_id[idx]
+        batch = np.minimum(load + 1, cap)
+        step = np.array([self.fig[k].step[b - 1] for k, b in zip(pools.tolist(), batch.tolist())])
+        full = np.array([self.fig[k].step[-1] for k in pools.tolist()])
+        queued = np.maximum(load + 1 - cap, 0) / cap
+        return self.prefill_rate[pools] * p + n * step + queued * n * full
+
+    def _cheapest(self, idx) -> int:
+        """The least-loaded replica of the cheapest pool that has a free batch slot; when all
+        are full, the replica with the lowest load for its size."""
+        idx = self._as_array(idx)
+        load = self._loads(idx)
+        room = load < self.max_seqs[idx]
+        if not room.any():
+            return int(np.argmin(load / self.max_seqs[idx]))
+        cost = np.where(room, self.usd_per_token[self.pool_id[idx]], np.inf)
+        best = np.flatnonzero(cost == cost.min())
+        return int(best[np.argmin(load[best])])
 
     def _pump(self, model: str) -> None:
         queue = self.backlog[model]
@@ -149,6 +228,7 @@ class Router:
             if not len(room):
                 return
             queue.popleft()
+            self._current = r
             self.deliver(self._choose(model, [reps[i] for i in room.tolist()], self._as_array(idx)[room]), r)
 
     def _capacity_freed(self, rep: Replica) -> None:

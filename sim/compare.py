@@ -1,0 +1,112 @@
+"""Several fleets on one workload: `dcsim compare A.yaml B.yaml ...`.
+
+Each file contributes its base scenario and each of its `variants:`. All of them run on the
+workload, duration, warm-up, drain, SLO and seed of the first one, so the rows differ only in
+the fleet (and whatever else a variant changes). The table lists per fleet: devices, latency
+percentiles, throughput, goodput, power, cost per million tokens, and whether the SLO held;
+a plot puts cost per million tokens against p99 time to first token.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+
+from . import source
+from .scenario import Scenario, scenario_from_source
+
+SHARED = ("workload", "duration", "warmup", "drain", "slo", "seed")
+
+
+@dataclass
+class Entry:
+    path: str
+    variant: str | None
+
+
+def entries(paths: list[str]) -> list[Entry]:
+    """Each file's base scenario, then each of its variants."""
+    out = []
+    for path in paths:
+        out.append(Entry(path, None))
+        out.extend(Entry(path, v) for v in source.load(path).variants())
+    return out
+
+
+def load_entries(items: list[Entry], overrides=()) -> list[Scenario]:
+    """The scenarios, each given the first one's workload, window, SLO and seed."""
+    scenarios = []
+    reference = None
+    for e in items:
+        src = source.load(e.path)
+        src.select_variant(e.variant)
+        if reference is None:
+            for assignment in overrides:
+                src.override(assignment)
+            reference = src
+        else:
+            for assignment in overrides:
+                src.override(assignment)
+            for key in SHARED:
+                for p in [p for p in src.locs if p[:1] == (key,)]:
+                    del src.locs[p]
+                src.data.pop(key, None)
+                if key in reference.data:
+                    src.data[key] = reference.data[key]
+                    src.locs.update({p: l for p, l in reference.locs.items() if p[:1] == (key,)})
+        scenarios.append(scenario_from_source(src, (), e.path))
+    return scenarios
+
+
+def row(summary: dict) -> dict:
+    """One fleet's line of the comparison."""
+    lat = summary["latency_s"]
+    tp = summary["throughput"]
+    slo = summary["slo"]
+    pools = "; ".join(f"{p['devices']} x {p['device']} ({p['model']} {p['precision']} tp{p['tp']}"
+                      + (f" pp{p['pp']}" if p["pp"] > 1 else "") + ")" for p in summary["pools"])
+    power = summary["power"]
+    return {
+        "scenario": summary["scenario"],
+        "fleet": pools,
+        "devices": sum(p["devices"] for p in summary["pools"]),
+        "ttft_p50_s": lat["ttft"]["p50"], "ttft_p99_s": lat["ttft"]["p99"],
+        "tpot_p50_s": lat["tpot"]["p50"], "tpot_p99_s": lat["tpot"]["p99"],
+        "tokens_per_s": tp["input_tokens_per_s"] + tp["output_tokens_per_s"],
+        "output_tokens_per_s": tp["output_tokens_per_s"],
+        "goodput_tokens_per_s": slo.get("goodput_tokens_per_s"),
+        "facility_kw": None if power["facility_watts"] is None else power["facility_watts"] / 1000,
+        "usd_per_hour": summary["cost"]["usd_per_hour"],
+        "usd_per_m_tokens": summary["cost"]["usd_per_m_tokens"],
+        "usd_per_m_tokens_at_slo": summary["cost"]["usd_per_m_tokens_at_slo"],
+        "slo_met": slo.get("met"),
+        "completed": summary["requests"]["completed"],
+        "rejected": summary["requests"]["rejected"],
+    }
+
+
+def write(rows: list[dict], out_dir: str) -> list[str]:
+    """compare.json, compare.csv and cost_vs_ttft_p99.png in out_dir."""
+    import pandas as pd
+    from matplotlib.figure import Figure
+
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "compare.json"), "w") as fh:
+        json.dump(rows, fh, indent=2)
+    pd.DataFrame(rows).to_csv(os.path.join(out_dir, "compare.csv"), index=False)
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.add_subplot()
+    for r in rows:
+        if r["usd_per_m_tokens"] is None or r["ttft_p99_s"] is None:
+            continue
+        ax.scatter(r["ttft_p99_s"], r["usd_per_m_tokens"], marker="o" if r["slo_met"] is not False else "x")
+        ax.annotate(r["scenario"], (r["ttft_p99_s"], r["usd_per_m_tokens"]), textcoords="offset points",
+                    xytext=(5, 4), fontsize=8)
+    ax.set_xlabel("p99 time to first token (s)")
+    ax.set_ylabel("cost per million tokens ($)")
+    ax.set_title("cost against tail latency (x: SLO missed)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    png = os.path.join(out_dir, "cost_vs_ttft_p99.png")
+    fig.savefig(png, dpi=120)
+    return [os.path.join(out_dir, "compare.json"), os.path.join(out_dir, "compare.csv"), png]

@@ -1,0 +1,323 @@
+"""Sizing by simulation: `dcsim plan`.
+
+Forward: for each device type, the smallest number of accelerators (and the parallelism)
+that meets the SLO at the scenario's load. The scenario's single pool is the template: its
+model, precision and engine settings stay, its device, tp, pp and count change. For each
+device the candidate layouts are each tensor-parallel degree up to the server's size, with
+the fewest pipeline stages at which the model fits (SRAM-only chips need many). For each
+layout the replica count is found by doubling until the SLO holds, then bisection between
+the last count that missed and the first that met: the answer meets it and one replica fewer
+does not (both were simulated), unless a relative `tolerance` stops the bisection sooner.
+Meeting the SLO also requires that no request was rejected and none was left in flight.
+
+Reverse: the highest load the scenario's own fleet sustains within the SLO, by doubling or
+halving the load and then bisecting to a relative tolerance.
+
+Every simulation runs on the same workload and seed; the answer lists them all.
+"""
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+
+from . import catalog, source
+from .deployment import DeploymentError
+from .errors import Loc, ScenarioError
+from .hardware import BYTES_PER_ELEMENT, DeviceSpec
+from .scenario import Scenario, scenario_from_source
+from .simulation import simulate
+from .summary import summarize
+from .units import UnitError, parse_duration, parse_rate
+
+# size-only rejections: more replicas do not help
+PERMANENT = ("exceeds_context", "exceeds_kv_cache", "prompt_exceeds_batch_tokens")
+
+
+@dataclass
+class Trial:
+    """One simulation the search ran."""
+    device: str
+    precision: str
+    tp: int
+    pp: int
+    replicas: int
+    rate: float | None
+    met: bool
+    why: str
+    ttft_p99: float | None
+    tpot_p99: float | None
+    usd_per_hour: float | None
+    usd_per_m_tokens: float | None
+    wall_s: float
+
+    @property
+    def devices(self) -> int:
+        return self.replicas * self.tp * self.pp
+
+
+@dataclass
+class Layout:
+    """A device with one parallelism, and what the search found for it."""
+    device: str
+    precision: str
+    tp: int
+    pp: int
+    best: Trial | None = None
+    below: Trial | None = None          # one step fewer replicas (missed)
+    note: str = ""
+
+
+@dataclass
+class DevicePlan:
+    device: str
+    layouts: list[Layout] = field(default_factory=list)
+    note: str = ""                       # why nothing fits, or which precision stood in
+
+    @property
+    def best(self) -> Layout | None:
+        ok = [lay for lay in self.layouts if lay.best is not None]
+        return min(ok, key=_price) if ok else None
+
+
+def _price(lay: Layout):
+    b = lay.best
+    return (b.usd_per_hour if b.usd_per_hour is not None else float("inf"), b.devices)
+
+
+def parse_slo(text: str) -> dict:
+    """'ttft_p99=2s,tpot_p99=100ms' -> {'ttft_p99': '2s', ...} (the scenario's slo: form)."""
+    out = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        if "=" not in part:
+            raise ScenarioError.one(Loc("--slo"), part, "expected METRIC_STAT=VALUE, e.g. ttft_p99=2s")
+        k, v = part.split("=", 1)
+        try:
+            parse_duration(v.strip())
+        except UnitError as exc:
+            raise ScenarioError.one(Loc("--slo"), k.strip(), str(exc)) from None
+        out[k.strip()] = v.strip()
+    return out
+
+
+class Planner:
+    def __init__(self, path: str, slo: dict | None = None, rate: float | None = None, overrides=(),
+                 tolerance: float = 0.0, max_devices: int = 4096, progress=None):
+        self.path = path
+        self.tolerance = tolerance
+        self.max_devices = max_devices
+        self.progress = progress or (lambda trial: None)
+        self.trials: list[Trial] = []
+        src = source.load(path)
+        src.select_variant(None)
+        for a in overrides:
+            src.override(a)
+        if slo:
+            src.data["slo"] = slo
+            src.locs[("slo",)] = Loc("--slo")
+        self.src = src
+        self.base = scenario_from_source(copy.deepcopy(src), (), path)   # checks the template
+        spec = self.base.spec
+        if len(spec.fleet) != 1:
+            raise ScenarioError.one(src.loc_of(("fleet",)), "fleet", f"plan sizes a one-pool fleet; this scenario has "
+                                    f"{len(spec.fleet)} pools (keep the one to size)")
+        if not spec.slo.targets:
+            raise ScenarioError.one(src.loc_of(("slo",)), "slo", "plan needs SLO targets: give --slo ttft_p99=2s,... "
+                                    "or slo: in the scenario")
+        self.rate0 = self._total_rate()
+        self.rate = rate
+        self._cache: dict[tuple, Trial] = {}
+
+    # ---- the scenario with a layout and load ----------------------------------------------
+    def _total_rate(self) -> float | None:
+        rates = [s.rate for s in self.base.spec.workload]
+        return None if any(r is None for r in rates) else float(sum(rates))
+
+    def _scenario(self, device: str, precision: str, tp: int, pp: int, replicas: int, rate: float | None) -> Scenario:
+        src = copy.deepcopy(self.src)
+        pool = src.data["fleet"][0]
+        pool["device"] = device
+        pool["count"] = replicas * tp * pp * pool.get("serve", {}).get("ep", 1)
+        serve = pool.setdefault("serve", {})
+        serve.update({"tp": tp, "pp": pp, "precision": precision})
+        if rate is not None:
+            if self.rate0 is None:
+                raise ScenarioError.one(src.loc_of(("workload",)), "workload",
+                                        "--rate scales each stream's rate: every stream needs rate:")
+            for stream in src.data["workload"]:
+                stream["rate"] = f"{parse_rate(stream['rate']) * rate / self.rate0!r}/s"
+        return scenario_from_source(src, (), self.path)
+
+    def trial(self, device: str, precision: str, tp: int, pp: int, replicas: int, rate: float | None = None) -> Trial:
+        rate = self.rate if rate is None else rate
+        key = (device, precision, tp, pp, replicas, rate)
+        if key in self._cache:
+            return self._cache[key]
+        t0 = time.perf_counter()
+        s = summarize(simulate(self._scenario(device, precision, tp, pp, replicas, rate)))
+        req = s["requests"]
+        why = ""
+        permanent = {k: v for k, v in req["rejected_by_reason"].items() if k in PERMANENT}
+        if permanent:
+            why = "rejected " + ", ".join(f"{v} {k}" for k, v in permanent.items())
+        elif not s["slo"]["met"]:
+            why = "; ".join(f"{k} {_fmt(r['value'])} > {_fmt(r['target'])}" for k, r in s["slo"]["results"].items()
+                            if not r["met"])
+        elif req["rejected"] or req["in_flight"]:
+            why = f"{req['rejected']} rejected, {req['in_flight']} left in flight"
+        lat = s["latency_s"]
+        t = Trial(device, precision, tp, pp, replicas, rate, not why, why, lat["ttft"]["p99"], lat["tpot"]["p99"],
+                  s["cost"]["usd_per_hour"], s["cost"]["usd_per_m_tokens"], time.perf_counter() - t0)
+        self._cache[key] = t
+        self.trials.append(t)
+        self.progress(t)
+        return t
+
+    # ---- forward: smallest count per device ---------------------------------------------
+    def layouts(self, device: str) -> DevicePlan:
+        """The layouts to search on `device`: each tp up to its server, the fewest pp that fits."""
+        plan = DevicePlan(device)
+        entries = catalog.device_entries()
+        if device not in entries:
+            plan.note = f"unknown device '{device}'"
+            return plan
+        dev = DeviceSpec.model_validate(entries[device])
+        want = self.base.pools[0].deployment.precision
+        precision = _precision_for(dev, want)
+        if precision is None:
+            plan.note = f"no usable precision (wanted {want}; it supports {', '.join(dev.peak_flops.supported())})"
+            return plan
+        if precision != want:
+            plan.note = f"{precision} instead of {want} (no {want} compute)"
+        model = self.base.pools[0].deployment.model
+        per_server = dev.node.devices if dev.node is not None else 8
+        tps = [t for t in (1, 2, 4, 8, 16, 32, 64) if t <= per_server and (not model.heads or model.heads % t == 0)]
+        if dev.scale_up_bandwidth is None:
+            tps = [1]
+        last_error = ""
+        for tp in tps:
+            pp, err = self._fewest_stages(device, precision, tp, model.layers)
+            if pp is None:
+                last_error = err
+                continue
+            if tp * pp > self.max_devices:
+                last_error = f"tp={tp} needs pp={pp}: {tp * pp} devices per replica, over --max-devices {self.max_devices}"
+                continue
+            plan.layouts.append(Layout(device, precision, tp, pp))
+            if pp > 1 and dev.memory_type != "sram":
+                break          # a pipeline of GPUs: larger tp layouts only repeat it
+        if not plan.layouts:
+            plan.note = (plan.note + "; " if plan.note else "") + f"the model fits no layout: {last_error}"
+        return plan
+
+    def _fewest_stages(self, device, precision, tp, layers) -> tuple[int | None, str]:
+        """The fewest pipeline stages at which the model fits on tp devices per stage."""
+        def fits(pp):
+            try:
+                self._scenario(device, precision, tp, pp, 1, None)
+                return True, ""
+            except ScenarioError as exc:
+                return False, "; ".join(p.message for p in exc.problems)
+        ok, err = fits(1)
+        if ok:
+            return 1, ""
+        ok_max, err_max = fits(layers)
+        if not ok_max:
+            return None, err_max if "does not fit" in err_max or "leaves" in err_max else err
+        lo, hi = 1, layers      # lo does not fit, hi does
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (lo, mid) if fits(mid)[0] else (mid, hi)
+        return hi, ""
+
+    def size(self, layout: Layout) -> Layout:
+        """Bisection on the replica count for one layout."""
+        width = layout.tp * layout.pp
+        cap = max(1, self.max_devices // width)
+        lo_fail, hi_ok = None, None
+        n = 1
+        while n <= cap:
+            t = self.trial(layout.device, layout.precision, layout.tp, layout.pp, n)
+            if t.met:
+                hi_ok = t
+                break
+            if t.why.startswith("rejected"):
+                layout.note = f"{t.why} at any count (request too large for this layout)"
+                return layout
+            lo_fail = t
+            n = min(2 * n, cap) if n < cap else cap + 1
+        if hi_ok is None:
+            layout.note = f"SLO not met with {cap * width} devices (--max-devices {self.max_devices})"
+            layout.below = lo_fail
+            return layout
+        while lo_fail is not None and hi_ok.replicas - lo_fail.replicas > max(1, self.tolerance * hi_ok.replicas):
+            mid = (lo_fail.replicas + hi_ok.replicas) // 2
+            t = self.trial(layout.device, layout.precision, layout.tp, layout.pp, mid)
+            if t.met:
+                hi_ok = t
+            else:
+                lo_fail = t
+        layout.best, layout.below = hi_ok, lo_fail
+        return layout
+
+    def plan(self, devices: list[str]) -> list[DevicePlan]:
+        plans = []
+        for device in devices:
+            p = self.layouts(device)
+            for lay in p.layouts:
+                self.size(lay)
+            plans.append(p)
+        return plans
+
+    # ---- reverse: the most load a fleet sustains ----------------------------------------
+    def max_rate(self, tolerance: float = 0.02) -> tuple[Trial | None, Trial | None]:
+        """The highest total rate at which the scenario's fleet meets the SLO (and the lowest
+        tried at which it did not)."""
+        if self.rate0 is None:
+            raise ScenarioError.one(self.src.loc_of(("workload",)), "workload",
+                                    "the reverse search scales each stream's rate: every stream needs rate:")
+        pool = self.base.pools[0]
+        dep = pool.deployment
+        args = (pool.device_key if isinstance(self.src.data["fleet"][0]["device"], str) else
+                self.src.data["fleet"][0]["device"], dep.precision, dep.tp, dep.pp, pool.replicas)
+        ok, fail = None, None
+        rate = self.rate or self.rate0
+        for _ in range(40):
+            t = self.trial(*args, rate=rate)
+            if t.met:
+                ok = t
+                if fail is not None:
+                    break
+                rate *= 2
+            else:
+                fail = t
+                if ok is not None:
+                    break
+                rate /= 2
+        while ok is not None and fail is not None and fail.rate - ok.rate > tolerance * ok.rate:
+            t = self.trial(*args, rate=(ok.rate + fail.rate) / 2)
+            ok, fail = (t, fail) if t.met else (ok, t)
+        return ok, fail
+
+
+def _precision_for(dev: DeviceSpec, want: str) -> str | None:
+    """The requested precision, or the nearest the device computes in: the same width first
+    (fp8 <-> int8), then 16-bit (no fp8 means bf16 weights and twice the memory)."""
+    supported = dev.peak_flops.supported()
+    if want in supported:
+        return want
+    same = [p for p in supported if BYTES_PER_ELEMENT[p] == BYTES_PER_ELEMENT[want] and p != "fp32"]
+    if same:
+        return same[0]
+    for p in ("bf16", "fp16", "fp8", "int8"):
+        if p in supported and BYTES_PER_ELEMENT[p] >= BYTES_PER_ELEMENT[want]:
+            return p
+    return None
+
+
+def _fmt(x) -> str:
+    from .units import format_duration
+    return "-" if x is None else format_duration(x)
+
+
+__all__ = ["Planner", "parse_slo", "DeploymentError"]
