@@ -41,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     plan.add_argument("--rate", help="total request rate to size for, e.g. 40/s (default: the scenario's)")
     plan.add_argument("--devices", help="comma-separated catalog devices (default: the scenario's device)")
     plan.add_argument("--all-devices", action="store_true", help="every device in the catalog")
+    plan.add_argument("--tp", help="comma-separated tensor-parallel degrees to try (default: 1, 2, 4, ... up to a server)")
     plan.add_argument("--max-devices", type=int, default=4096, help="largest fleet to try (default 4096)")
     plan.add_argument("--tolerance", type=float, default=0.0,
                       help="stop bisecting within this share of the count (default 0: exact)")
@@ -178,7 +179,11 @@ def _plan(args) -> int:
         rate = parse_rate(args.rate) if args.rate else None
     except Exception as exc:
         raise ScenarioError.one(_loc("--rate"), "rate", str(exc)) from None
-    planner = Planner(args.scenario, slo, rate, args.overrides, args.tolerance, args.max_devices, progress)
+    try:
+        tps = [int(t) for t in args.tp.split(",")] if args.tp else None
+    except ValueError:
+        raise ScenarioError.one(_loc("--tp"), "tp", f"expected comma-separated integers, got {args.tp!r}") from None
+    planner = Planner(args.scenario, slo, rate, args.overrides, args.tolerance, args.max_devices, progress, tps)
     name = planner.base.name
     out = args.out or os.path.join("results", f"plan-{name}")
     os.makedirs(out, exist_ok=True)
@@ -232,7 +237,7 @@ def _plan(args) -> int:
         b = best_overall.best
         console.print(f"cheapest: {b.devices:,} x {b.device} ({b.precision}, tp{b.tp}"
                       + (f" x pp{b.pp}" if b.pp > 1 else "") + f", {b.replicas:,} replicas)"
-                      + ("" if b.usd_per_hour is None else f" at ${b.usd_per_hour:,.0f}/h = ${b.usd_per_hour * 24:,.0f}/day"))
+                      + ("" if b.usd_per_hour is None else f" at ${b.usd_per_hour:,.2f}/h = ${b.usd_per_hour * 24:,.0f}/day"))
     else:
         console.print("no device in the search meets the SLO")
     _write_plan(out, planner, plans, None, None)

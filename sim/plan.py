@@ -21,13 +21,16 @@ import copy
 import time
 from dataclasses import dataclass, field
 
-from . import catalog, source
+import numpy as np
+
+from . import catalog, kernels, source
 from .deployment import DeploymentError
 from .errors import Loc, ScenarioError
 from .hardware import BYTES_PER_ELEMENT, DeviceSpec
 from .scenario import Scenario, scenario_from_source
 from .simulation import simulate
 from .summary import summarize
+from .workload import generate
 from .units import UnitError, parse_duration, parse_rate
 
 # size-only rejections: more replicas do not help
@@ -102,10 +105,11 @@ def parse_slo(text: str) -> dict:
 
 class Planner:
     def __init__(self, path: str, slo: dict | None = None, rate: float | None = None, overrides=(),
-                 tolerance: float = 0.0, max_devices: int = 4096, progress=None):
+                 tolerance: float = 0.0, max_devices: int = 4096, progress=None, tps: list[int] | None = None):
         self.path = path
         self.tolerance = tolerance
         self.max_devices = max_devices
+        self.tps = tps
         self.progress = progress or (lambda trial: None)
         self.trials: list[Trial] = []
         src = source.load(path)
@@ -125,6 +129,9 @@ class Planner:
             raise ScenarioError.one(src.loc_of(("slo",)), "slo", "plan needs SLO targets: give --slo ttft_p99=2s,... "
                                     "or slo: in the scenario")
         self.rate0 = self._total_rate()
+        # the scenario's own device (a catalog name, or an inline entry such as {base: ..., hourly_usd: 1})
+        self.own_key = self.base.pools[0].device_key
+        self.own_raw = src.data["fleet"][0]["device"]
         self.rate = rate
         self._cache: dict[tuple, Trial] = {}
 
@@ -135,8 +142,11 @@ class Planner:
 
     def _scenario(self, device: str, precision: str, tp: int, pp: int, replicas: int, rate: float | None) -> Scenario:
         src = copy.deepcopy(self.src)
+        if src.data.get("drain") is None:
+            # a fleet too small never drains its queue: stop a duration after the window
+            src.data["drain"] = src.data["duration"]
         pool = src.data["fleet"][0]
-        pool["device"] = device
+        pool["device"] = self.own_raw if device == self.own_key else device
         pool["count"] = replicas * tp * pp * pool.get("serve", {}).get("ep", 1)
         serve = pool.setdefault("serve", {})
         serve.update({"tp": tp, "pp": pp, "precision": precision})
@@ -160,7 +170,7 @@ class Planner:
         permanent = {k: v for k, v in req["rejected_by_reason"].items() if k in PERMANENT}
         if permanent:
             why = "rejected " + ", ".join(f"{v} {k}" for k, v in permanent.items())
-        elif not s["slo"]["met"]:
+        elif not all(r["met"] for r in s["slo"]["results"].values()):
             why = "; ".join(f"{k} {_fmt(r['value'])} > {_fmt(r['target'])}" for k, r in s["slo"]["results"].items()
                             if not r["met"])
         elif req["rejected"] or req["in_flight"]:
@@ -178,10 +188,13 @@ class Planner:
         """The layouts to search on `device`: each tp up to its server, the fewest pp that fits."""
         plan = DevicePlan(device)
         entries = catalog.device_entries()
-        if device not in entries:
+        if device == self.own_key:
+            dev = self.base.pools[0].deployment.device
+        elif device in entries:
+            dev = DeviceSpec.model_validate(entries[device])
+        else:
             plan.note = f"unknown device '{device}'"
             return plan
-        dev = DeviceSpec.model_validate(entries[device])
         want = self.base.pools[0].deployment.precision
         precision = _precision_for(dev, want)
         if precision is None:
@@ -191,27 +204,37 @@ class Planner:
             plan.note = f"{precision} instead of {want} (no {want} compute)"
         model = self.base.pools[0].deployment.model
         per_server = dev.node.devices if dev.node is not None else 8
-        tps = [t for t in (1, 2, 4, 8, 16, 32, 64) if t <= per_server and (not model.heads or model.heads % t == 0)]
+        tps = [t for t in (self.tps or (1, 2, 4, 8, 16, 32, 64))
+               if (self.tps or t <= per_server) and (not model.heads or model.heads % t == 0)]
         if dev.scale_up_bandwidth is None:
             tps = [1]
         last_error = ""
+        fits_whole = []          # layouts without pipeline stages
         for tp in tps:
+            pp, err = self._fewest_stages(device, precision, tp, model.layers, only_one=True)
+            if pp is not None:
+                fits_whole.append(tp)
+            else:
+                last_error = err
+        if fits_whole:
+            plan.layouts = [Layout(device, precision, tp, 1) for tp in fits_whole]
+        elif tps:
+            # nothing fits a server's worth of tensor parallelism: pipeline the widest layout
+            tp = tps[-1]
             pp, err = self._fewest_stages(device, precision, tp, model.layers)
             if pp is None:
-                last_error = err
-                continue
-            if tp * pp > self.max_devices:
+                last_error = err or last_error
+            elif tp * pp > self.max_devices:
                 last_error = f"tp={tp} needs pp={pp}: {tp * pp} devices per replica, over --max-devices {self.max_devices}"
-                continue
-            plan.layouts.append(Layout(device, precision, tp, pp))
-            if pp > 1 and dev.memory_type != "sram":
-                break          # a pipeline of GPUs: larger tp layouts only repeat it
+            else:
+                plan.layouts = [Layout(device, precision, tp, pp)]
         if not plan.layouts:
             plan.note = (plan.note + "; " if plan.note else "") + f"the model fits no layout: {last_error}"
         return plan
 
-    def _fewest_stages(self, device, precision, tp, layers) -> tuple[int | None, str]:
-        """The fewest pipeline stages at which the model fits on tp devices per stage."""
+    def _fewest_stages(self, device, precision, tp, layers, only_one=False) -> tuple[int | None, str]:
+        """The fewest pipeline stages at which the model fits on tp devices per stage (with
+        only_one: whether one stage does)."""
         def fits(pp):
             try:
                 self._scenario(device, precision, tp, pp, 1, None)
@@ -221,6 +244,8 @@ class Planner:
         ok, err = fits(1)
         if ok:
             return 1, ""
+        if only_one:
+            return None, err
         ok_max, err_max = fits(layers)
         if not ok_max:
             return None, err_max if "does not fit" in err_max or "leaves" in err_max else err
@@ -230,22 +255,46 @@ class Planner:
             lo, hi = (lo, mid) if fits(mid)[0] else (mid, hi)
         return hi, ""
 
+    def start_count(self, layout: Layout) -> int:
+        """Where the search starts: the replicas the load needs if each ran full batches at
+        the kernels' decode speed (a guess; the search goes down as well as up from it)."""
+        sc = self._scenario(layout.device, layout.precision, layout.tp, layout.pp, 1, None)
+        dep = sc.pools[0].deployment
+        arrivals = generate(sc.spec.workload, min(sc.spec.duration, 60.0), sc.spec.seed)
+        ok = ~np.isnan(arrivals.time)
+        if not ok.any():
+            return 1
+        prompt, output = float(arrivals.prompt[ok].mean()), float(arrivals.output[ok].mean())
+        rate = (self.rate or self.rate0 or ok.sum() / min(sc.spec.duration, 60.0))
+        engine = sc.spec.fleet[0].serve.engine
+        batch = int(max(1, min(engine.max_batch_seqs, dep.max_tokens_in_cache // max(prompt + output, 1))))
+        empty = np.zeros(0, np.int64)
+        step = kernels.batch_time(empty, empty, empty, np.full(batch, int(prompt + output / 2), np.int64), dep.params)
+        per_engine = batch / step / output                    # requests per second
+        return max(1, int(np.ceil(rate / (per_engine * sc.pools[0].spec.engines_per_replica))))
+
     def size(self, layout: Layout) -> Layout:
-        """Bisection on the replica count for one layout."""
+        """Doubling (or halving) from a guess until the SLO's boundary is bracketed, then
+        bisection on the replica count for one layout."""
         width = layout.tp * layout.pp
         cap = max(1, self.max_devices // width)
         lo_fail, hi_ok = None, None
-        n = 1
-        while n <= cap:
+        n = min(self.start_count(layout), cap)
+        while True:
             t = self.trial(layout.device, layout.precision, layout.tp, layout.pp, n)
-            if t.met:
-                hi_ok = t
-                break
             if t.why.startswith("rejected"):
                 layout.note = f"{t.why} at any count (request too large for this layout)"
                 return layout
-            lo_fail = t
-            n = min(2 * n, cap) if n < cap else cap + 1
+            if t.met:
+                hi_ok = t
+                if lo_fail is not None or n == 1:
+                    break
+                n //= 2
+            else:
+                lo_fail = t
+                if hi_ok is not None or n >= cap:
+                    break
+                n = min(2 * n, cap)
         if hi_ok is None:
             layout.note = f"SLO not met with {cap * width} devices (--max-devices {self.max_devices})"
             layout.below = lo_fail
@@ -278,8 +327,7 @@ class Planner:
                                     "the reverse search scales each stream's rate: every stream needs rate:")
         pool = self.base.pools[0]
         dep = pool.deployment
-        args = (pool.device_key if isinstance(self.src.data["fleet"][0]["device"], str) else
-                self.src.data["fleet"][0]["device"], dep.precision, dep.tp, dep.pp, pool.replicas)
+        args = (self.own_key, dep.precision, dep.tp, dep.pp, pool.replicas)
         ok, fail = None, None
         rate = self.rate or self.rate0
         for _ in range(40):

@@ -41,8 +41,8 @@ def requests_frame(result: RunResult) -> pd.DataFrame:
 def devices_frame(result: RunResult, bins: int = 200) -> pd.DataFrame:
     """Per replica and time bin (`time` is the bin's start): busy fraction (share of the bin
     spent running iterations), GPU active fraction (busy minus the host's per-iteration work,
-    while the devices wait), KV occupancy, tokens processed per second, device power (from
-    the active fraction)."""
+    while the devices wait), KV occupancy, tokens processed per second, power (its devices'
+    draw from the active fraction and clock, plus their share of server overhead)."""
     end = max(result.end_time, result.scenario.spec.duration)
     width = max(end / bins, 1e-3)
     nbins = int(math.ceil(end / width))
@@ -51,10 +51,12 @@ def devices_frame(result: RunResult, bins: int = 200) -> pd.DataFrame:
     kv = np.zeros((n, nbins))
     tokens = np.zeros((n, nbins))
     host = np.zeros((n, nbins))
+    dyn = np.zeros((n, nbins))       # computing seconds weighted by clock^3
     ovh = [r.iteration_overhead for r in result.replicas]
     log = result.log.columns()
-    for rep, s, e, blocks, tok, its in zip(log["replica"], log["start"], log["end"], log["kv_blocks"],
-                                           log["tokens"], log["iterations"]):
+    for rep, s, e, blocks, tok, its, clock in zip(log["replica"], log["start"], log["end"], log["kv_blocks"],
+                                                  log["tokens"], log["iterations"], log["clock"]):
+        host_share = min(its * ovh[rep] / max(e - s, 1e-300), 1.0)
         b0, b1 = int(s // width), min(int(e // width), nbins - 1)
         for b in range(b0, b1 + 1):
             ov = min(e, (b + 1) * width) - max(s, b * width)
@@ -63,8 +65,10 @@ def devices_frame(result: RunResult, bins: int = 200) -> pd.DataFrame:
                 busy[rep, b] += ov
                 kv[rep, b] += ov * blocks
                 tokens[rep, b] += tok * share
-                host[rep, b] += its * ovh[rep] * share
+                host[rep, b] += host_share * ov
+                dyn[rep, b] += (1.0 - host_share) * ov * clock ** 3
     active = np.maximum(busy - host, 0.0) / width
+    dyn /= width
     busy /= width
     rows = []
     pools = {p.name: p for p in result.scenario.pools}
@@ -72,6 +76,7 @@ def devices_frame(result: RunResult, bins: int = 200) -> pd.DataFrame:
         dep = pools[info.pool].deployment
         u = np.clip(busy[info.index], 0.0, 1.0)
         a = np.clip(active[info.index], 0.0, 1.0)
+        node = np.array([economics.node_power_per_device(dep.device, x) for x in a]) * info.tp
         rows.append(pd.DataFrame({
             "time": np.arange(nbins) * width,
             "replica": info.index,
@@ -80,7 +85,9 @@ def devices_frame(result: RunResult, bins: int = 200) -> pd.DataFrame:
             "gpu_active": a,
             "kv_occupancy": kv[info.index] / (width * info.total_blocks),
             "tokens_per_s": tokens[info.index] / width,
-            "power_w": [_times(economics.device_power(dep.device, x), info.tp) for x in a],
+            # its devices' draw (clock^3-weighted while capped) plus their share of server overhead
+            "power_w": np.array([_times(economics.device_power(dep.device, x), info.tp)
+                                 for x in np.clip(dyn[info.index], 0.0, 1.0)]) + node,
         }))
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
 
@@ -155,7 +162,8 @@ def print_summary(summary: dict, console: Console | None = None) -> None:
         parts = [f"{k} {_d(r['value'])} / {_d(r['target'])} {'ok' if r['met'] else 'MISSED'}"
                  for k, r in slo["results"].items()]
         att = slo["attainment"]
-        console.print(f"SLO: {'met' if slo['met'] else 'NOT met'} ({'; '.join(parts)}); "
+        away = f"; {slo['turned_away']:,} requests rejected or failed" if slo.get("turned_away") else ""
+        console.print(f"SLO: {'met' if slo['met'] else 'NOT met'} ({'; '.join(parts)}{away}); "
                       f"attainment {_n(att * 100 if att is not None else None)}%, "
                       f"goodput {slo['goodput_requests_per_s']:.2f} req/s")
 

@@ -309,10 +309,13 @@ def _slo(targets: dict, cols: dict, measured, done, finished_in, latency: dict, 
         ok_finished &= within
     attained = float(ok.sum()) / float(measured.sum()) if measured.sum() else None
     tokens = float((table.prompt + table.output)[ok_finished].sum())
+    # percentiles describe completed requests: turning requests away does not meet an SLO
+    turned_away = int((measured & ((table.state == REJECTED) | (table.state == FAILED))).sum())
     return {
         "targets": targets,
         "results": results,
-        "met": all(r["met"] for r in results.values()),
+        "met": all(r["met"] for r in results.values()) and turned_away == 0,
+        "turned_away": turned_away,
         "attainment": attained,
         "goodput_requests_per_s": float(ok_finished.sum()) / window,
         "goodput_tokens_per_s": tokens / window,

@@ -9,26 +9,35 @@ import pandas as pd
 import pytest
 
 from sim.cli import main
-from sim.scenario import load_scenario
+from sim.scenario import load_scenario, variant_names
 from tests.conftest import ROOT
 
 SCENARIOS = sorted(glob.glob(os.path.join(ROOT, "scenarios", "*.yaml")))
 SHORT = ["duration=20s", "warmup=2s"]
+# each scenario file, and each of its variants
+CASES = [(p, v) for p in SCENARIOS for v in [None] + variant_names(p)]
+
+
+def _id(case):
+    path, variant = case
+    return os.path.basename(path) + (f":{variant}" if variant else "")
 
 
 def test_there_are_scenarios():
     assert any(p.endswith("quickstart.yaml") for p in SCENARIOS)
 
 
-@pytest.mark.parametrize("path", SCENARIOS, ids=os.path.basename)
-def test_scenario_validates(path, capsys):
-    assert main(["validate", path]) == 0
+@pytest.mark.parametrize("case", CASES, ids=_id)
+def test_scenario_validates(case, capsys):
+    path, variant = case
+    assert main(["validate", path] + (["--variant", variant] if variant else [])) == 0
     assert ": ok: scenario" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("path", SCENARIOS, ids=os.path.basename)
-def test_scenario_runs_short(path, tmp_path, capsys):
-    args = ["run", path, "--out", str(tmp_path)]
+@pytest.mark.parametrize("case", CASES, ids=_id)
+def test_scenario_runs_short(case, tmp_path, capsys):
+    path, variant = case
+    args = ["run", path, "--out", str(tmp_path)] + (["--variant", variant] if variant else [])
     for s in SHORT:
         args += ["--set", s]
     assert main(args) == 0
@@ -45,7 +54,7 @@ def test_scenario_runs_short(path, tmp_path, capsys):
     assert (tmp_path / "scenario.yaml").exists()
     assert len(summary["replicas"]) == sum(p["replicas"] for p in summary["pools"])
     assert all(0 <= r["busy_fraction"] <= 1 and 0 <= r["kv_occupancy"] <= 1 for r in summary["replicas"])
-    sc = load_scenario(path, SHORT)
+    sc = load_scenario(path, SHORT, variant)
     assert summary["scenario"] == sc.name
 
 
