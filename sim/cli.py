@@ -351,11 +351,12 @@ def _catalog(args) -> int:
     if args.what == "devices":
         specs = {k: DeviceSpec.model_validate(v) for k, v in catalog.device_entries().items()}
         title = "devices (peak FLOP/s dense, per chip)"
-        columns = ("key", "name", "memory", "HBM BW", "bf16", "fp8", "fp4", "scale-up/dir", "TDP", "eff c/m", "$/h")
+        columns = ("key", "name", "memory", "mem BW", "bf16", "fp8", "fp4", "scale-up/dir", "TDP", "eff c/m", "$/h")
 
         def row(k, s):
             pf = s.peak_flops
-            return (k, s.name, format_bytes(s.memory), f"{s.memory_bandwidth / 1e12:.2f} TB/s",
+            return (k, s.name, format_bytes(s.memory) + (f" {s.memory_type}" if s.memory_type != "hbm" else ""),
+                    f"{s.memory_bandwidth / 1e12:.2f} TB/s",
                     _tf(pf.bf16), _tf(pf.fp8), _tf(pf.fp4),
                     "-" if s.scale_up_bandwidth is None else f"{s.scale_up_bandwidth / 1e9:.0f} GB/s",
                     "-" if s.tdp is None else f"{s.tdp:.0f} W", f"{s.compute_eff:.2f}/{s.mem_eff:.2f}",

@@ -219,7 +219,8 @@ def test_power_follows_the_active_fraction_by_hand(write_scenario):
     pool = s["pools"][0]
     dev = res.scenario.pools[0].deployment.device
     idle = dev.idle_watts()
-    by_hand = sum(idle + (dev.tdp - idle) * r["accelerator_active"] for r in s["replicas"])  # tp 1
+    node = dev.node.power / dev.node.devices   # the server's overhead, shared per GPU
+    by_hand = sum(idle + node + (dev.tdp - idle) * r["accelerator_active"] for r in s["replicas"])  # tp 1
     assert pool["it_watts"] == pytest.approx(by_hand)
     assert all(r["accelerator_active"] < r["busy_fraction"] for r in s["replicas"])  # host time excluded
     assert s["power"]["facility_watts"] == pytest.approx(by_hand * res.scenario.spec.economics.pue)
