@@ -12,6 +12,7 @@ import sys
 from rich.table import Table
 
 from .errors import ScenarioError
+from .units import duration_or_dash
 
 EXIT_SCENARIO = 2
 
@@ -74,19 +75,9 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     try:
-        if args.command == "run":
-            return _run(args)
-        if args.command == "validate":
-            return _validate(args)
-        if args.command == "compare":
-            return _compare(args)
-        if args.command == "plan":
-            return _plan(args)
-        if args.command == "validate-model":
-            return _validate_model(args)
-        if args.command == "topology":
-            return _topology(args)
-        return _catalog(args)
+        handler = {"run": _run, "validate": _validate, "compare": _compare, "plan": _plan,
+                   "validate-model": _validate_model, "topology": _topology, "catalog": _catalog}[args.command]
+        return handler(args)
     except ScenarioError as exc:
         for problem in exc.problems:
             print(f"error: {problem}", file=sys.stderr)
@@ -140,7 +131,7 @@ def _compare(args) -> int:
         table.add_column(c, justify="left" if c in ("scenario", "fleet") else "right")
     for r in rows:
         table.add_row(r["scenario"], r["fleet"], str(r["devices"]),
-                      *(_dur(r[k]) for k in ("ttft_p50_s", "ttft_p99_s", "tpot_p50_s", "tpot_p99_s")),
+                      *(duration_or_dash(r[k]) for k in ("ttft_p50_s", "ttft_p99_s", "tpot_p50_s", "tpot_p99_s")),
                       f"{r['tokens_per_s']:,.0f}",
                       "-" if r["goodput_tokens_per_s"] is None else f"{r['goodput_tokens_per_s']:,.0f}",
                       "-" if r["facility_kw"] is None else f"{r['facility_kw']:,.1f}",
@@ -150,11 +141,6 @@ def _compare(args) -> int:
     console.print(table)
     console.print(f"results: {', '.join(files)}")
     return 0
-
-
-def _dur(x):
-    from .units import format_duration
-    return "-" if x is None else format_duration(x)
 
 
 def _plan(args) -> int:
@@ -187,7 +173,7 @@ def _plan(args) -> int:
     name = planner.base.name
     out = args.out or os.path.join("results", f"plan-{name}")
     os.makedirs(out, exist_ok=True)
-    targets = ", ".join(f"{k} {_dur(v)}" for k, v in planner.base.spec.slo.targets.items())
+    targets = ", ".join(f"{k} {duration_or_dash(v)}" for k, v in planner.base.spec.slo.targets.items())
     load = rate or planner.rate0
     if args.max_load:
         console.print(f"[bold]{name}[/bold]: highest load within {targets} for its fleet")
@@ -195,7 +181,7 @@ def _plan(args) -> int:
         if ok is None:
             console.print(f"the fleet misses the SLO even at {fail.rate:,.3g}/s ({fail.why})")
         else:
-            console.print(f"sustains {ok.rate:,.2f}/s (TTFT p99 {_dur(ok.ttft_p99)}, TPOT p99 {_dur(ok.tpot_p99)}); "
+            console.print(f"sustains {ok.rate:,.2f}/s (TTFT p99 {duration_or_dash(ok.ttft_p99)}, TPOT p99 {duration_or_dash(ok.tpot_p99)}); "
                           + (f"misses at {fail.rate:,.2f}/s ({fail.why})" if fail else "no failing load found"))
         _write_plan(out, planner, [], ok, fail)
         console.print(f"{len(planner.trials)} simulations in {time.perf_counter() - wall0:.1f}s; {out}/plan.json")
@@ -227,7 +213,7 @@ def _plan(args) -> int:
             best_overall = lay
         below = lay.below
         table.add_row(p.device, b.precision, f"tp{b.tp}" + (f" x pp{b.pp}" if b.pp > 1 else ""), f"{b.replicas:,}",
-                      f"{b.devices:,}", _dur(b.ttft_p99), _dur(b.tpot_p99),
+                      f"{b.devices:,}", duration_or_dash(b.ttft_p99), duration_or_dash(b.tpot_p99),
                       "-" if b.usd_per_hour is None else f"{b.usd_per_hour:,.2f}",
                       "-" if b.usd_per_hour is None else f"{b.usd_per_hour * 24:,.0f}",
                       "-" if b.usd_per_m_tokens is None else f"{b.usd_per_m_tokens:.3f}",

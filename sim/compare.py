@@ -40,13 +40,11 @@ def load_entries(items: list[Entry], overrides=()) -> list[Scenario]:
     for e in items:
         src = source.load(e.path)
         src.select_variant(e.variant)
+        for assignment in overrides:
+            src.override(assignment)
         if reference is None:
-            for assignment in overrides:
-                src.override(assignment)
             reference = src
         else:
-            for assignment in overrides:
-                src.override(assignment)
             for key in SHARED:
                 for p in [p for p in src.locs if p[:1] == (key,)]:
                     del src.locs[p]

@@ -208,13 +208,11 @@ def _predict(case: Case, src: source.Source) -> float:
     if q.kind == "prefill":
         if q.tokens is None:
             raise ValueError("a prefill query needs tokens:")
-        lens = np.full(n, q.tokens, np.int64)
-        t = kernels.batch_time(lens, np.zeros(n, np.int64), lens, np.zeros(0, np.int64), p)
+        t = kernels.prefill_time(p, q.tokens, n)
         return _as(quantity, t, float(n * q.tokens)) / factor
     if q.context is None:
         raise ValueError("a decode query needs context:")
-    empty = np.zeros(0, np.int64)
-    t = kernels.batch_time(empty, empty, empty, np.full(n, q.context, np.int64), p)
+    t = kernels.decode_time(p, n, q.context)
     return _as(quantity, t, float(n)) / factor
 
 

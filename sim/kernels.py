@@ -193,6 +193,18 @@ def batch_time(pf_len, pf_offset, pf_target, dec_ctx, p):
                           float(pf_len.shape[0]) + n_dec, p)
 
 
+def prefill_time(p, prompt: int, seqs: int = 1) -> float:
+    """One iteration that prefills `seqs` whole prompts of `prompt` tokens."""
+    lens = np.full(seqs, prompt, np.int64)
+    return batch_time(lens, np.zeros(seqs, np.int64), lens, np.zeros(0, np.int64), p)
+
+
+def decode_time(p, seqs: int, context: int) -> float:
+    """One iteration that decodes `seqs` sequences, each attending to `context` tokens."""
+    empty = np.zeros(0, np.int64)
+    return batch_time(empty, empty, empty, np.full(seqs, context, np.int64), p)
+
+
 @njit(cache=True)
 def decode_run(t0, kv_len, remaining, block_size, free_blocks, per_seq_blocks,
                pad, kv_grows, max_steps, p, ends, finish_step):

@@ -24,14 +24,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import catalog, kernels, source
-from .deployment import DeploymentError
 from .errors import Loc, ScenarioError
 from .hardware import BYTES_PER_ELEMENT, DeviceSpec
 from .scenario import Scenario, scenario_from_source
 from .simulation import simulate
 from .summary import summarize
 from .workload import generate
-from .units import UnitError, parse_duration, parse_rate
+from .units import UnitError, duration_or_dash, parse_duration, parse_rate
 
 # size-only rejections: more replicas do not help
 PERMANENT = ("exceeds_context", "exceeds_kv_cache", "prompt_exceeds_batch_tokens")
@@ -171,7 +170,7 @@ class Planner:
         if permanent:
             why = "rejected " + ", ".join(f"{v} {k}" for k, v in permanent.items())
         elif not all(r["met"] for r in s["slo"]["results"].values()):
-            why = "; ".join(f"{k} {_fmt(r['value'])} > {_fmt(r['target'])}" for k, r in s["slo"]["results"].items()
+            why = "; ".join(f"{k} {duration_or_dash(r['value'])} > {duration_or_dash(r['target'])}" for k, r in s["slo"]["results"].items()
                             if not r["met"])
         elif req["rejected"] or req["in_flight"]:
             why = f"{req['rejected']} rejected, {req['in_flight']} left in flight"
@@ -268,8 +267,7 @@ class Planner:
         rate = (self.rate or self.rate0 or ok.sum() / min(sc.spec.duration, 60.0))
         engine = sc.spec.fleet[0].serve.engine
         batch = int(max(1, min(engine.max_batch_seqs, dep.max_tokens_in_cache // max(prompt + output, 1))))
-        empty = np.zeros(0, np.int64)
-        step = kernels.batch_time(empty, empty, empty, np.full(batch, int(prompt + output / 2), np.int64), dep.params)
+        step = kernels.decode_time(dep.params, batch, int(prompt + output / 2))
         per_engine = batch / step / output                    # requests per second
         return max(1, int(np.ceil(rate / (per_engine * sc.pools[0].spec.engines_per_replica))))
 
@@ -363,9 +361,4 @@ def _precision_for(dev: DeviceSpec, want: str) -> str | None:
     return None
 
 
-def _fmt(x) -> str:
-    from .units import format_duration
-    return "-" if x is None else format_duration(x)
-
-
-__all__ = ["Planner", "parse_slo", "DeploymentError"]
+__all__ = ["Planner", "parse_slo"]

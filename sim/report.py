@@ -20,7 +20,7 @@ from rich.table import Table
 from . import economics
 from .metrics import REASONS, STATE_NAMES
 from .simulation import RunResult
-from .units import format_duration
+from .units import duration_or_dash, format_duration
 
 
 def requests_frame(result: RunResult) -> pd.DataFrame:
@@ -117,10 +117,6 @@ def _jsonable(x):
     raise TypeError(f"not serializable: {type(x)}")
 
 
-def _d(x):
-    return "-" if x is None else format_duration(x)
-
-
 def _n(x, fmt="{:,.1f}"):
     return "-" if x is None else fmt.format(x)
 
@@ -151,7 +147,7 @@ def print_summary(summary: dict, console: Console | None = None) -> None:
     for metric, label in (("ttft", "time to first token"), ("tpot", "time per output token"),
                           ("e2e", "end to end"), ("queue_wait", "queue wait")):
         s = summary["latency_s"][metric]
-        lat.add_row(label, *(_d(s[k]) for k in ("p50", "p90", "p99", "mean")))
+        lat.add_row(label, *(duration_or_dash(s[k]) for k in ("p50", "p90", "p99", "mean")))
     console.print(lat)
 
     tp = summary["throughput"]
@@ -159,7 +155,7 @@ def print_summary(summary: dict, console: Console | None = None) -> None:
                   f"{tp['output_tokens_per_s']:,.0f} output tok/s")
     slo = summary["slo"]
     if slo.get("results"):
-        parts = [f"{k} {_d(r['value'])} / {_d(r['target'])} {'ok' if r['met'] else 'MISSED'}"
+        parts = [f"{k} {duration_or_dash(r['value'])} / {duration_or_dash(r['target'])} {'ok' if r['met'] else 'MISSED'}"
                  for k, r in slo["results"].items()]
         att = slo["attainment"]
         away = f"; {slo['turned_away']:,} requests rejected or failed" if slo.get("turned_away") else ""

@@ -152,7 +152,7 @@ def pool_figures(scenario: Scenario, arrivals) -> dict[str, PoolFigures] | None:
     out = {}
     for pool in scenario.pools:
         streams = [i for i, s in enumerate(spec.workload) if (s.model or served[0]) == pool.model_key]
-        mine = np.isin(arrivals.stream, streams) & ~np.isnan(arrivals.prompt.astype(float))
+        mine = np.isin(arrivals.stream, streams)
         prompt = float(arrivals.prompt[mine].mean()) if mine.any() else 1024.0
         output = float(arrivals.output[mine].mean()) if mine.any() else 256.0
         dep = pool.deployment

@@ -76,10 +76,9 @@ class Source:
             self.data[key] = value
             for p in [p for p in self.locs if p[:1] == (key,)]:
                 del self.locs[p]
-            n = 2
             for p, loc in own.items():
-                if p[:n + 1] == ("variants", name, key):
-                    self.locs[p[n:]] = loc
+                if p[:3] == ("variants", name, key):
+                    self.locs[p[2:]] = loc
         if "name" not in variants[name]:
             self.data["name"] = f"{base_name}-{name}"
 

@@ -43,8 +43,8 @@ def busy_in_window(result: RunResult, w0: float, w1: float) -> tuple[np.ndarray,
 
 def pool_of_requests(result: RunResult) -> np.ndarray:
     """Each request's pool index (-1: never reached a replica)."""
-    engine_pool = np.array([next(i for i, p in enumerate(result.scenario.pools) if p.name == r.pool)
-                            for r in result.replicas] + [-1], np.int64)
+    index = {p.name: i for i, p in enumerate(result.scenario.pools)}
+    engine_pool = np.array([index[r.pool] for r in result.replicas] + [-1], np.int64)
     return engine_pool[result.table.replica]
 
 
@@ -209,14 +209,10 @@ def _output_weight(result: RunResult, pool, table, served_in, idx) -> float | No
     mine = np.isin(log["replica"], idx)
     iterations = float(log["iterations"][mine].sum())
     batch = max(1, int(round(float(table.output[served_in].sum()) / max(iterations, 1.0))))
-    p = result.replicas[int(idx[0])].params if hasattr(result.replicas[int(idx[0])], "params") else None
-    p = pool.deployment.params if p is None else p
+    p = pool.deployment.params
     P = max(1, int(round(prompt)))
-    pf = kernels.batch_time(np.array([P], np.int64), np.zeros(1, np.int64), np.array([P], np.int64),
-                            np.zeros(0, np.int64), p) / P
-    ctx = np.full(batch, int(round(prompt + output / 2)), np.int64)
-    empty = np.zeros(0, np.int64)
-    dec = kernels.batch_time(empty, empty, empty, ctx, p) / batch
+    pf = kernels.prefill_time(p, P) / P
+    dec = kernels.decode_time(p, batch, int(round(prompt + output / 2))) / batch
     return dec / pf if pf > 0 else None
 
 

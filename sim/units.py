@@ -160,6 +160,11 @@ def format_duration(seconds: float) -> str:
     return f"{seconds / 60:.1f}min"
 
 
+def duration_or_dash(seconds: float | None) -> str:
+    """A duration for tables, or '-' where there is none."""
+    return "-" if seconds is None else format_duration(seconds)
+
+
 def format_bytes(n: float) -> str:
     for unit, f in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
         if abs(n) >= f:

@@ -26,13 +26,10 @@ class PoolFigures:
 
     def __init__(self, params: np.ndarray, max_seqs: int, prompt: float, output: float,
                  usd_per_hour: float | None, weight: float):
-        empty = np.zeros(0, np.int64)
         ctx = max(1, int(round(prompt + output / 2)))
-        self.step = np.array([kernels.batch_time(empty, empty, empty, np.full(b, ctx, np.int64), params)
-                              for b in range(1, max_seqs + 1)])
+        self.step = np.array([kernels.decode_time(params, b, ctx) for b in range(1, max_seqs + 1)])
         P = max(1, int(round(prompt)))
-        self.prefill_per_token = kernels.batch_time(np.array([P], np.int64), np.zeros(1, np.int64),
-                                                    np.array([P], np.int64), empty, params) / P
+        self.prefill_per_token = kernels.prefill_time(params, P) / P
         tokens_per_s = max_seqs / self.step[-1]
         self.usd_per_token = np.inf if usd_per_hour is None else usd_per_hour / 3600.0 / tokens_per_s
         self.weight = weight
