@@ -240,7 +240,7 @@ def _pack(d: Deployment, wb: float, ab: float, kvb: float) -> np.ndarray:
         p[K.K_SSM_LAYERS] = m.layers
         p[K.K_SSM_FLOPS] = 9.0 * m.ssm_inner * m.ssm_state / tp
         p[K.K_SSM_STATE] = _state_bytes_per_seq(m, tp) / m.layers
-    p[K.K_HEAD_W] = m.vocab * h / tp
+    p[K.K_HEAD_W] = 0.0 if m.modality == "embedding" else m.vocab * h / tp  # an encoder has no LM head
     p[K.K_HIDDEN] = h
     p[K.K_ALLREDUCES] = 1.0 if m.architecture == "ssm" else 2.0
     p[K.K_LAYERS] = m.layers

@@ -44,6 +44,11 @@ class RequestTable:
         self.kv_ready = np.zeros(n, np.bool_)    # disaggregated: its KV cache has arrived to decode
         self.kv_transfer_bytes = np.zeros(n)     # disaggregated serving: KV cache moved
         self.kv_transfer_time = np.full(n, np.nan)
+        self.priority = np.zeros(n, np.int64)    # class: higher goes first where classes are honoured
+        self.cached = np.zeros(n, np.int64)      # prompt tokens found in the replica's prefix cache
+        self.session = np.full(n, -1, np.int64)  # session it is a call of (-1: none)
+        self.final = np.zeros(n, np.bool_)       # the call that answers its session
+        self.keep_blocks = np.zeros(n, np.int64) # KV blocks left in the prefix cache when it completes
 
         self.on_done = None  # called as on_done(i, time) when request i completes or is rejected
 
@@ -88,6 +93,8 @@ class RequestTable:
             "state": self.state,
             "reason": self.reason,
             "preemptions": self.preemptions,
+            "session": self.session,
+            "final": self.final,
             "kv_transfer_bytes": self.kv_transfer_bytes,
             "kv_transfer_s": self.kv_transfer_time,
         }

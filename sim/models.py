@@ -46,6 +46,8 @@ class ModelSpec(Spec):
     ssm_expand: int = Field(default=0, ge=0)
     ssm_conv: int = Field(default=0, ge=0)
     dt_rank: int = Field(default=0, ge=0)
+    modality: Literal["text", "embedding"] = Field(
+        default="text", description="embedding: an encoder that returns a vector (prefill only, no LM head)")
     source: str = ""
 
     @model_validator(mode="after")

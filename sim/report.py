@@ -20,10 +20,13 @@ from rich.table import Table
 from . import economics
 from .metrics import REASONS, STATE_NAMES
 from .simulation import RunResult
+from .summary import pool_of_requests, request_costs
 from .units import duration_or_dash, format_duration
 
 
-def requests_frame(result: RunResult) -> pd.DataFrame:
+def requests_frame(result: RunResult, summary: dict | None = None) -> pd.DataFrame:
+    """One row per request; with the run's summary, each completed request's cost too (its
+    tokens at its pool's input and output prices)."""
     cols = result.table.columns()
     frame = pd.DataFrame(cols)
     frame["state"] = pd.Categorical([STATE_NAMES[int(s)] for s in cols["state"]],
@@ -35,6 +38,14 @@ def requests_frame(result: RunResult) -> pd.DataFrame:
     spec = result.scenario.spec
     # the requests the summary's latency figures describe: arrived in [warmup, duration)
     frame["measured"] = (frame["arrival"] >= spec.warmup) & (frame["arrival"] < spec.duration)
+    tenants = [s.tenant or s.name for s in spec.workload]
+    frame["tenant"] = [tenants[int(s)] for s in cols["stream"]]
+    frame["priority"] = result.table.priority
+    if summary is not None:
+        prices = np.array([[np.nan if p[k] is None else p[k] / 1e6 for k in
+                            ("usd_per_m_input_tokens", "usd_per_m_output_tokens")] for p in summary["pools"]]
+                          + [[np.nan, np.nan]])
+        frame["usd"] = request_costs(result.table, pool_of_requests(result), prices)
     return frame
 
 
@@ -102,7 +113,7 @@ def write_results(result: RunResult, summary: dict, out_dir: str) -> str:
         json.dump(summary, fh, indent=2, default=_jsonable)
     with open(os.path.join(out_dir, "scenario.yaml"), "w") as fh:
         yaml.safe_dump(result.scenario.resolved_dict(), fh, sort_keys=False)
-    requests_frame(result).to_parquet(os.path.join(out_dir, "requests.parquet"), index=False)
+    requests_frame(result, summary).to_parquet(os.path.join(out_dir, "requests.parquet"), index=False)
     devices_frame(result).to_parquet(os.path.join(out_dir, "devices.parquet"), index=False)
     if result.fabric is not None:
         result.fabric.link_frame().to_parquet(os.path.join(out_dir, "links.parquet"), index=False)
@@ -124,6 +135,36 @@ def _n(x, fmt="{:,.1f}"):
 def make_console() -> Console:
     """A console that keeps tables whole when output goes to a file or pipe (rich assumes 80 columns)."""
     return Console() if sys.stdout.isatty() else Console(width=180)
+
+
+def _tenants_table(tenants: list[dict]) -> Table:
+    table = Table(title="tenants", title_justify="left")
+    for col in ("tenant", "class", "requests", "turned away", "TTFT p99", "TPOT p99", "SLO", "attainment",
+                "$/h", "$/M tok"):
+        table.add_column(col, justify="left" if col == "tenant" else "right")
+    for t in tenants:
+        slo, lat = t["slo"], t["latency_s"]
+        met = "-" if not slo.get("results") else ("met" if slo["met"] else "MISSED")
+        att = slo.get("attainment")
+        table.add_row(t["tenant"], ",".join(str(p) for p in t["priority"]), f"{t['measured_requests']:,}",
+                      f"{t['turned_away']:,}", duration_or_dash(lat["ttft"]["p99"]), duration_or_dash(lat["tpot"]["p99"]),
+                      met, "-" if att is None else f"{att * 100:.1f}%", _n(t["usd_per_hour"], "{:,.2f}"),
+                      _n(t["usd_per_m_tokens"], "{:.3f}"))
+    return table
+
+
+def _sessions_table(sessions: dict) -> Table:
+    table = Table(title="sessions (started in the window; latency from start to answer)", title_justify="left")
+    for col in ("stream", "started", "completed", "failed", "latency p50", "latency p99", "calls", "tokens",
+                "PFLOP", "$ each"):
+        table.add_column(col, justify="left" if col == "stream" else "right")
+    for s in sessions["streams"]:
+        lat = s["latency_s"]
+        table.add_row(s["stream"], f"{s['started']:,}", f"{s['completed']:,}", f"{s['failed']:,}",
+                      duration_or_dash(lat["p50"]), duration_or_dash(lat["p99"]), _n(s["calls_per_session"]),
+                      _n(s["tokens_per_session"], "{:,.0f}"), _n(s["pflop_per_session"], "{:.3g}"),
+                      _n(s["usd_per_session"], "{:.4f}"))
+    return table
 
 
 def print_summary(summary: dict, console: Console | None = None) -> None:
@@ -162,6 +203,12 @@ def print_summary(summary: dict, console: Console | None = None) -> None:
         console.print(f"SLO: {'met' if slo['met'] else 'NOT met'} ({'; '.join(parts)}{away}); "
                       f"attainment {_n(att * 100 if att is not None else None)}%, "
                       f"goodput {slo['goodput_requests_per_s']:.2f} req/s")
+
+    if len(summary.get("tenants", [])) > 1:
+        console.print(_tenants_table(summary["tenants"]))
+
+    if summary.get("sessions"):
+        console.print(_sessions_table(summary["sessions"]))
 
     pools = Table(title="pools", title_justify="left")
     for col in ("pool", "device x count", "model", "tp", "replicas", "busy", "GPU active", "KV used", "preempt",

@@ -8,9 +8,9 @@ whose pools carry a resolved `Deployment`; nothing reads YAML after it returns.
 from __future__ import annotations
 
 import os
-from typing import Annotated, Any, Literal, Union
+from typing import Any, Literal
 
-from pydantic import BeforeValidator, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from . import catalog, source
@@ -21,102 +21,11 @@ from .models import ModelSpec
 from .units import UnitError, parse_duration
 from .spec_base import Bytes, PerSecond, Seconds, Spec, Watts
 from .topology import TopologySpec, validate_topology
+from .arrivals import Arrival, Trace
+from .lengths import Length
+from .sessions import Service, Session
 
-# ---- token-length distributions ------------------------------------------------------
-
-
-class FixedLength(Spec):
-    dist: Literal["fixed"] = "fixed"
-    value: int = Field(ge=1)
-
-
-class UniformLength(Spec):
-    dist: Literal["uniform"]
-    min: int = Field(ge=1)
-    max: int = Field(ge=1)
-
-    @model_validator(mode="after")
-    def _ordered(self):
-        if self.max < self.min:
-            raise ValueError(f"max ({self.max}) is below min ({self.min})")
-        return self
-
-
-class LognormalLength(Spec):
-    """Lognormal with the given mean and coefficient of variation, rounded, clipped to [min, max]."""
-
-    dist: Literal["lognormal"]
-    mean: float = Field(gt=0)
-    cv: float = Field(gt=0)
-    min: int = Field(default=1, ge=1)
-    max: int = Field(default=1_000_000, ge=1)
-
-
-class ExponentialLength(Spec):
-    """Geometric on 1, 2, ... with the given mean (the integer form of an exponential)."""
-
-    dist: Literal["exponential"]
-    mean: float = Field(ge=1)
-    max: int = Field(default=10_000_000, ge=1)
-
-
-class EmpiricalLength(Spec):
-    """Draws from listed values (with optional weights) or a column of a CSV file."""
-
-    dist: Literal["empirical"]
-    values: list[int] | None = None
-    weights: list[float] | None = None
-    path: str | None = None
-    column: str | None = None
-
-    @model_validator(mode="after")
-    def _one_source(self):
-        if (self.values is None) == (self.path is None):
-            raise ValueError("give either values: [...] or path: FILE.csv with column: NAME")
-        if self.path is not None and not self.column:
-            raise ValueError("path: needs column: naming the CSV column to draw from")
-        if self.values is not None:
-            if not self.values or min(self.values) < 1:
-                raise ValueError("values must be a non-empty list of positive token counts")
-            if self.weights is not None and (len(self.weights) != len(self.values) or min(self.weights) < 0
-                                             or sum(self.weights) <= 0):
-                raise ValueError("weights must be non-negative, one per value, with a positive sum")
-        return self
-
-
-def _length_shorthand(v):
-    return {"dist": "fixed", "value": v} if isinstance(v, int) and not isinstance(v, bool) else v
-
-
-Length = Annotated[
-    Annotated[Union[FixedLength, UniformLength, LognormalLength, ExponentialLength, EmpiricalLength],
-              Field(discriminator="dist")],
-    BeforeValidator(_length_shorthand),
-]
-
-# ---- arrivals and workload streams ---------------------------------------------------
-
-
-class Arrival(Spec):
-    """Inter-arrival process. gamma with cv > 1 is burstier than Poisson; constant is periodic."""
-
-    process: Literal["poisson", "gamma", "constant"] = "poisson"
-    cv: float | None = Field(default=None, gt=0)
-
-    @model_validator(mode="after")
-    def _cv(self):
-        if self.process == "gamma" and self.cv is None:
-            raise ValueError("gamma arrivals need cv (coefficient of variation of inter-arrival times)")
-        if self.process != "gamma" and self.cv is not None:
-            raise ValueError(f"cv applies to gamma arrivals only, not {self.process}")
-        return self
-
-
-class Trace(Spec):
-    """Replay of a CSV in the Azure LLM inference schema: TIMESTAMP,ContextTokens,GeneratedTokens."""
-
-    path: str
-    time_scale: float = Field(default=1.0, gt=0)
+# ---- workload streams ------------------------------------------------------------------
 
 
 class Stream(Spec):
@@ -134,6 +43,10 @@ class Stream(Spec):
     requests: int | None = Field(default=None, ge=1, description="stop after this many requests")
     concurrency: int | None = Field(default=None, ge=1, description="closed loop: requests kept outstanding")
     think_time: Seconds = Field(default=0.0, ge=0)
+    tenant: str | None = Field(default=None, description="who sends it (default: the stream's name)")
+    priority: int = Field(default=0, description="class: higher goes first at routers and engines")
+    slo: "Slo | None" = Field(default=None, description="this tenant's targets (default: the scenario's)")
+    session: Session | None = Field(default=None, description="each arrival starts a session: a graph of calls")
 
     @field_validator("arrival", mode="before")
     @classmethod
@@ -153,6 +66,14 @@ class Stream(Spec):
 
     @model_validator(mode="after")
     def _complete(self):
+        if self.session is not None:
+            clash = [f for f in ("prompt_tokens", "output_tokens", "trace", "concurrency")
+                     if getattr(self, f) is not None]
+            if clash:
+                raise ValueError(f"a session stream draws its calls from session:; remove {', '.join(clash)}")
+            if self.rate is None:
+                raise ValueError("a session stream needs rate: (sessions started per second)")
+            return self
         if self.closed_loop:
             if self.requests is None:
                 raise ValueError("a closed-loop stream (concurrency:) needs requests: the number to send")
@@ -192,6 +113,8 @@ class Engine(Spec):
     tokenize_per_token: Seconds = Field(default=0.0, ge=0,
                                         description="host CPU time to tokenize one prompt token; 0: not modelled")
     fast_path: bool = True
+    preempt_lower: bool = Field(default=False, description="a waiting request of a higher class preempts "
+                                                           "running ones of lower classes to get a slot or KV space")
 
 
 class Serve(Spec):
@@ -301,6 +224,9 @@ class Slo(Spec):
         return {"targets": targets}
 
 
+Stream.model_rebuild()
+
+
 class Economics(Spec):
     """Capex (list prices of devices and servers, paid off over `amortize_years` at an annual
     `cost_of_capital`) plus electricity, or rental by the hour (which already pays for power)."""
@@ -349,6 +275,7 @@ class ScenarioSpec(Spec):
     router: Router = Router()
     ingress: Ingress | None = None
     workload: list[Stream] = Field(min_length=1)
+    services: list[Service] = Field(default_factory=list, description="CPU-side services sessions' tools call")
     slo: Slo = Slo()
     economics: Economics = Economics()
     power: PowerBudget | None = None
@@ -433,7 +360,7 @@ def scenario_from_source(src: source.Source, overrides=(), path: str = "") -> Sc
         raise ScenarioError(problems)
     served = {p.model_key for p in pools}
     for i, stream in enumerate(spec.workload):
-        if stream.model is None and len(served) > 1:
+        if stream.model is None and len(served) > 1 and not (stream.session and stream.session.names_every_model()):
             problems.append(Problem(src.loc_of(("workload", i)), f"workload[{i}]",
                                     f"name the model this stream asks for; the fleet serves {', '.join(sorted(served))}"))
         elif stream.model is not None and stream.model not in served:
@@ -444,6 +371,8 @@ def scenario_from_source(src: source.Source, overrides=(), path: str = "") -> Sc
                 problems.append(Problem(src.loc_of(("workload", i, "trace", "path")), f"workload[{i}].trace.path",
                                         f"trace file not found: {stream.trace.path}"))
     problems.extend(_check_roles(spec, pools, src))
+    problems.extend(_check_tenants(spec, src))
+    problems.extend(_check_sessions(spec, served, src))
     for name in spec.router.weights or {}:
         if name not in names:
             problems.append(Problem(src.loc_of(("router", "weights", name)), f"router.weights.{name}",
@@ -469,6 +398,52 @@ def scenario_from_source(src: source.Source, overrides=(), path: str = "") -> Sc
     if problems:
         raise ScenarioError(problems)
     return Scenario(spec, pools, src, path)
+
+
+def _check_sessions(spec: ScenarioSpec, served: set[str], src: source.Source) -> list[Problem]:
+    """Sessions' tools call services the scenario defines, and their steps name models the
+    fleet serves."""
+    problems = []
+    names = [s.name for s in spec.services]
+    for i, name in enumerate(names):
+        if names.index(name) != i:
+            problems.append(Problem(src.loc_of(("services", i, "name")), f"services[{i}].name",
+                                    f"duplicate service name '{name}'"))
+    for i, stream in enumerate(spec.workload):
+        if stream.session is None:
+            continue
+        where = src.loc_of(("workload", i, "session"))
+        for service in sorted(stream.session.services() - set(names)):
+            problems.append(Problem(where, f"workload[{i}].session", f"a tool calls service '{service}', which "
+                                    f"services: does not define" + did_you_mean(service, names, "services")))
+        for model in sorted((stream.session.models() | {stream.session.model}) - {None} - served):
+            problems.append(Problem(where, f"workload[{i}].session", f"no pool serves '{model}'"
+                                    + did_you_mean(model, served, "models")))
+    return problems
+
+
+def _check_tenants(spec: ScenarioSpec, src: source.Source) -> list[Problem]:
+    """A tenant's streams agree on its SLO; classes need an engine that honours them."""
+    problems = []
+    slo_of: dict[str, tuple[int, object]] = {}
+    for i, stream in enumerate(spec.workload):
+        tenant = stream.tenant or stream.name
+        if stream.slo is None:
+            continue
+        if tenant in slo_of and slo_of[tenant][1] != stream.slo:
+            problems.append(Problem(src.loc_of(("workload", i, "slo")), f"workload[{i}].slo",
+                                    f"tenant '{tenant}' already has other SLO targets (workload[{slo_of[tenant][0]}]); "
+                                    f"give a tenant's streams the same slo or set it on one of them"))
+        slo_of.setdefault(tenant, (i, stream.slo))
+    classes = {s.priority for s in spec.workload}
+    for i, pool in enumerate(spec.fleet):
+        engine = pool.serve.engine
+        if engine.batching == "static" and (len(classes) > 1 or engine.preempt_lower):
+            problems.append(Problem(src.loc_of(("fleet", i, "serve", "engine", "batching")),
+                                    f"fleet[{i}].serve.engine.batching",
+                                    "static batching serves requests in arrival order and cannot honour priority "
+                                    "classes; use batching: continuous"))
+    return problems
 
 
 def _check_roles(spec: ScenarioSpec, pools: list[ResolvedPool], src: source.Source) -> list[Problem]:

@@ -21,6 +21,7 @@ from .serving.disagg import Disaggregation
 from .serving.replica import LoadBoard, Replica
 from .serving.static import StaticReplica
 from .serving.router import PoolFigures, Router
+from .serving.session_runner import ServiceStation, SessionRunner
 from .workload import generate, rng_for
 
 
@@ -53,6 +54,7 @@ class RunResult:
     fabric: Fabric | None = None
     events: int = 0           # SimPy events scheduled
     power_cap: PowerCap | None = None
+    sessions: SessionRunner | None = None   # session streams: their plan, failures, tool services
 
 
 def simulate(scenario: Scenario, seed: int | None = None) -> RunResult:
@@ -62,11 +64,20 @@ def simulate(scenario: Scenario, seed: int | None = None) -> RunResult:
     wall0 = time.perf_counter()
     arrivals = generate(spec.workload, spec.duration, seed)
     table = RequestTable(arrivals.time, arrivals.stream, arrivals.prompt, arrivals.output)
+    priorities = np.array([s.priority for s in spec.workload], np.int64)
+    table.priority[:] = priorities[table.stream]
+    prioritized = len(set(priorities.tolist())) > 1
+    plan = arrivals.sessions
+    if plan is not None:
+        calls = plan.node_of >= 0
+        table.session[calls] = plan.session[plan.node_of[calls]]
+        table.final[:] = plan.final
     log = BusyLog()
     env = simpy.Environment()
     closed = [i for i, s in enumerate(spec.workload) if s.closed_loop]
     # completions someone acts on at their time: central dispatch, closed-loop clients, replies
-    stop_at_completions = spec.router.dispatch == "central" or bool(closed) or spec.ingress is not None
+    stop_at_completions = (spec.router.dispatch == "central" or bool(closed) or spec.ingress is not None
+                           or plan is not None)
 
     replicas: list[Replica] = []
     board = LoadBoard(sum(p.replicas * p.spec.engines_per_replica for p in scenario.pools))
@@ -75,13 +86,17 @@ def simulate(scenario: Scenario, seed: int | None = None) -> RunResult:
     for pool in scenario.pools:
         role = pool.spec.serve.role
         for _ in range(pool.replicas * pool.spec.engines_per_replica):  # pp stages or ep ranks
-            kind = StaticReplica if pool.spec.serve.engine.batching == "static" else Replica
-            rep = kind(env, len(replicas), pool.name, pool.deployment, pool.spec.serve.engine, table, log, board,
-                       stop_at_completions, role)
+            engine = pool.spec.serve.engine
+            if engine.batching == "static":
+                rep = StaticReplica(env, len(replicas), pool.name, pool.deployment, engine, table, log, board,
+                                    stop_at_completions, role)
+            else:
+                rep = Replica(env, len(replicas), pool.name, pool.deployment, engine, table, log, board,
+                              stop_at_completions, role, prioritized)
             replicas.append(rep)
             (decoders if role == "decode" else by_model).setdefault(pool.model_key, []).append(rep)
     router = Router(env, by_model, spec.router.policy, spec.router.queue_limit, spec.router.dispatch,
-                    rng_for(seed, "router"), table, board, pool_figures(scenario, arrivals))
+                    rng_for(seed, "router"), table, board, pool_figures(scenario, arrivals), prioritized)
 
     fabric, placement = None, {}
     if spec.topology is not None:
@@ -101,15 +116,22 @@ def simulate(scenario: Scenario, seed: int | None = None) -> RunResult:
                 rep.on_prefilled = disagg.hand_off
 
     served = sorted(by_model)
-    model_of_stream = [s.model or served[0] for s in spec.workload]
+    model_of_stream = [s.model or (s.session.model if s.session else None) or served[0] for s in spec.workload]
+
+    def model_of(r: int) -> str:
+        named = plan.model[r] if plan is not None else None
+        return named or model_of_stream[arrivals.stream[r]]
 
     def source():
-        times, streams = arrivals.time, arrivals.stream
+        times = arrivals.time
         for i in np.nonzero(~np.isnan(times))[0]:
             yield at(env, times[i])
-            router.arrive(int(i), model_of_stream[streams[i]])
+            router.arrive(int(i), model_of(int(i)))
 
     env.process(source())
+    services = {s.name: ServiceStation(env, s.name, s.servers, s.service_time, rng_for(seed, "service", s.name))
+                for s in spec.services}
+    runner = SessionRunner(env, plan, table, router, model_of, services) if plan is not None else None
     power_cap = PowerCap(env, spec.power, scenario, replicas, _pool_per_replica(scenario)) if spec.power else None
     if closed:
         ClosedLoop(env, spec, arrivals, table, router, model_of_stream, closed)
@@ -129,7 +151,7 @@ def simulate(scenario: Scenario, seed: int | None = None) -> RunResult:
                                  [str(a) for a in placement.get(rep.index, [])], load_time.get(rep.index),
                                  float(rep.params[kernels.K_OVERHEAD])))
     return RunResult(scenario, table, log, infos, end, time.perf_counter() - wall0, seed,
-                     [s.name for s in spec.workload], fabric, next(env._eid), power_cap)
+                     [s.name for s in spec.workload], fabric, next(env._eid), power_cap, runner)
 
 
 def _run_until_done(env, table, spec, step: float = 1.0) -> None:

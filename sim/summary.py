@@ -93,6 +93,7 @@ def summarize(result: RunResult) -> dict:
     cost_notes = []
     pricing = set()
     weights = []                              # (output-token weight, tokens/s) per pool
+    token_prices = np.full((len(result.scenario.pools) + 1, 2), np.nan)   # per pool: $ per input, output token
     for k, pool in enumerate(result.scenario.pools):
         idx = np.array([r.index for r in result.replicas if r.pool == pool.name])
         dep = pool.deployment
@@ -126,6 +127,13 @@ def summarize(result: RunResult) -> dict:
         w = _output_weight(result, pool, table, served_in, idx)
         if w is not None:
             weights.append((w, pool_tps))
+            if pool_usd is not None and not (cost.pays_for_power and watts is None):
+                hour = pool_usd + (watts * eco.pue / 1000.0 * eco.usd_per_kwh if cost.pays_for_power else 0.0)
+                tin = float(table.prompt[served_in].sum()) / window
+                tout = float(table.output[served_in].sum()) / window
+                usd_in, usd_out = economics.split_input_output(hour, tin, tout, w)
+                if usd_in is not None:
+                    token_prices[k] = usd_in / 1e6, usd_out / 1e6
         pools.append({
             "pool": pool.name, "device": pool.device_key, "model": pool.model_key,
             "precision": dep.precision, "tp": dep.tp, "pp": dep.pp, "replicas": pool.replicas,
@@ -144,6 +152,8 @@ def summarize(result: RunResult) -> dict:
             "it_watts": watts,
             "pricing": cost.pricing,
             "usd_per_hour": pool_usd,
+            "usd_per_m_input_tokens": None if np.isnan(token_prices[k, 0]) else float(token_prices[k, 0] * 1e6),
+            "usd_per_m_output_tokens": None if np.isnan(token_prices[k, 1]) else float(token_prices[k, 1] * 1e6),
         })
     if power_notes:
         power = {"it_watts": None, "pue": eco.pue, "facility_watts": None, "energy_kwh": None,
@@ -162,6 +172,9 @@ def summarize(result: RunResult) -> dict:
     cost = _cost(devices_usd, energy_usd, cost_notes, pricing, throughput, slo, weights,
                  float(np.mean(busy / window)) if len(busy) else 0.0, eco)
     network = _network(result, cols, done, w0, w1)
+    usd = request_costs(table, pool_index, token_prices)
+    tenants = _tenants(spec, table, cols, measured, done, finished_in, usd, window)
+    sessions = _sessions(result, usd, pool_index, w0, spec.duration) if result.sessions is not None else None
     replicas = [{"replica": r.index, "pool": r.pool, "devices": r.tp, "role": r.role,
                  "busy_fraction": float(busy[r.index] / window),
                  "accelerator_active": float((busy[r.index] - host_seconds[r.index]) / window),
@@ -185,6 +198,8 @@ def summarize(result: RunResult) -> dict:
         "throughput": throughput,
         "makespan": makespan,
         "slo": slo,
+        "tenants": tenants,
+        "sessions": sessions,
         "pools": pools,
         "replicas": replicas,
         "network": network,
@@ -195,6 +210,105 @@ def summarize(result: RunResult) -> dict:
                 "events": result.events,
                 "streams": result.stream_names},
     }
+
+
+def request_costs(table, pool_index: np.ndarray, token_prices: np.ndarray) -> np.ndarray:
+    """Each completed request's share of the fleet's cost: its input and output tokens at its
+    pool's split prices (which share the pool's hour, idle time included, over the tokens it
+    finished in the window); NaN where no price is known or it did not complete."""
+    prices = token_prices[pool_index]
+    usd = table.prompt * prices[:, 0] + table.output * prices[:, 1]
+    return np.where(table.state == COMPLETED, usd, np.nan)
+
+
+def _tenants(spec, table, cols, measured, done, finished_in, usd, window) -> list[dict]:
+    """Per tenant: its traffic, what became of it, its latency, its SLO attainment against
+    its own targets (or the scenario's), and its cost."""
+    tenant_of = [s.tenant or s.name for s in spec.workload]
+    out = []
+    for tenant in dict.fromkeys(tenant_of):
+        streams = [i for i, t in enumerate(tenant_of) if t == tenant]
+        mine = np.isin(table.stream, streams)
+        own = next((spec.workload[i].slo for i in streams if spec.workload[i].slo is not None), None)
+        targets = (own or spec.slo).targets
+        sub = {k: v[mine] for k, v in cols.items()}
+        m, d, f = measured[mine], done[mine], finished_in[mine]
+        tokens = float((table.prompt + table.output)[mine & finished_in].sum())
+        spent = usd[mine & finished_in]
+        known = not np.isnan(spent).any()
+        out.append({
+            "tenant": tenant,
+            "streams": [spec.workload[i].name for i in streams],
+            "priority": sorted({spec.workload[i].priority for i in streams}),
+            "measured_requests": int(m.sum()),
+            "completed": int(d.sum()),
+            "turned_away": int((m & ((table.state[mine] == REJECTED) | (table.state[mine] == FAILED))).sum()),
+            "latency_s": {k: stats(sub[k][d]) for k in LATENCIES},
+            "slo": _slo(targets, sub, m, d, f, {k: stats(sub[k][d]) for k in LATENCIES},
+                        _Rows(table, mine), window),
+            "tokens_per_s": tokens / window,
+            "usd_per_hour": float(spent.sum()) / window * 3600.0 if known else None,
+            "usd_per_m_tokens": float(spent.sum()) / tokens * 1e6 if known and tokens else None,
+        })
+    return out
+
+
+def request_flops(result: RunResult, pool_index: np.ndarray) -> np.ndarray:
+    """Model FLOPs each request took: 2 x active parameters x tokens computed (its prompt,
+    less what the prefix cache held, plus its output); attention is not counted."""
+    active = np.array([p.deployment.model.computed_active_params() for p in result.scenario.pools] + [np.nan])
+    t = result.table
+    return 2.0 * active[pool_index] * (t.prompt - t.cached + t.output)
+
+
+def _sessions(result: RunResult, usd: np.ndarray, pool_index: np.ndarray, w0: float, w1: float) -> list[dict]:
+    """Per session stream, the sessions that started in [w0, w1): what became of them, their
+    latency (start to the answering call's end), calls, tokens, compute and cost per session
+    (the sum of its calls'); and the tool services' queues."""
+    runner, t = result.sessions, result.table
+    plan = runner.plan
+    n = len(plan.start)
+    mine = t.session >= 0
+    sid = t.session[mine]
+    calls = np.bincount(sid, minlength=n)
+    tokens = np.bincount(sid, weights=(t.prompt + t.output)[mine], minlength=n)
+    flops = np.bincount(sid, weights=request_flops(result, pool_index)[mine], minlength=n)
+    spent = np.bincount(sid, weights=np.nan_to_num(usd[mine]), minlength=n)
+    priced = np.bincount(sid, weights=np.isnan(usd[mine]) & (t.state[mine] == COMPLETED), minlength=n) == 0
+    end = np.full(n, np.nan)
+    answered = mine & t.final & (t.state == COMPLETED)
+    end[t.session[answered]] = t.finished[answered]
+    failed = runner.failed.copy()
+    failed[t.session[mine & ((t.state == REJECTED) | (t.state == FAILED))]] = True
+    out = []
+    for k, stream in enumerate(result.scenario.spec.workload):
+        if stream.session is None:
+            continue
+        started = (plan.stream == k) & (plan.start >= w0) & (plan.start < w1)
+        ok = started & ~np.isnan(end)
+        out.append({
+            "stream": stream.name,
+            "started": int(started.sum()),
+            "completed": int(ok.sum()),
+            "failed": int((started & failed).sum()),
+            "in_flight": int((started & np.isnan(end) & ~failed).sum()),
+            "latency_s": stats((end - plan.start)[ok]),
+            "calls_per_session": float(calls[ok].mean()) if ok.any() else None,
+            "tokens_per_session": float(tokens[ok].mean()) if ok.any() else None,
+            "pflop_per_session": float(flops[ok].mean()) / 1e15 if ok.any() else None,
+            "usd_per_session": float(spent[ok].mean()) if ok.any() and priced[ok].all() else None,
+        })
+    services = [{"service": s.name, "servers": s.servers, "calls": len(s.waits),
+                 "wait_s": stats(np.array(s.waits)), "utilization": s.busy / (s.servers * max(result.end_time, 1e-12))}
+                for s in runner.services.values()]
+    return {"streams": out, "services": services}
+
+
+class _Rows:
+    """The columns `_slo` reads, for a subset of the requests."""
+
+    def __init__(self, table, mask):
+        self.prompt, self.output, self.state = table.prompt[mask], table.output[mask], table.state[mask]
 
 
 def _output_weight(result: RunResult, pool, table, served_in, idx) -> float | None:

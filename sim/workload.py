@@ -12,8 +12,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .scenario import (EmpiricalLength, ExponentialLength, FixedLength, LognormalLength, Stream,
-                       UniformLength)
+from .arrivals import sample_times
+from .lengths import draw_lengths
+from .sessions import SessionPlan, link, plan_sessions, session_graph
+from .scenario import Stream
 
 TRACE_COLUMNS = ("TIMESTAMP", "ContextTokens", "GeneratedTokens")
 
@@ -33,64 +35,15 @@ class Arrivals:
     stream: np.ndarray    # index into the scenario's workload list
     prompt: np.ndarray    # prompt tokens
     output: np.ndarray    # output tokens to generate
+    sessions: SessionPlan | None = None   # session streams' call graphs
 
     def __len__(self) -> int:
         return len(self.time)
 
 
 def arrival_times(stream: Stream, duration: float, rng: np.random.Generator) -> np.ndarray:
-    """Arrival instants in [0, duration) for a synthetic stream."""
-    rate, proc = stream.rate, stream.arrival.process
-    mean_gap = 1.0 / rate
-    expected = rate * duration
-    chunk = int(expected + 6 * np.sqrt(expected) + 16)
-    times: list[np.ndarray] = []
-    t = 0.0
-    while t < duration:
-        if proc == "poisson":
-            gaps = rng.exponential(mean_gap, chunk)
-        elif proc == "gamma":
-            shape = 1.0 / stream.arrival.cv ** 2
-            gaps = rng.gamma(shape, mean_gap / shape, chunk)
-        else:
-            gaps = np.full(chunk, mean_gap)
-        ts = t + np.cumsum(gaps)
-        times.append(ts)
-        t = ts[-1]
-    out = np.concatenate(times) if times else np.empty(0)
-    return out[out < duration]
-
-
-def draw_lengths(dist, n: int, rng: np.random.Generator) -> np.ndarray:
-    """n token counts (>= 1) from a length distribution."""
-    if isinstance(dist, FixedLength):
-        return np.full(n, dist.value, dtype=np.int64)
-    if isinstance(dist, UniformLength):
-        return rng.integers(dist.min, dist.max + 1, n, dtype=np.int64)
-    if isinstance(dist, LognormalLength):
-        sigma2 = np.log1p(dist.cv ** 2)
-        mu = np.log(dist.mean) - sigma2 / 2
-        x = np.rint(rng.lognormal(mu, np.sqrt(sigma2), n))
-        return np.clip(x, dist.min, dist.max).astype(np.int64)
-    if isinstance(dist, ExponentialLength):
-        return np.minimum(rng.geometric(1.0 / dist.mean, n), dist.max).astype(np.int64)
-    if isinstance(dist, EmpiricalLength):
-        if dist.values is not None:
-            values = np.asarray(dist.values, dtype=np.int64)
-            w = None if dist.weights is None else np.asarray(dist.weights, float) / sum(dist.weights)
-        else:
-            values = _csv_column(dist.path, dist.column)
-            w = None
-        return rng.choice(values, n, p=w)
-    raise TypeError(f"unknown length distribution {dist!r}")
-
-
-def _csv_column(path: str, column: str) -> np.ndarray:
-    frame = pd.read_csv(path)
-    if column not in frame.columns:
-        raise ValueError(f"{path} has no column '{column}'; columns: {', '.join(frame.columns)}")
-    values = frame[column].to_numpy(np.int64)
-    return np.maximum(values, 1)
+    """Arrival instants in [0, duration) for a synthetic stream (see sim.arrivals)."""
+    return sample_times(stream.arrival, stream.rate, duration, rng)
 
 
 def read_trace(path: str) -> pd.DataFrame:
@@ -105,21 +58,40 @@ def read_trace(path: str) -> pd.DataFrame:
 
 
 def trace_arrivals(stream: Stream, duration: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    frame = read_trace(stream.trace.path)
-    t = frame["t"].to_numpy(float) * stream.trace.time_scale
-    if stream.rate is not None and len(t) > 1 and t[-1] > 0:
-        t = t * ((len(t) - 1) / t[-1]) / stream.rate  # rescale to the requested mean rate
+    """A trace's requests in [0, duration): its slice [start, start + duration) timed from
+    the slice start, stretched by time_scale, and, when the stream gives rate:, rescaled so
+    that its mean rate ((requests - 1) / (last - first)) is that rate. Every request of the
+    slice that falls inside the run is kept with its own token counts, so the request count
+    and token totals are the trace's."""
+    spec = stream.trace
+    frame = read_trace(spec.path)
+    t = frame["t"].to_numpy(float)
+    end = np.inf if spec.duration is None else spec.start + spec.duration
+    inside = (t >= spec.start) & (t < end)
+    if not inside.any():
+        raise ValueError(f"{spec.path} has no requests in [{spec.start:g}s, {end:g}s); "
+                         f"it spans 0 to {t[-1]:g}s from its first request")
+    t = (t[inside] - spec.start) * spec.time_scale
+    if stream.rate is not None and len(t) > 1 and t[-1] > t[0]:
+        t = t * ((len(t) - 1) / (t[-1] - t[0])) / stream.rate  # rescale to the requested mean rate
     keep = t < duration
-    prompt = np.maximum(frame["ContextTokens"].to_numpy(np.int64), 1)[keep]
-    output = np.maximum(frame["GeneratedTokens"].to_numpy(np.int64), 1)[keep]
+    prompt = np.maximum(frame["ContextTokens"].to_numpy(np.int64)[inside], 1)[keep]
+    output = np.maximum(frame["GeneratedTokens"].to_numpy(np.int64)[inside], 1)[keep]
     return t[keep], prompt, output
 
 
 def generate(streams: list[Stream], duration: float, seed: int) -> Arrivals:
-    """All requests of all streams: open-loop arrivals in [0, duration) merged in time
-    order, followed by the closed-loop streams' requests (sent during the run)."""
-    open_parts, closed_parts = [], []
+    """All requests of all streams: open-loop arrivals in [0, duration) (and the first call
+    of each session) merged in time order, followed by the closed-loop streams' requests and
+    the sessions' later calls (sent during the run)."""
+    open_parts, closed_parts, graphs = [], [], []
     for index, stream in enumerate(streams):
+        if stream.session is not None:
+            t = arrival_times(stream, duration, rng_for(seed, "workload", stream.name, "arrivals"))
+            t = t[: stream.requests] if stream.requests is not None else t
+            graphs.append((index, session_graph(stream.session, len(t),
+                                                rng_for(seed, "workload", stream.name, "sessions")), t))
+            continue
         if stream.trace is not None:
             t, prompt, output = trace_arrivals(stream, duration)
         else:
@@ -131,16 +103,24 @@ def generate(streams: list[Stream], duration: float, seed: int) -> Arrivals:
             output = draw_lengths(stream.output_tokens, len(t), rng_for(seed, "workload", stream.name, "output"))
         if stream.requests is not None and not stream.closed_loop:
             t, prompt, output = t[: stream.requests], prompt[: stream.requests], output[: stream.requests]
-        part = (t, np.full(len(t), index, np.int32), prompt, output)
+        part = (t, np.full(len(t), index, np.int32), prompt, output, np.full(len(t), -1, np.int64))
         (closed_parts if stream.closed_loop else open_parts).append(part)
+    plan, session_parts = plan_sessions(graphs) if graphs else (None, [])
+    for sp in session_parts:
+        first = ~np.isnan(sp["time"])
+        for mask, parts in ((first, open_parts), (~first, closed_parts)):
+            parts.append((sp["time"][mask], np.full(int(mask.sum()), sp["stream"], np.int32), sp["prompt"][mask],
+                          sp["output"][mask], sp["node"][mask]))
     time = np.concatenate([p[0] for p in open_parts]) if open_parts else np.empty(0)
     order = np.argsort(time, kind="stable")
     parts = [tuple(col[order] for col in _concat(open_parts))] if open_parts else []
     parts += closed_parts
     cols = _concat(parts)
+    if plan is not None:
+        link(plan, session_parts, cols[4].astype(np.int64))
     return Arrivals(time=cols[0].astype(float), stream=cols[1].astype(np.int32),
-                    prompt=cols[2].astype(np.int64), output=cols[3].astype(np.int64))
+                    prompt=cols[2].astype(np.int64), output=cols[3].astype(np.int64), sessions=plan)
 
 
 def _concat(parts):
-    return tuple(np.concatenate([p[k] for p in parts]) for k in range(4))
+    return tuple(np.concatenate([p[k] for p in parts]) for k in range(5))

@@ -126,15 +126,16 @@ class Replica(ReplicaBase):
     """Continuous batching (see the module docstring)."""
 
     def __init__(self, env, index, pool, deployment, engine, table, log, board, stop_at_completions=False,
-                 role="both"):
+                 role="both", prioritized=False):
         super().__init__(env, index, pool, deployment, engine, table, log, board, role)
+        self.prioritized = prioritized or engine.preempt_lower   # requests of several classes
         self.horizon = FIRST_HORIZON if engine.fast_path else 1
         self.adaptive = engine.fast_path
         self.queue = WaitQueue()
         cap = self.max_seqs
         self.cfg = np.array([self.bs, cap, self.max_tokens, self.chunk_limit, int(self.chunked), int(self.kv_grows),
                              self.per_seq_blocks, self.total_blocks, int(stop_at_completions),
-                             int(role == "prefill")], np.int64)
+                             int(role == "prefill"), int(self.prioritized), int(engine.preempt_lower)], np.int64)
         # committed state (at time t_free), the plan's end state, and its checkpoint
         self.S = np.zeros((sch.S_ROWS, cap), np.int64)
         self.st = np.zeros(sch.ST_SIZE, np.int64)
@@ -143,6 +144,9 @@ class Replica(ReplicaBase):
         self.S_ck, self.st_ck = self.S.copy(), self.st.copy()
         self.F = np.zeros((2, 2 * cap + 16), np.int64)
         self.F_ck = self.F.copy()
+        self.pre = self.F.copy()   # preempted sequences waiting to run again (a stack: top last)
+        self.n_pre = 0
+        self.pending: list[tuple[int, float]] = []   # with classes: arrivals queued at the next boundary
         self.res = np.zeros(sch.RES_SIZE, np.int64)
         self.counts = np.zeros(1, np.int64)   # apply_log: preemptions
         self.ends = np.zeros(MAX_HORIZON + 1)
@@ -152,7 +156,7 @@ class Replica(ReplicaBase):
         self.late_at = 0        # iteration of the next plan from which st[LATE] blocks are free
         # the plan: iterations it0..k-1 of the last engine_run, events lo..hi of its log
         self.it0 = self.k = self.lo = self.hi = 0
-        self.consumed_base = self.front_base = 0
+        self.consumed_base = 0
         self.plan_id = 0
         self.extra_n = 0        # requests queued since the last engine_run
         self.extra_demand = 0   # and the KV blocks they need
@@ -172,22 +176,23 @@ class Replica(ReplicaBase):
 
     def _load_at(self, j: int) -> int:
         """Outstanding requests while plan column j holds."""
-        return int(self.obs[sch.O_RUNNING, j] + self.obs[sch.O_WAITING, j]) + self.extra_n
+        return int(self.obs[sch.O_RUNNING, j] + self.obs[sch.O_WAITING, j]) + self.extra_n + len(self.pending)
 
     def outstanding(self) -> int:
         if not self._active():
-            return int(self.st[sch.N]) + len(self.queue)
+            return int(self.st[sch.N]) + len(self.queue) + self.n_pre + len(self.pending)
         return self._load_at(self._seen())
 
     def waiting_count(self) -> int:
         if not self._active():
-            return len(self.queue)
-        return int(self.obs[sch.O_WAITING, self._seen()]) + self.extra_n
+            return len(self.queue) + self.n_pre + len(self.pending)
+        return int(self.obs[sch.O_WAITING, self._seen()]) + self.extra_n + len(self.pending)
 
     def kv_load(self) -> float:
         """KV blocks in use plus those waiting requests will need, over the total."""
         if not self._active():
-            used, demand = self.total_blocks - self.st[sch.FREE], self.st[sch.DEMAND]
+            used = self.total_blocks - self.st[sch.FREE] - self.st[sch.EVICT]
+            demand = self.st[sch.DEMAND]
         else:
             j = self._seen()
             used, demand = self.obs[sch.O_USED, j], self.obs[sch.O_DEMAND, j]
@@ -252,9 +257,19 @@ class Replica(ReplicaBase):
     def _enqueue(self, r: int) -> None:
         table = self.table
         table.replica[r] = self.index
-        self.queue.push(r, self.env.now)
-        self.extra_n += 1
-        self.extra_demand += self.dep.blocks_for(int(table.prompt[r] + table.generated[r]))
+        if self.prioritized and self._active() and self.collective is None and not self._busy:
+            # With classes a newcomer may go ahead of requests already waiting, which the
+            # iteration running now has seen: it joins the queue when that iteration ends.
+            self.pending.append((r, self.env.now))
+            if len(self.pending) == 1:
+                at(self.env, self._boundary()).callbacks.append(self._take_pending)
+            self._publish_plan()
+            return
+        if self.prioritized:
+            self.queue.insert(r, self.env.now, table.priority, self.queue.head)
+        else:
+            self.queue.push(r, self.env.now)
+        self._count_new(r)
         if self._busy:  # a plan follows; until then the board must be read afresh
             self.board.until[self.index] = -np.inf
             return
@@ -272,6 +287,37 @@ class Replica(ReplicaBase):
             self._publish_plan()
         else:
             self._interrupt()
+
+    def _count_new(self, r: int) -> None:
+        """A request queued since the last plan: counted in the load until the next one."""
+        self.extra_n += 1
+        self.extra_demand += self.dep.blocks_for(int(self.table.prompt[r] + self.table.generated[r])) - \
+            int(self.table.cached[r]) // self.bs
+
+    def _boundary(self) -> float:
+        """The end of the iteration running now (now, between iterations)."""
+        j = self._seen()
+        start = self.t_free if j == self.it0 else self.ends[j - 1]
+        return self.ends[j] if j < self.k and start < self.env.now else self.env.now
+
+    def _take_pending(self, _) -> None:
+        """At an iteration boundary: commit what has run, queue the newcomers by class, plan."""
+        if self._active():
+            when = self._boundary()
+            if when > self.env.now:     # a plan made since runs an iteration across now
+                at(self.env, when).callbacks.append(self._take_pending)
+                return
+            m = self._ended()
+            if self.it0 + m == self.k:
+                self._finish_plan()
+            elif m:
+                self._plan(m)
+        for r, when in self.pending:
+            self.queue.insert(r, when, self.table.priority, self.queue.head)
+            self._count_new(r)
+        self.pending.clear()
+        self.t_free = self.env.now
+        self._plan(0)
 
     def release_blocks(self, n: int) -> None:
         """Blocks a handed-off sequence held until its KV cache was sent: usable from the
@@ -309,7 +355,7 @@ class Replica(ReplicaBase):
         self.t_free = self.env.now
         if self.collective is not None:
             self.env.process(self._collective_loop())
-        elif len(self.queue):
+        elif len(self.queue) or self.n_pre:
             self._plan(0)
         else:
             self._publish()
@@ -339,9 +385,10 @@ class Replica(ReplicaBase):
         steps = sch.engine_run(
             self.t_free, self.S, st, self.S_end, self.st_end, self.F, q.req, q.time, q.head, q.tail, table.prompt,
             table.output, table.generated, table.kv_ready, self.cfg, self.params, ckpt + horizon, ckpt,
-            self.S_ck, self.st_ck, self.F_ck, self.ends, self.obs, self.events, self.res, late_at)
+            self.S_ck, self.st_ck, self.F_ck, self.ends, self.obs, self.events, self.res, late_at,
+            self.pre, self.n_pre, table.priority, table.cached, table.keep_blocks)
         self.it0, self.k, self.lo, self.hi = 0, steps, 0, int(self.res[sch.R_LOG])
-        self.consumed_base = self.front_base = 0
+        self.consumed_base = 0
         if ckpt:
             self._commit_checkpoint(ckpt)
             self.late_at = max(late_at - ckpt, 0) if self.st[sch.LATE] else 0
@@ -371,9 +418,8 @@ class Replica(ReplicaBase):
     def _commit(self) -> None:
         """The whole plan has run: its end state becomes the committed state."""
         self._record(self.it0, self.k, self.lo, self.hi)
-        q = self.queue
-        q.pop(self.front_base + int(self.res[sch.R_CONSUMED]) - self.consumed_base)
-        q.push_front(self.F[0, :self.res[sch.R_FRONT]])
+        self.queue.pop(int(self.res[sch.R_CONSUMED]) - self.consumed_base)
+        self._hold_preempted(self.F, int(self.res[sch.R_FRONT]))
         self.S, self.S_end = self.S_end, self.S
         self.st[:] = self.st_end
         self.st[sch.FREE] += self.pending_free
@@ -388,12 +434,18 @@ class Replica(ReplicaBase):
         ck_log, ck_consumed, ck_front = res[sch.R_CK_LOG], res[sch.R_CK_CONSUMED], res[sch.R_CK_FRONT]
         self._record(0, m, 0, ck_log)
         self.queue.pop(ck_consumed)
-        self.queue.push_front(self.F_ck[0, :ck_front])
+        self._hold_preempted(self.F_ck, ck_front)
         self.S, self.S_ck = self.S_ck, self.S
         self.st[:] = self.st_ck
         self._written_back()
         self.it0, self.lo = m, ck_log
-        self.consumed_base, self.front_base = ck_consumed, ck_front
+        self.consumed_base = ck_consumed
+
+    def _hold_preempted(self, F: np.ndarray, n: int) -> None:
+        """The stack of preempted sequences a committed stretch ended with: the next plan
+        starts from it."""
+        self.pre[:, :n] = F[:, :n]
+        self.n_pre = n
 
     def _record(self, a: int, b: int, lo: int, hi: int) -> None:
         """Iterations a..b-1 have run: their events go into the request table, and the

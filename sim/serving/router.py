@@ -3,10 +3,12 @@
 Immediate dispatch sends each request to a replica on arrival (each replica queues its
 own). Central dispatch holds requests in one FIFO at the router and hands the oldest to a
 replica as soon as one has a free batch slot: with `max_batch_seqs: 1` this is the M/G/c
-queue of queueing theory.
+queue of queueing theory. When the workload has several classes (`priority:`), the
+router's queue serves the highest class first, oldest first within a class.
 """
 from __future__ import annotations
 
+import heapq
 from collections import deque
 
 import numpy as np
@@ -38,7 +40,7 @@ class PoolFigures:
 class Router:
     def __init__(self, env, replicas_by_model: dict[str, list[Replica]], policy: str, queue_limit: int | None,
                  dispatch: str, rng: np.random.Generator, table: RequestTable, board: LoadBoard,
-                 pool_figures: dict[str, "PoolFigures"] | None = None):
+                 pool_figures: dict[str, "PoolFigures"] | None = None, prioritized: bool = False):
         self.env = env
         self.by_model = replicas_by_model
         self.policy = policy
@@ -47,7 +49,7 @@ class Router:
         self.rng = rng
         self.table = table
         self.board = board
-        self.backlog: dict[str, deque[int]] = {m: deque() for m in replicas_by_model}
+        self.backlog = {m: (ClassQueue(table.priority) if prioritized else deque()) for m in replicas_by_model}
         self._rr = {m: 0 for m in replicas_by_model}
         self.replica = {}                  # index -> replica
         self.model_of = {}                 # index -> model it serves
@@ -233,3 +235,28 @@ class Router:
             model = self.model_of.get(rep.index)
             if model is not None and self.backlog[model]:
                 self._pump(model)
+
+
+class ClassQueue:
+    """The router's queue when requests have classes: highest class first, then oldest (a
+    heap keyed by (-class, arrival order)); reads like the deque it replaces."""
+
+    def __init__(self, priority: np.ndarray):
+        self.priority = priority
+        self.heap: list[tuple[int, int, int]] = []
+        self.order = 0
+
+    def append(self, r: int) -> None:
+        heapq.heappush(self.heap, (-int(self.priority[r]), self.order, r))
+        self.order += 1
+
+    def popleft(self) -> int:
+        return heapq.heappop(self.heap)[2]
+
+    def __getitem__(self, k: int) -> int:
+        if k != 0:
+            raise IndexError("only the head of a class queue can be read")
+        return self.heap[0][2]
+
+    def __len__(self) -> int:
+        return len(self.heap)

@@ -14,10 +14,23 @@ State of a replica (all int64):
       REQ request id, TGT tokens to prefill (prompt + tokens generated before a preemption),
       KV tokens in the KV cache, BLK KV blocks held, GEN output tokens generated so far
   st[N], st[FREE] free KV blocks, st[DEMAND] KV blocks the waiting requests need,
-  st[LATE] blocks freed during the iteration in progress (usable from the next one)
+  st[LATE] blocks freed during the iteration in progress (usable from the next one),
+  st[EVICT] blocks the prefix cache holds that no sequence uses (evicted, least recently
+  used first as the replica's `PrefixCache` settles it, when the free pool runs short)
 The waiting queue is the replica's queue `q_req[q_head:q_tail]` (`q_time`: when each entry
 joined it; an entry is admissible from the first iteration that starts at or after that),
-behind a stack `F` of sequences preempted during this call (the top is the queue's head).
+behind a stack `F` of preempted sequences (the top is the queue's head; it starts as the
+`nf0` entries the replica holds from earlier calls).
+
+Priorities (cfg C_PRIORITY): the replica keeps its queue in priority order (highest first,
+arrival order within a class), running sequences are kept in the same order so that the
+sequence preempted for KV space is the lowest class's latest admitted, and a waiting head of
+a higher class goes before preempted sequences of a lower one. With C_PREEMPT_LOWER, a head
+that finds no slot or KV space preempts running sequences of lower classes to make room.
+
+Prefix caching: `cached[r]` tokens of request r's prompt are in the cache (pinned by the
+replica while r is there), so its prefill starts after them and its blocks exclude them;
+when it completes, `keep[r]` of its blocks stay in the cache (evictable) instead of freeing.
 """
 from __future__ import annotations
 
@@ -30,11 +43,12 @@ from ..kernels import batch_time
 REQ, TGT, KV, BLK, GEN = 0, 1, 2, 3, 4
 S_ROWS = 5
 # entries of st
-N, FREE, DEMAND, LATE = 0, 1, 2, 3
-ST_SIZE = 4
+N, FREE, DEMAND, LATE, EVICT = 0, 1, 2, 3, 4
+ST_SIZE = 5
 # entries of cfg
-C_BS, C_MAX_SEQS, C_MAX_TOKENS, C_CHUNK, C_CHUNKED, C_KV_GROWS, C_PER_SEQ, C_TOTAL, C_STOP_DONE, C_PREFILL_ROLE = range(10)
-CFG_SIZE = 10
+(C_BS, C_MAX_SEQS, C_MAX_TOKENS, C_CHUNK, C_CHUNKED, C_KV_GROWS, C_PER_SEQ, C_TOTAL, C_STOP_DONE, C_PREFILL_ROLE,
+ C_PRIORITY, C_PREEMPT_LOWER) = range(12)
+CFG_SIZE = 12
 # rows of obs (per iteration, as the batch stands while it runs; column `steps` is the end state)
 # O_NEXT: the iteration at whose end running + waiting next changes (-1: not in this run)
 O_RUNNING, O_WAITING, O_USED, O_DEMAND, O_TOKENS, O_NEXT = range(6)
@@ -66,14 +80,50 @@ def _observe(obs, j, n, waiting, used, demand, tokens):
         n, waiting, used, demand, tokens
 
 
+@njit(cache=True, inline="always")
+def _preempt_last(S, n, F, nf, log, lp, steps, prompt, cached, bs, kv_grows, per_seq):
+    """Preempt running sequence n-1 onto the stack F. Returns its freed blocks, its waiting
+    demand, nf and lp."""
+    r = S[REQ, n - 1]
+    F[0, nf] = r
+    F[1, nf] = S[GEN, n - 1]
+    lp = _event(log, lp, EV_PREEMPT, steps, r, S[GEN, n - 1])
+    need = _blocks_for(prompt[r] + S[GEN, n - 1], bs, kv_grows, per_seq) - cached[r] // bs
+    return S[BLK, n - 1], need, nf + 1, lp
+
+
+@njit(cache=True)
+def _sort_by_priority(S, n, prio, dec, nd, pf_i, npf):
+    """Stable-sort running sequences by class, highest first, and renumber dec and pf_i."""
+    order = np.arange(n)
+    for a in range(1, n):
+        x = order[a]
+        b = a
+        while b > 0 and prio[S[REQ, order[b - 1]]] < prio[S[REQ, x]]:
+            order[b] = order[b - 1]
+            b -= 1
+        order[b] = x
+    inv = np.empty(n, np.int64)
+    for k in range(n):
+        inv[order[k]] = k
+    S[:, :n] = S[:, order]
+    for d in range(nd):
+        dec[d] = inv[dec[d]]
+    for q in range(npf):
+        pf_i[q] = inv[pf_i[q]]
+
+
 @njit(cache=True)
 def engine_run(t0, S0, st0, S, st, F, q_req, q_time, q_head, q_tail, prompt, output, generated, kv_ready,
-               cfg, p, max_steps, ckpt, S_ck, st_ck, F_ck, ends, obs, log, res, late_at):
+               cfg, p, max_steps, ckpt, S_ck, st_ck, F_ck, ends, obs, log, res, late_at,
+               F0, nf0, prio, cached, keep):
     """Run up to `max_steps` iterations from time t0; see the module docstring.
 
     S0, st0   the state at t0 (not changed)
     S, st     out: the state after the last iteration
     F         out: the preempted-sequence stack (req, gen) at the end, bottom first
+    F0, nf0   the stack at t0 (the replica's preempted sequences)
+    prio      each request's class (C_PRIORITY); cached, keep: prefix-cache tokens and blocks
     S_ck, st_ck, F_ck   out: the same after `ckpt` iterations (when 0 < ckpt <= steps)
     ends[s]   out: end time of iteration s
     obs[:, s] out: running, waiting, KV blocks used, waiting demand, tokens of iteration s
@@ -85,11 +135,13 @@ def engine_run(t0, S0, st0, S, st, F, q_req, q_time, q_head, q_tail, prompt, out
     bs, max_seqs, max_tokens = cfg[C_BS], cfg[C_MAX_SEQS], cfg[C_MAX_TOKENS]
     chunk_limit, chunked, kv_grows, per_seq = cfg[C_CHUNK], cfg[C_CHUNKED], cfg[C_KV_GROWS], cfg[C_PER_SEQ]
     total, stop_done, prefill_role = cfg[C_TOTAL], cfg[C_STOP_DONE], cfg[C_PREFILL_ROLE]
+    use_prio, preempt_lower = cfg[C_PRIORITY], cfg[C_PREEMPT_LOWER]
     cap = S.shape[1]
     log_cap = log.shape[0]
     f_cap = F.shape[1]
-    n, free, demand, late = st0[N], st0[FREE], st0[DEMAND], st0[LATE]
+    n, free, demand, late, evict = st0[N], st0[FREE], st0[DEMAND], st0[LATE], st0[EVICT]
     S[:, :n] = S0[:, :n]
+    F[:, :nf0] = F0[:, :nf0]
     dec = np.empty(cap, np.int64)
     pf_i = np.empty(cap, np.int64)
     pf_len = np.empty(cap, np.int64)
@@ -98,7 +150,7 @@ def engine_run(t0, S0, st0, S, st, F, q_req, q_time, q_head, q_tail, prompt, out
     dec_ctx = np.empty(cap, np.int64)
     flag = np.zeros(cap, np.int64)
     consumed = 0
-    nf = 0
+    nf = nf0
     lp = 0
     steps = 0
     stop = STOP_HORIZON
@@ -115,23 +167,39 @@ def engine_run(t0, S0, st0, S, st, F, q_req, q_time, q_head, q_tail, prompt, out
         if steps == late_at:
             free += late
             late = 0
+        # -- a waiting head of a higher class than the last running sequence makes room
+        if preempt_lower and n > 0 and q_head + consumed < q_tail and q_time[q_head + consumed] <= t:
+            r = q_req[q_head + consumed]
+            h = prio[r]
+            if nf == 0 or prio[F[0, nf - 1]] < h:
+                if kv_ready[r]:
+                    want = _blocks_for(prompt[r], bs, kv_grows, per_seq) + 1
+                else:
+                    want = _blocks_for(prompt[r] + generated[r], bs, kv_grows, per_seq) - cached[r] // bs
+                while n > 0 and prio[S[REQ, n - 1]] < h and (n >= max_seqs or want > free + evict):
+                    blk, back, nf, lp = _preempt_last(S, n, F, nf, log, lp, steps, prompt, cached, bs, kv_grows,
+                                                      per_seq)
+                    free += blk
+                    demand += back
+                    n -= 1
         # -- decoding sequences each take one token; a new block comes from the free pool,
-        #    or by preempting the latest-admitted sequence
+        #    then from the prefix cache, or by preempting the latest-admitted sequence
+        #    (of the lowest class)
         nd = 0
         i = 0
         while i < n:
             if S[KV, i] >= S[TGT, i]:
                 need = 1 if (kv_grows and S[KV, i] % bs == 0) else 0
+                if need > free and evict > 0:
+                    evict -= 1
+                    free += 1
                 gave_up = False
                 while need > free:
                     v = n - 1
-                    r = S[REQ, v]
-                    free += S[BLK, v]
-                    F[0, nf] = r
-                    F[1, nf] = S[GEN, v]
-                    nf += 1
-                    demand += _blocks_for(prompt[r] + S[GEN, v], bs, kv_grows, per_seq)
-                    lp = _event(log, lp, EV_PREEMPT, steps, r, S[GEN, v])
+                    blk, back, nf, lp = _preempt_last(S, n, F, nf, log, lp, steps, prompt, cached, bs, kv_grows,
+                                                      per_seq)
+                    free += blk
+                    demand += back
                     n -= 1
                     if v == i:
                         gave_up = True
@@ -157,15 +225,19 @@ def engine_run(t0, S0, st0, S, st, F, q_req, q_time, q_head, q_tail, prompt, out
                 npf += 1
                 pb -= c
         # -- waiting requests join in queue order while slots, KV and the token budget allow
+        admitted = 0
         while n < max_seqs:
-            if nf > 0:
+            head = q_head + consumed < q_tail and q_time[q_head + consumed] <= t
+            if nf > 0 and not (use_prio and head and prio[q_req[q_head + consumed]] > prio[F[0, nf - 1]]):
                 r = F[0, nf - 1]
                 g = F[1, nf - 1]
                 ready = False
-            elif q_head + consumed < q_tail and q_time[q_head + consumed] <= t:
+                from_stack = True
+            elif head:
                 r = q_req[q_head + consumed]
                 g = generated[r]
                 ready = kv_ready[r]
+                from_stack = False
             else:
                 break
             if not (pb > 0 or ready):
@@ -173,36 +245,42 @@ def engine_run(t0, S0, st0, S, st, F, q_req, q_time, q_head, q_tail, prompt, out
             if ready:  # its prompt was prefilled elsewhere and the KV cache is here: decode now
                 kvp = prompt[r]
                 need = _blocks_for(kvp, bs, kv_grows, per_seq) + (1 if (kv_grows and kvp % bs == 0) else 0)
-                if need > free or nd >= max_tokens:
+                if nd >= max_tokens:
                     break
                 tgt, kv0 = kvp, kvp
             else:
                 tgt = prompt[r] + g
-                need = _blocks_for(tgt, bs, kv_grows, per_seq)
-                if need > free:
+                need = _blocks_for(tgt, bs, kv_grows, per_seq) - cached[r] // bs
+                if not chunked and min(tgt - cached[r], max_tokens) > pb:
                     break
-                if not chunked and min(tgt, max_tokens) > pb:
-                    break
-                kv0 = 0
-            if nf > 0:
+                kv0 = cached[r]
+            if need > free + evict:
+                break
+            if need > free:
+                evict -= need - free
+                free = need
+            if from_stack:
                 nf -= 1
             else:
                 consumed += 1
             free -= need
-            demand -= _blocks_for(prompt[r] + g, bs, kv_grows, per_seq)
+            demand -= _blocks_for(prompt[r] + g, bs, kv_grows, per_seq) - (0 if ready else cached[r] // bs)
             S[REQ, n], S[TGT, n], S[KV, n], S[BLK, n], S[GEN, n] = r, tgt, kv0, need, g
             lp = _event(log, lp, EV_ADMIT, steps, r, 0)
             if ready:
                 dec[nd] = n
                 nd += 1
             else:
-                c = tgt if tgt < pb else pb
+                c = tgt - kv0 if tgt - kv0 < pb else pb
                 pf_i[npf] = n
                 pf_len[npf] = c
                 npf += 1
                 pb -= c
             n += 1
-        if free < 0 or free > total:
+            admitted += 1
+        if use_prio and admitted and n > 1:
+            _sort_by_priority(S, n, prio, dec, nd, pf_i, npf)
+        if free < 0 or free + evict > total:
             raise RuntimeError("KV block accounting broken")
         if nd == 0 and npf == 0:
             stop = STOP_IDLE
@@ -216,7 +294,7 @@ def engine_run(t0, S0, st0, S, st, F, q_req, q_time, q_head, q_tail, prompt, out
             tokens += pf_len[q]
         for d in range(nd):
             dec_ctx[d] = S[KV, dec[d]] + 1
-        _observe(obs, steps, n, nf + q_tail - q_head - consumed, total - free, demand, tokens)
+        _observe(obs, steps, n, nf + q_tail - q_head - consumed, total - free - evict, demand, tokens)
         t = t + batch_time(pf_len[:npf], pf_off[:npf], pf_tgt[:npf], dec_ctx[:nd], p)
         ends[steps] = t
         # -- its results: a token per decoding sequence, prefill progress, first tokens
@@ -245,7 +323,9 @@ def engine_run(t0, S0, st0, S, st, F, q_req, q_time, q_head, q_tail, prompt, out
                 continue
             r = S[REQ, i]
             if flag[i] == 1:
-                free += S[BLK, i]
+                kept = keep[r] if keep[r] < S[BLK, i] else S[BLK, i]
+                free += S[BLK, i] - kept
+                evict += kept
                 lp = _event(log, lp, EV_DONE, steps, r, 0)
                 if stop_done:
                     event = True
@@ -270,6 +350,7 @@ def engine_run(t0, S0, st0, S, st, F, q_req, q_time, q_head, q_tail, prompt, out
                 st_ck[N], st_ck[FREE], st_ck[DEMAND], st_ck[LATE] = n, free + late, demand, 0
             else:
                 st_ck[N], st_ck[FREE], st_ck[DEMAND], st_ck[LATE] = n, free, demand, late
+            st_ck[EVICT] = evict
             F_ck[:, :nf] = F[:, :nf]
             res[R_CK_LOG], res[R_CK_CONSUMED], res[R_CK_FRONT] = lp, consumed, nf
         if event:
@@ -278,14 +359,14 @@ def engine_run(t0, S0, st0, S, st, F, q_req, q_time, q_head, q_tail, prompt, out
     if steps >= late_at:
         free += late
         late = 0
-    _observe(obs, steps, n, nf + q_tail - q_head - consumed, total - free, demand, 0)
+    _observe(obs, steps, n, nf + q_tail - q_head - consumed, total - free - evict, demand, 0)
     obs[O_NEXT, steps] = -1
     for j in range(steps - 1, -1, -1):
         if obs[O_RUNNING, j + 1] + obs[O_WAITING, j + 1] != obs[O_RUNNING, j] + obs[O_WAITING, j]:
             obs[O_NEXT, j] = j
         else:
             obs[O_NEXT, j] = obs[O_NEXT, j + 1]
-    st[N], st[FREE], st[DEMAND], st[LATE] = n, free, demand, late
+    st[N], st[FREE], st[DEMAND], st[LATE], st[EVICT] = n, free, demand, late, evict
     res[R_STEPS], res[R_STOP], res[R_LOG], res[R_CONSUMED], res[R_FRONT] = steps, stop, lp, consumed, nf
     return steps
 

@@ -18,7 +18,8 @@ class ProcessReplica(ReplicaBase):
     `_work` when idle; `busy_until` is when the batch running now ends."""
 
     def __init__(self, env, index, pool, deployment, engine, table, log, board, stop_at_completions=False,
-                 role="both"):
+                 role="both", prioritized=False):
+        # serves in arrival order: scenarios with classes are refused for static batching
         super().__init__(env, index, pool, deployment, engine, table, log, board, role)
         self.free_blocks = self.total_blocks
         self.waiting: deque[int] = deque()

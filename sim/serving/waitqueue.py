@@ -1,13 +1,11 @@
 """A replica's waiting queue as two numpy columns, so compiled code reads it without copying.
 
 Entries live in `req[head:tail]` with `time[head:tail]`, the instant each joined. Arrivals
-go to the back; preempted sequences go back to the front, where slack is kept for them.
+go to the back, or, when classes are in use, behind the last entry of their class or higher.
 """
 from __future__ import annotations
 
 import numpy as np
-
-ALWAYS = -np.inf   # the join time of a sequence put back at the front: admissible at once
 
 
 class WaitQueue:
@@ -32,22 +30,25 @@ class WaitQueue:
         self.time[self.tail] = when
         self.tail += 1
 
+    def insert(self, r: int, when: float, priority: np.ndarray, lo: int) -> None:
+        """Queue r behind every entry of its class or higher, but not before position `lo`."""
+        skip = min(max(lo - self.head, 0), len(self))
+        if self.tail == len(self.req):
+            self._regrow(0)
+        lo = self.head + skip
+        behind = np.flatnonzero(priority[self.req[lo:self.tail]] < priority[r])
+        at = lo + int(behind[0]) if len(behind) else self.tail
+        self.req[at + 1:self.tail + 1] = self.req[at:self.tail].copy()
+        self.time[at + 1:self.tail + 1] = self.time[at:self.tail].copy()
+        self.req[at] = r
+        self.time[at] = when
+        self.tail += 1
+
     def pop(self, k: int = 1) -> None:
         """Drop the first k entries."""
         self.head += k
         if self.head == self.tail:
             self.head = self.tail = len(self.req) // 2
-
-    def push_front(self, reqs: np.ndarray) -> None:
-        """Put requests back at the front, reqs[-1] first (a stack's top is the queue's head)."""
-        k = len(reqs)
-        if k == 0:
-            return
-        if self.head < k:
-            self._regrow(k)
-        self.head -= k
-        self.req[self.head:self.head + k] = reqs[::-1]
-        self.time[self.head:self.head + k] = ALWAYS
 
     def _regrow(self, front: int) -> None:
         """Move the entries to a buffer with at least `front` free slots before them and as
