@@ -3,11 +3,13 @@ queues, and per-session latency and cost."""
 from __future__ import annotations
 
 import copy
+import glob
 import math
+import os
 
 import numpy as np
-import pandas as pd
 import pytest
+import yaml
 
 from sim import oracles
 from sim.errors import ScenarioError
@@ -17,7 +19,7 @@ from sim.scenario import load_scenario
 from sim.sessions import CALL, TOOL, Session, session_graph
 from sim.simulation import simulate
 from sim.summary import summarize
-from tests.conftest import BASE
+from tests.conftest import BASE, ROOT
 
 AGENT = {
     "context": {"dist": "lognormal", "mean": 600, "cv": 0.5},
@@ -166,4 +168,38 @@ def test_tools_are_tool_nodes():
                                               "tools": [{"delay": "2s", "calls": 3}]}), 1, np.random.default_rng(0))
     assert g.kind == [CALL, TOOL, TOOL, TOOL, CALL]
     assert g.deps[4] == [1, 2, 3] and all(g.duration[i] == 2.0 for i in (1, 2, 3))
-    assert isinstance(pd.DataFrame, type)
+
+
+WORKLOADS = sorted(glob.glob(os.path.join(ROOT, "workloads", "*.yaml")))
+
+
+@pytest.mark.parametrize("path", WORKLOADS, ids=os.path.basename)
+def test_every_library_workload_loads(path, write_scenario):
+    """Each file in workloads/ is a stream (or a list of streams) a scenario can use."""
+    base = copy.deepcopy(BASE)
+    base["fleet"].append({"pool": "embed", "device": "nvidia-a100-80gb", "count": 1,
+                          "serve": {"model": "bge-large-en-v1.5", "precision": "bf16", "tp": 1}})
+    base["services"] = [{"name": "vector-db", "servers": 8, "service_time": "10ms"}]
+    with open(path) as f:
+        data = yaml.safe_load(f)
+    streams = data if isinstance(data, list) else [{"include": path}]
+    for s in streams:
+        if "include" in s:
+            s["include"] = os.path.join(os.path.dirname(path), s["include"])
+    embed = os.path.basename(path) == "embeddings.yaml"
+    base["workload"] = [{**s, "model": "bge-large-en-v1.5" if embed else "llama-3.1-8b"} for s in streams]
+    sc = load_scenario(write_scenario({}, base=base))
+    assert len(sc.spec.workload) == len(streams)
+
+
+def test_agent_levels_grow_by_about_ten_times():
+    """Tokens per goal of agents-l1 .. l5 (graphs only, 300 goals each): each level about an
+    order of magnitude above the one before (between 5x and 20x)."""
+    tokens = []
+    for level in range(1, 6):
+        with open(os.path.join(ROOT, "workloads", f"agents-l{level}.yaml")) as f:
+            spec = Session.model_validate(yaml.safe_load(f)["session"])
+        g = session_graph(spec, 300, np.random.default_rng(level))
+        tokens.append(sum(g.prompt[i] + g.output[i] for i in g.prompt) / 300)
+    ratios = np.array(tokens[1:]) / np.array(tokens[:-1])
+    assert np.all((ratios > 5) & (ratios < 20)), (tokens, ratios)
