@@ -15,8 +15,8 @@ State of a replica (all int64):
       KV tokens in the KV cache, BLK KV blocks held, GEN output tokens generated so far
   st[N], st[FREE] free KV blocks, st[DEMAND] KV blocks the waiting requests need,
   st[LATE] blocks freed during the iteration in progress (usable from the next one),
-  st[EVICT] blocks the prefix cache holds that no sequence uses (evicted, least recently
-  used first as the replica's `PrefixCache` settles it, when the free pool runs short)
+  st[EVICT] blocks a prefix cache holds that no sequence uses, taken back when the free
+  pool runs short (0 while prefix caching is off, as it is in this version)
 The waiting queue is the replica's queue `q_req[q_head:q_tail]` (`q_time`: when each entry
 joined it; an entry is admissible from the first iteration that starts at or after that),
 behind a stack `F` of preempted sequences (the top is the queue's head; it starts as the
@@ -28,9 +28,10 @@ sequence preempted for KV space is the lowest class's latest admitted, and a wai
 a higher class goes before preempted sequences of a lower one. With C_PREEMPT_LOWER, a head
 that finds no slot or KV space preempts running sequences of lower classes to make room.
 
-Prefix caching: `cached[r]` tokens of request r's prompt are in the cache (pinned by the
-replica while r is there), so its prefill starts after them and its blocks exclude them;
-when it completes, `keep[r]` of its blocks stay in the cache (evictable) instead of freeing.
+Prefix caching (the engine's half; the replica does not fill these in yet, so they are 0):
+`cached[r]` tokens of request r's prompt are already in the KV cache, so its prefill starts
+after them and its blocks exclude them; when it completes, `keep[r]` of its blocks stay
+cached (evictable) instead of freeing.
 """
 from __future__ import annotations
 
