@@ -83,6 +83,13 @@ Length = Annotated[
 ]
 
 
+def lognormal_parameters(mean: float, cv: float) -> tuple[float, float]:
+    """mu and sigma of the underlying normal for a lognormal with this mean and coefficient
+    of variation."""
+    sigma2 = np.log1p(cv ** 2)
+    return float(np.log(mean) - sigma2 / 2), float(np.sqrt(sigma2))
+
+
 def draw_lengths(dist, n: int, rng: np.random.Generator) -> np.ndarray:
     """n token counts (>= 1) from a length distribution."""
     if isinstance(dist, FixedLength):
@@ -90,9 +97,7 @@ def draw_lengths(dist, n: int, rng: np.random.Generator) -> np.ndarray:
     if isinstance(dist, UniformLength):
         return rng.integers(dist.min, dist.max + 1, n, dtype=np.int64)
     if isinstance(dist, LognormalLength):
-        sigma2 = np.log1p(dist.cv ** 2)
-        mu = np.log(dist.mean) - sigma2 / 2
-        x = np.rint(rng.lognormal(mu, np.sqrt(sigma2), n))
+        x = np.rint(rng.lognormal(*lognormal_parameters(dist.mean, dist.cv), n))
         return np.clip(x, dist.min, dist.max).astype(np.int64)
     if isinstance(dist, ExponentialLength):
         return np.minimum(rng.geometric(1.0 / dist.mean, n), dist.max).astype(np.int64)

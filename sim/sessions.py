@@ -48,7 +48,7 @@ from typing import Annotated, Literal, Union
 import numpy as np
 from pydantic import BeforeValidator, Field, model_validator
 
-from .lengths import FixedLength, Length, draw_lengths
+from .lengths import FixedLength, Length, draw_lengths, lognormal_parameters
 from .spec_base import Seconds, Spec
 
 # ---- durations (tool latency, think time, service time) ---------------------------------
@@ -99,8 +99,7 @@ def draw_delays(dist, n: int, rng: np.random.Generator) -> np.ndarray:
     if isinstance(dist, ExponentialDelay):
         return rng.exponential(dist.mean, n)
     if isinstance(dist, LognormalDelay):
-        sigma2 = np.log1p(dist.cv ** 2)
-        return rng.lognormal(np.log(dist.mean) - sigma2 / 2, np.sqrt(sigma2), n)
+        return rng.lognormal(*lognormal_parameters(dist.mean, dist.cv), n)
     if isinstance(dist, UniformDelay):
         return rng.uniform(dist.min, dist.max, n)
     raise TypeError(f"unknown delay distribution {dist!r}")

@@ -86,13 +86,9 @@ def simulate(scenario: Scenario, seed: int | None = None) -> RunResult:
     for pool in scenario.pools:
         role = pool.spec.serve.role
         for _ in range(pool.replicas * pool.spec.engines_per_replica):  # pp stages or ep ranks
-            engine = pool.spec.serve.engine
-            if engine.batching == "static":
-                rep = StaticReplica(env, len(replicas), pool.name, pool.deployment, engine, table, log, board,
-                                    stop_at_completions, role)
-            else:
-                rep = Replica(env, len(replicas), pool.name, pool.deployment, engine, table, log, board,
-                              stop_at_completions, role, prioritized)
+            kind = StaticReplica if pool.spec.serve.engine.batching == "static" else Replica
+            rep = kind(env, len(replicas), pool.name, pool.deployment, pool.spec.serve.engine, table, log, board,
+                       stop_at_completions, role, prioritized)
             replicas.append(rep)
             (decoders if role == "decode" else by_model).setdefault(pool.model_key, []).append(rep)
     router = Router(env, by_model, spec.router.policy, spec.router.queue_limit, spec.router.dispatch,

@@ -111,6 +111,7 @@ def summarize(result: RunResult) -> dict:
         cost = economics.device_cost_per_hour(dep.device, eco.pricing, eco.amortize_years, eco.cost_of_capital)
         pricing.add(cost.pricing)
         pool_usd = None if cost.usd_per_hour is None else cost.usd_per_hour * pool.spec.count
+        pool_energy_usd = 0.0     # per hour, when the hardware pays for its own power
         if cost.usd_per_hour is None:
             cost_notes.append(cost.note)
         else:
@@ -120,7 +121,8 @@ def summarize(result: RunResult) -> dict:
                     cost_notes.append(f"{pool.device_key}: owned hardware pays for its power, which is unknown "
                                       f"(no TDP); cost not computed")
                 else:
-                    energy_usd += watts * eco.pue / 1000.0 * eco.usd_per_kwh
+                    pool_energy_usd = watts * eco.pue / 1000.0 * eco.usd_per_kwh
+                    energy_usd += pool_energy_usd
         served = (pool_index == k) & done
         served_in = (pool_index == k) & finished_in
         pool_tps = float((table.prompt + table.output)[served_in].sum()) / window
@@ -128,7 +130,7 @@ def summarize(result: RunResult) -> dict:
         if w is not None:
             weights.append((w, pool_tps))
             if pool_usd is not None and not (cost.pays_for_power and watts is None):
-                hour = pool_usd + (watts * eco.pue / 1000.0 * eco.usd_per_kwh if cost.pays_for_power else 0.0)
+                hour = pool_usd + pool_energy_usd
                 tin = float(table.prompt[served_in].sum()) / window
                 tout = float(table.output[served_in].sum()) / window
                 usd_in, usd_out = economics.split_input_output(hour, tin, tout, w)
@@ -233,6 +235,7 @@ def _tenants(spec, table, cols, measured, done, finished_in, usd, window) -> lis
         targets = (own or spec.slo).targets
         sub = {k: v[mine] for k, v in cols.items()}
         m, d, f = measured[mine], done[mine], finished_in[mine]
+        latency = {k: stats(sub[k][d]) for k in LATENCIES}
         tokens = float((table.prompt + table.output)[mine & finished_in].sum())
         spent = usd[mine & finished_in]
         known = not np.isnan(spent).any()
@@ -243,9 +246,8 @@ def _tenants(spec, table, cols, measured, done, finished_in, usd, window) -> lis
             "measured_requests": int(m.sum()),
             "completed": int(d.sum()),
             "turned_away": int((m & ((table.state[mine] == REJECTED) | (table.state[mine] == FAILED))).sum()),
-            "latency_s": {k: stats(sub[k][d]) for k in LATENCIES},
-            "slo": _slo(targets, sub, m, d, f, {k: stats(sub[k][d]) for k in LATENCIES},
-                        _Rows(table, mine), window),
+            "latency_s": latency,
+            "slo": _slo(targets, sub, m, d, f, latency, _Rows(table, mine), window),
             "tokens_per_s": tokens / window,
             "usd_per_hour": float(spent.sum()) / window * 3600.0 if known else None,
             "usd_per_m_tokens": float(spent.sum()) / tokens * 1e6 if known and tokens else None,
