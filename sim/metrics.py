@@ -45,10 +45,10 @@ class RequestTable:
         self.kv_transfer_bytes = np.zeros(n)     # disaggregated serving: KV cache moved
         self.kv_transfer_time = np.full(n, np.nan)
         self.priority = np.zeros(n, np.int64)    # class: higher goes first where classes are honoured
-        self.cached = np.zeros(n, np.int64)      # prompt tokens already in the KV cache (prefix caching; 0 for now)
+        self.cached = np.zeros(n, np.int64)      # prompt tokens its replica's prefix cache held (prefill skipped)
         self.session = np.full(n, -1, np.int64)  # session it is a call of (-1: none)
         self.final = np.zeros(n, np.bool_)       # the call that answers its session
-        self.keep_blocks = np.zeros(n, np.int64) # KV blocks kept cached when it completes (prefix caching; 0 for now)
+        self.keep_blocks = np.zeros(n, np.int64) # KV blocks the prefix cache keeps when it completes
 
         self.on_done = None  # called as on_done(i, time) when request i completes or is rejected
 
@@ -93,6 +93,7 @@ class RequestTable:
             "state": self.state,
             "reason": self.reason,
             "preemptions": self.preemptions,
+            "cached_tokens": self.cached,
             "session": self.session,
             "final": self.final,
             "kv_transfer_bytes": self.kv_transfer_bytes,

@@ -167,6 +167,22 @@ def _sessions_table(sessions: dict) -> Table:
     return table
 
 
+def _prefix_cache_table(pools: list[dict]) -> Table:
+    table = Table(title="prefix cache (completed requests in the window)", title_justify="left")
+    for col in ("pool", "requests", "could reuse", "hits", "hit rate", "tokens cached", "prefill saved",
+                "evicted blocks"):
+        table.add_column(col, justify="left" if col == "pool" else "right")
+    for p in pools:
+        rate = p["hit_rate"]
+        tok = p["token_hit_rate"]
+        table.add_row(p["pool"], f"{p['requests']:,}", f"{p['reusable_requests']:,}", f"{p['hits']:,}",
+                      "-" if rate is None else f"{rate * 100:.1f}%",
+                      f"{p['cached_tokens']:,}" + ("" if tok is None else f" ({tok * 100:.0f}%)"),
+                      f"{format_duration(p['prefill_seconds_saved'])}, {p['prefill_pflop_saved']:.3g} PFLOP",
+                      f"{p['evicted_blocks']:,}")
+    return table
+
+
 def print_summary(summary: dict, console: Console | None = None) -> None:
     console = console or make_console()
     req = summary["requests"]
@@ -209,6 +225,9 @@ def print_summary(summary: dict, console: Console | None = None) -> None:
 
     if summary.get("sessions"):
         console.print(_sessions_table(summary["sessions"]))
+
+    if summary.get("prefix_cache"):
+        console.print(_prefix_cache_table(summary["prefix_cache"]))
 
     pools = Table(title="pools", title_justify="left")
     for col in ("pool", "device x count", "model", "tp", "replicas", "busy", "GPU active", "KV used", "preempt",

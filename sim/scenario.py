@@ -23,6 +23,7 @@ from .spec_base import Bytes, PerSecond, Seconds, Spec, Watts
 from .topology import TopologySpec, validate_topology
 from .arrivals import Arrival, Trace
 from .lengths import Length
+from .media import AudioSeconds, ImageRequest, VideoRequest, media_field
 from .sessions import Service, Session
 
 # ---- workload streams ------------------------------------------------------------------
@@ -47,6 +48,11 @@ class Stream(Spec):
     priority: int = Field(default=0, description="class: higher goes first at routers and engines")
     slo: "Slo | None" = Field(default=None, description="this tenant's targets (default: the scenario's)")
     session: Session | None = Field(default=None, description="each arrival starts a session: a graph of calls")
+    # requests beyond chat text (sim.media): their token counts are derived from these
+    audio_seconds: AudioSeconds | None = Field(default=None, description="speech models: seconds of audio "
+                                                                         "per request (to transcribe or to say)")
+    image: ImageRequest | None = Field(default=None, description="image models: {width, height, steps, images}")
+    video: VideoRequest | None = Field(default=None, description="video models: {width, height, frames, steps}")
 
     @field_validator("arrival", mode="before")
     @classmethod
@@ -66,6 +72,15 @@ class Stream(Spec):
 
     @model_validator(mode="after")
     def _complete(self):
+        media = [f for f in ("audio_seconds", "image", "video") if getattr(self, f) is not None]
+        if len(media) > 1:
+            raise ValueError(f"give one of audio_seconds, image, video (got {', '.join(media)})")
+        if media:
+            clash = [f for f in ("output_tokens", "trace", "session") if getattr(self, f) is not None]
+            if media[0] != "audio_seconds" and self.prompt_tokens is not None:
+                clash.insert(0, "prompt_tokens")
+            if clash:
+                raise ValueError(f"{media[0]}: sets the requests' sizes; remove {', '.join(clash)}")
         if self.session is not None:
             clash = [f for f in ("prompt_tokens", "output_tokens", "trace", "concurrency")
                      if getattr(self, f) is not None]
@@ -80,13 +95,14 @@ class Stream(Spec):
             if self.rate is not None or self.trace is not None or self.arrival != Arrival():
                 raise ValueError("a closed-loop stream sends its next request when one ends; "
                                  "remove rate/arrival/trace (or remove concurrency for open-loop arrivals)")
-            if self.prompt_tokens is None or self.output_tokens is None:
+            if (self.prompt_tokens is None or self.output_tokens is None) and not media:
                 raise ValueError("a closed-loop stream needs prompt_tokens and output_tokens")
             return self
         if self.think_time:
             raise ValueError("think_time applies to closed-loop streams (with concurrency:) only")
         if self.trace is None:
-            missing = [f for f in ("rate", "prompt_tokens", "output_tokens") if getattr(self, f) is None]
+            needed = ("rate",) if media else ("rate", "prompt_tokens", "output_tokens")
+            missing = [f for f in needed if getattr(self, f) is None]
             if missing:
                 raise ValueError(f"a synthetic stream needs {', '.join(missing)} (or trace: to replay a file)")
         elif self.prompt_tokens is not None or self.output_tokens is not None or self.arrival != Arrival():
@@ -115,6 +131,8 @@ class Engine(Spec):
     fast_path: bool = True
     preempt_lower: bool = Field(default=False, description="a waiting request of a higher class preempts "
                                                            "running ones of lower classes to get a slot or KV space")
+    prefix_cache: bool = Field(default=False, description="keep finished requests' KV blocks (least recently "
+                                                          "used evicted first) for later calls that share the prefix")
 
 
 class Serve(Spec):
@@ -134,6 +152,9 @@ class Serve(Spec):
     def _continuous_for_roles(self):
         if self.role != "both" and self.engine.batching != "continuous":
             raise ValueError(f"role: {self.role} needs continuous batching")
+        if self.engine.prefix_cache and (self.role != "both" or self.engine.batching != "continuous"):
+            raise ValueError("engine.prefix_cache needs continuous batching on a pool with role: both "
+                             "(prefill/decode pools do not cache prefixes in this version)")
         return self
 
 
@@ -172,10 +193,17 @@ class Router(Spec):
     per token at full load) before spilling over to dearer ones."""
 
     policy: Literal["round-robin", "random", "least-outstanding", "least-kv", "power-of-two", "weighted",
-                    "lowest-latency", "lowest-cost"] = "least-outstanding"
+                    "lowest-latency", "lowest-cost", "cache-aware"] = "least-outstanding"
     weights: dict[str, float] | None = Field(default=None, description="weighted: pool name -> share of requests")
     queue_limit: int | None = Field(default=None, ge=0, description="max requests waiting at a replica")
     dispatch: Literal["immediate", "central"] = "immediate"
+    # cache-aware (after the SGLang model gateway's policy and its defaults): while the load is
+    # balanced, the replica whose prefix cache holds most of the prompt, if that is at least
+    # cache_threshold of it; else, and whenever the busiest replica has more than
+    # balance_abs_threshold and balance_rel_threshold times the idlest's outstanding, the least loaded
+    cache_threshold: float = Field(default=0.3, ge=0, le=1)
+    balance_abs_threshold: int = Field(default=64, ge=0)
+    balance_rel_threshold: float = Field(default=1.5, ge=1)
 
     @model_validator(mode="after")
     def _weights(self):
@@ -436,6 +464,10 @@ def _check_tenants(spec: ScenarioSpec, src: source.Source) -> list[Problem]:
                                     f"give a tenant's streams the same slo or set it on one of them"))
         slo_of.setdefault(tenant, (i, stream.slo))
     classes = {s.priority for s in spec.workload}
+    if spec.router.policy == "cache-aware" and not any(p.serve.engine.prefix_cache for p in spec.fleet):
+        problems.append(Problem(src.loc_of(("router", "policy")), "router.policy",
+                                "cache-aware routes by what replicas' prefix caches hold; set "
+                                "serve.engine.prefix_cache: true on the pools"))
     for i, pool in enumerate(spec.fleet):
         engine = pool.serve.engine
         if engine.batching == "static" and (len(classes) > 1 or engine.preempt_lower):

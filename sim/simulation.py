@@ -19,6 +19,7 @@ from .ops.power_cap import PowerCap
 from .serving.clock import at
 from .serving.disagg import Disaggregation
 from .serving.replica import LoadBoard, Replica
+from .serving.prefix_cache import Directory, PrefixCache, PrefixIndex
 from .serving.static import StaticReplica
 from .serving.router import PoolFigures, Router
 from .serving.session_runner import ServiceStation, SessionRunner
@@ -39,6 +40,8 @@ class ReplicaInfo:
     accelerators: list[str] = field(default_factory=list)   # topology nodes it runs on
     weight_load_s: float | None = None                      # time to load its weights at the start
     iteration_overhead: float = 0.0                         # host time per iteration, after CPU sharing
+    evicted_blocks: int = 0                                 # prefix cache: blocks evicted during the run
+    cached_blocks: int = 0                                  # prefix cache: blocks held when it ended
 
 
 @dataclass
@@ -55,6 +58,7 @@ class RunResult:
     events: int = 0           # SimPy events scheduled
     power_cap: PowerCap | None = None
     sessions: SessionRunner | None = None   # session streams: their plan, failures, tool services
+    prefix_reusable: np.ndarray | None = None   # with prefix caching: requests that could reuse a prefix
 
 
 def simulate(scenario: Scenario, seed: int | None = None) -> RunResult:
@@ -91,8 +95,11 @@ def simulate(scenario: Scenario, seed: int | None = None) -> RunResult:
                        stop_at_completions, role, prioritized)
             replicas.append(rep)
             (decoders if role == "decode" else by_model).setdefault(pool.model_key, []).append(rep)
+    prefix = attach_prefix_caches(scenario, replicas, table, plan)
     router = Router(env, by_model, spec.router.policy, spec.router.queue_limit, spec.router.dispatch,
-                    rng_for(seed, "router"), table, board, pool_figures(scenario, arrivals), prioritized)
+                    rng_for(seed, "router"), table, board, pool_figures(scenario, arrivals), prioritized,
+                    (spec.router.cache_threshold, spec.router.balance_abs_threshold,
+                     spec.router.balance_rel_threshold))
 
     fabric, placement = None, {}
     if spec.topology is not None:
@@ -139,15 +146,42 @@ def simulate(scenario: Scenario, seed: int | None = None) -> RunResult:
     for rep in replicas:
         rep.sync()
     end = env.now
-    table.keep(~np.isnan(table.arrival))  # closed-loop requests never sent did not arrive
+    sent = ~np.isnan(table.arrival)
+    table.keep(sent)  # closed-loop requests never sent did not arrive
+    reusable = prefix.reusable()[sent] if prefix is not None else None
     infos = []
     for rep, pool in zip(replicas, _pool_per_replica(scenario)):
         infos.append(ReplicaInfo(rep.index, pool.name, pool.device_key, pool.model_key, pool.deployment.tp,
                                  rep.busy_time, rep.preemptions, rep.total_blocks, rep.role,
                                  [str(a) for a in placement.get(rep.index, [])], load_time.get(rep.index),
-                                 float(rep.params[kernels.K_OVERHEAD])))
+                                 float(rep.params[kernels.K_OVERHEAD]),
+                                 rep.cache.evicted_blocks if rep.cache else 0,
+                                 rep.cache.blocks_held() if rep.cache else 0))
     return RunResult(scenario, table, log, infos, end, time.perf_counter() - wall0, seed,
-                     [s.name for s in spec.workload], fabric, next(env._eid), power_cap, runner)
+                     [s.name for s in spec.workload], fabric, next(env._eid), power_cap, runner, reusable)
+
+
+def attach_prefix_caches(scenario: Scenario, replicas, table: RequestTable, plan) -> PrefixIndex | None:
+    """Replicas of pools with engine.prefix_cache get a cache; those serving one model share
+    a directory of who holds what (for cache-aware routing)."""
+    index = None
+    directories: dict[str, Directory] = {}
+    for rep, pool in zip(replicas, _pool_per_replica(scenario)):
+        if not pool.spec.serve.engine.prefix_cache:
+            continue
+        if index is None:
+            index = prefix_index(table.n, plan)
+        directory = directories.setdefault(pool.model_key, Directory())
+        rep.cache = PrefixCache(rep.index, rep.bs, index, table, directory)
+    return index
+
+
+def prefix_index(n: int, plan) -> PrefixIndex:
+    """What each request of the run could reuse: from the session plan (calls that extend an
+    earlier call's context, shared system prompts)."""
+    if plan is None:
+        return PrefixIndex(n)
+    return PrefixIndex(n, plan.prefix_of, plan.system, plan.system_len)
 
 
 def _run_until_done(env, table, spec, step: float = 1.0) -> None:

@@ -177,6 +177,7 @@ def summarize(result: RunResult) -> dict:
     usd = request_costs(table, pool_index, token_prices)
     tenants = _tenants(spec, table, cols, measured, done, finished_in, usd, window)
     sessions = _sessions(result, usd, pool_index, w0, spec.duration) if result.sessions is not None else None
+    prefix_cache = _prefix_cache(result, pool_index, done) if result.prefix_reusable is not None else None
     replicas = [{"replica": r.index, "pool": r.pool, "devices": r.tp, "role": r.role,
                  "busy_fraction": float(busy[r.index] / window),
                  "accelerator_active": float((busy[r.index] - host_seconds[r.index]) / window),
@@ -202,6 +203,7 @@ def summarize(result: RunResult) -> dict:
         "slo": slo,
         "tenants": tenants,
         "sessions": sessions,
+        "prefix_cache": prefix_cache,
         "pools": pools,
         "replicas": replicas,
         "network": network,
@@ -432,3 +434,46 @@ def _slo(targets: dict, cols: dict, measured, done, finished_in, latency: dict, 
         "goodput_requests_per_s": float(ok_finished.sum()) / window,
         "goodput_tokens_per_s": tokens / window,
     }
+
+
+def _prefix_cache(result: RunResult, pool_index: np.ndarray, done: np.ndarray) -> list[dict]:
+    """Per pool that caches prefixes, over its completed measured requests: how many could
+    reuse something (a call extending an earlier one, a shared system prompt), how many
+    found it cached, the prompt tokens skipped, and what that saved: prefill FLOPs (2 x
+    active parameters per token) and prefill time (each hit's prefill alone on its replica,
+    whole prompt vs. the rest after the cached part)."""
+    t = result.table
+    reusable = result.prefix_reusable
+    out = []
+    for k, pool in enumerate(result.scenario.pools):
+        if not pool.spec.serve.engine.prefix_cache:
+            continue
+        mine = done & (pool_index == k)
+        hit = mine & (t.cached > 0)
+        p = pool.deployment.params
+        saved_s = 0.0
+        empty = np.zeros(0, np.int64)
+        for prompt, cached in zip(t.prompt[hit].tolist(), t.cached[hit].tolist()):
+            whole = np.array([prompt], np.int64)
+            rest = kernels.batch_time(np.array([prompt - cached], np.int64), np.array([cached], np.int64),
+                                      whole, empty, p)
+            saved_s += kernels.batch_time(whole, np.zeros(1, np.int64), whole, empty, p) - rest
+        prompt_tokens = int(t.prompt[mine].sum())
+        cached_tokens = int(t.cached[mine].sum())
+        could = int((mine & reusable).sum())
+        reps = [r for r in result.replicas if r.pool == pool.name]
+        out.append({
+            "pool": pool.name,
+            "requests": int(mine.sum()),
+            "reusable_requests": could,
+            "hits": int(hit.sum()),
+            "hit_rate": int(hit.sum()) / could if could else None,
+            "prompt_tokens": prompt_tokens,
+            "cached_tokens": cached_tokens,
+            "token_hit_rate": cached_tokens / prompt_tokens if prompt_tokens else None,
+            "prefill_pflop_saved": 2.0 * pool.deployment.model.computed_active_params() * cached_tokens / 1e15,
+            "prefill_seconds_saved": saved_s,
+            "evicted_blocks": int(sum(r.evicted_blocks for r in reps)),
+            "cached_blocks_at_end": int(sum(r.cached_blocks for r in reps)),
+        })
+    return out

@@ -25,6 +25,12 @@ written when a plan is committed: at the latest when the run ends (`sync`).
 
 A tensor-parallel group whose all-reduces run over the fabric steps one iteration at a
 time: each iteration's duration is the kernel's plus the collective's flows.
+
+With a prefix cache (`prefix_cache.py`), a newcomer's lookup pins cached blocks, so it is
+made where no plan counts on them: a request arriving mid-plan joins the queue at the end
+of the iteration running then (as with priority classes), and plans stop after a
+completion (its pins are dropped at that boundary) and after an eviction (the cache learns
+which entries lost blocks), so plans stay equal to stepping.
 """
 from __future__ import annotations
 
@@ -91,6 +97,7 @@ class ReplicaBase:
         # all-reduces over the fabric (set by the simulation): a generator taking the
         # iteration's token count.
         self.collective = None
+        self.cache = None              # a PrefixCache when the engine caches prefixes
 
     def submit(self, r: int) -> None:
         """A new request for this replica: its host tokenizes the prompt, then it queues."""
@@ -133,9 +140,12 @@ class Replica(ReplicaBase):
         self.adaptive = engine.fast_path
         self.queue = WaitQueue()
         cap = self.max_seqs
+        # with a prefix cache every completion ends a plan: its pins are dropped at that boundary
+        stop_done = stop_at_completions or engine.prefix_cache
         self.cfg = np.array([self.bs, cap, self.max_tokens, self.chunk_limit, int(self.chunked), int(self.kv_grows),
-                             self.per_seq_blocks, self.total_blocks, int(stop_at_completions),
-                             int(role == "prefill"), int(self.prioritized), int(engine.preempt_lower)], np.int64)
+                             self.per_seq_blocks, self.total_blocks, int(stop_done),
+                             int(role == "prefill"), int(self.prioritized), int(engine.preempt_lower),
+                             int(engine.prefix_cache)], np.int64)
         # committed state (at time t_free), the plan's end state, and its checkpoint
         self.S = np.zeros((sch.S_ROWS, cap), np.int64)
         self.st = np.zeros(sch.ST_SIZE, np.int64)
@@ -257,19 +267,17 @@ class Replica(ReplicaBase):
     def _enqueue(self, r: int) -> None:
         table = self.table
         table.replica[r] = self.index
-        if self.prioritized and self._active() and self.collective is None and not self._busy:
+        deferred = self.cache is not None or (self.prioritized and self.collective is None)
+        if deferred and self._active() and not self._busy:
             # With classes a newcomer may go ahead of requests already waiting, which the
-            # iteration running now has seen: it joins the queue when that iteration ends.
+            # iteration running now has seen; a prefix-cache lookup changes the KV blocks the
+            # running plan counts on. Either way it joins the queue when that iteration ends.
             self.pending.append((r, self.env.now))
-            if len(self.pending) == 1:
+            if len(self.pending) == 1 and self.collective is None:
                 at(self.env, self._boundary()).callbacks.append(self._take_pending)
             self._publish_plan()
             return
-        if self.prioritized:
-            self.queue.insert(r, self.env.now, table.priority, self.queue.head)
-        else:
-            self.queue.push(r, self.env.now)
-        self._count_new(r)
+        self._queue_new(r, self.env.now)
         if self._busy:  # a plan follows; until then the board must be read afresh
             self.board.until[self.index] = -np.inf
             return
@@ -287,6 +295,16 @@ class Replica(ReplicaBase):
             self._publish_plan()
         else:
             self._interrupt()
+
+    def _queue_new(self, r: int, when: float) -> None:
+        """Into the waiting queue (by class when there are classes), after a prefix-cache lookup."""
+        if self.cache is not None:
+            self.cache.lookup(r, self.st)
+        if self.prioritized:
+            self.queue.insert(r, when, self.table.priority, self.queue.head)
+        else:
+            self.queue.push(r, when)
+        self._count_new(r)
 
     def _count_new(self, r: int) -> None:
         """A request queued since the last plan: counted in the load until the next one."""
@@ -312,12 +330,14 @@ class Replica(ReplicaBase):
                 self._finish_plan()
             elif m:
                 self._plan(m)
-        for r, when in self.pending:
-            self.queue.insert(r, when, self.table.priority, self.queue.head)
-            self._count_new(r)
-        self.pending.clear()
+        self._drain_pending()
         self.t_free = self.env.now
         self._plan(0)
+
+    def _drain_pending(self) -> None:
+        for r, when in self.pending:
+            self._queue_new(r, when)
+        self.pending.clear()
 
     def release_blocks(self, n: int) -> None:
         """Blocks a handed-off sequence held until its KV cache was sent: usable from the
@@ -377,6 +397,8 @@ class Replica(ReplicaBase):
         """engine_run from the committed state: the first `ckpt` iterations (those of the
         previous plan that have ended) are committed at once, the rest become the plan."""
         st = self.st
+        if self.cache is not None and ckpt == 0:
+            self.cache.release(st)   # from a boundary: no plan counts on the pinned blocks
         st[sch.DEMAND] += self.extra_demand
         self.extra_n = self.extra_demand = 0
         q, table = self.queue, self.table
@@ -416,8 +438,10 @@ class Replica(ReplicaBase):
         self._busy = False
 
     def _commit(self) -> None:
-        """The whole plan has run: its end state becomes the committed state."""
-        self._record(self.it0, self.k, self.lo, self.hi)
+        """The whole plan has run: its end state becomes the committed state; then those who
+        wait for its completions and hand-offs hear of them."""
+        lo, hi = self.lo, self.hi
+        leaving = self._record(self.it0, self.k, lo, hi)
         self.queue.pop(int(self.res[sch.R_CONSUMED]) - self.consumed_base)
         self._hold_preempted(self.F, int(self.res[sch.R_FRONT]))
         self.S, self.S_end = self.S_end, self.S
@@ -425,21 +449,27 @@ class Replica(ReplicaBase):
         self.st[sch.FREE] += self.pending_free
         self.pending_free = 0
         self.late_at = 0
+        if self.cache is not None:
+            self.cache.reconcile(self.st)
         self._written_back()
         self.it0 = self.k
+        self._announce(lo, hi, leaving)
 
     def _commit_checkpoint(self, m: int) -> None:
         """The first m iterations of the new run have ended: commit them."""
         res = self.res.tolist()
         ck_log, ck_consumed, ck_front = res[sch.R_CK_LOG], res[sch.R_CK_CONSUMED], res[sch.R_CK_FRONT]
-        self._record(0, m, 0, ck_log)
+        leaving = self._record(0, m, 0, ck_log)
         self.queue.pop(ck_consumed)
         self._hold_preempted(self.F_ck, ck_front)
         self.S, self.S_ck = self.S_ck, self.S
         self.st[:] = self.st_ck
+        if self.cache is not None:
+            self.cache.reconcile(self.st)
         self._written_back()
         self.it0, self.lo = m, ck_log
         self.consumed_base = ck_consumed
+        self._announce(0, ck_log, leaving)
 
     def _hold_preempted(self, F: np.ndarray, n: int) -> None:
         """The stack of preempted sequences a committed stretch ended with: the next plan
@@ -447,9 +477,10 @@ class Replica(ReplicaBase):
         self.pre[:, :n] = F[:, :n]
         self.n_pre = n
 
-    def _record(self, a: int, b: int, lo: int, hi: int) -> None:
-        """Iterations a..b-1 have run: their events go into the request table, and the
-        stretch into the busy log."""
+    def _record(self, a: int, b: int, lo: int, hi: int) -> int:
+        """Iterations a..b-1 have run: their events go into the request table (and finished
+        requests' blocks into the prefix cache), and the stretch into the busy log. Returns
+        how many sequences left."""
         table = self.table
         ends = self.ends
         start = self.t_free
@@ -463,11 +494,21 @@ class Replica(ReplicaBase):
         self.busy_time += end - start
         self.iterations += b - a
         self.t_free = end
+        if leaving and self.cache is not None:
+            for kind, j, r, v in self.events[lo:hi].tolist():
+                if kind == sch.EV_DONE:
+                    self.cache.finished(r)
+        return leaving
+
+    def _announce(self, lo: int, hi: int, leaving: int) -> None:
+        """Completions and hand-offs of events lo..hi, to whoever waits for them (once the
+        committed state is in place: what they do next may queue requests here)."""
+        table = self.table
         if leaving and (table.on_done is not None or self.on_prefilled is not None):
             for kind, j, r, v in self.events[lo:hi].tolist():
                 if kind == sch.EV_DONE:
                     if table.on_done is not None:
-                        table.on_done(r, float(ends[j]))
+                        table.on_done(r, float(self.ends[j]))
                 elif kind == sch.EV_HANDOFF:
                     self.on_prefilled(self, r, v)
 
@@ -492,6 +533,7 @@ class Replica(ReplicaBase):
         self.horizon, self.adaptive = 1, False
         while True:
             self.t_free = env.now
+            self._drain_pending()
             self._plan(0)
             if not self._active():
                 self._work = env.event()

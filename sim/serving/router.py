@@ -15,10 +15,11 @@ import numpy as np
 
 from .. import kernels
 from ..metrics import RequestTable
+from .prefix_cache import best_holders
 from .replica import LoadBoard, Replica
 
 POLICIES = ("round-robin", "random", "least-outstanding", "least-kv", "power-of-two", "weighted",
-            "lowest-latency", "lowest-cost")
+            "lowest-latency", "lowest-cost", "cache-aware")
 
 
 class PoolFigures:
@@ -40,12 +41,14 @@ class PoolFigures:
 class Router:
     def __init__(self, env, replicas_by_model: dict[str, list[Replica]], policy: str, queue_limit: int | None,
                  dispatch: str, rng: np.random.Generator, table: RequestTable, board: LoadBoard,
-                 pool_figures: dict[str, "PoolFigures"] | None = None, prioritized: bool = False):
+                 pool_figures: dict[str, "PoolFigures"] | None = None, prioritized: bool = False,
+                 cache_aware: tuple[float, int, float] = (0.3, 64, 1.5)):
         self.env = env
         self.by_model = replicas_by_model
         self.policy = policy
         self.queue_limit = queue_limit
         self.central = dispatch == "central"
+        self.cache_aware = cache_aware     # (cache_threshold, balance_abs, balance_rel)
         self.rng = rng
         self.table = table
         self.board = board
@@ -176,7 +179,34 @@ class Router:
             return candidates[int(np.argmin(self._expected_latency(idx)))]
         if policy == "lowest-cost":
             return candidates[self._cheapest(idx)]
+        if policy == "cache-aware":
+            return self._cache_aware(model, candidates, idx)
         raise ValueError(f"unknown routing policy {policy}")
+
+    def _cache_aware(self, model: str, candidates: list[Replica], idx) -> Replica:
+        """While the load is balanced, the replica whose prefix cache holds most of the prompt
+        (when that is at least cache_threshold of it); else the least loaded."""
+        load = self._loads(idx)
+        least = candidates[int(np.argmin(load))]
+        lo, hi = int(load.min()), int(load.max())
+        if hi - lo > self.cache_aware[1] and hi > self.cache_aware[2] * lo:
+            return least
+        cache = least.cache
+        if cache is None or cache.directory is None:
+            return least
+        r = self._current
+        prompt = int(self.table.prompt[r])
+        held = best_holders(cache.directory, cache.index, r, prompt, cache.bs)
+        if len(candidates) < len(self.by_model[model]):
+            allowed = set(self._as_array(idx).tolist())
+            held = {i: n for i, n in held.items() if i in allowed}
+        if not held:
+            return least
+        outstanding = self.board.outstanding
+        best = max(held, key=lambda i: (held[i], -outstanding[i]))
+        if held[best] < self.cache_aware[0] * prompt:
+            return least
+        return self.replica[best]
 
     def _weighted(self, idx) -> int:
         """A pool drawn by weight among the candidates' pools, then its least-loaded replica."""

@@ -16,7 +16,7 @@ State of a replica (all int64):
   st[N], st[FREE] free KV blocks, st[DEMAND] KV blocks the waiting requests need,
   st[LATE] blocks freed during the iteration in progress (usable from the next one),
   st[EVICT] blocks a prefix cache holds that no sequence uses, taken back when the free
-  pool runs short (0 while prefix caching is off, as it is in this version)
+  pool runs short (0 while prefix caching is off)
 The waiting queue is the replica's queue `q_req[q_head:q_tail]` (`q_time`: when each entry
 joined it; an entry is admissible from the first iteration that starts at or after that),
 behind a stack `F` of preempted sequences (the top is the queue's head; it starts as the
@@ -28,10 +28,12 @@ sequence preempted for KV space is the lowest class's latest admitted, and a wai
 a higher class goes before preempted sequences of a lower one. With C_PREEMPT_LOWER, a head
 that finds no slot or KV space preempts running sequences of lower classes to make room.
 
-Prefix caching (the engine's half; the replica does not fill these in yet, so they are 0):
-`cached[r]` tokens of request r's prompt are already in the KV cache, so its prefill starts
-after them and its blocks exclude them; when it completes, `keep[r]` of its blocks stay
-cached (evictable) instead of freeing.
+Prefix caching (the engine's half; `prefix_cache.py` decides what is cached): `cached[r]`
+tokens of request r's prompt are already in the KV cache, so its prefill starts after them
+and its blocks exclude them; when it completes, `keep[r]` of its blocks stay cached
+(evictable) instead of freeing. With C_STOP_EVICT a run stops after an iteration that took
+blocks back from the cache, so that the cache learns which entries lost them at that
+iteration's end.
 """
 from __future__ import annotations
 
@@ -48,8 +50,8 @@ N, FREE, DEMAND, LATE, EVICT = 0, 1, 2, 3, 4
 ST_SIZE = 5
 # entries of cfg
 (C_BS, C_MAX_SEQS, C_MAX_TOKENS, C_CHUNK, C_CHUNKED, C_KV_GROWS, C_PER_SEQ, C_TOTAL, C_STOP_DONE, C_PREFILL_ROLE,
- C_PRIORITY, C_PREEMPT_LOWER) = range(12)
-CFG_SIZE = 12
+ C_PRIORITY, C_PREEMPT_LOWER, C_STOP_EVICT) = range(13)
+CFG_SIZE = 13
 # rows of obs (per iteration, as the batch stands while it runs; column `steps` is the end state)
 # O_NEXT: the iteration at whose end running + waiting next changes (-1: not in this run)
 O_RUNNING, O_WAITING, O_USED, O_DEMAND, O_TOKENS, O_NEXT = range(6)
@@ -136,7 +138,7 @@ def engine_run(t0, S0, st0, S, st, F, q_req, q_time, q_head, q_tail, prompt, out
     bs, max_seqs, max_tokens = cfg[C_BS], cfg[C_MAX_SEQS], cfg[C_MAX_TOKENS]
     chunk_limit, chunked, kv_grows, per_seq = cfg[C_CHUNK], cfg[C_CHUNKED], cfg[C_KV_GROWS], cfg[C_PER_SEQ]
     total, stop_done, prefill_role = cfg[C_TOTAL], cfg[C_STOP_DONE], cfg[C_PREFILL_ROLE]
-    use_prio, preempt_lower = cfg[C_PRIORITY], cfg[C_PREEMPT_LOWER]
+    use_prio, preempt_lower, stop_evict = cfg[C_PRIORITY], cfg[C_PREEMPT_LOWER], cfg[C_STOP_EVICT]
     cap = S.shape[1]
     log_cap = log.shape[0]
     f_cap = F.shape[1]
@@ -186,6 +188,7 @@ def engine_run(t0, S0, st0, S, st, F, q_req, q_time, q_head, q_tail, prompt, out
         # -- decoding sequences each take one token; a new block comes from the free pool,
         #    then from the prefix cache, or by preempting the latest-admitted sequence
         #    (of the lowest class)
+        evict_before = evict
         nd = 0
         i = 0
         while i < n:
@@ -317,6 +320,10 @@ def engine_run(t0, S0, st0, S, st, F, q_req, q_time, q_head, q_tail, prompt, out
                     flag[i] = 1
                 elif prefill_role:
                     flag[i] = 2
+        # the prefix cache learns which entries lost blocks when the plan is committed: whoever
+        # reads it (a cache-aware router) sees that at this iteration's end, as when stepping
+        if stop_evict and evict < evict_before:
+            event = True
         # finished and handed-off sequences leave, reported latest-admitted first
         gone = 0
         for i in range(n - 1, -1, -1):
