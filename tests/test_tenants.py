@@ -154,3 +154,25 @@ def test_static_batching_cannot_honour_classes(write_scenario):
     with pytest.raises(ScenarioError, match="static batching .* cannot honour priority"):
         load_scenario(write_scenario({"fleet.0.serve.engine.batching": "static",
                                       "fleet.0.serve.engine.chunked_prefill": None}, base=base))
+
+
+def test_a_higher_class_does_not_wait_for_a_lower_class_prompt_in_chunks(write_scenario):
+    """A 60k-token low-class prompt prefills in 512-token chunks for seconds; a short
+    high-class request arriving meanwhile takes the prefill budget at the next iteration,
+    where the same request in the same class waits for the long prompt's last chunk."""
+    def run(high_class: int):
+        base = copy.deepcopy(BASE)
+        fixed = {"arrival": "constant", "requests": 1, "output_tokens": 4}
+        base["workload"] = [{"name": "long", "rate": "4/s", "priority": 0, "prompt_tokens": 60000, **fixed},
+                            {"name": "short", "rate": "1/s", "priority": high_class, "prompt_tokens": 100, **fixed}]
+        path = write_scenario({"fleet.0.count": 1,
+                               "fleet.0.serve.engine": {"max_batch_seqs": 8, "chunked_prefill": 512}}, base=base)
+        t = simulate(load_scenario(path)).table
+        assert t.stream.tolist() == [0, 1] and t.arrival[0] < t.arrival[1] < t.first_token[0]
+        return t
+    ranked, same = run(1), run(0)
+    assert same.first_token[1] >= same.first_token[0]    # FIFO within a class: not before its last chunk
+    ttft = ranked.first_token[1] - ranked.arrival[1]
+    assert ttft < 0.05 < same.first_token[1] - same.arrival[1]
+    assert ranked.first_token[1] < ranked.first_token[0]
+    assert (ranked.state == COMPLETED).all()

@@ -25,8 +25,11 @@ behind a stack `F` of preempted sequences (the top is the queue's head; it start
 Priorities (cfg C_PRIORITY): the replica keeps its queue in priority order (highest first,
 arrival order within a class), running sequences are kept in the same order so that the
 sequence preempted for KV space is the lowest class's latest admitted, and a waiting head of
-a higher class goes before preempted sequences of a lower one. With C_PREEMPT_LOWER, a head
-that finds no slot or KV space preempts running sequences of lower classes to make room.
+a higher class goes before preempted sequences of a lower one, and before the prefill
+chunks of lower classes' prompts (which keep their KV and take what budget is left: a long
+low-class prompt in chunks would otherwise hold the prefill budget for seconds). With
+C_PREEMPT_LOWER, a head that finds no slot or KV space preempts running sequences of lower
+classes to make room.
 
 Prefix caching (the engine's half; `prefix_cache.py` decides what is cached): `cached[r]`
 tokens of request r's prompt are already in the KV cache, so its prefill starts after them
@@ -214,12 +217,24 @@ def engine_run(t0, S0, st0, S, st, F, q_req, q_time, q_head, q_tail, prompt, out
                     dec[nd] = i
                     nd += 1
             i += 1
-        # -- partially prefilled prompts continue, in admission order
+        # -- partially prefilled prompts continue, in admission order (with classes, those of
+        #    a class below the waiting head's wait until the head has had its share)
         budget = max_tokens - nd
         pb = budget if budget < chunk_limit else chunk_limit
         npf = 0
+        waiting_class = -(1 << 62)
+        if use_prio:
+            if nf > 0:
+                waiting_class = prio[F[0, nf - 1]]
+            if q_head + consumed < q_tail and q_time[q_head + consumed] <= t and prio[q_req[q_head + consumed]] > waiting_class:
+                waiting_class = prio[q_req[q_head + consumed]]
+        n_before = n
+        resume = n
         for i in range(n):
             if pb <= 0:
+                break
+            if prio[S[REQ, i]] < waiting_class:
+                resume = i
                 break
             left = S[TGT, i] - S[KV, i]
             if left > 0:
@@ -282,6 +297,17 @@ def engine_run(t0, S0, st0, S, st, F, q_req, q_time, q_head, q_tail, prompt, out
                 pb -= c
             n += 1
             admitted += 1
+        # -- the lower classes' prefills that waited for the head take what budget is left
+        for i in range(resume, n_before):
+            if pb <= 0:
+                break
+            left = S[TGT, i] - S[KV, i]
+            if left > 0:
+                c = left if left < pb else pb
+                pf_i[npf] = i
+                pf_len[npf] = c
+                npf += 1
+                pb -= c
         if use_prio and admitted and n > 1:
             _sort_by_priority(S, n, prio, dec, nd, pf_i, npf)
         if free < 0 or free + evict > total:
