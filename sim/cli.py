@@ -350,13 +350,15 @@ def _catalog(args) -> int:
     else:
         specs = {k: ModelSpec.model_validate(v) for k, v in catalog.model_entries().items()}
         title = "models"
-        columns = ("key", "name", "arch", "params", "active", "layers", "hidden", "heads/kv", "experts", "context")
+        columns = ("key", "name", "kind", "arch", "params", "active", "layers", "hidden", "heads/kv", "experts",
+                   "context")
 
         def row(k, s):
-            return (k, s.name, s.architecture + ("/mla" if s.attention == "mla" else ""),
+            return (k, s.name, s.modality, s.architecture + ("/mla" if s.attention == "mla" else ""),
                     f"{s.computed_params() / 1e9:.1f}B", f"{s.computed_active_params() / 1e9:.1f}B",
                     str(s.layers), str(s.hidden), f"{s.heads}/{s.kv_heads}" if s.heads else "-",
-                    f"{s.active_experts}/{s.experts}" if s.experts else "-", f"{s.max_context:,}")
+                    f"{s.active_experts}/{s.experts}" if s.experts else "-",
+                    "-" if s.max_context is None else f"{s.max_context:,}")
     if args.json:
         print(json.dumps({k: s.model_dump() for k, s in specs.items()}, indent=2))
         return 0

@@ -62,6 +62,8 @@ class Deployment:
 
     @property
     def max_tokens_in_cache(self) -> int:
+        if self.model.diffusion is not None:   # no cache: the tokens one step may hold
+            return self.limits.max_batch_tokens
         if self.kv_bytes_per_token <= 0:
             return self.model.max_context
         return (self.total_blocks - self.per_seq_blocks) * self.limits.block_size
@@ -95,6 +97,9 @@ def deploy(device: DeviceSpec, model: ModelSpec, precision: str, kv_precision: s
                                   "rank: use tp: 1 and pp: 1 with ep")
         if device.scale_up_bandwidth is None:
             raise DeploymentError(f"{dev_name} has no scale-up link in the catalog, so ep must be 1")
+    if model.diffusion is not None and (pp > 1 or ep > 1):
+        raise DeploymentError(f"{model_name} is a diffusion transformer: its engine runs tensor parallelism "
+                              f"only (tp); use pp: 1 and ep: 1")
     if pp < 1 or pp > model.layers:
         raise DeploymentError(f"pp must be between 1 and the model's {model.layers} layers (got {pp})")
     if model.has_attention and model.heads % tp:
@@ -109,7 +114,7 @@ def deploy(device: DeviceSpec, model: ModelSpec, precision: str, kv_precision: s
     # expert parallelism: the dense part (attention, shared experts, embeddings) on every rank,
     # the routed experts spread over the ranks
     routed = model.moe_layers * model.experts * model.expert_params()
-    d.weight_bytes = (model.computed_params() - routed + routed / ep) * wb / (tp * pp)
+    d.weight_bytes = (resident_params(model) - routed + routed / ep) * wb / (tp * pp)
     d.kv_bytes_per_token = _kv_bytes_per_token(model, tp, kvb) / pp   # a stage caches its layers
     d.state_bytes_per_seq = _state_bytes_per_seq(model, tp) / pp
 
@@ -125,13 +130,18 @@ def deploy(device: DeviceSpec, model: ModelSpec, precision: str, kv_precision: s
     usable = device.memory * limits.memory_utilization
     d.kv_budget = usable - d.weight_bytes - d.activation_reserve
     if d.kv_budget <= 0:
+        total = resident_params(model)
         min_tp = next((t for t in _divisors(model.heads or 1) if t >= tp and
-                       model.computed_params() * wb / (t * pp) + d.activation_reserve < usable), None)
+                       total * wb / (t * pp) + d.activation_reserve < usable), None)
         min_pp = next((s for s in range(pp, model.layers + 1) if
-                       model.computed_params() * wb / (tp * s) + d.activation_reserve < usable), None)
+                       total * wb / (tp * s) + d.activation_reserve < usable), None)
         hint = f"; try tp={min_tp}" if min_tp else ""
-        if min_pp:
+        if min_pp and model.diffusion is None:
             hint += f"{' or' if hint else '; try'} pp={min_pp} (pipeline stages)"
+        if model.diffusion is not None:
+            hint += (" (weights include the text encoders and VAE, "
+                     f"{format_bytes((model.diffusion.text_encoder_params + model.diffusion.vae_params) * wb / tp)} "
+                     "per device; lower max_batch_tokens to shrink the activation reserve)")
         cheaper = [p for p in ("fp8", "int8", "fp4") if p in supported and BYTES_PER_ELEMENT[p] < wb]
         if cheaper:
             hint += f" or precision {cheaper[0]}"
@@ -142,6 +152,13 @@ def deploy(device: DeviceSpec, model: ModelSpec, precision: str, kv_precision: s
             f"{limits.memory_utilization}){hint}")
 
     bs = limits.block_size
+    if model.diffusion is not None:
+        # no KV cache: a denoising step recomputes every token's keys and values; what is left
+        # after weights and activations stays free. One nominal block keeps the occupancy
+        # figures (used / total) defined; nothing ever holds it.
+        d.total_blocks, d.per_seq_blocks, d.block_bytes = 1, 0, 0.0
+        d.params = _pack(d, wb, ab, kvb)
+        return d
     if d.kv_bytes_per_token > 0:
         d.block_bytes = bs * d.kv_bytes_per_token
         d.per_seq_blocks = math.ceil(d.state_bytes_per_seq / d.block_bytes) if d.state_bytes_per_seq else 0
@@ -172,9 +189,18 @@ def cost_vector(device: DeviceSpec, model: ModelSpec, precision: str, tp: int, i
     return _pack(d, BYTES_PER_ELEMENT[precision], 2.0, BYTES_PER_ELEMENT[kv_precision])
 
 
+def resident_params(model: ModelSpec) -> float:
+    """Weights a replica holds: the model's, plus a diffusion pipeline's text encoders and VAE."""
+    total = model.computed_params()
+    if model.diffusion is not None:
+        total += model.diffusion.text_encoder_params + model.diffusion.vae_params
+    return total
+
+
 def _kv_bytes_per_token(model: ModelSpec, tp: int, kvb: float) -> float:
-    """KV bytes per token per device: heads split across ranks until each holds one group."""
-    if not model.has_attention:
+    """KV bytes per token per device: heads split across ranks until each holds one group.
+    A diffusion transformer keeps none (every step recomputes keys and values)."""
+    if not model.has_attention or model.diffusion is not None:
         return 0.0
     groups = model.kv_groups()
     return model.layers * model.kv_elements_per_token_layer() * math.ceil(groups / tp) / groups * kvb
@@ -217,8 +243,10 @@ def _pack(d: Deployment, wb: float, ab: float, kvb: float) -> np.ndarray:
     else:
         f = m.ffn
         plain_act = attn_act + 2 * h + ((3 if m.ffn_gated else 2) * f) / tp
+        if m.has_cross_attention:   # its two projections per token: in and out of each
+            plain_act += 2 * h + 2 * m.heads * m.head_dim / tp
     p[K.K_PLAIN_LAYERS] = m.plain_layers
-    p[K.K_PLAIN_W] = m.plain_layer_params() / tp
+    p[K.K_PLAIN_W] = m.token_layer_params() / tp
     p[K.K_PLAIN_ACT] = plain_act
     p[K.K_MOE_LAYERS] = m.moe_layers
     if m.moe_layers:
@@ -236,11 +264,17 @@ def _pack(d: Deployment, wb: float, ab: float, kvb: float) -> np.ndarray:
         p[K.K_QK_DIM], p[K.K_V_DIM] = qk, v
         # per layer per device; an engine's iteration runs every stage, so all layers count
         p[K.K_KV_ELEMS] = _kv_bytes_per_token(m, tp, kvb) / (m.layers * kvb)
+        if m.diffusion is not None:   # nothing cached, but the attention kernel still reads K and V
+            p[K.K_KV_ELEMS] = m.kv_elements_per_token_layer() * math.ceil(m.kv_groups() / tp) / m.kv_groups()
     if m.architecture == "ssm":
         p[K.K_SSM_LAYERS] = m.layers
         p[K.K_SSM_FLOPS] = 9.0 * m.ssm_inner * m.ssm_state / tp
         p[K.K_SSM_STATE] = _state_bytes_per_seq(m, tp) / m.layers
-    p[K.K_HEAD_W] = 0.0 if m.modality == "embedding" else m.vocab * h / tp  # an encoder has no LM head
+    if m.diffusion is not None:   # no LM head: the slot runs the per-sample weights, once per sample-pass
+        p[K.K_HEAD_W] = m.diffusion.per_sample_params / tp
+    else:
+        p[K.K_HEAD_W] = 0.0 if m.modality == "embedding" else m.vocab * h / tp  # an encoder has no LM head
+    p[K.K_BIDIRECTIONAL] = 1.0 if m.bidirectional else 0.0
     p[K.K_HIDDEN] = h
     p[K.K_ALLREDUCES] = 1.0 if m.architecture == "ssm" else 2.0
     p[K.K_LAYERS] = m.layers

@@ -11,7 +11,10 @@ One batch iteration is the sum over operators of a roofline,
     max(FLOPs / (peak x compute_eff), bytes / (bandwidth x mem_eff)),
 over weight GEMMs, MoE experts, prefill and decode attention, SSM scans and the LM head,
 plus the tensor-parallel all-reduces and pipeline-stage sends over the scale-up link and a
-fixed host overhead.
+fixed host overhead. Prefill attention counts the causal query-key pairs, or all of them for a
+bidirectional model (K_BIDIRECTIONAL: encoders, diffusion transformers). A diffusion
+transformer's denoising step (`diffusion_step_time`) is one such iteration over its latent
+tokens, the LM-head slot running its per-sample weights, plus text-encoder and VAE rooflines.
 """
 from __future__ import annotations
 
@@ -55,7 +58,8 @@ K_PP = 32             # pipeline stages; each iteration sends activations pp-1 t
 K_EP = 33             # expert-parallel ranks (data-parallel attention, experts spread over them)
 K_EP_ON_LINK = 34     # 1: the all-to-all runs on the scale-up link here; 0: as flows on the fabric
 K_TREE = 35           # all-reduce algorithm: 0 ring, 1 binary tree
-P_SIZE = 36
+K_BIDIRECTIONAL = 36  # 1: prefill attends to every query-key pair (encoders, diffusion transformers); 0: causal
+P_SIZE = 37
 
 
 @njit(cache=True)
@@ -111,9 +115,10 @@ def iteration_time(tokens, logits, pf_pairs, pf_ctx, dec_ctx, seqs, p):
     """Duration of one batch iteration on one tensor-parallel group.
 
     tokens   tokens processed (prefill chunk tokens + one per decoding sequence)
-    logits   sequences that produce an output token this iteration
-    pf_pairs causal query-key pairs of the prefill chunks: sum of c*o + c*(c+1)/2
-             for a chunk of c tokens after o tokens already in the cache
+    logits   sequences that produce an output token this iteration (a diffusion
+             transformer: samples x passes, which run the per-sample weights in K_HEAD_W)
+    pf_pairs query-key pairs of the prefill chunks: sum of c*o + c*(c+1)/2 (causal) or
+             c*(o+c) (bidirectional) for a chunk of c tokens after o tokens already in the cache
     pf_ctx   cached tokens the prefill chunks attend to: sum of o + c
     dec_ctx  cached tokens the decode steps attend to: sum of context lengths
     seqs     sequences in the batch
@@ -177,11 +182,12 @@ def batch_time(pf_len, pf_offset, pf_target, dec_ctx, p):
     logits = 0.0
     pairs = 0.0
     ctx = 0.0
+    bidirectional = p[K_BIDIRECTIONAL] > 0.0
     for i in range(pf_len.shape[0]):
         c = float(pf_len[i])
         o = float(pf_offset[i])
         tokens += c
-        pairs += c * o + c * (c + 1.0) / 2.0
+        pairs += c * o + (c * c if bidirectional else c * (c + 1.0) / 2.0)
         ctx += o + c
         if pf_offset[i] + pf_len[i] == pf_target[i]:
             logits += 1.0
@@ -191,6 +197,30 @@ def batch_time(pf_len, pf_offset, pf_target, dec_ctx, p):
     n_dec = float(dec_ctx.shape[0])
     return iteration_time(tokens + n_dec, logits + n_dec, pairs, ctx, dec,
                           float(pf_len.shape[0]) + n_dec, p)
+
+
+@njit(cache=True)
+def diffusion_step_time(tokens, samples, pairs, ctx, encode_flops, encode_bytes, decode_flops, decode_bytes, p):
+    """Duration of one denoising step of a diffusion transformer's batch, per device.
+
+    tokens   latent tokens through the transformer: sum over samples of L x passes
+    samples  sample-passes: each runs the per-sample weights (K_HEAD_W) once
+    pairs    query-key pairs, all of them (non-causal): sum of passes x (L^2 + L x cross tokens)
+    ctx      keys and values read by the attention: sum of passes x (L + cross tokens)
+    encode_flops, encode_bytes  text encoders of the requests admitted at this step (FLOPs,
+             and their weights read once)
+    decode_flops, decode_bytes  VAE decoding of the samples that finish at this step
+
+    The transformer's pass is `iteration_time` (weight GEMMs, attention, per-sample weights,
+    all-reduces, host overhead); the text encoders and the VAE decoder are one roofline each
+    at the GEMM rate.
+    """
+    t = iteration_time(tokens, samples, pairs, ctx, 0.0, samples, p)
+    if encode_flops > 0.0:
+        t += roofline(encode_flops, encode_bytes, p[K_GEMM_RATE], p[K_MEM_RATE])
+    if decode_flops > 0.0:
+        t += roofline(decode_flops, decode_bytes, p[K_GEMM_RATE], p[K_MEM_RATE])
+    return t
 
 
 def prefill_time(p, prompt: int, seqs: int = 1) -> float:

@@ -49,6 +49,12 @@ class RequestTable:
         self.session = np.full(n, -1, np.int64)  # session it is a call of (-1: none)
         self.final = np.zeros(n, np.bool_)       # the call that answers its session
         self.keep_blocks = np.zeros(n, np.int64) # KV blocks the prefix cache keeps when it completes
+        # requests beyond chat text (sim.media): what prompt and output mean depends on modality
+        self.modality = np.zeros(n, np.int8)     # sim.media.KIND_CODE of the model it asks for
+        self.clip = np.full(n, -1, np.int64)     # speech to text: row of its clip's first window
+        self.media_seconds = np.full(n, np.nan)  # audio (or video) seconds it carries
+        self.samples = np.zeros(n, np.int64)     # images (video: clips) per request; 0 for token models
+        self.pixels = np.zeros(n)                # output pixels x frames x images the VAE decodes
 
         self.on_done = None  # called as on_done(i, time) when request i completes or is rejected
 

@@ -29,7 +29,7 @@ from .hardware import BYTES_PER_ELEMENT, DeviceSpec
 from .scenario import Scenario, scenario_from_source
 from .simulation import simulate
 from .summary import summarize
-from .workload import generate
+from .workload import generate, stream_models
 from .units import UnitError, duration_or_dash, parse_duration, parse_rate
 
 # size-only rejections: more replicas do not help
@@ -259,7 +259,7 @@ class Planner:
         the kernels' decode speed (a guess; the search goes down as well as up from it)."""
         sc = self._scenario(layout.device, layout.precision, layout.tp, layout.pp, 1, None)
         dep = sc.pools[0].deployment
-        arrivals = generate(sc.spec.workload, min(sc.spec.duration, 60.0), sc.spec.seed)
+        arrivals = generate(sc.spec.workload, min(sc.spec.duration, 60.0), sc.spec.seed, stream_models(sc))
         ok = ~np.isnan(arrivals.time)
         if not ok.any():
             return 1

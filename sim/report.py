@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import economics
+from .media import KINDS
 from .metrics import REASONS, STATE_NAMES
 from .simulation import RunResult
 from .summary import pool_of_requests, request_costs
@@ -41,6 +42,13 @@ def requests_frame(result: RunResult, summary: dict | None = None) -> pd.DataFra
     tenants = [s.tenant or s.name for s in spec.workload]
     frame["tenant"] = [tenants[int(s)] for s in cols["stream"]]
     frame["priority"] = result.table.priority
+    t = result.table
+    if t.modality.any():   # requests beyond chat text (sim.media)
+        frame["modality"] = pd.Categorical([KINDS[int(k)] for k in t.modality], categories=list(KINDS))
+        frame["clip"] = t.clip
+        frame["media_seconds"] = t.media_seconds
+        frame["samples"] = t.samples
+        frame["pixels"] = t.pixels
     if summary is not None:
         prices = np.array([[np.nan if p[k] is None else p[k] / 1e6 for k in
                             ("usd_per_m_input_tokens", "usd_per_m_output_tokens")] for p in summary["pools"]]
@@ -183,6 +191,45 @@ def _prefix_cache_table(pools: list[dict]) -> Table:
     return table
 
 
+def _stat_pair(s: dict, fmt=duration_or_dash) -> str:
+    return f"{fmt(s['p50'])} / {fmt(s['p99'])}"
+
+
+def _ratio(x) -> str:
+    return "-" if x is None else f"{x:.3g}"
+
+
+def _modalities_table(modalities: dict) -> Table:
+    """One row per request kind beyond chat text, each with the figures that apply to it."""
+    table = Table(title="request kinds (arriving in the window; p50 / p99)", title_justify="left")
+    for col in ("kind", "requests", "completed", "latency", "queue wait", "figures"):
+        table.add_column(col, justify="left" if col in ("kind", "figures") else "right")
+    for kind, f in modalities.items():
+        requests, completed, latency = f["requests"], f["completed"], f["latency_s"]
+        if kind == "embedding":
+            figures = f"{f['tokens_per_s']:,.0f} tok/s; ${_n(f['usd_per_m_tokens'], '{:.3f}')} per M tokens"
+        elif kind == "image":
+            figures = (f"{_stat_pair(f['time_per_step_s'])} per step, {_n(f['steps_mean'], '{:.0f}')} steps; "
+                       f"{f['images_per_s']:.3g} images/s; ${_n(f['usd_per_image'], '{:.4f}')} per image")
+        elif kind == "video":
+            figures = (f"{_stat_pair(f['time_per_step_s'])} per step, {_n(f['steps_mean'], '{:.0f}')} steps; "
+                       f"{f['videos_per_s']:.3g} videos/s, {f['video_seconds_per_s']:.3g} video s/s; "
+                       f"${_n(f['usd_per_video'], '{:.3f}')} per video")
+        elif kind == "speech_to_text":
+            requests, completed, latency = f["clips"], f["clips_completed"], f["clip_latency_s"]
+            figures = (f"clips of {_n(f['windows_per_clip'], '{:.2f}')} windows; real-time factor "
+                       f"{_stat_pair(f['real_time_factor'], _ratio)}; {f['audio_seconds_per_s']:,.1f} audio s/s; "
+                       f"${_n(f['usd_per_audio_hour'], '{:.3f}')} per audio hour")
+        else:   # text_to_speech
+            figures = (f"first audio {_stat_pair(f['time_to_first_audio_s'])}; real-time factor "
+                       f"{_stat_pair(f['real_time_factor'], _ratio)}; {f['audio_seconds_per_s']:,.1f} audio s/s; "
+                       f"${_n(f['usd_per_audio_hour'], '{:.3f}')} per audio hour")
+        label = kind + (" (clips)" if kind == "speech_to_text" else "")
+        table.add_row(label, f"{requests:,}", f"{completed:,}", _stat_pair(latency),
+                      duration_or_dash(f["queue_wait_s"]["p99"]), figures)
+    return table
+
+
 def print_summary(summary: dict, console: Console | None = None) -> None:
     console = console or make_console()
     req = summary["requests"]
@@ -225,6 +272,9 @@ def print_summary(summary: dict, console: Console | None = None) -> None:
 
     if summary.get("sessions"):
         console.print(_sessions_table(summary["sessions"]))
+
+    if summary.get("modalities"):
+        console.print(_modalities_table(summary["modalities"]))
 
     if summary.get("prefix_cache"):
         console.print(_prefix_cache_table(summary["prefix_cache"]))

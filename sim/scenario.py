@@ -17,7 +17,7 @@ from . import catalog, source
 from .deployment import Deployment, DeploymentError, EngineLimits, deploy
 from .errors import Loc, Problem, ScenarioError, did_you_mean, format_path
 from .hardware import DeviceSpec, Precision
-from .models import ModelSpec
+from .models import ModelSpec, a_kind
 from .units import UnitError, parse_duration
 from .spec_base import Bytes, PerSecond, Seconds, Spec, Watts
 from .topology import TopologySpec, validate_topology
@@ -401,6 +401,7 @@ def scenario_from_source(src: source.Source, overrides=(), path: str = "") -> Sc
     problems.extend(_check_roles(spec, pools, src))
     problems.extend(_check_tenants(spec, src))
     problems.extend(_check_sessions(spec, served, src))
+    problems.extend(_check_modalities(spec, pools, src))
     for name in spec.router.weights or {}:
         if name not in names:
             problems.append(Problem(src.loc_of(("router", "weights", name)), f"router.weights.{name}",
@@ -426,6 +427,118 @@ def scenario_from_source(src: source.Source, overrides=(), path: str = "") -> Sc
     if problems:
         raise ScenarioError(problems)
     return Scenario(spec, pools, src, path)
+
+
+MEDIA_FIELD = {"speech_to_text": "audio_seconds", "text_to_speech": "audio_seconds", "image": "image",
+               "video": "video"}
+MEDIA_HINT = {"audio_seconds": "audio_seconds: (seconds of audio per request, e.g. 30s or {dist: lognormal, "
+                                "mean: 8s, cv: 1})",
+              "image": "image: {width: 1024, height: 1024}", "video": "video: {width: 1280, height: 720, frames: 81}"}
+
+
+def _check_modalities(spec: ScenarioSpec, pools: list[ResolvedPool], src: source.Source) -> list[Problem]:
+    """Each stream describes its requests the way its model's modality needs (sim.media), and
+    pools serving a diffusion model run an engine that can."""
+    problems = []
+    models = {p.model_key: p.deployment.model for p in pools}
+    served = sorted(models)
+    for i, pool in enumerate(pools):
+        serve = pool.spec.serve
+        model = pool.deployment.model
+        engine = serve.engine
+        if model.diffusion is not None:
+            classes = {s.priority for s in spec.workload if (s.model or served[0]) == pool.model_key}
+            checks = (("engine.chunked_prefill", engine.chunked_prefill is not None,
+                       "a diffusion transformer denoises whole latents each step; remove chunked_prefill"),
+                      ("role", serve.role != "both", "prefill/decode roles apply to token models"),
+                      ("engine.prefix_cache", getattr(engine, "prefix_cache", False),
+                       "a diffusion transformer keeps no KV cache to share"),
+                      ("engine.preempt_lower", len(classes) > 1 or engine.preempt_lower,
+                       f"the diffusion engine serves {pool.model_key}'s requests in arrival order and cannot "
+                       f"honour priority classes; give its streams one priority"))
+        elif model.bidirectional:   # an encoder: embeddings, Whisper's encoder pass
+            why = f"{pool.model_key} is an encoder ({model.modality}): it reads its whole input in one pass " \
+                  f"over every pair of positions, which "
+            checks = (("engine.chunked_prefill", engine.chunked_prefill is not None, why + "chunks would split"),
+                      ("engine.prefix_cache", getattr(engine, "prefix_cache", False),
+                       why + "makes a prefix's states depend on what follows: no cache can share them"))
+        else:
+            continue
+        for field, bad, why in checks:
+            if bad:
+                path = ("fleet", i, "serve") + tuple(field.split("."))
+                problems.append(Problem(src.loc_of(path), format_path(path), why))
+    for i, stream in enumerate(spec.workload):
+        field = media_field(stream)
+        if stream.session is not None:
+            for name in sorted((stream.session.models() | {stream.session.model}) - {None}):
+                kind = models[name].modality if name in models else "text"
+                if kind not in ("text", "embedding"):
+                    problems.append(Problem(src.loc_of(("workload", i, "session")), f"workload[{i}].session",
+                                            f"sessions call text and embedding models; {name} is {a_kind(kind)} model"))
+            continue
+        key = stream.model or (next(iter(models)) if len(models) == 1 else None)
+        if key not in models:
+            continue   # reported above
+        model = models[key]
+        kind = model.modality
+        expect = MEDIA_FIELD.get(kind)
+        path = ("workload", i) + ((field,) if field else ())
+        where, name = src.loc_of(path), format_path(path)
+        if field is not None and field != expect:
+            takers = sorted(k for k, m in models.items() if MEDIA_FIELD.get(m.modality) == field)
+            fits = f"{field}: applies to " + (", ".join(takers) if takers else
+                                              "speech models" if field == "audio_seconds" else f"{field} models")
+            takes = f"{expect}:" if expect else "prompt_tokens and output_tokens"
+            problems.append(Problem(where, name, f"{key} is {a_kind(kind)} model, which takes {takes}; {fits}"))
+            continue
+        if field is None:
+            if expect is not None and kind != "text_to_speech":
+                problems.append(Problem(where, name, f"{key} is {a_kind(kind)} model: give {MEDIA_HINT[expect]}; "
+                                                     f"its requests' token counts are derived from it"))
+            continue
+        if kind == "speech_to_text":
+            if stream.prompt_tokens is not None:
+                problems.append(Problem(src.loc_of(("workload", i, "prompt_tokens")), f"workload[{i}].prompt_tokens",
+                                        f"{key} reads {model.speech.encoder_positions} encoder positions + "
+                                        f"{model.speech.prompt_tokens} task tokens per window; remove prompt_tokens"))
+            if stream.closed_loop:
+                problems.append(Problem(src.loc_of(("workload", i, "concurrency")), f"workload[{i}].concurrency",
+                                        "a clip's windows arrive together, which a closed loop of single requests "
+                                        "cannot send; use rate: (open loop)"))
+        if kind in ("image", "video"):
+            problems.extend(_check_diffusion_stream(i, stream, key, model, pools, src))
+    return problems
+
+
+def _check_diffusion_stream(i: int, stream: Stream, key: str, model: ModelSpec, pools: list[ResolvedPool],
+                            src: source.Source) -> list[Problem]:
+    """A request must fit one batch of every pool that serves its model."""
+    problems = []
+    d = model.diffusion
+    req = stream.image if model.modality == "image" else stream.video
+    field = "image" if model.modality == "image" else "video"
+    if field == "video" and (req.frames - 1) % d.frames_per_latent:
+        problems.append(Problem(src.loc_of(("workload", i, "video", "frames")), f"workload[{i}].video.frames",
+                                f"{key} compresses {d.frames_per_latent} frames into a latent frame after the first: "
+                                f"frames must be {d.frames_per_latent}n + 1 (e.g. {req.frames - (req.frames - 1) % d.frames_per_latent})"))
+    samples = req.images if field == "image" else 1
+    tokens = d.latent_tokens(req.width, req.height, getattr(req, "frames", 1)) * samples * d.cfg_passes
+    for j, pool in enumerate(pools):
+        if pool.model_key != key:
+            continue
+        engine = pool.spec.serve.engine
+        if samples > engine.max_batch_seqs:
+            problems.append(Problem(src.loc_of(("workload", i, "image", "images")), f"workload[{i}].image.images",
+                                    f"{samples} images per request exceed pool {pool.name}'s max_batch_seqs "
+                                    f"({engine.max_batch_seqs}): a request's images are denoised in one batch"))
+        if tokens > engine.max_batch_tokens:
+            problems.append(Problem(src.loc_of(("workload", i, field)), f"workload[{i}].{field}",
+                                    f"a request puts {tokens:,} tokens through each denoising step ({samples} x "
+                                    f"{tokens // samples // d.cfg_passes:,} latent tokens x {d.cfg_passes} passes), "
+                                    f"more than pool {pool.name}'s engine.max_batch_tokens ({engine.max_batch_tokens:,}); "
+                                    f"raise it (it sizes the activation reserve)"))
+    return problems
 
 
 def _check_sessions(spec: ScenarioSpec, served: set[str], src: source.Source) -> list[Problem]:

@@ -20,10 +20,11 @@ from .serving.clock import at
 from .serving.disagg import Disaggregation
 from .serving.replica import LoadBoard, Replica
 from .serving.prefix_cache import Directory, PrefixCache, PrefixIndex
+from .serving.diffusion import DiffusionFigures, DiffusionReplica
 from .serving.static import StaticReplica
 from .serving.router import PoolFigures, Router
 from .serving.session_runner import ServiceStation, SessionRunner
-from .workload import generate, rng_for
+from .workload import generate, media_columns, rng_for, stream_models
 
 
 @dataclass
@@ -66,8 +67,9 @@ def simulate(scenario: Scenario, seed: int | None = None) -> RunResult:
     spec = scenario.spec
     seed = spec.seed if seed is None else seed
     wall0 = time.perf_counter()
-    arrivals = generate(spec.workload, spec.duration, seed)
+    arrivals = generate(spec.workload, spec.duration, seed, stream_models(scenario))
     table = RequestTable(arrivals.time, arrivals.stream, arrivals.prompt, arrivals.output)
+    media_columns(table, arrivals, scenario)
     priorities = np.array([s.priority for s in spec.workload], np.int64)
     table.priority[:] = priorities[table.stream]
     prioritized = len(set(priorities.tolist())) > 1
@@ -91,6 +93,8 @@ def simulate(scenario: Scenario, seed: int | None = None) -> RunResult:
         role = pool.spec.serve.role
         for _ in range(pool.replicas * pool.spec.engines_per_replica):  # pp stages or ep ranks
             kind = StaticReplica if pool.spec.serve.engine.batching == "static" else Replica
+            if pool.deployment.model.diffusion is not None:   # image and video: step-level batching
+                kind = DiffusionReplica
             rep = kind(env, len(replicas), pool.name, pool.deployment, pool.spec.serve.engine, table, log, board,
                        stop_at_completions, role, prioritized)
             replicas.append(rep)
@@ -217,6 +221,11 @@ def pool_figures(scenario: Scenario, arrivals) -> dict[str, PoolFigures] | None:
             if cost.pays_for_power and watts is not None:
                 usd += (watts + economics.node_power_per_device(dep.device, 1.0)) * devices * eco.pue / 1000 * eco.usd_per_kwh
         weight = (spec.router.weights or {}).get(pool.name, 0.0)
+        if dep.model.diffusion is not None:
+            samples = float(arrivals.samples[mine].mean()) if mine.any() else 1.0
+            pixels = float(arrivals.pixels[mine].mean()) if mine.any() else 0.0
+            out[pool.name] = DiffusionFigures(dep, pool.spec.serve.engine, prompt, output, samples, pixels, usd, weight)
+            continue
         out[pool.name] = PoolFigures(dep.params, pool.spec.serve.engine.max_batch_seqs, prompt, output, usd, weight)
     return out
 

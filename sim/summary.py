@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import economics, kernels
+from . import economics, kernels, media
 from .metrics import COMPLETED, FAILED, IN_FLIGHT, REASONS, REJECTED
 from .simulation import RunResult
 
@@ -178,6 +178,7 @@ def summarize(result: RunResult) -> dict:
     tenants = _tenants(spec, table, cols, measured, done, finished_in, usd, window)
     sessions = _sessions(result, usd, pool_index, w0, spec.duration) if result.sessions is not None else None
     prefix_cache = _prefix_cache(result, pool_index, done) if result.prefix_reusable is not None else None
+    modalities = _modalities(result, cols, measured, done, finished_in, window, usd)
     replicas = [{"replica": r.index, "pool": r.pool, "devices": r.tp, "role": r.role,
                  "busy_fraction": float(busy[r.index] / window),
                  "accelerator_active": float((busy[r.index] - host_seconds[r.index]) / window),
@@ -204,6 +205,7 @@ def summarize(result: RunResult) -> dict:
         "tenants": tenants,
         "sessions": sessions,
         "prefix_cache": prefix_cache,
+        "modalities": modalities,
         "pools": pools,
         "replicas": replicas,
         "network": network,
@@ -259,10 +261,106 @@ def _tenants(spec, table, cols, measured, done, finished_in, usd, window) -> lis
 
 def request_flops(result: RunResult, pool_index: np.ndarray) -> np.ndarray:
     """Model FLOPs each request took: 2 x active parameters x tokens computed (its prompt,
-    less what the prefix cache held, plus its output); attention is not counted."""
+    less what the prefix cache held, plus its output); attention is not counted. Requests to
+    speech-to-text and diffusion models by their own formulas (`sim.media.request_flops`:
+    a window's encoder and decoder tokens; steps x passes x samples x a transformer pass,
+    attention included, plus text encoders and VAE)."""
     active = np.array([p.deployment.model.computed_active_params() for p in result.scenario.pools] + [np.nan])
     t = result.table
-    return 2.0 * active[pool_index] * (t.prompt - t.cached + t.output)
+    flops = 2.0 * active[pool_index] * (t.prompt - t.cached + t.output)
+    for k, pool in enumerate(result.scenario.pools):
+        model = pool.deployment.model
+        if model.diffusion is not None or model.modality == "speech_to_text":
+            mine = pool_index == k
+            flops[mine] = media.request_flops(model, t.prompt[mine], t.output[mine], t.samples[mine], t.pixels[mine])
+    return flops
+
+
+def _modalities(result: RunResult, cols: dict, measured, done, finished_in, window: float,
+                usd: np.ndarray) -> dict:
+    """Figures of each request kind beyond chat text that the run holds, in its own terms
+    (`sim.media`), and what a unit of it costs (its requests' share of their pools' hour, as
+    for tenants, over the units finished in the window). The fleet-level latency section keeps
+    every request; there a request to which a figure does not apply has none (an image has no
+    first token: no TTFT or TPOT)."""
+    t = result.table
+    out = {}
+
+    def per(finished, units: float, scale: float = 1.0):
+        """Dollars per unit (x scale) of the requests finished in the window."""
+        spent = usd[finished]
+        return None if np.isnan(spent).any() or units <= 0 else float(spent.sum()) / units * scale
+
+    for code in np.unique(t.modality).tolist():
+        kind = media.KINDS[code]
+        if kind == "text":
+            continue
+        mine = t.modality == code
+        m, d, f = measured & mine, done & mine, finished_in & mine
+        fig = {"requests": int(m.sum()), "completed": int(d.sum()),
+               "turned_away": int((m & ((t.state == REJECTED) | (t.state == FAILED))).sum()),
+               "latency_s": stats(cols["e2e"][d]), "queue_wait_s": stats(cols["queue_wait"][d])}
+        if kind == "embedding":
+            fig["tokens_per_s"] = float(t.prompt[f].sum()) / window
+            fig["usd_per_m_tokens"] = per(f, float(t.prompt[f].sum()), 1e6)
+        elif kind in ("image", "video"):
+            with np.errstate(invalid="ignore", divide="ignore"):
+                per_step = (t.finished - t.admitted) / t.output
+            fig["steps_mean"] = float(t.output[d].mean()) if d.any() else None
+            fig["time_per_step_s"] = stats(per_step[d])
+            if kind == "image":
+                fig["images_per_s"] = float(t.samples[f].sum()) / window
+                fig["usd_per_image"] = per(f, float(t.samples[f].sum()))
+            else:
+                fig["videos_per_s"] = float(f.sum()) / window
+                fig["video_seconds_per_s"] = float(np.nansum(t.media_seconds[f])) / window
+                fig["usd_per_video"] = per(f, float(f.sum()))
+        elif kind == "speech_to_text":
+            fig.update(_clips(t, mine, measured, finished_in, window))
+        elif kind == "text_to_speech":
+            fig.update(_speech_out(result, t, cols, d, f, window))
+        if kind in ("speech_to_text", "text_to_speech"):
+            fig["usd_per_audio_hour"] = per(f, float(np.nansum(t.media_seconds[f])), 3600.0)
+        out[kind] = fig
+    return out
+
+
+def _clips(t, mine, measured, finished_in, window: float) -> dict:
+    """Speech to text, per clip (its windows share `t.clip`): latency until its last window is
+    done, real-time factor (that latency / the clip's audio seconds), audio seconds
+    transcribed per second of the window."""
+    rows = np.flatnonzero(mine)
+    firsts, index = np.unique(t.clip[rows], return_inverse=True)
+    n = len(firsts)
+    windows = np.bincount(index, minlength=n)
+    completed = np.bincount(index, weights=t.state[rows] == COMPLETED, minlength=n)
+    seconds = np.bincount(index, weights=t.media_seconds[rows], minlength=n)
+    end = np.full(n, -np.inf)
+    np.maximum.at(end, index, np.nan_to_num(t.finished[rows], nan=np.inf))
+    counted = measured[firsts]
+    whole = (completed == windows) & counted
+    latency = (end - t.arrival[firsts])[whole]
+    return {"clips": int(counted.sum()), "clips_completed": int(whole.sum()),
+            "windows_per_clip": float(windows[counted].mean()) if counted.any() else None,
+            "clip_latency_s": stats(latency), "real_time_factor": stats(latency / seconds[whole]),
+            "audio_seconds_per_s": float(t.media_seconds[finished_in & mine].sum()) / window}
+
+
+def _speech_out(result: RunResult, t, cols: dict, done, finished_in, window: float) -> dict:
+    """Text to speech: time to first audio (TTFT + (first_chunk_tokens - 1) x the request's
+    TPOT: the codec's first chunk generated; a reply shorter than one chunk plays when it
+    ends), the real-time factor of generation (decode time / audio seconds; below 1 it is
+    written faster than it plays), audio seconds produced per second."""
+    chunk = np.zeros(len(result.scenario.pools) + 1, np.int64)
+    for k, pool in enumerate(result.scenario.pools):
+        if pool.deployment.model.modality == "text_to_speech":
+            chunk[k] = pool.deployment.model.speech.first_chunk_tokens
+    first = chunk[pool_of_requests(result)]
+    audio = np.where(t.output >= first, cols["ttft"] + (first - 1) * np.nan_to_num(cols["tpot"]), cols["e2e"])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rtf = (t.finished - t.first_token) / t.media_seconds
+    return {"time_to_first_audio_s": stats(audio[done]), "real_time_factor": stats(rtf[done]),
+            "audio_seconds_per_s": float(np.nansum(t.media_seconds[finished_in])) / window}
 
 
 def _sessions(result: RunResult, usd: np.ndarray, pool_index: np.ndarray, w0: float, w1: float) -> list[dict]:

@@ -14,6 +14,8 @@ import pandas as pd
 
 from .arrivals import sample_times
 from .lengths import draw_lengths
+from .media import KIND_CODE, media_field, stream_requests
+from .models import ModelSpec
 from .sessions import SessionPlan, link, plan_sessions, session_graph
 from .scenario import Stream
 
@@ -36,6 +38,12 @@ class Arrivals:
     prompt: np.ndarray    # prompt tokens
     output: np.ndarray    # output tokens to generate
     sessions: SessionPlan | None = None   # session streams' call graphs
+    # requests beyond chat text (sim.media); None when every stream is text
+    modality: np.ndarray | None = None       # sim.media.KIND_CODE of its model
+    clip: np.ndarray | None = None           # speech to text: row of its clip's first window; else -1
+    media_seconds: np.ndarray | None = None  # audio (or video) seconds; NaN where none
+    samples: np.ndarray | None = None        # images (video: clips) per request; 0 for token models
+    pixels: np.ndarray | None = None         # output pixels x frames x images
 
     def __len__(self) -> int:
         return len(self.time)
@@ -80,12 +88,34 @@ def trace_arrivals(stream: Stream, duration: float) -> tuple[np.ndarray, np.ndar
     return t[keep], prompt, output
 
 
-def generate(streams: list[Stream], duration: float, seed: int) -> Arrivals:
+def generate(streams: list[Stream], duration: float, seed: int,
+             models: list[ModelSpec | None] | None = None) -> Arrivals:
     """All requests of all streams: open-loop arrivals in [0, duration) (and the first call
     of each session) merged in time order, followed by the closed-loop streams' requests and
-    the sessions' later calls (sent during the run)."""
+    the sessions' later calls (sent during the run).
+
+    `models[i]` is the model stream i asks for; a stream that describes its requests by
+    their media (audio_seconds, image, video) becomes requests by that model's modality
+    (`sim.media`): a speech-to-text clip becomes one request per window, all at its arrival."""
+    models = models or [None] * len(streams)
     open_parts, closed_parts, graphs = [], [], []
     for index, stream in enumerate(streams):
+        model = models[index]
+        kind = KIND_CODE[model.modality] if model is not None else 0
+        if media_field(stream) is not None:
+            if model is None:
+                raise ValueError(f"stream {stream.name} gives {media_field(stream)}: its requests' sizes depend on "
+                                 f"the model it asks for; pass models= to generate()")
+            if stream.closed_loop:
+                t = np.full(stream.requests, np.nan)
+            else:
+                t = arrival_times(stream, duration, rng_for(seed, "workload", stream.name, "arrivals"))
+                t = t[: stream.requests] if stream.requests is not None else t
+            m = stream_requests(stream, model, t, lambda part, name=stream.name: rng_for(seed, "workload", name, part))
+            part = (m.time, np.full(len(m.time), index, np.int32), m.prompt, m.output, np.full(len(m.time), -1, np.int64),
+                    np.full(len(m.time), m.modality, np.int8), m.offset, m.media_seconds, m.samples, m.pixels)
+            (closed_parts if stream.closed_loop else open_parts).append(part)
+            continue
         if stream.session is not None:
             t = arrival_times(stream, duration, rng_for(seed, "workload", stream.name, "arrivals"))
             t = t[: stream.requests] if stream.requests is not None else t
@@ -103,14 +133,20 @@ def generate(streams: list[Stream], duration: float, seed: int) -> Arrivals:
             output = draw_lengths(stream.output_tokens, len(t), rng_for(seed, "workload", stream.name, "output"))
         if stream.requests is not None and not stream.closed_loop:
             t, prompt, output = t[: stream.requests], prompt[: stream.requests], output[: stream.requests]
-        part = (t, np.full(len(t), index, np.int32), prompt, output, np.full(len(t), -1, np.int64))
+        if model is not None and model.modality == "text_to_speech":   # given as tokens: seconds from the codec rate
+            seconds = output / model.speech.audio_tokens_per_second
+        else:
+            seconds = np.full(len(t), np.nan)
+        part = (t, np.full(len(t), index, np.int32), prompt, output, np.full(len(t), -1, np.int64)) + \
+            _plain(len(t), kind, seconds)
         (closed_parts if stream.closed_loop else open_parts).append(part)
     plan, session_parts = plan_sessions(graphs) if graphs else (None, [])
     for sp in session_parts:
         first = ~np.isnan(sp["time"])
         for mask, parts in ((first, open_parts), (~first, closed_parts)):
-            parts.append((sp["time"][mask], np.full(int(mask.sum()), sp["stream"], np.int32), sp["prompt"][mask],
-                          sp["output"][mask], sp["node"][mask]))
+            n = int(mask.sum())
+            parts.append((sp["time"][mask], np.full(n, sp["stream"], np.int32), sp["prompt"][mask],
+                          sp["output"][mask], sp["node"][mask]) + _plain(n, 0, np.full(n, np.nan)))
     time = np.concatenate([p[0] for p in open_parts]) if open_parts else np.empty(0)
     order = np.argsort(time, kind="stable")
     parts = [tuple(col[order] for col in _concat(open_parts))] if open_parts else []
@@ -118,9 +154,51 @@ def generate(streams: list[Stream], duration: float, seed: int) -> Arrivals:
     cols = _concat(parts)
     if plan is not None:
         link(plan, session_parts, cols[4].astype(np.int64))
+    media = None
+    if np.any(cols[5]):
+        # a window's clip is the row of its first window: the stable sort keeps a clip's
+        # windows (same time, consecutive in their stream's part) together and in order
+        offset = cols[6].astype(np.int64)
+        clip = np.where(cols[5] == KIND_CODE["speech_to_text"], np.arange(len(offset)) - offset, -1)
+        media = dict(modality=cols[5].astype(np.int8), clip=clip, media_seconds=cols[7].astype(float),
+                     samples=cols[8].astype(np.int64), pixels=cols[9].astype(float))
     return Arrivals(time=cols[0].astype(float), stream=cols[1].astype(np.int32),
-                    prompt=cols[2].astype(np.int64), output=cols[3].astype(np.int64), sessions=plan)
+                    prompt=cols[2].astype(np.int64), output=cols[3].astype(np.int64), sessions=plan,
+                    **(media or {}))
+
+
+def _plain(n: int, kind: int, seconds: np.ndarray) -> tuple:
+    """The media columns of token requests: modality, clip offset, seconds, samples, pixels."""
+    return (np.full(n, kind, np.int8), np.zeros(n, np.int64), seconds, np.zeros(n, np.int64), np.zeros(n))
 
 
 def _concat(parts):
-    return tuple(np.concatenate([p[k] for p in parts]) for k in range(5))
+    return tuple(np.concatenate([p[k] for p in parts]) for k in range(10))
+
+
+def stream_models(scenario) -> list[ModelSpec | None]:
+    """The model each stream asks for (None for a session stream: its calls name theirs)."""
+    models = {p.model_key: p.deployment.model for p in scenario.pools}
+    served = sorted(models)
+    return [None if s.session is not None else models.get(s.model or served[0]) for s in scenario.spec.workload]
+
+
+def media_columns(table, arrivals: Arrivals, scenario) -> None:
+    """Fill the request table's media columns (sim.media): each request's modality (a session
+    call's from the model its step names), its clip, seconds, samples and pixels."""
+    if arrivals.modality is not None:
+        table.modality[:] = arrivals.modality
+        table.clip[:] = arrivals.clip
+        table.media_seconds[:] = arrivals.media_seconds
+        table.samples[:] = arrivals.samples
+        table.pixels[:] = arrivals.pixels
+    plan = arrivals.sessions
+    if plan is None:
+        return
+    kinds = {p.model_key: KIND_CODE[p.deployment.model.modality] for p in scenario.pools}
+    served = sorted(kinds)
+    streams = scenario.spec.workload
+    for r in np.flatnonzero(plan.node_of >= 0).tolist():
+        stream = streams[int(arrivals.stream[r])]
+        name = plan.model[r] or stream.session.model or stream.model or served[0]
+        table.modality[r] = kinds.get(name, 0)

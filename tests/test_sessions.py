@@ -186,8 +186,15 @@ def test_every_library_workload_loads(path, write_scenario):
     for s in streams:
         if "include" in s:
             s["include"] = os.path.join(os.path.dirname(path), s["include"])
-    embed = os.path.basename(path) == "embeddings.yaml"
-    base["workload"] = [{**s, "model": "bge-large-en-v1.5" if embed else "llama-3.1-8b"} for s in streams]
+    # files for other request kinds (sim.media) go to a pool serving a model of that kind
+    model = {"embeddings.yaml": "bge-large-en-v1.5", "image-generation.yaml": "flux.1-dev",
+             "video-generation.yaml": "wan2.1-t2v-14b", "speech-to-text.yaml": "whisper-large-v3",
+             "text-to-speech.yaml": "orpheus-3b"}.get(os.path.basename(path), "llama-3.1-8b")
+    if model not in ("bge-large-en-v1.5", "llama-3.1-8b"):
+        engine = {"max_batch_tokens": 151200, "max_batch_seqs": 1} if model.startswith("wan") else {}
+        base["fleet"].append({"pool": "media", "device": "nvidia-h100-sxm", "count": 8 if engine else 1,
+                              "serve": {"model": model, "tp": 8 if engine else 1, "engine": engine}})
+    base["workload"] = [{**s, "model": model} for s in streams]
     sc = load_scenario(write_scenario({}, base=base))
     assert len(sc.spec.workload) == len(streams)
 

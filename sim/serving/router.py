@@ -136,7 +136,7 @@ class Router:
         """Why replica `rep` can never serve request r, or None if it can."""
         dep = rep.dep
         p, n = int(self.table.prompt[r]), int(self.table.output[r])
-        if p + n > dep.model.max_context:
+        if dep.model.max_context is not None and p + n > dep.model.max_context:   # None: a diffusion model
             return "exceeds_context"
         if dep.blocks_for(p + n - 1) > dep.total_blocks:
             return "exceeds_kv_cache"
