@@ -24,7 +24,7 @@ from .topology import TopologySpec, validate_topology
 from .arrivals import Arrival, Trace
 from .lengths import Length
 from .media import AudioSeconds, ImageRequest, VideoRequest, media_field
-from .sessions import Service, Session
+from .sessions import Service, Session, SystemPrompt
 
 # ---- workload streams ------------------------------------------------------------------
 
@@ -48,6 +48,8 @@ class Stream(Spec):
     priority: int = Field(default=0, description="class: higher goes first at routers and engines")
     slo: "Slo | None" = Field(default=None, description="this tenant's targets (default: the scenario's)")
     session: Session | None = Field(default=None, description="each arrival starts a session: a graph of calls")
+    system_prompt: SystemPrompt | None = Field(default=None, description="tokens every prompt starts with, one "
+                                                                        "of `variants` shared system prompts")
     # requests beyond chat text (sim.media): their token counts are derived from these
     audio_seconds: AudioSeconds | None = Field(default=None, description="speech models: seconds of audio "
                                                                          "per request (to transcribe or to say)")
@@ -75,6 +77,9 @@ class Stream(Spec):
         media = [f for f in ("audio_seconds", "image", "video") if getattr(self, f) is not None]
         if len(media) > 1:
             raise ValueError(f"give one of audio_seconds, image, video (got {', '.join(media)})")
+        if self.system_prompt is not None and (media or self.trace is not None or self.session is not None):
+            raise ValueError("system_prompt: applies to streams that draw prompt_tokens (a session gives its own "
+                             "under session:, a trace's prompts are as recorded, media requests have none)")
         if media:
             clash = [f for f in ("output_tokens", "trace", "session") if getattr(self, f) is not None]
             if media[0] != "audio_seconds" and self.prompt_tokens is not None:

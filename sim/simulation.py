@@ -99,7 +99,7 @@ def simulate(scenario: Scenario, seed: int | None = None) -> RunResult:
                        stop_at_completions, role, prioritized)
             replicas.append(rep)
             (decoders if role == "decode" else by_model).setdefault(pool.model_key, []).append(rep)
-    prefix = attach_prefix_caches(scenario, replicas, table, plan)
+    prefix = attach_prefix_caches(scenario, replicas, table, arrivals)
     router = Router(env, by_model, spec.router.policy, spec.router.queue_limit, spec.router.dispatch,
                     rng_for(seed, "router"), table, board, pool_figures(scenario, arrivals), prioritized,
                     (spec.router.cache_threshold, spec.router.balance_abs_threshold,
@@ -165,7 +165,7 @@ def simulate(scenario: Scenario, seed: int | None = None) -> RunResult:
                      [s.name for s in spec.workload], fabric, next(env._eid), power_cap, runner, reusable)
 
 
-def attach_prefix_caches(scenario: Scenario, replicas, table: RequestTable, plan) -> PrefixIndex | None:
+def attach_prefix_caches(scenario: Scenario, replicas, table: RequestTable, arrivals) -> PrefixIndex | None:
     """Replicas of pools with engine.prefix_cache get a cache; those serving one model share
     a directory of who holds what (for cache-aware routing)."""
     index = None
@@ -174,18 +174,24 @@ def attach_prefix_caches(scenario: Scenario, replicas, table: RequestTable, plan
         if not pool.spec.serve.engine.prefix_cache:
             continue
         if index is None:
-            index = prefix_index(table.n, plan)
+            index = prefix_index(table.n, arrivals)
         directory = directories.setdefault(pool.model_key, Directory())
         rep.cache = PrefixCache(rep.index, rep.bs, index, table, directory)
     return index
 
 
-def prefix_index(n: int, plan) -> PrefixIndex:
-    """What each request of the run could reuse: from the session plan (calls that extend an
-    earlier call's context, shared system prompts)."""
-    if plan is None:
-        return PrefixIndex(n)
-    return PrefixIndex(n, plan.prefix_of, plan.system, plan.system_len)
+def prefix_index(n: int, arrivals) -> PrefixIndex:
+    """What each request of the run could reuse: calls that extend an earlier call's context
+    (the session plan), and shared system prompts (of sessions and of plain streams)."""
+    plan = arrivals.sessions
+    prefix_of = plan.prefix_of if plan is not None else None
+    system = np.full(n, -1, np.int64)
+    system_len = np.zeros(n, np.int64)
+    for source in (plan, arrivals):
+        if source is not None and source.system is not None:
+            has = source.system >= 0
+            system[has], system_len[has] = source.system[has], source.system_len[has]
+    return PrefixIndex(n, prefix_of, system, system_len)
 
 
 def _run_until_done(env, table, spec, step: float = 1.0) -> None:

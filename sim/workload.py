@@ -44,6 +44,9 @@ class Arrivals:
     media_seconds: np.ndarray | None = None  # audio (or video) seconds; NaN where none
     samples: np.ndarray | None = None        # images (video: clips) per request; 0 for token models
     pixels: np.ndarray | None = None         # output pixels x frames x images
+    # shared system prompts of plain streams (`system_prompt:`): key (-1: none) and tokens
+    system: np.ndarray | None = None
+    system_len: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.time)
@@ -99,6 +102,7 @@ def generate(streams: list[Stream], duration: float, seed: int,
     (`sim.media`): a speech-to-text clip becomes one request per window, all at its arrival."""
     models = models or [None] * len(streams)
     open_parts, closed_parts, graphs = [], [], []
+    system_of: dict[int, tuple[np.ndarray, int]] = {}   # stream -> (each request's variant, tokens)
     for index, stream in enumerate(streams):
         model = models[index]
         kind = KIND_CODE[model.modality] if model is not None else 0
@@ -113,7 +117,8 @@ def generate(streams: list[Stream], duration: float, seed: int,
                 t = t[: stream.requests] if stream.requests is not None else t
             m = stream_requests(stream, model, t, lambda part, name=stream.name: rng_for(seed, "workload", name, part))
             part = (m.time, np.full(len(m.time), index, np.int32), m.prompt, m.output, np.full(len(m.time), -1, np.int64),
-                    np.full(len(m.time), m.modality, np.int8), m.offset, m.media_seconds, m.samples, m.pixels)
+                    np.full(len(m.time), m.modality, np.int8), m.offset, m.media_seconds, m.samples, m.pixels,
+                    np.full(len(m.time), -1, np.int64))
             (closed_parts if stream.closed_loop else open_parts).append(part)
             continue
         if stream.session is not None:
@@ -133,12 +138,18 @@ def generate(streams: list[Stream], duration: float, seed: int,
             output = draw_lengths(stream.output_tokens, len(t), rng_for(seed, "workload", stream.name, "output"))
         if stream.requests is not None and not stream.closed_loop:
             t, prompt, output = t[: stream.requests], prompt[: stream.requests], output[: stream.requests]
+        variant = np.full(len(t), -1, np.int64)
+        if stream.system_prompt is not None:   # its first tokens: one of the stream's system prompts
+            sp = stream.system_prompt
+            variant = rng_for(seed, "workload", stream.name, "system").integers(sp.variants, size=len(t))
+            system_of[index] = (sp.variants, sp.tokens)
+            prompt = prompt + sp.tokens
         if model is not None and model.modality == "text_to_speech":   # given as tokens: seconds from the codec rate
             seconds = output / model.speech.audio_tokens_per_second
         else:
             seconds = np.full(len(t), np.nan)
         part = (t, np.full(len(t), index, np.int32), prompt, output, np.full(len(t), -1, np.int64)) + \
-            _plain(len(t), kind, seconds)
+            _plain(len(t), kind, seconds) + (variant,)
         (closed_parts if stream.closed_loop else open_parts).append(part)
     plan, session_parts = plan_sessions(graphs) if graphs else (None, [])
     for sp in session_parts:
@@ -146,7 +157,8 @@ def generate(streams: list[Stream], duration: float, seed: int,
         for mask, parts in ((first, open_parts), (~first, closed_parts)):
             n = int(mask.sum())
             parts.append((sp["time"][mask], np.full(n, sp["stream"], np.int32), sp["prompt"][mask],
-                          sp["output"][mask], sp["node"][mask]) + _plain(n, 0, np.full(n, np.nan)))
+                          sp["output"][mask], sp["node"][mask]) + _plain(n, 0, np.full(n, np.nan))
+                         + (np.full(n, -1, np.int64),))
     time = np.concatenate([p[0] for p in open_parts]) if open_parts else np.empty(0)
     order = np.argsort(time, kind="stable")
     parts = [tuple(col[order] for col in _concat(open_parts))] if open_parts else []
@@ -162,9 +174,24 @@ def generate(streams: list[Stream], duration: float, seed: int,
         clip = np.where(cols[5] == KIND_CODE["speech_to_text"], np.arange(len(offset)) - offset, -1)
         media = dict(modality=cols[5].astype(np.int8), clip=clip, media_seconds=cols[7].astype(float),
                      samples=cols[8].astype(np.int64), pixels=cols[9].astype(float))
+    system = _system_keys(cols[1], cols[10].astype(np.int64), system_of, plan) if system_of else {}
     return Arrivals(time=cols[0].astype(float), stream=cols[1].astype(np.int32),
                     prompt=cols[2].astype(np.int64), output=cols[3].astype(np.int64), sessions=plan,
-                    **(media or {}))
+                    **(media or {}), **system)
+
+
+def _system_keys(stream: np.ndarray, variant: np.ndarray, system_of: dict, plan) -> dict:
+    """Each request's system-prompt key and length, for plain streams with `system_prompt:`;
+    keys follow those of the sessions' system prompts, each stream's variants its own."""
+    key = np.full(len(stream), -1, np.int64)
+    tokens = np.zeros(len(stream), np.int64)
+    base = int(plan.system.max()) + 1 if plan is not None and len(plan.system) else 0
+    for index, (variants, n) in sorted(system_of.items()):
+        mine = stream == index
+        key[mine] = base + variant[mine]
+        tokens[mine] = n
+        base += variants
+    return {"system": key, "system_len": tokens}
 
 
 def _plain(n: int, kind: int, seconds: np.ndarray) -> tuple:
@@ -173,7 +200,7 @@ def _plain(n: int, kind: int, seconds: np.ndarray) -> tuple:
 
 
 def _concat(parts):
-    return tuple(np.concatenate([p[k] for p in parts]) for k in range(10))
+    return tuple(np.concatenate([p[k] for p in parts]) for k in range(11))
 
 
 def stream_models(scenario) -> list[ModelSpec | None]:

@@ -171,3 +171,25 @@ def test_prefix_cache_settings_are_checked(write_scenario):
     with pytest.raises(ScenarioError) as e:
         load_scenario(write_scenario(base=base))
     assert "prefix_cache needs continuous batching" in str(e.value)
+
+
+def test_a_plain_streams_system_prompts_are_cached(write_scenario):
+    """`system_prompt:` on a plain stream: every prompt starts with one of its variants, and
+    with the cache each variant is prefilled about once per replica."""
+    base = copy.deepcopy(BASE)
+    base["fleet"][0]["count"] = 1
+    base["fleet"][0]["serve"]["engine"].update(prefix_cache=True)
+    base["workload"] = [{"name": "app", "rate": "5/s", "prompt_tokens": 200, "output_tokens": 20,
+                         "system_prompt": {"tokens": 1500, "variants": 3}}]
+    res = simulate(load_scenario(write_scenario(base=base)))
+    t = res.table
+    assert (t.prompt == 1700).all() and (t.state == COMPLETED).all()
+    assert (t.cached[t.cached > 0] == 1500 // 16 * 16).all()
+    misses = int((t.cached == 0).sum())
+    assert 3 <= misses <= 10                # each variant missed until its first copy was cached
+    s = summarize(res)["prefix_cache"][0]
+    assert s["reusable_requests"] == s["requests"] > 100 and s["hit_rate"] > 0.95
+    base["workload"][0]["trace"] = {"path": "x.csv"}
+    with pytest.raises(ScenarioError) as e:
+        load_scenario(write_scenario(base=base))
+    assert "system_prompt: applies to streams that draw prompt_tokens" in str(e.value)
