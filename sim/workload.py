@@ -138,7 +138,7 @@ def generate(streams: list[Stream], duration: float, seed: int,
             output = draw_lengths(stream.output_tokens, len(t), rng_for(seed, "workload", stream.name, "output"))
         if stream.requests is not None and not stream.closed_loop:
             t, prompt, output = t[: stream.requests], prompt[: stream.requests], output[: stream.requests]
-        variant = np.full(len(t), -1, np.int64)
+        variant = None
         if stream.system_prompt is not None:   # its first tokens: one of the stream's system prompts
             sp = stream.system_prompt
             variant = rng_for(seed, "workload", stream.name, "system").integers(sp.variants, size=len(t))
@@ -147,7 +147,7 @@ def generate(streams: list[Stream], duration: float, seed: int,
         if model is not None and model.modality == "text_to_speech":   # given as tokens: seconds from the codec rate
             seconds = output / model.speech.audio_tokens_per_second
         else:
-            seconds = np.full(len(t), np.nan)
+            seconds = None
         part = (t, np.full(len(t), index, np.int32), prompt, output, np.full(len(t), -1, np.int64)) + \
             _plain(len(t), kind, seconds) + (variant,)
         (closed_parts if stream.closed_loop else open_parts).append(part)
@@ -157,17 +157,17 @@ def generate(streams: list[Stream], duration: float, seed: int,
         for mask, parts in ((first, open_parts), (~first, closed_parts)):
             n = int(mask.sum())
             parts.append((sp["time"][mask], np.full(n, sp["stream"], np.int32), sp["prompt"][mask],
-                          sp["output"][mask], sp["node"][mask]) + _plain(n, 0, np.full(n, np.nan))
+                          sp["output"][mask], sp["node"][mask]) + _plain(n, 0, None)
                          + (np.full(n, -1, np.int64),))
     time = np.concatenate([p[0] for p in open_parts]) if open_parts else np.empty(0)
     order = np.argsort(time, kind="stable")
-    parts = [tuple(col[order] for col in _concat(open_parts))] if open_parts else []
+    parts = [tuple(None if col is None else col[order] for col in _concat(open_parts))] if open_parts else []
     parts += closed_parts
     cols = _concat(parts)
     if plan is not None:
         link(plan, session_parts, cols[4].astype(np.int64))
     media = None
-    if np.any(cols[5]):
+    if cols[5] is not None and np.any(cols[5]):
         # a window's clip is the row of its first window: the stable sort keeps a clip's
         # windows (same time, consecutive in their stream's part) together and in order
         offset = cols[6].astype(np.int64)
@@ -194,13 +194,31 @@ def _system_keys(stream: np.ndarray, variant: np.ndarray, system_of: dict, plan)
     return {"system": key, "system_len": tokens}
 
 
-def _plain(n: int, kind: int, seconds: np.ndarray) -> tuple:
-    """The media columns of token requests: modality, clip offset, seconds, samples, pixels."""
-    return (np.full(n, kind, np.int8), np.zeros(n, np.int64), seconds, np.zeros(n, np.int64), np.zeros(n))
+def _plain(n: int, kind: int, seconds: np.ndarray | None) -> tuple:
+    """The media columns of token requests: modality, clip offset, seconds, samples, pixels;
+    None where a column holds only its default (see `_concat`)."""
+    return (np.full(n, kind, np.int8) if kind else None, None, seconds, None, None)
+
+
+# columns past the first five, where a part may give None: (dtype, value) it stands for
+_DEFAULTS = {5: (np.int8, 0), 6: (np.int64, 0), 7: (float, np.nan), 8: (np.int64, 0), 9: (float, 0.0),
+             10: (np.int64, -1)}
 
 
 def _concat(parts):
-    return tuple(np.concatenate([p[k] for p in parts]) for k in range(11))
+    """Join the parts' columns. A column every part leaves as None stays None (a run of text
+    requests allocates no media columns); otherwise the None parts are filled with defaults."""
+    out = []
+    for k in range(11):
+        cols = [p[k] for p in parts]
+        if k in _DEFAULTS:
+            if all(c is None for c in cols):
+                out.append(None)
+                continue
+            dtype, value = _DEFAULTS[k]
+            cols = [np.full(len(p[0]), value, dtype) if c is None else c for c, p in zip(cols, parts)]
+        out.append(np.concatenate(cols))
+    return tuple(out)
 
 
 def stream_models(scenario) -> list[ModelSpec | None]:
