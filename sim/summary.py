@@ -552,10 +552,9 @@ def _prefix_cache(result: RunResult, pool_index: np.ndarray, done: np.ndarray) -
         saved_s = 0.0
         empty = np.zeros(0, np.int64)
         for prompt, cached in zip(t.prompt[hit].tolist(), t.cached[hit].tolist()):
-            whole = np.array([prompt], np.int64)
             rest = kernels.batch_time(np.array([prompt - cached], np.int64), np.array([cached], np.int64),
-                                      whole, empty, p)
-            saved_s += kernels.batch_time(whole, np.zeros(1, np.int64), whole, empty, p) - rest
+                                      np.array([prompt], np.int64), empty, p)
+            saved_s += kernels.prefill_time(p, prompt) - rest
         prompt_tokens = int(t.prompt[mine].sum())
         cached_tokens = int(t.cached[mine].sum())
         could = int((mine & reusable).sum())

@@ -98,6 +98,26 @@ def _preempt_last(S, n, F, nf, log, lp, steps, prompt, cached, bs, kv_grows, per
     return S[BLK, n - 1], need, nf + 1, lp
 
 
+@njit(cache=True, inline="always")
+def _continue_prefills(S, lo, hi, prio, below, pf_i, pf_len, npf, pb):
+    """Running sequences lo..hi-1 with prompt left to prefill take chunks of the prefill
+    budget pb in order, until it is spent or a sequence of a class below `below` comes.
+    Returns npf, pb and where it stopped (hi when it went through, or the budget ran out)."""
+    for i in range(lo, hi):
+        if pb <= 0:
+            return npf, pb, hi
+        if prio[S[REQ, i]] < below:
+            return npf, pb, i
+        left = S[TGT, i] - S[KV, i]
+        if left > 0:
+            c = left if left < pb else pb
+            pf_i[npf] = i
+            pf_len[npf] = c
+            npf += 1
+            pb -= c
+    return npf, pb, hi
+
+
 @njit(cache=True)
 def _sort_by_priority(S, n, prio, dec, nd, pf_i, npf):
     """Stable-sort running sequences by class, highest first, and renumber dec and pf_i."""
@@ -229,20 +249,7 @@ def engine_run(t0, S0, st0, S, st, F, q_req, q_time, q_head, q_tail, prompt, out
             if q_head + consumed < q_tail and q_time[q_head + consumed] <= t and prio[q_req[q_head + consumed]] > waiting_class:
                 waiting_class = prio[q_req[q_head + consumed]]
         n_before = n
-        resume = n
-        for i in range(n):
-            if pb <= 0:
-                break
-            if prio[S[REQ, i]] < waiting_class:
-                resume = i
-                break
-            left = S[TGT, i] - S[KV, i]
-            if left > 0:
-                c = left if left < pb else pb
-                pf_i[npf] = i
-                pf_len[npf] = c
-                npf += 1
-                pb -= c
+        npf, pb, resume = _continue_prefills(S, 0, n, prio, waiting_class, pf_i, pf_len, npf, pb)
         # -- waiting requests join in queue order while slots, KV and the token budget allow
         admitted = 0
         while n < max_seqs:
@@ -298,16 +305,7 @@ def engine_run(t0, S0, st0, S, st, F, q_req, q_time, q_head, q_tail, prompt, out
             n += 1
             admitted += 1
         # -- the lower classes' prefills that waited for the head take what budget is left
-        for i in range(resume, n_before):
-            if pb <= 0:
-                break
-            left = S[TGT, i] - S[KV, i]
-            if left > 0:
-                c = left if left < pb else pb
-                pf_i[npf] = i
-                pf_len[npf] = c
-                npf += 1
-                pb -= c
+        npf, pb, _ = _continue_prefills(S, resume, n_before, prio, -(1 << 62), pf_i, pf_len, npf, pb)
         if use_prio and admitted and n > 1:
             _sort_by_priority(S, n, prio, dec, nd, pf_i, npf)
         if free < 0 or free + evict > total:
