@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import numpy as np
 
-# Final states. Every request ends in exactly one of them.
-IN_FLIGHT, COMPLETED, REJECTED, FAILED = 0, 1, 2, 3
-STATE_NAMES = {IN_FLIGHT: "in_flight", COMPLETED: "completed", REJECTED: "rejected", FAILED: "failed"}
+# Final states. Every request ends in exactly one of them: completed; rejected (a limit or a
+# check said no: it could never be served as asked, or its tenant was over its rate); shed
+# (admission turned it away while the fleet was overloaded); failed (admitted, then lost to
+# a failure with no retry left); or still in flight when the run stopped.
+IN_FLIGHT, COMPLETED, REJECTED, FAILED, SHED = 0, 1, 2, 3, 4
+STATE_NAMES = {IN_FLIGHT: "in_flight", COMPLETED: "completed", REJECTED: "rejected", FAILED: "failed",
+               SHED: "shed"}
 
 # Reasons for rejection or failure.
 NO_REASON = 0
@@ -21,8 +25,17 @@ REASONS = {
     3: "exceeds_kv_cache",
     4: "prompt_exceeds_batch_tokens",
     5: "no_pool_serves_model",
+    6: "rate_limited",         # rejected: its tenant's token bucket was short
+    7: "overload",             # shed: its class's waiting threshold was reached
+    8: "replica_failed",       # failed: its replica went down and retries are off
+    9: "retries_exhausted",    # failed: its replica went down and it had used its retries
 }
 REASON_CODES = {name: code for code, name in REASONS.items() if name}
+
+
+def unserved(state: np.ndarray) -> np.ndarray:
+    """Requests turned away: rejected, shed or failed."""
+    return (state == REJECTED) | (state == FAILED) | (state == SHED)
 
 
 class RequestTable:
@@ -56,7 +69,9 @@ class RequestTable:
         self.samples = np.zeros(n, np.int64)     # images (video: clips) per request; 0 for token models
         self.pixels = np.zeros(n)                # output pixels x frames x images the VAE decodes
 
-        self.on_done = None  # called as on_done(i, time) when request i completes or is rejected
+        self.retries = np.zeros(n, np.int32)     # times it was sent again after its replica failed
+
+        self.on_done = None  # called as on_done(i, time) when request i completes or ends unserved
 
     def complete(self, i: int, when: float) -> None:
         self.state[i] = COMPLETED
@@ -65,7 +80,11 @@ class RequestTable:
             self.on_done(i, when)
 
     def reject(self, i: int, reason: str, now: float) -> None:
-        self.state[i] = REJECTED
+        self.end(i, REJECTED, reason, now)
+
+    def end(self, i: int, state: int, reason: str, now: float) -> None:
+        """Request i ends unserved (rejected, shed or failed) for `reason`."""
+        self.state[i] = state
         self.reason[i] = REASON_CODES[reason]
         self.finished[i] = now
         if self.on_done is not None:
@@ -99,6 +118,7 @@ class RequestTable:
             "state": self.state,
             "reason": self.reason,
             "preemptions": self.preemptions,
+            "retries": self.retries,
             "cached_tokens": self.cached,
             "session": self.session,
             "final": self.final,

@@ -238,11 +238,14 @@ def print_summary(summary: dict, console: Console | None = None) -> None:
                   f"window {format_duration(w0)}-{format_duration(w1)}  "
                   f"simulated {format_duration(summary['run']['simulated_seconds'])} "
                   f"in {summary['run']['wall_seconds']:.2f}s wall")
-    rejected = ", ".join(f"{k} {v}" for k, v in req["rejected_by_reason"].items())
-    console.print(f"requests: {req['arrived']:,} arrived = {req['completed']:,} completed + "
-                  f"{req['rejected']:,} rejected{f' ({rejected})' if rejected else ''} + "
-                  f"{req['failed']:,} failed + {req['in_flight']:,} in flight; "
-                  f"{req['preemptions']:,} preemptions")
+    parts = [f"{req['completed']:,} completed"]
+    for name in ("rejected", "shed", "failed"):
+        why = ", ".join(f"{k} {v}" for k, v in req[f"{name}_by_reason"].items())
+        parts.append(f"{req[name]:,} {name}" + (f" ({why})" if why else ""))
+    parts.append(f"{req['in_flight']:,} in flight")
+    retried = f", {req['retries']:,} retries" if req["retries"] else ""
+    console.print(f"requests: {req['arrived']:,} arrived = {' + '.join(parts)}; "
+                  f"{req['preemptions']:,} preemptions{retried}")
 
     lat = Table(title="latency (requests arriving in the window)", title_justify="left")
     lat.add_column("metric")
@@ -262,7 +265,7 @@ def print_summary(summary: dict, console: Console | None = None) -> None:
         parts = [f"{k} {duration_or_dash(r['value'])} / {duration_or_dash(r['target'])} {'ok' if r['met'] else 'MISSED'}"
                  for k, r in slo["results"].items()]
         att = slo["attainment"]
-        away = f"; {slo['turned_away']:,} requests rejected or failed" if slo.get("turned_away") else ""
+        away = f"; {slo['turned_away']:,} requests rejected, shed or failed" if slo.get("turned_away") else ""
         console.print(f"SLO: {'met' if slo['met'] else 'NOT met'} ({'; '.join(parts)}{away}); "
                       f"attainment {_n(att * 100 if att is not None else None)}%, "
                       f"goodput {slo['goodput_requests_per_s']:.2f} req/s")

@@ -25,6 +25,7 @@ from .arrivals import Arrival, Trace
 from .lengths import Length
 from .media import AudioSeconds, ImageRequest, VideoRequest, media_field
 from .sessions import Service, Session, SystemPrompt
+from .ops.admission import AdmissionSpec
 
 # ---- workload streams ------------------------------------------------------------------
 
@@ -306,6 +307,7 @@ class ScenarioSpec(Spec):
     topology: TopologySpec | None = None
     fleet: list[Pool] = Field(min_length=1)
     router: Router = Router()
+    admission: AdmissionSpec | None = Field(default=None, description="per-tenant rate limits, load shedding by class")
     ingress: Ingress | None = None
     workload: list[Stream] = Field(min_length=1)
     services: list[Service] = Field(default_factory=list, description="CPU-side services sessions' tools call")
@@ -405,6 +407,7 @@ def scenario_from_source(src: source.Source, overrides=(), path: str = "") -> Sc
                                         f"trace file not found: {stream.trace.path}"))
     problems.extend(_check_roles(spec, pools, src))
     problems.extend(_check_tenants(spec, src))
+    problems.extend(_check_admission(spec, src))
     problems.extend(_check_sessions(spec, served, src))
     problems.extend(_check_modalities(spec, pools, src))
     for name in spec.router.weights or {}:
@@ -593,6 +596,32 @@ def _check_tenants(spec: ScenarioSpec, src: source.Source) -> list[Problem]:
                                     f"fleet[{i}].serve.engine.batching",
                                     "static batching serves requests in arrival order and cannot honour priority "
                                     "classes; use batching: continuous"))
+    return problems
+
+
+def _check_admission(spec: ScenarioSpec, src: source.Source) -> list[Problem]:
+    """Rate limits name tenants the workload has; shedding thresholds name its classes."""
+    if spec.admission is None:
+        return []
+    problems = []
+    tenants = sorted({s.tenant or s.name for s in spec.workload})
+    seen = set()
+    for i, limit in enumerate(spec.admission.rate_limits):
+        path = ("admission", "rate_limits", i, "tenant")
+        if limit.tenant not in tenants:
+            problems.append(Problem(src.loc_of(path), format_path(path), f"no tenant '{limit.tenant}' in the workload"
+                                    + did_you_mean(limit.tenant, tenants, "tenants (a stream's tenant:, else its name)")))
+        elif limit.tenant in seen:
+            problems.append(Problem(src.loc_of(path), format_path(path), f"tenant '{limit.tenant}' already has a "
+                                    f"rate limit; give each tenant one entry"))
+        seen.add(limit.tenant)
+    if spec.admission.shed is not None:
+        classes = sorted({s.priority for s in spec.workload})
+        for c in spec.admission.shed.waiting_per_replica:
+            if c not in classes:
+                path = ("admission", "shed", "waiting_per_replica", c)
+                problems.append(Problem(src.loc_of(path), format_path(path), f"no stream has priority {c}; the "
+                                        f"workload's classes are {', '.join(map(str, classes))}"))
     return problems
 
 

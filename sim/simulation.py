@@ -15,6 +15,7 @@ from . import economics, kernels
 from .metrics import BusyLog, RequestTable
 from .scenario import Scenario
 from .network import Fabric
+from .ops.admission import Admission
 from .ops.power_cap import PowerCap
 from .serving.clock import at
 from .serving.disagg import Disaggregation
@@ -104,6 +105,8 @@ def simulate(scenario: Scenario, seed: int | None = None) -> RunResult:
                     rng_for(seed, "router"), table, board, pool_figures(scenario, arrivals), prioritized,
                     (spec.router.cache_threshold, spec.router.balance_abs_threshold,
                      spec.router.balance_rel_threshold))
+    if spec.admission is not None:
+        router.admission = Admission(spec.admission, table, [s.tenant or s.name for s in spec.workload])
 
     fabric, placement = None, {}
     if spec.topology is not None:

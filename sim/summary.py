@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import economics, kernels, media
-from .metrics import COMPLETED, FAILED, IN_FLIGHT, REASONS, REJECTED
+from .metrics import COMPLETED, FAILED, IN_FLIGHT, REASONS, REJECTED, SHED, unserved
 from .simulation import RunResult
 
 LATENCIES = ("ttft", "tpot", "e2e", "queue_wait")
@@ -59,13 +59,16 @@ def summarize(result: RunResult) -> dict:
     window = max(w1 - w0, 1e-12)
     state = table.state
 
-    counts = {name: int(np.sum(state == code)) for code, name in
-              ((COMPLETED, "completed"), (REJECTED, "rejected"), (FAILED, "failed"), (IN_FLIGHT, "in_flight"))}
+    # every request that arrived is in exactly one of these
+    ends = (("completed", COMPLETED), ("rejected", REJECTED), ("shed", SHED), ("failed", FAILED),
+            ("in_flight", IN_FLIGHT))
+    counts = {name: int(np.sum(state == code)) for name, code in ends}
     by_reason = {}
-    for code in np.unique(table.reason[state == REJECTED]):
-        by_reason[REASONS[int(code)]] = int(np.sum((state == REJECTED) & (table.reason == code)))
-    requests = {"arrived": int(table.n), **counts, "rejected_by_reason": by_reason,
-                "preemptions": int(table.preemptions.sum())}
+    for name, code in ends[1:4]:
+        reasons = table.reason[state == code]
+        by_reason[f"{name}_by_reason"] = {REASONS[int(c)]: int(np.sum(reasons == c)) for c in np.unique(reasons)}
+    requests = {"arrived": int(table.n), **counts, **by_reason, "preemptions": int(table.preemptions.sum()),
+                "retries": int(table.retries.sum())}
 
     measured = (table.arrival >= w0) & (table.arrival < spec.duration)
     done = measured & (state == COMPLETED)
@@ -249,7 +252,9 @@ def _tenants(spec, table, cols, measured, done, finished_in, usd, window) -> lis
             "priority": sorted({spec.workload[i].priority for i in streams}),
             "measured_requests": int(m.sum()),
             "completed": int(d.sum()),
-            "turned_away": int((m & ((table.state[mine] == REJECTED) | (table.state[mine] == FAILED))).sum()),
+            "turned_away": int((m & unserved(table.state[mine])).sum()),
+            **{name: int((m & (table.state[mine] == code)).sum())
+               for name, code in (("rejected", REJECTED), ("shed", SHED), ("failed", FAILED))},
             "latency_s": latency,
             "slo": _slo(targets, sub, m, d, f, latency, _Rows(table, mine), window),
             "tokens_per_s": tokens / window,
@@ -298,7 +303,7 @@ def _modalities(result: RunResult, cols: dict, measured, done, finished_in, wind
         mine = t.modality == code
         m, d, f = measured & mine, done & mine, finished_in & mine
         fig = {"requests": int(m.sum()), "completed": int(d.sum()),
-               "turned_away": int((m & ((t.state == REJECTED) | (t.state == FAILED))).sum()),
+               "turned_away": int((m & unserved(t.state)).sum()),
                "latency_s": stats(cols["e2e"][d]), "queue_wait_s": stats(cols["queue_wait"][d])}
         if kind == "embedding":
             fig["tokens_per_s"] = float(t.prompt[f].sum()) / window
@@ -381,7 +386,7 @@ def _sessions(result: RunResult, usd: np.ndarray, pool_index: np.ndarray, w0: fl
     answered = mine & t.final & (t.state == COMPLETED)
     end[t.session[answered]] = t.finished[answered]
     failed = runner.failed.copy()
-    failed[t.session[mine & ((t.state == REJECTED) | (t.state == FAILED))]] = True
+    failed[t.session[mine & unserved(t.state)]] = True
     out = []
     for k, stream in enumerate(result.scenario.spec.workload):
         if stream.session is None:
@@ -522,7 +527,7 @@ def _slo(targets: dict, cols: dict, measured, done, finished_in, latency: dict, 
     attained = float(ok.sum()) / float(measured.sum()) if measured.sum() else None
     tokens = float((table.prompt + table.output)[ok_finished].sum())
     # percentiles describe completed requests: turning requests away does not meet an SLO
-    turned_away = int((measured & ((table.state == REJECTED) | (table.state == FAILED))).sum())
+    turned_away = int((measured & unserved(table.state)).sum())
     return {
         "targets": targets,
         "results": results,

@@ -14,7 +14,7 @@ from collections import deque
 import numpy as np
 
 from .. import kernels
-from ..metrics import RequestTable
+from ..metrics import REJECTED, SHED, RequestTable
 from .prefix_cache import best_holders
 from .replica import LoadBoard, Replica
 
@@ -49,6 +49,7 @@ class Router:
         self.queue_limit = queue_limit
         self.central = dispatch == "central"
         self.cache_aware = cache_aware     # (cache_threshold, balance_abs, balance_rel)
+        self.admission = None              # an ops.admission.Admission: rate limits and shedding
         self.rng = rng
         self.table = table
         self.board = board
@@ -95,6 +96,11 @@ class Router:
         if isinstance(fits, str):
             self.table.reject(r, fits, now)
             return
+        if self.admission is not None:
+            verdict = self.admission.verdict(r, now, lambda: self.waiting_per_replica(model))
+            if verdict is not None:
+                self.table.end(r, REJECTED if verdict[0] == "rejected" else SHED, verdict[1], now)
+                return
         if self.central:
             queue = self.backlog[model]
             if self.queue_limit is not None and len(queue) >= self.queue_limit:
@@ -109,6 +115,11 @@ class Router:
             self.table.reject(r, "queue_full", now)
             return
         self.deliver(rep, r)
+
+    def waiting_per_replica(self, model: str) -> float:
+        """Requests waiting for model's replicas (in their queues and the router's), per replica."""
+        reps = self.by_model[model]
+        return (sum(rep.waiting_count() for rep in reps) + len(self.backlog[model])) / len(reps)
 
     def deliver(self, rep: Replica, r: int) -> None:
         """Hand request r to replica rep (after its payload has crossed the fabric, when the
