@@ -9,6 +9,10 @@ delivered when its last byte has crossed its bottleneck plus the path's latency.
 
 Collectives (`ring_allreduce`, `tree_allreduce`) are made of flows, so they share the
 fabric with everything else and contention shows in their time.
+
+Links fail and are repaired (`set_link`): routes are then taken over what remains, flows
+whose path crossed the failed cable continue, with the bytes they have left, on a shortest
+path that avoids it, and flows left with no path at all wait until a repair gives them one.
 """
 from __future__ import annotations
 
@@ -40,6 +44,9 @@ class Flow:
     started: float = 0.0
     narrowest: float = math.inf  # capacity of its narrowest link
     route: int = 0               # route id (Fabric.route_links)
+    a: object = None             # endpoints, to route it again when a link on its path fails
+    b: object = None
+    own_cap: float = math.inf    # the cap it was sent with (before its route's NIC caps)
 
 
 class LinkLog:
@@ -112,6 +119,11 @@ class Fabric:
                 lat.append(float(data.get("latency", 0.0)))
         self.capacity = np.asarray(cap)
         self.latency = np.asarray(lat)
+        # what flows are routed over and share: the topology less failed cables
+        self.routing = graph
+        self.live_capacity = self.capacity.copy()
+        self.failed: set[frozenset] = set()
+        self.stranded: list[Flow] = []      # flows no path serves while cables are down
         # a flow through a NIC moves message by message, each paying the NIC's per-message
         # cost (and on a host-staged NIC the CPU's): its rate is at most M / (M / rate + cost)
         self.link_flow_cap = np.full(len(cap), math.inf)
@@ -149,9 +161,9 @@ class Fabric:
         if key not in self._paths:
             src, dst = (a, b) if str(a) <= str(b) else (b, a)
             if src not in self._pred:
-                self._pred[src] = nx.predecessor(self.graph, src)
+                self._pred[src] = nx.predecessor(self.routing, src)
             found = []
-            for nodes in _paths_from_predecessors(src, dst, self._pred[src]):
+            for nodes in _paths_from_predecessors(src, dst, self._pred[src]) if dst in self._pred[src] else ():
                 if src != a:
                     nodes = nodes[::-1]
                 found.append(np.array([self.link_index[(u, v)] for u, v in zip(nodes, nodes[1:])], np.int64))
@@ -173,6 +185,8 @@ class Fabric:
     def _route(self, a, b, flow_id: int) -> tuple:
         """The route (links, latency, the flow's rate cap, narrowest link capacity)."""
         options = self.paths(a, b)
+        if not options:
+            raise nx.NetworkXNoPath(f"no path from {a} to {b} while cables are down")
         choice = zlib.crc32(f"{a}>{b}#{flow_id}".encode()) % len(options)
         key = (a, b, choice)
         if key not in self._routes:
@@ -180,7 +194,7 @@ class Fabric:
             any_links = len(links) > 0
             self._routes[key] = (links, float(self.latency[links].sum()),
                                  float(self.link_flow_cap[links].min()) if any_links else math.inf,
-                                 float(self.capacity[links].min()) if any_links else math.inf,
+                                 float(self.live_capacity[links].min()) if any_links else math.inf,
                                  len(self.route_links))
             self.route_links.append(links)
         return self._routes[key]
@@ -233,15 +247,62 @@ class Fabric:
         if a == b:
             done.succeed(0.0)
             return done
-        links, latency, flow_cap, narrowest, route = self._route(a, b, fid)
-        flow = Flow(fid, links, latency, float(nbytes), float(nbytes), done, min(cap, flow_cap),
-                    tag=tag, started=self.env.now, narrowest=narrowest, route=route)
+        flow = Flow(fid, np.zeros(0, np.int64), 0.0, float(nbytes), float(nbytes), done, cap, tag=tag,
+                    started=self.env.now, a=a, b=b, own_cap=cap)
+        if not self._put_on_route(flow):
+            self.stranded.append(flow)
+            return done
         if nbytes <= 0:
             at(self.env, self.env.now + flow.latency, 0.0, done)
             return done
         self.active[fid] = flow
         self._reschedule()
         return done
+
+    def _put_on_route(self, flow: Flow) -> bool:
+        """Route `flow` over the cables that work now; False when none connects its ends."""
+        try:
+            links, latency, flow_cap, narrowest, route = self._route(flow.a, flow.b, flow.id)
+        except nx.NetworkXNoPath:
+            return False
+        flow.links, flow.latency, flow.narrowest, flow.route = links, latency, narrowest, route
+        flow.cap = min(flow.own_cap, flow_cap)
+        return True
+
+    def set_link(self, a, b, up: bool) -> None:
+        """The cable between a and b (both directions) fails (up=False) or is repaired."""
+        key = frozenset((a, b))
+        if up == (key not in self.failed):
+            return
+        self._advance()
+        if self.routing is self.graph:
+            self.routing = self.graph.copy()
+        if up:
+            self.failed.discard(key)
+            self.routing.add_edge(a, b, **self.graph.edges[a, b])
+        else:
+            self.failed.add(key)
+            self.routing.remove_edge(a, b)
+        for link in (self.link_index[(a, b)], self.link_index[(b, a)]):
+            self.live_capacity[link] = self.capacity[link] if up else 0.0
+        self._paths.clear()
+        self._pred.clear()
+        self._routes.clear()
+        if not up:   # flows over the failed cable move to another path, or wait for one
+            for f in [f for f in self.active.values() if (self.live_capacity[f.links] == 0).any()]:
+                if not self._put_on_route(f):
+                    del self.active[f.id]
+                    self.stranded.append(f)
+        else:        # a repair may give stranded flows a path
+            waiting, self.stranded = self.stranded, []
+            for f in waiting:
+                if not self._put_on_route(f):
+                    self.stranded.append(f)
+                elif f.remaining <= 0:
+                    at(self.env, self.env.now + f.latency, 0.0, f.done)
+                else:
+                    self.active[f.id] = f
+        self._reschedule()
 
     def _advance(self) -> None:
         """Move every active flow forward to now at its current rate."""
@@ -268,7 +329,7 @@ class Fabric:
                 ptr[i + 1] = ptr[i] + len(f.links)
             links = np.concatenate([f.links for f in flows])
             caps = np.array([f.cap for f in flows])
-            rates = kernels.maxmin_rates(self.capacity, ptr, links, caps)
+            rates = kernels.maxmin_rates(self.live_capacity, ptr, links, caps)
         soonest = math.inf
         for f, r in zip(flows, rates):
             f.rate = r

@@ -26,6 +26,7 @@ from .lengths import Length
 from .media import AudioSeconds, ImageRequest, VideoRequest, media_field
 from .sessions import Service, Session, SystemPrompt
 from .ops.admission import AdmissionSpec
+from .ops.failures import FailureSpec
 
 # ---- workload streams ------------------------------------------------------------------
 
@@ -151,7 +152,9 @@ class Serve(Spec):
     role: Literal["both", "prefill", "decode"] = Field(
         default="both", description="disaggregated serving: pools that only prefill or only decode")
     weights: Literal["preloaded", "host", "storage"] = Field(
-        default="preloaded", description="where replicas load their weights from when the run starts")
+        default="preloaded", description="where replicas load their weights from when they start")
+    provision: Seconds = Field(default=0.0, ge=0, description="a start after the run began: time to allocate the "
+                                                              "node and start the engine, before loading weights")
     engine: Engine = Engine()
 
     @model_validator(mode="after")
@@ -314,6 +317,8 @@ class ScenarioSpec(Spec):
     slo: Slo = Slo()
     economics: Economics = Economics()
     power: PowerBudget | None = None
+    failures: FailureSpec | None = Field(default=None, description="devices, servers, racks, links and switches "
+                                                                   "that fail and are repaired")
 
     @model_validator(mode="after")
     def _warmup_inside(self):
@@ -432,6 +437,9 @@ def scenario_from_source(src: source.Source, overrides=(), path: str = "") -> Sc
                                     "add storage to its builder or a node of kind storage"))
     if spec.topology is not None:
         problems.extend(_check_topology(spec, src))
+    if problems:
+        raise ScenarioError(problems)
+    problems.extend(_check_failures(spec, pools, src))
     if problems:
         raise ScenarioError(problems)
     return Scenario(spec, pools, src, path)
@@ -596,6 +604,23 @@ def _check_tenants(spec: ScenarioSpec, src: source.Source) -> list[Problem]:
                                     f"fleet[{i}].serve.engine.batching",
                                     "static batching serves requests in arrival order and cannot honour priority "
                                     "classes; use batching: continuous"))
+    return problems
+
+
+def _check_failures(spec: ScenarioSpec, pools: list[ResolvedPool], src: source.Source) -> list[Problem]:
+    """Failure targets name components the fleet has; failed replicas' requests can go elsewhere."""
+    if spec.failures is None:
+        return []
+    from .ops.failures import Components
+    from .simulation import place
+    scenario = Scenario(spec, pools, src, "")
+    problems = [Problem(src.loc_of(path), format_path(path), message)
+                for path, message in Components(scenario, place(scenario)).problems(spec.failures)]
+    for i, pool in enumerate(spec.fleet):
+        if pool.serve.role != "both":
+            path = ("fleet", i, "serve", "role")
+            problems.append(Problem(src.loc_of(path), format_path(path), "failures: with disaggregated prefill/decode "
+                                    "pools are not modelled in this version (a KV transfer to a failed replica)"))
     return problems
 
 

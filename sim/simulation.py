@@ -16,6 +16,8 @@ from .metrics import BusyLog, RequestTable
 from .scenario import Scenario
 from .network import Fabric
 from .ops.admission import Admission
+from .ops.failures import Components, Failures
+from .ops.lifecycle import Lifecycle
 from .ops.power_cap import PowerCap
 from .serving.clock import at
 from .serving.disagg import Disaggregation
@@ -61,6 +63,8 @@ class RunResult:
     power_cap: PowerCap | None = None
     sessions: SessionRunner | None = None   # session streams: their plan, failures, tool services
     prefix_reusable: np.ndarray | None = None   # with prefix caching: requests that could reuse a prefix
+    lifecycle: Lifecycle | None = None      # replicas' starts, stops, failures: states over time
+    failures: Failures | None = None        # what failed when
 
 
 def simulate(scenario: Scenario, seed: int | None = None) -> RunResult:
@@ -114,7 +118,9 @@ def simulate(scenario: Scenario, seed: int | None = None) -> RunResult:
         placement = place(scenario)
     if spec.ingress is not None:
         carry_requests(env, spec, router, table, fabric, placement)
-    load_time = start_weight_loading(env, scenario, replicas, fabric, placement)
+    lifecycle = Lifecycle(env, scenario, replicas, _pool_per_replica(scenario), fabric, placement, router)
+    lifecycle.begin()
+    load_time = lifecycle.load_time
     if spec.topology is not None:
         share_host_cpus(scenario, replicas, placement)
         collectives_over_fabric(scenario, replicas, placement, fabric)
@@ -131,6 +137,15 @@ def simulate(scenario: Scenario, seed: int | None = None) -> RunResult:
     def model_of(r: int) -> str:
         named = plan.model[r] if plan is not None else None
         return named or model_of_stream[arrivals.stream[r]]
+
+    router.model_of_request = model_of
+    failures = None
+    if spec.failures is not None:
+        router.retry_limit = spec.failures.retries
+        for rep in replicas:
+            rep.on_lost = router.lost
+        failures = Failures(env, spec.failures, Components(scenario, place(scenario)), lifecycle, fabric,
+                            rng_for(seed, "failures"), spec.duration)
 
     def source():
         times = arrivals.time
@@ -165,7 +180,8 @@ def simulate(scenario: Scenario, seed: int | None = None) -> RunResult:
                                  rep.cache.evicted_blocks if rep.cache else 0,
                                  rep.cache.blocks_held() if rep.cache else 0))
     return RunResult(scenario, table, log, infos, end, time.perf_counter() - wall0, seed,
-                     [s.name for s in spec.workload], fabric, next(env._eid), power_cap, runner, reusable)
+                     [s.name for s in spec.workload], fabric, next(env._eid), power_cap, runner, reusable,
+                     lifecycle, failures)
 
 
 def attach_prefix_caches(scenario: Scenario, replicas, table: RequestTable, arrivals) -> PrefixIndex | None:
@@ -237,50 +253,6 @@ def pool_figures(scenario: Scenario, arrivals) -> dict[str, PoolFigures] | None:
             continue
         out[pool.name] = PoolFigures(dep.params, pool.spec.serve.engine.max_batch_seqs, prompt, output, usd, weight)
     return out
-
-
-def start_weight_loading(env, scenario: Scenario, replicas, fabric, placement) -> dict[int, float]:
-    """Replicas whose weights are not preloaded fetch them when the run starts, each device
-    its share (weights / tp) as a flow from a storage node (round robin) or its host's
-    memory; requests routed to a replica wait until it is ready. Returns replica -> seconds,
-    filled in as loads finish."""
-    load_time: dict[int, float] = {}
-    storage = []
-    if fabric is not None:
-        storage = [n for n, d in fabric.graph.nodes(data=True) if d.get("kind") == "storage"]
-    topo = scenario.spec.topology
-    k = 0
-    # the engines of one replica (pipeline engines, expert-parallel ranks) share its devices,
-    # listed in different orders, and so one load
-    loading: dict[frozenset, simpy.Event] = {}
-
-    def loaded(rep):
-        def fire(_):
-            load_time[rep.index] = env.now
-            rep.ready.succeed()
-        return fire
-
-    for rep, pool in zip(replicas, _pool_per_replica(scenario)):
-        source = pool.spec.serve.weights
-        if source == "preloaded":
-            rep.ready.succeed()
-            continue
-        devices = frozenset(placement[rep.index])
-        if devices in loading:
-            loading[devices].callbacks.append(loaded(rep))
-            continue
-        flows = []
-        for accel in placement[rep.index]:
-            if source == "storage":
-                origin = storage[k % len(storage)]
-                k += 1
-            else:
-                origin = topo.host_cpu(accel)
-            flows.append(fabric.transfer(origin, accel, pool.deployment.weight_bytes, "weights"))
-        done = env.all_of(flows)
-        done.callbacks.append(loaded(rep))
-        loading[devices] = done
-    return load_time
 
 
 def carry_requests(env, spec, router, table, fabric, placement) -> None:
@@ -406,8 +378,10 @@ def place(scenario: Scenario) -> dict[int, list[str]]:
     """Engine index -> the accelerators of its replica, stage by stage (tp per stage): pools
     in order, each replica taking the next tp x pp accelerators of the topology's placement
     order, so a tensor-parallel group stays inside a server when tp divides its accelerators.
-    The pp engines of a pipeline replica share its accelerators."""
-    accels = scenario.spec.topology.accelerators()
+    The pp engines of a pipeline replica share its accelerators. Without a topology the
+    devices are named by their index, 0.., in the same order."""
+    topo = scenario.spec.topology
+    accels = topo.accelerators() if topo is not None else [str(i) for i in range(sum(p.spec.count for p in scenario.pools))]
     out, k, engine = {}, 0, 0
     for pool in scenario.pools:
         serve = pool.spec.serve

@@ -182,6 +182,7 @@ def summarize(result: RunResult) -> dict:
     sessions = _sessions(result, usd, pool_index, w0, spec.duration) if result.sessions is not None else None
     prefix_cache = _prefix_cache(result, pool_index, done) if result.prefix_reusable is not None else None
     modalities = _modalities(result, cols, measured, done, finished_in, window, usd)
+    failures = _failures(result, cols, done, w0, w1)
     replicas = [{"replica": r.index, "pool": r.pool, "devices": r.tp, "role": r.role,
                  "busy_fraction": float(busy[r.index] / window),
                  "accelerator_active": float((busy[r.index] - host_seconds[r.index]) / window),
@@ -209,6 +210,7 @@ def summarize(result: RunResult) -> dict:
         "sessions": sessions,
         "prefix_cache": prefix_cache,
         "modalities": modalities,
+        "failures": failures,
         "pools": pools,
         "replicas": replicas,
         "network": network,
@@ -494,6 +496,64 @@ def _network(result: RunResult, cols: dict, done, w0: float, w1: float) -> dict 
         "max_link_utilization": None if busiest is None else float(util[busiest[0]]),
         "busiest_link": None if busiest is None else f"{fabric.src[busiest[1]]}->{fabric.dst[busiest[1]]}",
     }
+
+
+def _failures(result: RunResult, cols: dict, done: np.ndarray, w0: float, w1: float) -> dict | None:
+    """What failed, how much of the fleet was up, and what it cost the requests: retries,
+    failures, and for each failure in the window the dip in goodput and latency and the time
+    until both were back (`recovery_s`, see `_dip`)."""
+    if result.failures is None:
+        return None
+    life, table = result.lifecycle, result.table
+    wanted = live = 0.0
+    for g in range(len(life.groups)):
+        wanted += (w1 - w0) - life.seconds_in(g, ("off",), w0, w1)
+        live += life.seconds_in(g, ("live", "draining"), w0, w1)
+    retried = table.retries > 0
+    events = []
+    for e in result.failures.log:
+        entry = {k: v for k, v in e.items() if k != "lost"}
+        entry["requests_lost"] = len(e["lost"])
+        if w0 <= e["time"] < w1:
+            entry.update(_dip(table, cols, e["time"], w0, w1))
+        events.append(entry)
+    return {
+        "events": events,
+        "replica_availability": live / wanted if wanted > 0 else None,
+        "requests_retried": int(retried.sum()),
+        "requests_failed": int((table.state == FAILED).sum()),
+        "retried_e2e_s": stats(cols["e2e"][done & retried]),
+        "others_e2e_s": stats(cols["e2e"][done & ~retried]),
+        "cold_starts": len([s for s in life.starts if s.reason == "repair"]),
+    }
+
+
+def _dip(table, cols: dict, t: float, w0: float, w1: float) -> dict:
+    """Around a failure at t: goodput (completions per second) and TTFT p99 before it (from
+    w0 or 60 s before, whichever is later), the worst of each in the bins after it (bins of
+    1/50 of the window, at least 1 s), and `recovery_s`: from t to the start of the first
+    bin from which three bins in a row are back within 10% of both (None: not in the run)."""
+    before = (max(w0, t - 60.0), t)
+    width = max(1.0, (w1 - w0) / 50)
+    done = table.state == COMPLETED
+    span = before[1] - before[0]
+    if span <= 0:
+        return {}
+    good0 = float(((table.finished >= before[0]) & (table.finished < before[1]) & done).sum()) / span
+    arrived0 = (table.arrival >= before[0]) & (table.arrival < before[1]) & done
+    ttft0 = float(np.nanpercentile(cols["ttft"][arrived0], 99)) if arrived0.any() else np.nan
+    edges = np.arange(t, w1 + width, width)
+    good, ttft = [], []
+    for a, b in zip(edges, edges[1:]):
+        good.append(float(((table.finished >= a) & (table.finished < b) & done).sum()) / width)
+        mine = (table.arrival >= a) & (table.arrival < b) & done
+        ttft.append(float(np.nanpercentile(cols["ttft"][mine], 99)) if mine.any() else np.nan)
+    ok = [g >= 0.9 * good0 and (np.isnan(tt) or np.isnan(ttft0) or tt <= 1.1 * ttft0) for g, tt in zip(good, ttft)]
+    recovery = next((float(edges[k] - t) for k in range(len(ok) - 2) if all(ok[k:k + 3])), None)
+    worst = [x for x in ttft if not np.isnan(x)]
+    return {"goodput_before_rps": good0, "goodput_min_rps": min(good) if good else None,
+            "ttft_p99_before_s": None if np.isnan(ttft0) else ttft0, "ttft_p99_worst_s": max(worst) if worst else None,
+            "recovery_s": recovery}
 
 
 def _makespan(table) -> dict:

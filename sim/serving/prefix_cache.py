@@ -263,6 +263,17 @@ class PrefixCache:
                 if p.children == 0 and p.pins == 0:
                     heapq.heappush(self.leaves, (p.stamp, p.key))
 
+    def clear(self) -> None:
+        """The replica failed: its device memory, and every entry in it, is gone."""
+        if self.directory is not None:
+            for key in self.entries:
+                self.directory.remove(key, self.replica)
+        self.entries.clear()
+        self.leaves.clear()
+        self.reader.clear()
+        self.unpin_later.clear()
+        self.evictable = 0
+
     def blocks_held(self) -> int:
         return sum(e.own for e in self.entries.values())
 

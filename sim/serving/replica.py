@@ -93,6 +93,9 @@ class ReplicaBase:
         # host CPU seconds to tokenize one prompt token (after the head node's slowdown)
         self.tokenize_per_token = engine.tokenize_per_token
         self.ready = env.event()       # weights in place; succeeded at once when preloaded
+        self.up = True                 # takes new requests (False while failed, stopped or starting again)
+        self.life = 0                  # starts so far: callbacks of an earlier life are void
+        self.on_lost = None            # called as on_lost(r) for a request that reaches it while down
         # A tensor-parallel group that spans scale-up domains runs each iteration's
         # all-reduces over the fabric (set by the simulation): a generator taking the
         # iteration's token count.
@@ -101,6 +104,9 @@ class ReplicaBase:
 
     def submit(self, r: int) -> None:
         """A new request for this replica: its host tokenizes the prompt, then it queues."""
+        if not self.up:      # went down while the request crossed the fabric to it
+            self.on_lost(r)
+            return
         self.table.replica[r] = self.index
         if self.tokenize_per_token > 0:
             delay = float(self.table.prompt[r]) * self.tokenize_per_token
@@ -123,6 +129,33 @@ class ReplicaBase:
     def _notify(self) -> None:
         if self.on_capacity is not None:
             self.on_capacity(self)
+
+    def fail(self) -> list[int]:
+        """The replica goes down now: work in progress is lost. Returns the requests it held
+        (running, waiting, preempted), reset to start again elsewhere; the iteration running
+        now is lost, the ones that ended are kept. It takes no requests until `restart`."""
+        self.up = False
+        self.life += 1
+        lost = self._drop_all()
+        t = self.table
+        t.replica[lost] = -1
+        t.generated[lost] = 0
+        t.admitted[lost] = np.nan       # the attempt that serves it sets these again
+        t.first_token[lost] = np.nan
+        t.kv_ready[lost] = False
+        t.cached[lost] = 0
+        t.keep_blocks[lost] = 0
+        self.ready = self.env.event()
+        self._publish()
+        return lost
+
+    def restart(self) -> simpy.Event:
+        """It starts again after `fail`: the `ready` event to succeed once its weights are
+        loaded (the router then puts it back in service)."""
+        return self.ready
+
+    def _drop_all(self) -> list[int]:
+        raise NotImplementedError
 
     def _publish(self, until: float = np.inf) -> None:
         self.board.outstanding[self.index] = self.outstanding()
@@ -242,6 +275,8 @@ class Replica(ReplicaBase):
             at(self.env, self.ends[j] if j < self.k else self.env.now).callbacks.append(self._switch)
 
     def _switch(self, _) -> None:
+        if self._next is None:
+            return                      # the replica failed since and starts at the new speed
         now = self.env.now
         active = self._active()
         if active:
@@ -265,6 +300,9 @@ class Replica(ReplicaBase):
         self._enqueue(r)
 
     def _enqueue(self, r: int) -> None:
+        if not self.up:      # went down while its prompt was being tokenized
+            self.on_lost(r)
+            return
         table = self.table
         table.replica[r] = self.index
         deferred = self.cache is not None or (self.prioritized and self.collective is None)
@@ -274,7 +312,8 @@ class Replica(ReplicaBase):
             # running plan counts on. Either way it joins the queue when that iteration ends.
             self.pending.append((r, self.env.now))
             if len(self.pending) == 1 and self.collective is None:
-                at(self.env, self._boundary()).callbacks.append(self._take_pending)
+                life = self.life
+                at(self.env, self._boundary()).callbacks.append(lambda e: self._take_pending(e, life))
             self._publish_plan()
             return
         self._queue_new(r, self.env.now)
@@ -318,12 +357,14 @@ class Replica(ReplicaBase):
         start = self.t_free if j == self.it0 else self.ends[j - 1]
         return self.ends[j] if j < self.k and start < self.env.now else self.env.now
 
-    def _take_pending(self, _) -> None:
+    def _take_pending(self, _, life: int) -> None:
         """At an iteration boundary: commit what has run, queue the newcomers by class, plan."""
+        if life != self.life or not self.pending:
+            return                      # the replica failed since: its newcomers went elsewhere
         if self._active():
             when = self._boundary()
             if when > self.env.now:     # a plan made since runs an iteration across now
-                at(self.env, when).callbacks.append(self._take_pending)
+                at(self.env, when).callbacks.append(lambda e: self._take_pending(e, life))
                 return
             m = self._ended()
             if self.it0 + m == self.k:
@@ -371,7 +412,38 @@ class Replica(ReplicaBase):
         return j0 >= self.k or bool(self.obs[sch.O_WAITING, j0:self.k].min() > 0)
 
     # ---- plans ---------------------------------------------------------------------------
-    def _on_ready(self, _) -> None:
+    def restart(self) -> simpy.Event:
+        ready = super().restart()
+        ready.callbacks.append(self._on_ready)
+        return ready
+
+    def _drop_all(self) -> list[int]:
+        """Commit the iterations that ended, then empty the engine (see `fail`)."""
+        if self.collective is not None:
+            raise RuntimeError("failures of replicas whose collectives run over the fabric are not modelled")
+        self.sync()
+        self.plan_id += 1                # the plan made by sync() never runs
+        st = self.st
+        lost = self.S[sch.REQ, :int(st[sch.N])].tolist() + list(self.queue) + self.pre[0, :self.n_pre].tolist()
+        lost += [r for r, _ in self.pending]
+        for a in (self.S, self.S_end, self.S_ck, self.F, self.F_ck, self.pre, self.st_end, self.st_ck):
+            a[:] = 0
+        st[:] = 0
+        st[sch.FREE] = self.total_blocks
+        self.queue = WaitQueue()
+        self.pending.clear()
+        self.n_pre = self.extra_n = self.extra_demand = self.pending_free = self.late_at = 0
+        self.it0 = self.k = self.lo = self.hi = self.consumed_base = 0
+        self.horizon = FIRST_HORIZON if self.adaptive else 1
+        self._next = None
+        if self.cache is not None:
+            self.cache.clear()
+        self.t_free = self.env.now
+        return lost
+
+    def _on_ready(self, event) -> None:
+        if event is not self.ready:
+            return                      # the load of a life that ended in a failure
         self.t_free = self.env.now
         if self.collective is not None:
             self.env.process(self._collective_loop())

@@ -14,7 +14,7 @@ from collections import deque
 import numpy as np
 
 from .. import kernels
-from ..metrics import REJECTED, SHED, RequestTable
+from ..metrics import FAILED, REJECTED, SHED, RequestTable
 from .prefix_cache import best_holders
 from .replica import LoadBoard, Replica
 
@@ -50,6 +50,13 @@ class Router:
         self.central = dispatch == "central"
         self.cache_aware = cache_aware     # (cache_threshold, balance_abs, balance_rel)
         self.admission = None              # an ops.admission.Admission: rate limits and shedding
+        # replicas out of service (failed, stopped, starting) per model, and requests waiting
+        # for one of the model's replicas to come up (set by the simulation)
+        self.down = {m: 0 for m in replicas_by_model}
+        self.parked = {m: [] for m in replicas_by_model}
+        self.on_starved = None             # called as on_starved(model) when a request parks
+        self.retry_limit = 0               # times a request is sent again after its replica failed
+        self.model_of_request = None       # request -> the model it asks for
         self.rng = rng
         self.table = table
         self.board = board
@@ -87,7 +94,9 @@ class Router:
         self.usd_per_token = np.array([f.usd_per_token for f in self.fig])
         self.weight = np.array([f.weight for f in self.fig])
 
-    def arrive(self, r: int, model: str) -> None:
+    def arrive(self, r: int, model: str, retry: bool = False) -> None:
+        """Route request r (a retry has been admitted before: it passes admission and queue
+        limits). With none of the model's replicas up it waits at the router for one."""
         now = self.env.now
         if not self.by_model.get(model):
             self.table.reject(r, "no_pool_serves_model", now)
@@ -96,30 +105,80 @@ class Router:
         if isinstance(fits, str):
             self.table.reject(r, fits, now)
             return
-        if self.admission is not None:
+        if self.admission is not None and not retry:
             verdict = self.admission.verdict(r, now, lambda: self.waiting_per_replica(model))
             if verdict is not None:
                 self.table.end(r, REJECTED if verdict[0] == "rejected" else SHED, verdict[1], now)
                 return
+        limit = None if retry else self.queue_limit
         if self.central:
             queue = self.backlog[model]
-            if self.queue_limit is not None and len(queue) >= self.queue_limit:
+            if limit is not None and len(queue) >= limit:
                 self.table.reject(r, "queue_full", now)
                 return
             queue.append(r)
             self._pump(model)
             return
+        if fits is None:
+            self.parked[model].append(r)
+            if self.on_starved is not None:
+                self.on_starved(model)
+            return
         self._current = r
         rep = self._choose(model, *fits)
-        if self.queue_limit is not None and rep.waiting_count() >= self.queue_limit:
+        if limit is not None and rep.waiting_count() >= limit:
             self.table.reject(r, "queue_full", now)
             return
         self.deliver(rep, r)
 
+    # ---- replicas going down and coming up ----------------------------------------------
+    def take_down(self, rep: Replica) -> list[int]:
+        """Replica rep fails: the requests it held are sent again, or fail with a reason.
+        Returns them."""
+        self._set_up(rep, False)
+        lost = rep.fail()
+        for r in lost:
+            self.lost(r)
+        return lost
+
+    def lost(self, r: int) -> None:
+        """Request r's replica went down before serving it: retry it, if it has retries left."""
+        model = self.model_of_request(r)
+        if self.retry_limit == 0:
+            self.table.end(r, FAILED, "replica_failed", self.env.now)
+        elif self.table.retries[r] >= self.retry_limit:
+            self.table.end(r, FAILED, "retries_exhausted", self.env.now)
+        else:
+            self.table.retries[r] += 1
+            self.arrive(r, model, retry=True)
+
+    def bring_up(self, rep: Replica) -> None:
+        """Replica rep is ready to serve: requests waiting for its model go now."""
+        self._set_up(rep, True)
+        model = self.model_of[rep.index]
+        parked, self.parked[model] = self.parked[model], []
+        for r in parked:
+            self.arrive(r, model, retry=True)
+        if self.central:
+            self._pump(model)
+
+    def stop(self, rep: Replica) -> None:
+        """Take rep out of rotation (scaling in): it finishes what it holds, takes nothing new."""
+        self._set_up(rep, False)
+
+    def _set_up(self, rep: Replica, up: bool) -> None:
+        if rep.up != up:
+            self.down[self.model_of[rep.index]] += -1 if up else 1
+        rep.up = up
+
+    def up_count(self, model: str) -> int:
+        return len(self.by_model[model]) - self.down[model]
+
     def waiting_per_replica(self, model: str) -> float:
         """Requests waiting for model's replicas (in their queues and the router's), per replica."""
-        reps = self.by_model[model]
-        return (sum(rep.waiting_count() for rep in reps) + len(self.backlog[model])) / len(reps)
+        reps = [rep for rep in self.by_model[model] if rep.up]
+        waiting = sum(rep.waiting_count() for rep in reps) + len(self.backlog[model]) + len(self.parked[model])
+        return waiting / max(len(reps), 1)
 
     def deliver(self, rep: Replica, r: int) -> None:
         """Hand request r to replica rep (after its payload has crossed the fabric, when the
@@ -127,17 +186,24 @@ class Router:
         rep.submit(r)
 
     def _candidates(self, model: str, r: int):
-        """The replicas that can serve request r (a pool's replicas share their limits), with
-        their indices; or why none can."""
+        """The replicas that are up and can serve request r (a pool's replicas share their
+        limits), with their indices; or why none can; or None while none is up."""
         spans = self.pools[model]
         reps = self.by_model[model]
         ok = [(a, b) for first, a, b in spans if self._admissible(first, r) is None]
         if not ok:
             return self._admissible(spans[0][0], r)
         if len(ok) == len(spans):
-            return reps, self.indices[model]
-        idx = self._as_array(self.indices[model])
-        return [rep for a, b in ok for rep in reps[a:b]], np.concatenate([idx[a:b] for a, b in ok])
+            fit, idx = reps, self.indices[model]
+        else:
+            idx = self._as_array(self.indices[model])
+            fit, idx = [rep for a, b in ok for rep in reps[a:b]], np.concatenate([idx[a:b] for a, b in ok])
+        if not self.down[model]:
+            return fit, idx
+        up = [k for k, rep in enumerate(fit) if rep.up]
+        if not up:
+            return None
+        return [fit[k] for k in up], self._as_array(idx)[up]
 
     @staticmethod
     def _as_array(idx) -> np.ndarray:
@@ -263,7 +329,12 @@ class Router:
         queue = self.backlog[model]
         while queue:
             r = queue[0]
-            reps, idx = self._candidates(model, r)
+            fits = self._candidates(model, r)
+            if fits is None:
+                if self.on_starved is not None:
+                    self.on_starved(model)
+                return
+            reps, idx = fits
             room = np.flatnonzero(self._loads(idx) < self.max_seqs[idx])
             if not len(room):
                 return

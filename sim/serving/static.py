@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import deque
 
 import numpy as np
+import simpy
 
 from .. import kernels
 from .clock import at
@@ -26,7 +27,7 @@ class ProcessReplica(ReplicaBase):
         self.req: list[int] = []
         self.busy_until = np.inf
         self._work = env.event()
-        self.process = env.process(self._loop())
+        self.process = env.process(self._lives())
 
     def outstanding(self) -> int:
         return len(self.waiting) + len(self.req)
@@ -48,6 +49,9 @@ class ProcessReplica(ReplicaBase):
         """Nothing is deferred: records are written as batches end."""
 
     def _enqueue(self, r: int) -> None:
+        if not self.up:
+            self.on_lost(r)
+            return
         self.table.replica[r] = self.index
         self.waiting.append(r)
         self._publish_plan()
@@ -56,6 +60,23 @@ class ProcessReplica(ReplicaBase):
     def _wake(self) -> None:
         if not self._work.triggered:
             self._work.succeed()
+
+    def _lives(self):
+        """`_loop` until a failure interrupts it; then again, from waiting for `ready`."""
+        while True:
+            try:
+                yield from self._loop()
+            except simpy.Interrupt:
+                pass
+
+    def _drop_all(self) -> list[int]:
+        """The batch under way is lost with the waiting requests (see `fail`)."""
+        lost = list(self.req) + list(self.waiting)
+        self.process.interrupt()
+        self.req, self.waiting = [], deque()
+        self.free_blocks = self.total_blocks
+        self.busy_until = np.inf
+        return lost
 
     def _loop(self):
         raise NotImplementedError
