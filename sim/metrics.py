@@ -70,6 +70,7 @@ class RequestTable:
         self.pixels = np.zeros(n)                # output pixels x frames x images the VAE decodes
 
         self.retries = np.zeros(n, np.int32)     # times it was sent again after its replica failed
+        self.start_wait = np.zeros(n)            # seconds it waited at the router for a replica to start
 
         self.on_done = None  # called as on_done(i, time) when request i completes or ends unserved
 
@@ -119,6 +120,7 @@ class RequestTable:
             "reason": self.reason,
             "preemptions": self.preemptions,
             "retries": self.retries,
+            "start_wait": self.start_wait,
             "cached_tokens": self.cached,
             "session": self.session,
             "final": self.final,

@@ -306,5 +306,25 @@ def print_summary(summary: dict, console: Console | None = None) -> None:
                       f"${_n(cost['usd_per_m_output_tokens'], '{:.3f}')} per M output tokens")
     for note in cost["notes"]:
         console.print(f"cost: {note}")
+    for a in summary.get("autoscaling") or []:
+        wait = a["start_wait_s"]["p99"]
+        console.print(f"autoscaling {a['pool']} ({a['policy']}, target {a['target']:g}): {a['replicas_min']}-"
+                      f"{a['replicas_max']} replicas, mean {_n(a['replicas_mean'], '{:.2f}')}, "
+                      f"{a['replica_hours']:,.1f} replica-hours; {a['cold_starts']} cold starts "
+                      f"(p50 {duration_or_dash(a['cold_start_s']['p50'])}); {a['requests_waiting_for_start']:,} "
+                      f"requests waited for one (p99 {duration_or_dash(wait)})")
+    f = summary.get("failures")
+    if f:
+        console.print(f"failures: {len(f['events'])}; replica availability "
+                      f"{_n(f['replica_availability'], '{:.1%}')}; {f['requests_retried']:,} requests retried, "
+                      f"{f['requests_failed']:,} failed")
+        for e in f["events"][:5]:
+            dip = ""
+            if "goodput_min_rps" in e:
+                dip = (f"; goodput {e['goodput_before_rps']:.1f} -> {_n(e['goodput_min_rps'], '{:.1f}')} req/s, "
+                       f"TTFT p99 {duration_or_dash(e['ttft_p99_before_s'])} -> {duration_or_dash(e['ttft_p99_worst_s'])}"
+                       f", recovered after {duration_or_dash(e['recovery_s'])}")
+            console.print(f"  {e['component']} {e['target']} at {duration_or_dash(e['time'])}: {e['replicas_down']} "
+                          f"replicas down, {e['requests_lost']} requests lost{dip}")
     for a in summary["assumptions"]:
         console.print(f"[dim]assumed: {a}[/dim]")

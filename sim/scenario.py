@@ -26,6 +26,7 @@ from .lengths import Length
 from .media import AudioSeconds, ImageRequest, VideoRequest, media_field
 from .sessions import Service, Session, SystemPrompt
 from .ops.admission import AdmissionSpec
+from .ops.autoscaler import AutoscaleSpec
 from .ops.failures import FailureSpec
 
 # ---- workload streams ------------------------------------------------------------------
@@ -172,6 +173,7 @@ class Pool(Spec):
     device: Any
     count: int = Field(ge=1, description="accelerators in the pool")
     serve: Serve
+    autoscale: AutoscaleSpec | None = Field(default=None, description="run between min and max of its replicas")
 
     @model_validator(mode="after")
     def _whole_replicas(self):
@@ -413,6 +415,7 @@ def scenario_from_source(src: source.Source, overrides=(), path: str = "") -> Sc
     problems.extend(_check_roles(spec, pools, src))
     problems.extend(_check_tenants(spec, src))
     problems.extend(_check_admission(spec, src))
+    problems.extend(_check_autoscale(spec, src))
     problems.extend(_check_sessions(spec, served, src))
     problems.extend(_check_modalities(spec, pools, src))
     for name in spec.router.weights or {}:
@@ -621,6 +624,25 @@ def _check_failures(spec: ScenarioSpec, pools: list[ResolvedPool], src: source.S
             path = ("fleet", i, "serve", "role")
             problems.append(Problem(src.loc_of(path), format_path(path), "failures: with disaggregated prefill/decode "
                                     "pools are not modelled in this version (a KV transfer to a failed replica)"))
+    return problems
+
+
+def _check_autoscale(spec: ScenarioSpec, src: source.Source) -> list[Problem]:
+    """An autoscaled pool scales whole replicas of a pool that serves requests whole."""
+    problems = []
+    for i, pool in enumerate(spec.fleet):
+        a = pool.autoscale
+        if a is None:
+            continue
+        for field, value in (("max", a.max), ("min", a.min), ("initial", a.initial)):
+            if value is not None and value > pool.replicas:
+                path = ("fleet", i, "autoscale", field)
+                problems.append(Problem(src.loc_of(path), format_path(path), f"{field} ({value}) exceeds the "
+                                        f"{pool.replicas} replicas the pool's {pool.count} devices hold; raise count"))
+        if pool.serve.role != "both":
+            path = ("fleet", i, "autoscale")
+            problems.append(Problem(src.loc_of(path), format_path(path), "autoscaling disaggregated prefill/decode "
+                                    "pools is not modelled in this version"))
     return problems
 
 

@@ -17,6 +17,7 @@ from .scenario import Scenario
 from .network import Fabric
 from .ops.admission import Admission
 from .ops.failures import Components, Failures
+from .ops.autoscaler import Autoscaler
 from .ops.lifecycle import Lifecycle
 from .ops.power_cap import PowerCap
 from .serving.clock import at
@@ -65,6 +66,7 @@ class RunResult:
     prefix_reusable: np.ndarray | None = None   # with prefix caching: requests that could reuse a prefix
     lifecycle: Lifecycle | None = None      # replicas' starts, stops, failures: states over time
     failures: Failures | None = None        # what failed when
+    autoscalers: list = field(default_factory=list)   # ops.autoscaler.Autoscaler per autoscaled pool
 
 
 def simulate(scenario: Scenario, seed: int | None = None) -> RunResult:
@@ -119,7 +121,6 @@ def simulate(scenario: Scenario, seed: int | None = None) -> RunResult:
     if spec.ingress is not None:
         carry_requests(env, spec, router, table, fabric, placement)
     lifecycle = Lifecycle(env, scenario, replicas, _pool_per_replica(scenario), fabric, placement, router)
-    lifecycle.begin()
     load_time = lifecycle.load_time
     if spec.topology is not None:
         share_host_cpus(scenario, replicas, placement)
@@ -144,8 +145,16 @@ def simulate(scenario: Scenario, seed: int | None = None) -> RunResult:
         router.retry_limit = spec.failures.retries
         for rep in replicas:
             rep.on_lost = router.lost
-        failures = Failures(env, spec.failures, Components(scenario, place(scenario)), lifecycle, fabric,
-                            rng_for(seed, "failures"), spec.duration)
+        components = Components(scenario, place(scenario))
+    scalers = autoscalers(env, scenario, lifecycle, router, table)
+    scaled = {g for a in scalers for g in a.groups}
+    if spec.failures is not None:
+        # a repaired replica of an autoscaled pool stays off until its autoscaler wants it
+        failures = Failures(env, spec.failures, components, lifecycle, fabric, rng_for(seed, "failures"),
+                            spec.duration, wanted=lambda g: g not in scaled)
+        for a in scalers:
+            a.healthy = failures.healthy
+    lifecycle.begin(set().union(*(a.initial_off() for a in scalers)))
 
     def source():
         times = arrivals.time
@@ -181,7 +190,26 @@ def simulate(scenario: Scenario, seed: int | None = None) -> RunResult:
                                  rep.cache.blocks_held() if rep.cache else 0))
     return RunResult(scenario, table, log, infos, end, time.perf_counter() - wall0, seed,
                      [s.name for s in spec.workload], fabric, next(env._eid), power_cap, runner, reusable,
-                     lifecycle, failures)
+                     lifecycle, failures, scalers)
+
+
+def autoscalers(env, scenario: Scenario, lifecycle: Lifecycle, router: Router, table) -> list[Autoscaler]:
+    """An autoscaler per pool with `autoscale:`; a request waiting for a model none of whose
+    replicas runs wakes the first of its pools that has none running."""
+    out = []
+    for pool in scenario.pools:
+        if pool.spec.autoscale is not None:
+            groups = [g for g, p in enumerate(lifecycle.pool_of) if p is pool]
+            out.append(Autoscaler(env, pool.spec.autoscale, pool, groups, lifecycle, router, table,
+                                  scenario.spec.duration))
+    if out:
+        def starved(model):
+            for a in out:
+                if a.pool.model_key == model and a.current() == 0:
+                    a.wake()
+                    return
+        router.on_starved = starved
+    return out
 
 
 def attach_prefix_caches(scenario: Scenario, replicas, table: RequestTable, arrivals) -> PrefixIndex | None:

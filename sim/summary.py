@@ -9,6 +9,7 @@ import numpy as np
 
 from . import economics, kernels, media
 from .metrics import COMPLETED, FAILED, IN_FLIGHT, REASONS, REJECTED, SHED, unserved
+from .ops.lifecycle import POWERED
 from .simulation import RunResult
 
 LATENCIES = ("ttft", "tpot", "e2e", "queue_wait")
@@ -104,8 +105,13 @@ def summarize(result: RunResult) -> dict:
         active = (busy[idx] - host_seconds[idx]) / window  # the devices wait during host work
         kv_occ = kv_seconds[idx] / (window * dep.total_blocks)
         # each engine stands for tp devices (a pipeline's pp engines share its tp x pp devices)
+        # an autoscaled pool's stopped replicas draw nothing and, rented, cost nothing
+        on = powered_share(result, pool, w0, w1)
+        idle = dep.device.idle_watts() or 0.0
         draws = [economics.device_power(dep.device, a) for a in dyn_seconds[idx] / window]
-        node = sum(economics.node_power_per_device(dep.device, a) for a in active) * dep.tp
+        draws = [None if d is None else d - (1.0 - p) * idle for d, p in zip(draws, on)]
+        node = sum(economics.node_power_per_device(dep.device, a) - (1.0 - p) * economics.node_power_per_device(
+            dep.device, 0.0) for a, p in zip(active, on)) * dep.tp
         watts = None if any(w is None for w in draws) else float(sum(draws)) * dep.tp + node
         if watts is None:
             power_notes.append(f"{pool.device_key} has no TDP in the catalog; power and energy not computed")
@@ -114,6 +120,8 @@ def summarize(result: RunResult) -> dict:
         cost = economics.device_cost_per_hour(dep.device, eco.pricing, eco.amortize_years, eco.cost_of_capital)
         pricing.add(cost.pricing)
         pool_usd = None if cost.usd_per_hour is None else cost.usd_per_hour * pool.spec.count
+        if pool_usd is not None and not cost.pays_for_power:
+            pool_usd *= float(np.mean(on))
         pool_energy_usd = 0.0     # per hour, when the hardware pays for its own power
         if cost.usd_per_hour is None:
             cost_notes.append(cost.note)
@@ -183,6 +191,7 @@ def summarize(result: RunResult) -> dict:
     prefix_cache = _prefix_cache(result, pool_index, done) if result.prefix_reusable is not None else None
     modalities = _modalities(result, cols, measured, done, finished_in, window, usd)
     failures = _failures(result, cols, done, w0, w1)
+    autoscaling = _autoscaling(result, cols, measured, w0, w1)
     replicas = [{"replica": r.index, "pool": r.pool, "devices": r.tp, "role": r.role,
                  "busy_fraction": float(busy[r.index] / window),
                  "accelerator_active": float((busy[r.index] - host_seconds[r.index]) / window),
@@ -211,6 +220,7 @@ def summarize(result: RunResult) -> dict:
         "prefix_cache": prefix_cache,
         "modalities": modalities,
         "failures": failures,
+        "autoscaling": autoscaling,
         "pools": pools,
         "replicas": replicas,
         "network": network,
@@ -498,6 +508,47 @@ def _network(result: RunResult, cols: dict, done, w0: float, w1: float) -> dict 
     }
 
 
+def powered_share(result: RunResult, pool, w0: float, w1: float) -> np.ndarray:
+    """Per engine of the pool: the share of [w0, w1] its replica was powered (starting,
+    running or draining); 1 unless the pool is autoscaled."""
+    life = result.lifecycle
+    n = sum(1 for r in result.replicas if r.pool == pool.name)
+    if pool.spec.autoscale is None or life is None or w1 <= w0:
+        return np.ones(n)
+    return np.array([life.seconds_in(g, POWERED, w0, w1) / (w1 - w0)
+                     for g, p in enumerate(life.pool_of) if p is pool for _ in life.groups[g]])
+
+
+def _autoscaling(result: RunResult, cols: dict, measured: np.ndarray, w0: float, w1: float) -> list[dict] | None:
+    """Per autoscaled pool: replicas over time, replica-hours in the window, cold starts and
+    what they cost the requests that waited for them."""
+    if not result.autoscalers:
+        return None
+    life, table = result.lifecycle, result.table
+    out = []
+    for a in result.autoscalers:
+        hours = sum(life.seconds_in(g, POWERED, w0, w1) for g in a.groups) / 3600.0
+        counts = [n for _, n in a.history] or [a.current()]
+        starts = [s for s in life.starts if s.group in a.groups]
+        live = [s for s in starts if not np.isnan(s.live)]
+        waited = measured & (table.start_wait > 0)
+        out.append({
+            "pool": a.pool.name, "policy": a.spec.policy, "target": a.spec.target,
+            "min": a.spec.min, "max": a.max,
+            "replicas_min": int(min(counts)), "replicas_max": int(max(counts)),
+            "replicas_mean": hours * 3600.0 / (w1 - w0) if w1 > w0 else None,
+            "replica_hours": hours,
+            "cold_starts": len(starts),
+            "cold_start_s": stats(np.array([s.live - s.requested for s in live])),
+            "provision_s": a.pool.spec.serve.provision,
+            "weight_load_s": stats(np.array([s.live - s.provisioned for s in live])),
+            "requests_waiting_for_start": int(waited.sum()),
+            "start_wait_s": stats(table.start_wait[waited]),
+            "timeline": [(float(t), int(n)) for t, n in a.history],
+        })
+    return out
+
+
 def _failures(result: RunResult, cols: dict, done: np.ndarray, w0: float, w1: float) -> dict | None:
     """What failed, how much of the fleet was up, and what it cost the requests: retries,
     failures, and for each failure in the window the dip in goodput and latency and the time
@@ -529,10 +580,11 @@ def _failures(result: RunResult, cols: dict, done: np.ndarray, w0: float, w1: fl
 
 
 def _dip(table, cols: dict, t: float, w0: float, w1: float) -> dict:
-    """Around a failure at t: goodput (completions per second) and TTFT p99 before it (from
-    w0 or 60 s before, whichever is later), the worst of each in the bins after it (bins of
-    1/50 of the window, at least 1 s), and `recovery_s`: from t to the start of the first
-    bin from which three bins in a row are back within 10% of both (None: not in the run)."""
+    """Around a failure at t: goodput (completions per second) and TTFT p99 (of requests
+    arriving) before it (from w0 or 60 s before, whichever is later), the worst of each in
+    bins after it (1/50 of the window, at least 1 s), and `recovery_s`: from t to the end of
+    the last bin where either was more than 10% worse, after which both stayed within 10%
+    to the end of the window (0: no bin was; None: still worse in the last bin)."""
     before = (max(w0, t - 60.0), t)
     width = max(1.0, (w1 - w0) / 50)
     done = table.state == COMPLETED
@@ -540,16 +592,18 @@ def _dip(table, cols: dict, t: float, w0: float, w1: float) -> dict:
     if span <= 0:
         return {}
     good0 = float(((table.finished >= before[0]) & (table.finished < before[1]) & done).sum()) / span
-    arrived0 = (table.arrival >= before[0]) & (table.arrival < before[1]) & done
+    # served before the failure (those it caught are the failure's cost, not the baseline)
+    arrived0 = (table.arrival >= before[0]) & (table.finished < t) & done
     ttft0 = float(np.nanpercentile(cols["ttft"][arrived0], 99)) if arrived0.any() else np.nan
-    edges = np.arange(t, w1 + width, width)
+    edges = np.arange(t, w1 + width * 0.5, width)
     good, ttft = [], []
     for a, b in zip(edges, edges[1:]):
         good.append(float(((table.finished >= a) & (table.finished < b) & done).sum()) / width)
         mine = (table.arrival >= a) & (table.arrival < b) & done
         ttft.append(float(np.nanpercentile(cols["ttft"][mine], 99)) if mine.any() else np.nan)
     ok = [g >= 0.9 * good0 and (np.isnan(tt) or np.isnan(ttft0) or tt <= 1.1 * ttft0) for g, tt in zip(good, ttft)]
-    recovery = next((float(edges[k] - t) for k in range(len(ok) - 2) if all(ok[k:k + 3])), None)
+    bad = [k for k, fine in enumerate(ok) if not fine]
+    recovery = 0.0 if not bad else (None if bad[-1] == len(ok) - 1 else float(edges[bad[-1] + 1] - t))
     worst = [x for x in ttft if not np.isnan(x)]
     return {"goodput_before_rps": good0, "goodput_min_rps": min(good) if good else None,
             "ttft_p99_before_s": None if np.isnan(ttft0) else ttft0, "ttft_p99_worst_s": max(worst) if worst else None,

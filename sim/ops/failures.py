@@ -195,10 +195,8 @@ class Failures:
         self.log.append(entry)
         for d in devices:
             self.device_down[d] += 1
-        for g in groups:
-            if self.life.state[g] not in ("off", "failed"):
-                entry["replicas_down"] += 1
-            entry["lost"] += self.life.fail(g)
+        entry["replicas_down"] = sum(self.life.state[g] not in ("off", "failed") for g in groups)
+        entry["lost"] = self.life.fail(groups)
         for a, b in cables:
             key = frozenset((a, b))
             self.cable_down[key] = self.cable_down.get(key, 0) + 1

@@ -133,13 +133,13 @@ class Lifecycle:
                 rep.on_capacity = lambda r, prev=previous: self._capacity(r, prev)
         self._maybe_off(g)
 
-    def fail(self, g: int) -> list[int]:
-        """A device of group g failed: its engines go down and the requests they held go
-        elsewhere (returned). A group that is off stays off."""
-        if self.state[g] in (OFF, FAILED):
-            return []
-        self._set(g, FAILED)
-        return [r for rep in self.groups[g] for r in self.router.take_down(rep)]
+    def fail(self, groups: list[int]) -> list[int]:
+        """Devices of `groups` failed together: their engines go down and the requests they
+        held go to replicas still up (returned). A group that is off stays off."""
+        hit = [g for g in groups if self.state[g] not in (OFF, FAILED)]
+        for g in hit:
+            self._set(g, FAILED)
+        return self.router.take_down([rep for g in hit for rep in self.groups[g]])
 
     def repair(self, g: int, wanted: bool) -> None:
         """Group g's devices work again: it starts again if it is still wanted, else stays off."""

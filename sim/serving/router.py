@@ -54,6 +54,7 @@ class Router:
         # for one of the model's replicas to come up (set by the simulation)
         self.down = {m: 0 for m in replicas_by_model}
         self.parked = {m: [] for m in replicas_by_model}
+        self._parked_at: dict[int, float] = {}
         self.on_starved = None             # called as on_starved(model) when a request parks
         self.retry_limit = 0               # times a request is sent again after its replica failed
         self.model_of_request = None       # request -> the model it asks for
@@ -121,6 +122,7 @@ class Router:
             return
         if fits is None:
             self.parked[model].append(r)
+            self._parked_at[r] = now
             if self.on_starved is not None:
                 self.on_starved(model)
             return
@@ -132,11 +134,12 @@ class Router:
         self.deliver(rep, r)
 
     # ---- replicas going down and coming up ----------------------------------------------
-    def take_down(self, rep: Replica) -> list[int]:
-        """Replica rep fails: the requests it held are sent again, or fail with a reason.
-        Returns them."""
-        self._set_up(rep, False)
-        lost = rep.fail()
+    def take_down(self, reps: list[Replica]) -> list[int]:
+        """Replicas `reps` fail together: the requests they held are sent again (to the
+        others), or fail with a reason. Returns them."""
+        for rep in reps:
+            self._set_up(rep, False)
+        lost = [r for rep in reps for r in rep.fail()]
         for r in lost:
             self.lost(r)
         return lost
@@ -158,6 +161,7 @@ class Router:
         model = self.model_of[rep.index]
         parked, self.parked[model] = self.parked[model], []
         for r in parked:
+            self.table.start_wait[r] += self.env.now - self._parked_at.pop(r)
             self.arrive(r, model, retry=True)
         if self.central:
             self._pump(model)

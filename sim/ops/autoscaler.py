@@ -1,0 +1,154 @@
+"""Autoscaling a pool: how many of its replicas run, decided every `interval`.
+
+The decision follows the Kubernetes Horizontal Pod Autoscaler. From the metric of the last
+interval it recommends a replica count:
+
+- `utilization`: busy fraction of the running replicas; recommends ceil(sum of their busy
+  fractions / target);
+- `queue`: requests outstanding at the pool (running, waiting, and waiting at the router for
+  a replica) per replica; recommends ceil(outstanding / target);
+- `slo`: TTFT p99 (seconds) of the requests that got their first token in the interval.
+  Above target it recommends ceil(running x p99 / target), at least one more; within target
+  it releases replicas while the rest would stay below `down_utilization` busy (latency is
+  not proportional to the replica count, so a ratio rule alone swings from idle to overload).
+
+Stabilization (HPA's behaviour windows): scaling up goes to the lowest recommendation of the
+last `scale_up_window`, scaling down to the highest of the last `scale_down_window`, so a
+brief lull or burst does not make replicas come and go. The count stays within [min, max].
+
+Scale to zero: with `min: 0` the pool may stop every replica; a request that then arrives
+waits at the router and wakes one at once (as Knative's activator does), paying a cold
+start. Starting replicas cost provisioning and weight loading (`sim.ops.lifecycle`);
+stopped ones finish what they hold first.
+"""
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import numpy as np
+from pydantic import Field, model_validator
+
+from ..spec_base import Seconds, Spec
+from .lifecycle import LIVE, OFF, STARTING
+
+
+class AutoscaleSpec(Spec):
+    policy: Literal["utilization", "queue", "slo"] = "utilization"
+    target: float = Field(gt=0, description="utilization: busy fraction; queue: requests per replica; "
+                                            "slo: TTFT p99 in seconds")
+    min: int = Field(default=1, ge=0, description="replicas kept running (0: scale to zero)")
+    max: int | None = Field(default=None, ge=1, description="default: every replica the pool's devices hold")
+    initial: int | None = Field(default=None, ge=0, description="replicas running when the run starts (default: min)")
+    interval: Seconds = Field(default=15.0, gt=0)
+    scale_up_window: Seconds = Field(default=0.0, ge=0)
+    scale_down_window: Seconds = Field(default=300.0, ge=0)
+    down_utilization: float = Field(default=0.8, gt=0, le=1, description="slo: busy fraction the running replicas "
+                                                                          "may reach after scaling in")
+
+    @model_validator(mode="after")
+    def _bounds(self):
+        if self.policy == "utilization" and self.target > 1:
+            raise ValueError(f"a utilization target is a busy fraction in (0, 1], got {self.target:g}")
+        if self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) exceeds max ({self.max})")
+        if self.initial is not None and not (self.min <= self.initial <= (self.max or self.initial)):
+            raise ValueError(f"initial ({self.initial}) must lie within min ({self.min}) and max ({self.max})")
+        return self
+
+
+class Autoscaler:
+    def __init__(self, env, spec: AutoscaleSpec, pool, groups: list[int], lifecycle, router, table, until: float,
+                 healthy=lambda g: True):
+        self.env, self.spec, self.pool, self.groups, self.until = env, spec, pool, groups, until
+        self.life, self.router, self.table, self.healthy = lifecycle, router, table, healthy
+        self.max = spec.max if spec.max is not None else len(groups)
+        self.engines = [rep for g in groups for rep in lifecycle.groups[g]]
+        self.engine_ids = np.array([rep.index for rep in self.engines], np.int64)
+        self.recommendations: list[tuple[float, int]] = []
+        self.history: list[tuple[float, int]] = []        # (time, replicas running or starting) at changes
+        self._activity = {rep.index: rep.activity()[0] for rep in self.engines}
+        env.process(self._loop())
+
+    def initial_off(self) -> set[int]:
+        """The groups that start off: all but the first `initial`."""
+        n = self.spec.initial if self.spec.initial is not None else self.spec.min
+        return set(self.groups[n:])
+
+    def current(self) -> int:
+        return sum(self.life.state[g] in (STARTING, LIVE) for g in self.groups)
+
+    # ---- deciding ----------------------------------------------------------------------
+    def _loop(self):
+        t = self.table
+        # past the arrival window it ticks while requests are still open, so a run ends
+        while self.env.now < self.until or ((t.state == 0) & ~np.isnan(t.arrival)).any():
+            yield self.env.timeout(self.spec.interval)
+            self.decide()
+
+    def recommend(self) -> int:
+        spec, now = self.spec, self.env.now
+        live = [g for g in self.groups if self.life.state[g] == LIVE]
+        busy = {}
+        for rep in self.engines:
+            seconds = rep.activity()[0]
+            busy[rep.index] = (seconds - self._activity[rep.index]) / spec.interval
+            self._activity[rep.index] = seconds
+        model = self.router.model_of[self.engines[0].index]
+        outstanding = sum(rep.outstanding() for rep in self.engines if rep.up)
+        outstanding += len(self.router.parked[model]) + len(self.router.backlog[model])
+        used = sum(np.mean([busy[rep.index] for rep in self.life.groups[g]]) for g in live)
+        if spec.policy == "utilization":
+            want = math.ceil(used / spec.target - 1e-9)
+        elif spec.policy == "queue":
+            want = math.ceil(outstanding / spec.target - 1e-9)
+        else:
+            t = self.table
+            mine = np.isin(t.replica, self.engine_ids) & (t.first_token > now - spec.interval)
+            p99 = float(np.percentile(t.first_token[mine] - t.arrival[mine], 99)) if mine.any() else 0.0
+            if p99 > spec.target:
+                want = max(len(live) + 1, math.ceil(len(live) * p99 / spec.target - 1e-9))
+            else:
+                want = min(len(live), math.ceil(used / spec.down_utilization - 1e-9))
+        if outstanding and want == 0:
+            want = 1                 # requests are waiting: keep (or wake) one
+        return want
+
+    def decide(self) -> None:
+        now, spec = self.env.now, self.spec
+        want = self.recommend()
+        self.recommendations.append((now, want))
+        current = self.current()
+        if want > current:
+            window = [w for t, w in self.recommendations if t >= now - spec.scale_up_window]
+            want = max(current, min(window))
+        elif want < current:
+            window = [w for t, w in self.recommendations if t >= now - spec.scale_down_window]
+            want = min(current, max(window))
+        horizon = max(spec.scale_up_window, spec.scale_down_window)
+        self.recommendations = [(t, w) for t, w in self.recommendations if t >= now - horizon]
+        self.scale_to(min(max(want, spec.min), self.max), "scale-up")
+
+    def scale_to(self, n: int, reason: str) -> None:
+        current = self.current()
+        if n > current:
+            for g in self.groups:
+                if current >= n:
+                    break
+                if self.life.state[g] == OFF and self.healthy(g):
+                    self.life.start(g, reason)
+                    current += 1
+        elif n < current:
+            # stop those still starting first, then the least loaded running ones
+            order = sorted((g for g in self.groups if self.life.state[g] in (STARTING, LIVE)),
+                           key=lambda g: (self.life.state[g] == LIVE,
+                                          sum(rep.outstanding() for rep in self.life.groups[g]), -g))
+            for g in order[:current - n]:
+                self.life.stop(g)
+        if not self.history or self.history[-1][1] != self.current():
+            self.history.append((self.env.now, self.current()))
+
+    def wake(self) -> None:
+        """A request waits and nothing runs (scaled to zero, or all failed): start one now."""
+        if self.current() == 0 and self.max > 0:
+            self.scale_to(1, "wake-up")
