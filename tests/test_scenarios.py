@@ -16,6 +16,9 @@ SCENARIOS = sorted(glob.glob(os.path.join(ROOT, "scenarios", "*.yaml")))
 SHORT = ["duration=20s", "warmup=2s"]
 # variants whose sessions start too rarely for 20 s to see one
 LONGER = {("agent-levels.yaml", "agents-l4"): ["duration=3min"], ("agent-levels.yaml", "agents-l5"): ["duration=20min"]}
+# a day that starts at midnight with no traffic until 6h: run 20 s of the afternoon instead
+for _v in (None, "fixed-peak"):
+    LONGER[("autoscale-diurnal.yaml", _v)] = ["workload.0.arrival.diurnal.start=14h"]
 # each scenario file, and each of its variants
 CASES = [(p, v) for p in SCENARIOS for v in [None] + variant_names(p)]
 
@@ -47,10 +50,10 @@ def test_scenario_runs_short(case, tmp_path, capsys):
     assert "requests:" in out and "time to first token" in out
     summary = json.loads((tmp_path / "summary.json").read_text())
     req = summary["requests"]
-    assert req["completed"] + req["rejected"] + req["failed"] + req["in_flight"] == req["arrived"] > 0
+    assert req["completed"] + req["rejected"] + req["shed"] + req["failed"] + req["in_flight"] == req["arrived"] > 0
     frame = pd.read_parquet(tmp_path / "requests.parquet")
     assert len(frame) == req["arrived"]
-    assert set(frame["state"].unique()) <= {"completed", "rejected", "failed", "in_flight"}
+    assert set(frame["state"].unique()) <= {"completed", "rejected", "shed", "failed", "in_flight"}
     devices = pd.read_parquet(tmp_path / "devices.parquet")
     assert {"time", "replica", "busy_fraction", "kv_occupancy", "power_w"} <= set(devices.columns)
     assert (tmp_path / "scenario.yaml").exists()
