@@ -131,9 +131,10 @@ def deploy(device: DeviceSpec, model: ModelSpec, precision: str, kv_precision: s
     d.kv_budget = usable - d.weight_bytes - d.activation_reserve
     if d.kv_budget <= 0:
         total = resident_params(model)
-        min_tp = next((t for t in _divisors(model.heads or 1) if t >= tp and
+        linked = device.scale_up_bandwidth is not None    # no link (a MIG slice): no tp or pp to suggest
+        min_tp = next((t for t in _divisors(model.heads or 1) if linked and t >= tp and
                        total * wb / (t * pp) + d.activation_reserve < usable), None)
-        min_pp = next((s for s in range(pp, model.layers + 1) if
+        min_pp = next((s for s in range(pp, model.layers + 1) if linked and
                        total * wb / (tp * s) + d.activation_reserve < usable), None)
         hint = f"; try tp={min_tp}" if min_tp else ""
         if min_pp and model.diffusion is None:

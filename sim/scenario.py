@@ -13,7 +13,8 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from . import catalog, source
+from . import catalog, sharing, source
+from .partition import Partition
 from .deployment import Deployment, DeploymentError, EngineLimits, deploy
 from .errors import Loc, Problem, ScenarioError, did_you_mean, format_path
 from .hardware import DeviceSpec, Precision
@@ -174,6 +175,9 @@ class Pool(Spec):
     count: int = Field(ge=1, description="accelerators in the pool")
     serve: Serve
     autoscale: AutoscaleSpec | None = Field(default=None, description="run between min and max of its replicas")
+    partition: Partition | None = Field(default=None, description="MIG profile each replica runs on; count: slices")
+    share_devices_with: str | None = Field(default=None, description="run on this pool's devices, time-sharing them")
+    memory_fraction: float | None = Field(default=None, gt=0, le=1, description="share of shared devices' memory")
 
     @model_validator(mode="after")
     def _whole_replicas(self):
@@ -386,6 +390,7 @@ def scenario_from_source(src: source.Source, overrides=(), path: str = "") -> Sc
         raise ScenarioError.one(Loc(src.root, 1), "", "a scenario file must be a mapping of fields (name:, fleet:, ...)")
     for assignment in overrides:
         src.override(assignment)
+    sharing.inherit(src)
     spec = validate(ScenarioSpec, src.data, src)
     problems: list[Problem] = []
     pools = []
@@ -418,6 +423,7 @@ def scenario_from_source(src: source.Source, overrides=(), path: str = "") -> Sc
     problems.extend(_check_autoscale(spec, src))
     problems.extend(_check_sessions(spec, served, src))
     problems.extend(_check_modalities(spec, pools, src))
+    problems.extend(sharing.check(spec, pools, src))
     for name in spec.router.weights or {}:
         if name not in names:
             problems.append(Problem(src.loc_of(("router", "weights", name)), f"router.weights.{name}",
@@ -772,6 +778,7 @@ def _resolve_pool(pool: Pool, i: int, src: source.Source) -> ResolvedPool:
     dev_key, dev_raw = _catalog_entry(pool.device, catalog.device_entries(), "device", dev_path, src)
     model_key, model_raw = _catalog_entry(pool.serve.model, catalog.model_entries(), "model", model_path, src)
     device = validate(DeviceSpec, dev_raw, src, dev_path) if isinstance(pool.device, dict) else _catalog_spec(DeviceSpec, dev_key, dev_raw, "device")
+    device, dev_key = sharing.resolve_device(pool, i, device, dev_key, src)
     model = validate(ModelSpec, model_raw, src, model_path) if isinstance(pool.serve.model, dict) else _catalog_spec(ModelSpec, model_key, model_raw, "model")
     serve = pool.serve
     engine = serve.engine
@@ -809,7 +816,7 @@ def _catalog_spec(cls, key: str, raw: dict, what: str):
 
 
 def _check_topology(spec: ScenarioSpec, src: source.Source) -> list[Problem]:
-    needed = sum(p.count for p in spec.fleet)
+    needed = sharing.accelerators_needed(spec)
     return [Problem(src.loc_of(("topology",) + path), format_path(("topology",) + path), message)
             for path, message in validate_topology(spec.topology, needed)]
 

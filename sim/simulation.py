@@ -11,11 +11,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import simpy
 
-from . import economics, kernels
+from . import economics, kernels, sharing
 from .metrics import BusyLog, RequestTable
 from .scenario import Scenario
 from .network import Fabric
 from .ops.admission import Admission
+from .ops import device_share
 from .ops.failures import Components, Failures
 from .ops.autoscaler import Autoscaler
 from .ops.lifecycle import Lifecycle
@@ -166,6 +167,7 @@ def simulate(scenario: Scenario, seed: int | None = None) -> RunResult:
     services = {s.name: ServiceStation(env, s.name, s.servers, s.service_time, rng_for(seed, "service", s.name))
                 for s in spec.services}
     runner = SessionRunner(env, plan, table, router, model_of, services) if plan is not None else None
+    device_share.attach(scenario, replicas)   # engines of pools on the same devices take turns
     power_cap = PowerCap(env, spec.power, scenario, replicas, _pool_per_replica(scenario)) if spec.power else None
     if closed:
         ClosedLoop(env, spec, arrivals, table, router, model_of_stream, closed)
@@ -408,6 +410,8 @@ def place(scenario: Scenario) -> dict[int, list[str]]:
     order, so a tensor-parallel group stays inside a server when tp divides its accelerators.
     The pp engines of a pipeline replica share its accelerators. Without a topology the
     devices are named by their index, 0.., in the same order."""
+    if sharing.shares_devices(scenario):   # MIG slices, or pools on another pool's devices
+        return sharing.place(scenario)
     topo = scenario.spec.topology
     accels = topo.accelerators() if topo is not None else [str(i) for i in range(sum(p.spec.count for p in scenario.pools))]
     out, k, engine = {}, 0, 0

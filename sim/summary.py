@@ -150,7 +150,7 @@ def summarize(result: RunResult) -> dict:
         pools.append({
             "pool": pool.name, "device": pool.device_key, "model": pool.model_key,
             "precision": dep.precision, "tp": dep.tp, "pp": dep.pp, "replicas": pool.replicas,
-            "engines": pool.replicas * dep.pp, "devices": pool.spec.count,
+            "engines": pool.replicas * dep.pp, "devices": pool.spec.count, "shares_devices_with": pool.spec.share_devices_with,
             "busy_fraction": float(util.mean()), "busy_fraction_max": float(util.max()),
             "accelerator_active": float(active.mean()),
             "iteration_overhead_s": float(np.mean([result.replicas[i].iteration_overhead for i in idx])),

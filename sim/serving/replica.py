@@ -90,6 +90,7 @@ class ReplicaBase:
         self.iterations = 0            # committed iterations (host work: iterations x overhead)
         self.clock = 1.0               # clock as a fraction of full speed (power capping)
         self.on_capacity = None        # set by the router: called when sequences leave
+        self.on_busy = None            # set by ops.device_share: on_busy(replica, computing) after each plan
         # host CPU seconds to tokenize one prompt token (after the head node's slowdown)
         self.tokenize_per_token = engine.tokenize_per_token
         self.ready = env.event()       # weights in place; succeeded at once when preloaded
@@ -243,6 +244,8 @@ class Replica(ReplicaBase):
 
     def _publish_plan(self) -> None:
         """Post the current load and the end of the iteration that next changes it."""
+        if self.on_busy is not None:
+            self.on_busy(self, self._active())
         if not self._active():
             self._publish()
             return

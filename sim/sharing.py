@@ -1,0 +1,255 @@
+"""Pools that share devices: several models on the same GPUs (or MIG slices).
+
+A pool with `share_devices_with: NAME` runs on the devices of pool NAME, its host, replica by
+replica: the host's replica r and this pool's replica r sit on the same devices. It inherits
+the host's `device`, `count` and `partition` unless it writes them (then they must match).
+
+Memory is split: each pool of the group holds its weights, activations and KV cache in
+`memory_fraction` of the device memory (pools that give none split what the others leave),
+and a model that does not fit its fraction is refused. Compute is shared in time: while k of
+the group's engines compute, each runs at 1/k of the compute and memory rates
+(`sim.ops.device_share`).
+
+The devices are counted once. Each pool of a group pays its share of their price, idle power
+and server overhead, in proportion to its memory_fraction; their dynamic power follows the
+time each engine holds them (1/k of it while k compute), so the group draws what one busy
+device draws.
+"""
+from __future__ import annotations
+
+import copy
+import math
+
+from . import partition
+from .errors import Problem, ScenarioError, did_you_mean, format_path
+from .hardware import DeviceSpec
+
+INHERITED = ("device", "count", "partition")
+
+
+# ---- reading the fleet -----------------------------------------------------------------------
+
+def inherit(src) -> None:
+    """Before validation: pools that share another's devices take its device, count and
+    partition where they leave them out, and each group's pools without a memory_fraction
+    split what the others leave equally. Names that match no pool are errors here."""
+    fleet = src.data.get("fleet") if isinstance(src.data, dict) else None
+    if not isinstance(fleet, list):
+        return
+    hosts = _hosts(fleet, src)
+    for i, j in hosts.items():
+        for key in INHERITED:
+            if key in fleet[j] and key not in fleet[i]:
+                fleet[i][key] = copy.deepcopy(fleet[j][key])
+    for members in _groups(hosts).values():
+        given = [fleet[m]["memory_fraction"] for m in members if "memory_fraction" in fleet[m]]
+        missing = [m for m in members if "memory_fraction" not in fleet[m]]
+        if not all(isinstance(f, (int, float)) for f in given):
+            continue     # the schema reports it
+        left = 1.0 - sum(given)
+        if missing and left > 0:
+            for m in missing:
+                fleet[m]["memory_fraction"] = left / len(missing)
+
+
+def _hosts(fleet: list, src) -> dict[int, int]:
+    """Pool index -> index of the pool whose devices it shares."""
+    names = {p.get("pool"): j for j, p in enumerate(fleet) if isinstance(p, dict)}
+    out, problems = {}, []
+    for i, pool in enumerate(fleet):
+        if not isinstance(pool, dict) or pool.get("share_devices_with") is None:
+            continue
+        host = pool["share_devices_with"]
+        path = ("fleet", i, "share_devices_with")
+        j = names.get(host)
+        if j is None or j == i:
+            others = [n for n in names if n != pool.get("pool") and isinstance(n, str)]
+            why = "a pool cannot share its own devices" if j == i else f"no pool '{host}'"
+            problems.append(Problem(src.loc_of(path), format_path(path), why + did_you_mean(str(host), others, "pools")))
+        elif fleet[j].get("share_devices_with") is not None:
+            problems.append(Problem(src.loc_of(path), format_path(path),
+                                    f"pool '{host}' itself runs on pool '{fleet[j]['share_devices_with']}''s "
+                                    f"devices: write share_devices_with: {fleet[j]['share_devices_with']}"))
+        else:
+            out[i] = j
+    if problems:
+        raise ScenarioError(problems)
+    return out
+
+
+def _groups(hosts: dict[int, int]) -> dict[int, list[int]]:
+    """Host index -> the indices of the pools on its devices, the host first."""
+    groups: dict[int, list[int]] = {}
+    for i, j in sorted(hosts.items()):
+        groups.setdefault(j, [j]).append(i)
+    return groups
+
+
+# ---- a pool's device ----------------------------------------------------------------------
+
+def resolve_device(pool, i: int, device: DeviceSpec, key: str, src) -> tuple[DeviceSpec, str]:
+    """Pool i's device as its replicas see it: a MIG slice if it names a partition, and with
+    only its memory_fraction of the memory (and its share of the cost) if it shares devices."""
+    if pool.partition is not None:
+        device, key = partition.resolve(pool, i, device, key, src)
+    if pool.memory_fraction is not None:
+        fleet = src.data["fleet"]
+        hosts = _hosts(fleet, src)
+        group = next((g for g in _groups(hosts).values() if i in g), [i])
+        total = sum(fleet[m].get("memory_fraction") or 0.0 for m in group)
+        share = pool.memory_fraction / total    # the group pays for whole devices
+        device = memory_share(device, pool.memory_fraction, share)
+        key = f"{key} (memory_fraction {pool.memory_fraction:g})"
+    return device, key
+
+
+def memory_share(device: DeviceSpec, fraction: float, share: float) -> DeviceSpec:
+    """`device` as one of the pools sharing it sees it: `fraction` of its memory; `share` of
+    its price, idle power and server overhead; all of its dynamic power range (which the
+    time the pool's engines hold the device scales)."""
+    idle = device.idle_watts()
+    node = device.node
+    if node is not None:
+        node = node.model_copy(update={"power": _times(node.power, share), "idle_power": _times(node.idle_power, share),
+                                       "list_price_usd": _times(node.list_price_usd, share)})
+    return device.model_copy(update={
+        "name": f"{device.name} ({fraction:g} of its memory)",
+        "memory": device.memory * fraction,
+        "tdp": None if device.tdp is None else device.tdp - idle * (1.0 - share),
+        "idle_power": _times(idle, share),
+        "list_price_usd": _times(device.list_price_usd, share),
+        "hourly_usd": _times(device.hourly_usd, share),
+        "node": node,
+    })
+
+
+def _times(value, share):
+    return None if value is None else value * share
+
+
+# ---- checks across pools -------------------------------------------------------------------
+
+def check(spec, pools, src) -> list[Problem]:
+    """What the pools that share devices (and the sliced pools) must agree on; notes the
+    cost rules in their deployments' assumptions."""
+    out = partition.problems(pools, src)
+    names = {p.pool: i for i, p in enumerate(spec.fleet)}
+    hosts = {i: names[p.share_devices_with] for i, p in enumerate(spec.fleet) if p.share_devices_with}
+    groups = _groups(hosts)
+
+    def problem(i, path, message):
+        full = ("fleet", i) + path
+        out.append(Problem(src.loc_of(full), format_path(full), message))
+
+    for i, p in enumerate(spec.fleet):
+        if p.memory_fraction is not None and i not in hosts and i not in groups:
+            problem(i, ("memory_fraction",), "memory_fraction splits the memory of devices that pools share; no pool "
+                                             f"shares this one's (another pool would write share_devices_with: {p.pool})")
+    for j, members in groups.items():
+        host = spec.fleet[j]
+        for i in members[1:]:
+            p = spec.fleet[i]
+            for field in INHERITED:
+                if getattr(p, field) != getattr(host, field):
+                    problem(i, (field,), f"pool {p.pool} runs on pool {host.pool}'s devices: its {field} must be "
+                                         f"{host.pool}'s; leave it out to inherit it")
+            if p.serve.tp != host.serve.tp:
+                problem(i, ("serve", "tp"), f"pool {p.pool} runs replica by replica on pool {host.pool}'s devices: "
+                                            f"give it {host.pool}'s tp ({host.serve.tp})")
+        for i in members:
+            p = spec.fleet[i]
+            serve = p.serve
+            if serve.pp > 1 or serve.ep > 1:
+                problem(i, ("serve", "pp" if serve.pp > 1 else "ep"),
+                        "pools that share devices run one engine per replica here: pp and ep must be 1")
+            if serve.engine.batching != "continuous" or pools[i].deployment.model.diffusion is not None:
+                problem(i, ("serve",), "time sharing of devices is modelled for continuous-batching token engines; "
+                                       f"{pools[i].model_key} with {serve.engine.batching} batching is not one")
+            if serve.weights != "preloaded":
+                problem(i, ("serve", "weights"), "loading weights over the fabric is not modelled for pools that "
+                                                 "share devices; use weights: preloaded")
+            if getattr(p, "autoscale", None) is not None:
+                problem(i, ("autoscale",), "autoscaling pools that share devices is not modelled: a replica that "
+                                           "stops frees no device while the other pools' replicas run on it")
+        fractions = [spec.fleet[m].memory_fraction for m in members]
+        if None in fractions:
+            i = members[fractions.index(None)]
+            problem(i, ("memory_fraction",), f"the other pools on {host.pool}'s devices take all of their memory; "
+                                             f"give each pool of the group a memory_fraction")
+        elif sum(fractions) > 1.0 + 1e-9:
+            problem(members[-1], ("memory_fraction",),
+                    f"pools {', '.join(spec.fleet[m].pool for m in members)} share {host.pool}'s devices with memory "
+                    f"fractions adding up to {sum(fractions):g}; they must not exceed 1")
+        note = (f"pools {', '.join(spec.fleet[m].pool for m in members)} share {host.pool}'s devices: each holds its "
+                f"memory_fraction of their memory; while k of their engines compute, each runs at 1/k speed; the "
+                f"devices are counted once, each pool paying its memory_fraction's share of their price, idle power "
+                f"(the catalog's, else 20% of TDP) and server overhead, and the dynamic power of the time its engines "
+                f"hold them")
+        for m in members:
+            pools[m].deployment.assumptions.append(note)
+    for field in ("power", "failures") if groups else ():
+        if getattr(spec, field, None) is not None:
+            out.append(Problem(src.loc_of((field,)), field, f"{field}: with pools that share devices "
+                               f"(share_devices_with) is not modelled in this version"))
+    return out
+
+
+# ---- where replicas run ------------------------------------------------------------------------
+
+def shares_devices(scenario) -> bool:
+    """Whether any pool runs on slices or on another pool's devices."""
+    return any(p.spec.partition is not None or p.spec.share_devices_with for p in scenario.pools)
+
+
+def accelerators_needed(spec) -> int:
+    """Accelerators of the topology the fleet occupies: a pool's slices fill whole GPUs of
+    their own; a pool on another's devices adds none."""
+    return sum(0 if p.share_devices_with else partition.accelerators(p) if p.partition else p.count
+               for p in spec.fleet)
+
+
+def place(scenario) -> dict[int, list[str]]:
+    """Engine index -> its accelerators, as `sim.simulation.place` does (without a topology,
+    devices named by index), except that the slices of a sliced pool take a GPU's slices in
+    turn (`instances` per accelerator), and a pool on another's devices takes its host's,
+    replica by replica."""
+    topo = scenario.spec.topology
+    accels = topo.accelerators() if topo is not None else [str(i) for i in range(accelerators_needed(scenario.spec))]
+    groups: dict[str, list[list[str]]] = {}
+    k = 0
+    for pool in scenario.pools:
+        spec = pool.spec
+        if spec.share_devices_with:
+            continue
+        n = pool.replicas
+        if spec.partition is not None:
+            per = partition.slices_per_gpu(spec)
+            groups[pool.name] = [[accels[k + r // per]] for r in range(n)]
+            k += math.ceil(n / per)
+        else:
+            width = spec.serve.tp * spec.serve.pp * spec.serve.ep
+            groups[pool.name] = [accels[k + r * width:k + (r + 1) * width] for r in range(n)]
+            k += n * width
+    out, engine = {}, 0
+    for pool in scenario.pools:
+        serve = pool.spec.serve
+        for group in groups[pool.spec.share_devices_with or pool.name]:
+            for rank in range(serve.pp * serve.ep):
+                # an expert-parallel rank's own device first: its attention and KV live there
+                out[engine] = group if serve.ep == 1 else group[rank:] + group[:rank]
+                engine += 1
+    return out
+
+
+def engine_groups(scenario) -> list[list[int]]:
+    """Engines that time-share devices: the host's replica r with each sharer's replica r."""
+    start, k = {}, 0
+    for pool in scenario.pools:
+        start[pool.name] = k
+        k += pool.replicas * pool.spec.engines_per_replica
+    groups: dict[tuple, list[int]] = {}
+    for pool in scenario.pools:
+        host = pool.spec.share_devices_with
+        for r in range(pool.replicas if host else 0):
+            groups.setdefault((host, r), [start[host] + r]).append(start[pool.name] + r)
+    return list(groups.values())
