@@ -146,7 +146,7 @@ def simulate(scenario: Scenario, seed: int | None = None) -> RunResult:
         router.retry_limit = spec.failures.retries
         for rep in replicas:
             rep.on_lost = router.lost
-        components = Components(scenario, place(scenario))
+        components = Components(scenario, placement or place(scenario))
     scalers = autoscalers(env, scenario, lifecycle, router, table)
     scaled = {g for a in scalers for g in a.groups}
     if spec.failures is not None:

@@ -214,9 +214,9 @@ class Failures:
             if self.cable_down[key] == 0:
                 self.fabric.set_link(a, b, True)
         for g in groups:
-            healthy = all(self.device_down[d] == 0 for d in self.c.devices_of_engine[self.life.groups[g][0].index])
-            if healthy:
+            if self.healthy(g):
                 self.life.repair(g, self.wanted(g))
 
     def healthy(self, g: int) -> bool:
+        """Whether every device of group g works."""
         return all(self.device_down[d] == 0 for d in self.c.devices_of_engine[self.life.groups[g][0].index])

@@ -98,15 +98,19 @@ class Lifecycle:
             rep.restart()
         provision = self.pool_of[g].spec.serve.provision
 
+        def void() -> bool:
+            """It failed, or was stopped, since this start began."""
+            return self.state[g] != STARTING or life != [rep.life for rep in self.groups[g]]
+
         def provisioned(_):
-            if self.state[g] != STARTING or life != [rep.life for rep in self.groups[g]]:
-                return     # failed while provisioning
+            if void():
+                return
             record.provisioned = self.env.now
             self._load(g).callbacks.append(loaded)
 
         def loaded(_):
-            if self.state[g] != STARTING or life != [rep.life for rep in self.groups[g]]:
-                return     # failed while loading
+            if void():
+                return
             record.live = self.env.now
             self._set(g, LIVE)
             for rep in self.groups[g]:

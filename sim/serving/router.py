@@ -95,9 +95,10 @@ class Router:
         self.usd_per_token = np.array([f.usd_per_token for f in self.fig])
         self.weight = np.array([f.weight for f in self.fig])
 
-    def arrive(self, r: int, model: str, retry: bool = False) -> None:
-        """Route request r (a retry has been admitted before: it passes admission and queue
-        limits). With none of the model's replicas up it waits at the router for one."""
+    def arrive(self, r: int, model: str, admitted: bool = False) -> None:
+        """Route request r. One `admitted` before (a retry, or one that waited for a replica
+        to start) skips admission and queue limits. With none of the model's replicas up it
+        waits at the router for one."""
         now = self.env.now
         if not self.by_model.get(model):
             self.table.reject(r, "no_pool_serves_model", now)
@@ -106,12 +107,12 @@ class Router:
         if isinstance(fits, str):
             self.table.reject(r, fits, now)
             return
-        if self.admission is not None and not retry:
+        if self.admission is not None and not admitted:
             verdict = self.admission.verdict(r, now, lambda: self.waiting_per_replica(model))
             if verdict is not None:
                 self.table.end(r, REJECTED if verdict[0] == "rejected" else SHED, verdict[1], now)
                 return
-        limit = None if retry else self.queue_limit
+        limit = None if admitted else self.queue_limit
         if self.central:
             queue = self.backlog[model]
             if limit is not None and len(queue) >= limit:
@@ -153,7 +154,7 @@ class Router:
             self.table.end(r, FAILED, "retries_exhausted", self.env.now)
         else:
             self.table.retries[r] += 1
-            self.arrive(r, model, retry=True)
+            self.arrive(r, model, admitted=True)
 
     def bring_up(self, rep: Replica) -> None:
         """Replica rep is ready to serve: requests waiting for its model go now."""
@@ -162,7 +163,7 @@ class Router:
         parked, self.parked[model] = self.parked[model], []
         for r in parked:
             self.table.start_wait[r] += self.env.now - self._parked_at.pop(r)
-            self.arrive(r, model, retry=True)
+            self.arrive(r, model, admitted=True)
         if self.central:
             self._pump(model)
 
@@ -174,9 +175,6 @@ class Router:
         if rep.up != up:
             self.down[self.model_of[rep.index]] += -1 if up else 1
         rep.up = up
-
-    def up_count(self, model: str) -> int:
-        return len(self.by_model[model]) - self.down[model]
 
     def waiting_per_replica(self, model: str) -> float:
         """Requests waiting for model's replicas (in their queues and the router's), per replica."""
