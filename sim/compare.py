@@ -63,13 +63,15 @@ def row(summary: dict) -> dict:
     slo = summary["slo"]
     pools = "; ".join(f"{p['devices']} x {p['device']} ({p['model']} {p['precision']} tp{p['tp']}"
                       + (f" pp{p['pp']}" if p["pp"] > 1 else "")
-                      + (f", on {p['shares_devices_with']}'s devices" if p.get("shares_devices_with") else "") + ")"
-                      for p in summary["pools"])
+                      + (f", on {p['shares_devices_with']}'s devices" if p.get("shares_devices_with") else "")
+                      + (f", swapping {p['swaps_devices_with']}'s devices" if p.get("swaps_devices_with") else "")
+                      + ")" for p in summary["pools"])
     power = summary["power"]
     return {
         "scenario": summary["scenario"],
         "fleet": pools,
-        "devices": sum(p["devices"] for p in summary["pools"] if not p.get("shares_devices_with")),
+        "devices": sum(p["devices"] for p in summary["pools"]
+                       if not p.get("shares_devices_with") and not p.get("swaps_devices_with")),
         "ttft_p50_s": lat["ttft"]["p50"], "ttft_p99_s": lat["ttft"]["p99"],
         "tpot_p50_s": lat["tpot"]["p50"], "tpot_p99_s": lat["tpot"]["p99"],
         "tokens_per_s": tp["input_tokens_per_s"] + tp["output_tokens_per_s"],

@@ -48,7 +48,7 @@ def did_you_mean(word: str, choices: Iterable[str], what: str = "") -> str:
     hint = f"; did you mean '{close[0]}'?" if close else ""
     listing = ", ".join(choices) if len(choices) <= 40 else ", ".join(choices[:40]) + ", ..."
     label = f"valid {what}" if what else "valid"
-    return f"{hint} {label}: {listing}" if listing else hint
+    return (f"{hint} " if hint else "; ") + f"{label}: {listing}" if listing else hint
 
 
 def format_path(path: tuple) -> str:

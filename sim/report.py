@@ -313,6 +313,12 @@ def print_summary(summary: dict, console: Console | None = None) -> None:
                       f"{a['replica_hours']:,.1f} replica-hours; {a['cold_starts']} cold starts "
                       f"(p50 {duration_or_dash(a['cold_start_s']['p50'])}); {a['requests_waiting_for_start']:,} "
                       f"requests waited for one (p99 {duration_or_dash(wait)})")
+        sw = a.get("swaps")
+        if sw:
+            console.print(f"  swapping with {', '.join(sw['with'])}: onto their devices {sw['swaps_in']} times "
+                          f"({sw['direct']} claimed while held; p50 {duration_or_dash(sw['swap_s']['p50'])} until "
+                          f"live, the drain p50 {duration_or_dash(sw['drain_s']['p50'])}), off them "
+                          f"{sw['swaps_out']} times")
     f = summary.get("failures")
     if f:
         console.print(f"failures: {len(f['events'])}; replica availability "

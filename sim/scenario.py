@@ -177,6 +177,8 @@ class Pool(Spec):
     autoscale: AutoscaleSpec | None = Field(default=None, description="run between min and max of its replicas")
     partition: Partition | None = Field(default=None, description="MIG profile each replica runs on; count: slices")
     share_devices_with: str | None = Field(default=None, description="run on this pool's devices, time-sharing them")
+    swap_devices_with: str | None = Field(default=None, description="run on this pool's devices, the models "
+                                                                     "taking turns (swapping) on them")
     memory_fraction: float | None = Field(default=None, gt=0, le=1, description="share of shared devices' memory")
 
     @model_validator(mode="after")

@@ -1,8 +1,17 @@
 """Pools that share devices: several models on the same GPUs (or MIG slices).
 
-A pool with `share_devices_with: NAME` runs on the devices of pool NAME, its host, replica by
-replica: the host's replica r and this pool's replica r sit on the same devices. It inherits
-the host's `device`, `count` and `partition` unless it writes them (then they must match).
+A pool with `share_devices_with: NAME` or `swap_devices_with: NAME` runs on the devices of
+pool NAME, its host, replica by replica: the host's replica r and this pool's replica r sit on
+the same devices. It inherits the host's `device`, `count` and `partition` unless it writes
+them (then they must match).
+
+Swapping (`swap_devices_with`): the models take turns holding the devices whole, one resident
+at a time; each pool's autoscaler decides how many it wants and `sim.ops.model_swap` hands
+the devices from one model to another, at the cost of a start (the outgoing replica drains,
+the incoming one provisions and loads its weights). Each pool pays for the devices, and
+draws their power, while it holds them.
+
+Time sharing (`share_devices_with`), the rest of this note: the models are resident together.
 
 Memory is split: each pool of the group holds its weights, activations and KV cache in
 `memory_fraction` of the device memory (pools that give none split what the others leave),
@@ -25,6 +34,7 @@ from .errors import Problem, ScenarioError, did_you_mean, format_path
 from .hardware import DeviceSpec
 
 INHERITED = ("device", "count", "partition")
+HOST_FIELDS = ("share_devices_with", "swap_devices_with")     # time-shared, swapped
 
 
 # ---- reading the fleet -----------------------------------------------------------------------
@@ -41,7 +51,7 @@ def inherit(src) -> None:
         for key in INHERITED:
             if key in fleet[j] and key not in fleet[i]:
                 fleet[i][key] = copy.deepcopy(fleet[j][key])
-    for members in _groups(hosts).values():
+    for members in _groups(_time_shared(fleet, hosts)).values():
         given = [fleet[m]["memory_fraction"] for m in members if "memory_fraction" in fleet[m]]
         missing = [m for m in members if "memory_fraction" not in fleet[m]]
         if not all(isinstance(f, (int, float)) for f in given):
@@ -52,29 +62,45 @@ def inherit(src) -> None:
                 fleet[m]["memory_fraction"] = left / len(missing)
 
 
+def host_field(pool) -> str | None:
+    """Which of HOST_FIELDS a pool (a spec or its raw mapping) writes; None if neither."""
+    get = pool.get if isinstance(pool, dict) else lambda f: getattr(pool, f, None)
+    return next((f for f in HOST_FIELDS if get(f) is not None), None)
+
+
 def _hosts(fleet: list, src) -> dict[int, int]:
-    """Pool index -> index of the pool whose devices it shares."""
+    """Pool index -> index of the pool whose devices it shares or swaps."""
     names = {p.get("pool"): j for j, p in enumerate(fleet) if isinstance(p, dict)}
     out, problems = {}, []
     for i, pool in enumerate(fleet):
-        if not isinstance(pool, dict) or pool.get("share_devices_with") is None:
+        field = host_field(pool) if isinstance(pool, dict) else None
+        if field is None:
             continue
-        host = pool["share_devices_with"]
-        path = ("fleet", i, "share_devices_with")
+        host = pool[field]
+        path = ("fleet", i, field)
         j = names.get(host)
-        if j is None or j == i:
+        other = host_field(fleet[j]) if j is not None else None
+        if all(pool.get(f) is not None for f in HOST_FIELDS):
+            problems.append(Problem(src.loc_of(path), format_path(path), "a pool either time-shares another's "
+                                    "devices (share_devices_with) or swaps with it (swap_devices_with), not both"))
+        elif j is None or j == i:
             others = [n for n in names if n != pool.get("pool") and isinstance(n, str)]
             why = "a pool cannot share its own devices" if j == i else f"no pool '{host}'"
             problems.append(Problem(src.loc_of(path), format_path(path), why + did_you_mean(str(host), others, "pools")))
-        elif fleet[j].get("share_devices_with") is not None:
+        elif other is not None:
             problems.append(Problem(src.loc_of(path), format_path(path),
-                                    f"pool '{host}' itself runs on pool '{fleet[j]['share_devices_with']}''s "
-                                    f"devices: write share_devices_with: {fleet[j]['share_devices_with']}"))
+                                    f"pool '{host}' itself runs on pool '{fleet[j][other]}''s "
+                                    f"devices: write {field}: {fleet[j][other]}"))
         else:
             out[i] = j
     if problems:
         raise ScenarioError(problems)
     return out
+
+
+def _time_shared(fleet: list, hosts: dict[int, int]) -> dict[int, int]:
+    """The pools of `hosts` that time-share their host's devices (not those that swap)."""
+    return {i: j for i, j in hosts.items() if fleet[i].get("share_devices_with") is not None}
 
 
 def _groups(hosts: dict[int, int]) -> dict[int, list[int]]:
@@ -94,7 +120,7 @@ def resolve_device(pool, i: int, device: DeviceSpec, key: str, src) -> tuple[Dev
         device, key = partition.resolve(pool, i, device, key, src)
     if pool.memory_fraction is not None:
         fleet = src.data["fleet"]
-        hosts = _hosts(fleet, src)
+        hosts = _time_shared(fleet, _hosts(fleet, src))
         group = next((g for g in _groups(hosts).values() if i in g), [i])
         total = sum(fleet[m].get("memory_fraction") or 0.0 for m in group)
         share = pool.memory_fraction / total    # the group pays for whole devices
@@ -136,13 +162,22 @@ def check(spec, pools, src) -> list[Problem]:
     names = {p.pool: i for i, p in enumerate(spec.fleet)}
     hosts = {i: names[p.share_devices_with] for i, p in enumerate(spec.fleet) if p.share_devices_with}
     groups = _groups(hosts)
+    swaps = _groups({i: names[p.swap_devices_with] for i, p in enumerate(spec.fleet) if p.swap_devices_with})
 
     def problem(i, path, message):
         full = ("fleet", i) + path
         out.append(Problem(src.loc_of(full), format_path(full), message))
 
+    for j, members in swaps.items():
+        if j in groups:
+            problem(members[1], ("swap_devices_with",), f"pool {spec.fleet[j].pool}'s devices are time-shared "
+                                                         f"(share_devices_with); they cannot also be swapped")
+            continue
+        _check_swap_group(spec, pools, members, problem)
+
     for i, p in enumerate(spec.fleet):
-        if p.memory_fraction is not None and i not in hosts and i not in groups:
+        swapping = any(i in members for members in swaps.values())     # refused below
+        if p.memory_fraction is not None and i not in hosts and i not in groups and not swapping:
             problem(i, ("memory_fraction",), "memory_fraction splits the memory of devices that pools share; no pool "
                                              f"shares this one's (another pool would write share_devices_with: {p.pool})")
     for j, members in groups.items():
@@ -187,24 +222,67 @@ def check(spec, pools, src) -> list[Problem]:
                 f"hold them")
         for m in members:
             pools[m].deployment.assumptions.append(note)
-    for field in ("power", "failures") if groups else ():
+    for field in ("power", "failures") if groups or swaps else ():
         if getattr(spec, field, None) is not None:
+            how = "share_devices_with" if groups else "swap_devices_with"
             out.append(Problem(src.loc_of((field,)), field, f"{field}: with pools that share devices "
-                               f"(share_devices_with) is not modelled in this version"))
+                               f"({how}) is not modelled in this version"))
     return out
+
+
+def _check_swap_group(spec, pools, members: list[int], problem) -> None:
+    """Pools that swap devices: whole replicas of the same shape, each with an autoscaler to
+    say how many it wants, together starting on no more replicas than the devices hold."""
+    host = spec.fleet[members[0]]
+    for i in members[1:]:
+        p = spec.fleet[i]
+        for field in INHERITED:
+            if getattr(p, field) != getattr(host, field):
+                problem(i, (field,), f"pool {p.pool} swaps with pool {host.pool} on its devices: its {field} must "
+                                     f"be {host.pool}'s; leave it out to inherit it")
+        for field in ("tp", "pp", "ep"):
+            if getattr(p.serve, field) != getattr(host.serve, field):
+                problem(i, ("serve", field), f"pool {p.pool} takes pool {host.pool}'s replicas' devices in turn: "
+                                             f"give it {host.pool}'s {field} ({getattr(host.serve, field)})")
+    initial = 0
+    for i in members:
+        p = spec.fleet[i]
+        if p.memory_fraction is not None:
+            problem(i, ("memory_fraction",), "a pool that swaps holds all of the devices' memory while its model is "
+                                             "resident; memory_fraction is for pools that share devices at once")
+        if p.autoscale is None:
+            problem(i, ("autoscale",), f"pools {', '.join(spec.fleet[m].pool for m in members)} swap devices: each "
+                                       f"needs autoscale: (its policy says how many replicas its model wants)")
+        else:
+            initial += p.autoscale.initial if p.autoscale.initial is not None else p.autoscale.min
+    if initial > host.replicas:
+        problem(members[-1], ("autoscale",), f"pools {', '.join(spec.fleet[m].pool for m in members)} start with "
+                                             f"{initial} replicas (initial, else min) on {host.replicas} replicas' "
+                                             f"devices; lower their initial or min")
+    note = (f"pools {', '.join(spec.fleet[m].pool for m in members)} swap {host.pool}'s devices: one model resident "
+            f"per replica's devices at a time; a swap drains the outgoing replica, then provisions the incoming one "
+            f"and loads its weights; each pool pays for the devices, and draws their power, while it holds them "
+            f"(bought hardware, capex pricing: {host.pool} also pays for the time none holds them)")
+    for m in members:
+        pools[m].deployment.assumptions.append(note)
 
 
 # ---- where replicas run ------------------------------------------------------------------------
 
 def shares_devices(scenario) -> bool:
     """Whether any pool runs on slices or on another pool's devices."""
-    return any(p.spec.partition is not None or p.spec.share_devices_with for p in scenario.pools)
+    return any(p.spec.partition is not None or host_field(p.spec) for p in scenario.pools)
+
+
+def host_of(pool) -> str | None:
+    """The name of the pool whose devices this pool (a spec) runs on, shared or swapped."""
+    return pool.share_devices_with or pool.swap_devices_with
 
 
 def accelerators_needed(spec) -> int:
     """Accelerators of the topology the fleet occupies: a pool's slices fill whole GPUs of
     their own; a pool on another's devices adds none."""
-    return sum(0 if p.share_devices_with else partition.accelerators(p) if p.partition else p.count
+    return sum(0 if host_of(p) else partition.accelerators(p) if p.partition else p.count
                for p in spec.fleet)
 
 
@@ -219,7 +297,7 @@ def place(scenario) -> dict[int, list[str]]:
     k = 0
     for pool in scenario.pools:
         spec = pool.spec
-        if spec.share_devices_with:
+        if host_of(spec):
             continue
         n = pool.replicas
         if spec.partition is not None:
@@ -233,7 +311,7 @@ def place(scenario) -> dict[int, list[str]]:
     out, engine = {}, 0
     for pool in scenario.pools:
         serve = pool.spec.serve
-        for group in groups[pool.spec.share_devices_with or pool.name]:
+        for group in groups[host_of(pool.spec) or pool.name]:
             for rank in range(serve.pp * serve.ep):
                 # an expert-parallel rank's own device first: its attention and KV live there
                 out[engine] = group if serve.ep == 1 else group[rank:] + group[:rank]
@@ -242,7 +320,8 @@ def place(scenario) -> dict[int, list[str]]:
 
 
 def engine_groups(scenario) -> list[list[int]]:
-    """Engines that time-share devices: the host's replica r with each sharer's replica r."""
+    """Engines that time-share devices: the host's replica r with each sharer's replica r
+    (not those that swap: one of them computes at a time)."""
     start, k = {}, 0
     for pool in scenario.pools:
         start[pool.name] = k
@@ -252,4 +331,14 @@ def engine_groups(scenario) -> list[list[int]]:
         host = pool.spec.share_devices_with
         for r in range(pool.replicas if host else 0):
             groups.setdefault((host, r), [start[host] + r]).append(start[pool.name] + r)
+    return list(groups.values())
+
+
+def swap_groups(scenario) -> list[list]:
+    """The pools that swap devices, by host: each list the host's pool first, then its swappers."""
+    groups: dict[str, list] = {}
+    for pool in scenario.pools:
+        if pool.spec.swap_devices_with:
+            host = next(p for p in scenario.pools if p.name == pool.spec.swap_devices_with)
+            groups.setdefault(host.name, [host]).append(pool)
     return list(groups.values())

@@ -20,6 +20,7 @@ from .ops import device_share
 from .ops.failures import Components, Failures
 from .ops.autoscaler import Autoscaler
 from .ops.lifecycle import Lifecycle
+from .ops.model_swap import ModelSwap
 from .ops.power_cap import PowerCap
 from .serving.clock import at
 from .serving.disagg import Disaggregation
@@ -204,6 +205,9 @@ def autoscalers(env, scenario: Scenario, lifecycle: Lifecycle, router: Router, t
             groups = [g for g, p in enumerate(lifecycle.pool_of) if p is pool]
             out.append(Autoscaler(env, pool.spec.autoscale, pool, groups, lifecycle, router, table,
                                   scenario.spec.duration))
+    by_pool = {a.pool.name: a for a in out}
+    for group in sharing.swap_groups(scenario):     # models taking turns on the same devices
+        ModelSwap(env, lifecycle, [by_pool[p.name] for p in group])
     if out:
         def starved(model):
             for a in out:

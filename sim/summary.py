@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import economics, kernels, media
+from . import economics, kernels, media, sharing
 from .metrics import COMPLETED, FAILED, IN_FLIGHT, REASONS, REJECTED, SHED, unserved
 from .ops.lifecycle import POWERED
 from .simulation import RunResult
@@ -120,8 +120,8 @@ def summarize(result: RunResult) -> dict:
         cost = economics.device_cost_per_hour(dep.device, eco.pricing, eco.amortize_years, eco.cost_of_capital)
         pricing.add(cost.pricing)
         pool_usd = None if cost.usd_per_hour is None else cost.usd_per_hour * pool.spec.count
-        if pool_usd is not None and not cost.pays_for_power:
-            pool_usd *= float(np.mean(on))
+        if pool_usd is not None:
+            pool_usd *= devices_paid(result, pool, on, cost.pays_for_power, w0, w1)
         pool_energy_usd = 0.0     # per hour, when the hardware pays for its own power
         if cost.usd_per_hour is None:
             cost_notes.append(cost.note)
@@ -151,6 +151,7 @@ def summarize(result: RunResult) -> dict:
             "pool": pool.name, "device": pool.device_key, "model": pool.model_key,
             "precision": dep.precision, "tp": dep.tp, "pp": dep.pp, "replicas": pool.replicas,
             "engines": pool.replicas * dep.pp, "devices": pool.spec.count, "shares_devices_with": pool.spec.share_devices_with,
+            "swaps_devices_with": pool.spec.swap_devices_with,
             "busy_fraction": float(util.mean()), "busy_fraction_max": float(util.max()),
             "accelerator_active": float(active.mean()),
             "iteration_overhead_s": float(np.mean([result.replicas[i].iteration_overhead for i in idx])),
@@ -508,6 +509,20 @@ def _network(result: RunResult, cols: dict, done, w0: float, w1: float) -> dict 
     }
 
 
+def devices_paid(result: RunResult, pool, on: np.ndarray, owned: bool, w0: float, w1: float) -> float:
+    """The share of the pool's devices' hourly price it pays. Rented, the time they are
+    powered (`on`). Owned, all of it; of devices models swap, each pool the time it holds
+    them, and the host also the time none does."""
+    if not owned:
+        return float(np.mean(on))
+    group = next((g for g in sharing.swap_groups(result.scenario) if pool in g), None)
+    if group is None:
+        return 1.0
+    if pool is not group[0]:
+        return float(np.mean(on))
+    return 1.0 - sum(float(np.mean(powered_share(result, p, w0, w1))) for p in group[1:])
+
+
 def powered_share(result: RunResult, pool, w0: float, w1: float) -> np.ndarray:
     """Per engine of the pool: the share of [w0, w1] its replica was powered (starting,
     running or draining); 1 unless the pool is autoscaled."""
@@ -525,13 +540,16 @@ def _autoscaling(result: RunResult, cols: dict, measured: np.ndarray, w0: float,
     if not result.autoscalers:
         return None
     life, table = result.lifecycle, result.table
+    pool_index = pool_of_requests(result)
     out = []
     for a in result.autoscalers:
+        k = result.scenario.pools.index(a.pool)
         hours = sum(life.seconds_in(g, POWERED, w0, w1) for g in a.groups) / 3600.0
         counts = [n for _, n in a.history] or [a.current()]
         starts = [s for s in life.starts if s.group in a.groups]
         live = [s for s in starts if not np.isnan(s.live)]
-        waited = measured & (table.start_wait > 0)
+        waited = measured & (table.start_wait > 0) & (pool_index == k)
+        swaps = _swaps(a)
         out.append({
             "pool": a.pool.name, "policy": a.spec.policy, "target": a.spec.target,
             "min": a.spec.min, "max": a.max,
@@ -545,8 +563,31 @@ def _autoscaling(result: RunResult, cols: dict, measured: np.ndarray, w0: float,
             "requests_waiting_for_start": int(waited.sum()),
             "start_wait_s": stats(table.start_wait[waited]),
             "timeline": [(float(t), int(n)) for t, n in a.history],
+            **({} if swaps is None else {"swaps": swaps}),
         })
     return out
+
+
+def _swaps(scaler) -> dict | None:
+    """For a pool whose devices models swap: the times its model came onto devices another
+    model held last (`direct`: claimed from it, waiting for its drain; else the other had
+    released them) and went off devices another model claimed. `swap_s` runs from the claim
+    to the incoming replica live (a direct swap: the drain, then the start)."""
+    if scaler.swap is None:
+        return None
+    name = scaler.pool.name
+    came = [s for s in scaler.swap.swaps if s.in_pool == name]
+    done = [s for s in came if s.start is not None and not np.isnan(s.start.live)]
+    direct = [s for s in done if s.direct]
+    return {
+        "with": [s.pool.name for s in scaler.swap.scalers if s is not scaler],
+        "swaps_in": len(came),
+        "direct": sum(s.direct for s in came),
+        "swaps_out": sum(s.out_pool == name for s in scaler.swap.swaps),
+        "swap_s": stats(np.array([s.start.live - s.claimed for s in done])),
+        "drain_s": stats(np.array([s.drained - s.claimed for s in direct])),
+        "timeline": [(float(s.claimed), s.out_pool, bool(s.direct)) for s in came],
+    }
 
 
 def _failures(result: RunResult, cols: dict, done: np.ndarray, w0: float, w1: float) -> dict | None:

@@ -20,6 +20,9 @@ Scale to zero: with `min: 0` the pool may stop every replica; a request that the
 waits at the router and wakes one at once (as Knative's activator does), paying a cold
 start. Starting replicas cost provisioning and weight loading (`sim.ops.lifecycle`);
 stopped ones finish what they hold first.
+
+On devices that models swap (`swap_devices_with`), a replica starts only on devices no model
+holds; when there are not enough, `sim.ops.model_swap` claims some from another model.
 """
 from __future__ import annotations
 
@@ -68,15 +71,28 @@ class Autoscaler:
         self.recommendations: list[tuple[float, int]] = []
         self.history: list[tuple[float, int]] = []        # (time, replicas running or starting) at changes
         self._activity = {rep.index: rep.activity()[0] for rep in self.engines}
+        self.swap = None                      # ops.model_swap.ModelSwap when its devices are swapped
         env.process(self._loop())
 
+    def initial_count(self) -> int:
+        return self.spec.initial if self.spec.initial is not None else self.spec.min
+
     def initial_off(self) -> set[int]:
-        """The groups that start off: all but the first `initial`."""
-        n = self.spec.initial if self.spec.initial is not None else self.spec.min
-        return set(self.groups[n:])
+        """The groups that start off: all but the first `initial` (for swapped devices, the
+        swap group places them)."""
+        if self.swap is not None:
+            return self.swap.initial_off(self)
+        return set(self.groups[self.initial_count():])
 
     def current(self) -> int:
-        return sum(self.life.state[g] in (STARTING, LIVE) for g in self.groups)
+        """Replicas running or starting, and devices claimed from another model (swapping)."""
+        n = sum(self.life.state[g] in (STARTING, LIVE) for g in self.groups)
+        return n + (self.swap.reserved_for(self) if self.swap is not None else 0)
+
+    def waiting(self) -> int:
+        """Requests for the pool's model waiting at the router for a replica."""
+        model = self.router.model_of[self.engines[0].index]
+        return len(self.router.parked[model]) + len(self.router.backlog[model])
 
     # ---- deciding ----------------------------------------------------------------------
     def _loop(self):
@@ -94,9 +110,7 @@ class Autoscaler:
             seconds = rep.activity()[0]
             busy[rep.index] = (seconds - self._activity[rep.index]) / spec.interval
             self._activity[rep.index] = seconds
-        model = self.router.model_of[self.engines[0].index]
-        outstanding = sum(rep.outstanding() for rep in self.engines if rep.up)
-        outstanding += len(self.router.parked[model]) + len(self.router.backlog[model])
+        outstanding = sum(rep.outstanding() for rep in self.engines if rep.up) + self.waiting()
         used = sum(np.mean([busy[rep.index] for rep in self.life.groups[g]]) for g in live)
         if spec.policy == "utilization":
             want = math.ceil(used / spec.target - 1e-9)
@@ -135,16 +149,33 @@ class Autoscaler:
             for g in self.groups:
                 if current >= n:
                     break
-                if self.life.state[g] == OFF and self.healthy(g):
+                if self.life.state[g] == OFF and self.healthy(g) and (self.swap is None or self.swap.free(g)):
                     self.life.start(g, reason)
                     current += 1
+            if current < n and self.swap is not None:
+                self.swap.claim(self, n - current)     # devices another model holds
         elif n < current:
+            if self.swap is not None:                  # claims not yet started go first
+                current -= self.swap.cancel(self, current - n)
             # stop those still starting first, then the least loaded running ones
             order = sorted((g for g in self.groups if self.life.state[g] in (STARTING, LIVE)),
                            key=lambda g: (self.life.state[g] == LIVE,
                                           sum(rep.outstanding() for rep in self.life.groups[g]), -g))
-            for g in order[:current - n]:
+            for g in order[:max(0, current - n)]:
                 self.life.stop(g)
+        self.record()
+
+    def surplus(self) -> int:
+        """Replicas its own scale-down would release now: those above the highest
+        recommendation of the last `scale_down_window` (and above min)."""
+        now = self.env.now
+        window = [w for t, w in self.recommendations if t >= now - self.spec.scale_down_window]
+        if not window:
+            return 0
+        return max(0, self.current() - max(max(window), self.spec.min))
+
+    def record(self) -> None:
+        """Note the replica count if it changed."""
         if not self.history or self.history[-1][1] != self.current():
             self.history.append((self.env.now, self.current()))
 

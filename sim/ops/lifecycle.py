@@ -90,9 +90,9 @@ class Lifecycle:
         """Provision group g, load its weights, then put it in service."""
         if self.state[g] not in (OFF, FAILED):
             return
-        self._set(g, STARTING)
         record = ColdStart(g, self.pool_of[g].name, reason, self.env.now)
         self.starts.append(record)
+        self._set(g, STARTING)
         life = [rep.life for rep in self.groups[g]]
         for rep in self.groups[g]:
             rep.restart()
