@@ -109,3 +109,20 @@ def test_bad_autoscale_names_the_field(write_scenario, autoscale, field, words):
         scaled(write_scenario, autoscale)
     text = str(err.value)
     assert field in text and words in text, text
+
+
+def test_requests_waiting_at_a_central_queue_for_a_start_count_their_wait(write_scenario):
+    # central dispatch: requests wait in the router's queue while no replica runs; each one
+    # that arrived before the woken replica was live waited for the start, until then
+    scenario = scaled(write_scenario, {"policy": "queue", "target": 4, "min": 0, "max": 2, "interval": "5s"},
+                      replicas=2, rate="5/s", duration="60s",
+                      **{"router.dispatch": "central", "fleet.0.serve.provision": "10s"})
+    res = simulate(scenario)
+    accounted(res)
+    t = res.table
+    first = res.lifecycle.starts[0]
+    assert first.reason == "wake-up"
+    before = t.arrival < first.live
+    assert before.sum() > 10
+    assert np.allclose(t.start_wait[before], first.live - t.arrival[before], rtol=0, atol=1e-9)
+    assert (t.start_wait[~before] == 0).all()

@@ -55,6 +55,10 @@ class Router:
         self.down = {m: 0 for m in replicas_by_model}
         self.parked = {m: [] for m in replicas_by_model}
         self._parked_at: dict[int, float] = {}
+        # central dispatch: when each backlog request joined it, and since when the model has
+        # had no replica up (its backlog's wait from then on is a wait for a start)
+        self._queued_at: dict[int, float] = {}
+        self._none_up_since: dict[str, float] = {}
         self.on_starved = None             # called as on_starved(model) when a request parks
         self.retry_limit = 0               # times a request is sent again after its replica failed
         self.model_of_request = None       # request -> the model it asks for
@@ -119,6 +123,7 @@ class Router:
                 self.table.reject(r, "queue_full", now)
                 return
             queue.append(r)
+            self._queued_at[r] = now
             self._pump(model)
             return
         if fits is None:
@@ -165,6 +170,10 @@ class Router:
             self.table.start_wait[r] += self.env.now - self._parked_at.pop(r)
             self.arrive(r, model, admitted=True)
         if self.central:
+            since = self._none_up_since.pop(model, None)
+            if since is not None:
+                for r in self.backlog[model]:
+                    self.table.start_wait[r] += self.env.now - max(since, self._queued_at[r])
             self._pump(model)
 
     def stop(self, rep: Replica) -> None:
@@ -333,6 +342,7 @@ class Router:
             r = queue[0]
             fits = self._candidates(model, r)
             if fits is None:
+                self._none_up_since.setdefault(model, self.env.now)
                 if self.on_starved is not None:
                     self.on_starved(model)
                 return
@@ -341,6 +351,7 @@ class Router:
             if not len(room):
                 return
             queue.popleft()
+            del self._queued_at[r]
             self._current = r
             self.deliver(self._choose(model, [reps[i] for i in room.tolist()], self._as_array(idx)[room]), r)
 
@@ -374,3 +385,7 @@ class ClassQueue:
 
     def __len__(self) -> int:
         return len(self.heap)
+
+    def __iter__(self):
+        """Every request waiting, in no particular order."""
+        return (r for _, _, r in self.heap)
