@@ -13,6 +13,7 @@ Full suite:
   scale-requests bench-1m's fleet at 10k and 100k requests (1M is bench-1m)
   scale-replicas 100k requests at 85% load per replica on 8, 64, 256 and 1,024 replicas
   startup        `dcsim run` of a 2-second scenario with an empty numba cache, then again
+  sweep          `dcsim sweep` of 60 quickstart runs (fleet size x load x 2 seeds) on 2 workers
 
 Each case runs in a child process that reports its peak RSS and the seconds spent inside the
 compiled kernels. Capacity (for "85% load") is measured by the simulator itself: one replica
@@ -35,6 +36,7 @@ ROOT = os.path.dirname(HERE)
 QUICKSTART_RATE = 40.0  # requests/s in scenarios/quickstart.yaml
 BENCH_1M = "benchmarks/bench-1m.yaml"
 BENCH_FLEET = "benchmarks/bench-fleet.yaml"
+SWEEP = "benchmarks/sweep-60.yaml"
 LOAD = 0.85
 
 # The child times every call into the compiled kernels (a wrapper per call, well under a
@@ -131,6 +133,29 @@ def startup() -> list[dict]:
     return rows
 
 
+def sweep(workers: int = 2) -> list[dict]:
+    """`dcsim sweep` of benchmarks/sweep-60.yaml (60 runs) on a pool of `workers` processes:
+    wall time of the whole sweep against the sum of its runs' own simulation times."""
+    import pandas as pd
+    with tempfile.TemporaryDirectory() as out:
+        t0 = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "sim.cli", "sweep", SWEEP, "--out", out,
+                               "--workers", str(workers)], cwd=ROOT, capture_output=True, text=True)
+        wall = time.perf_counter() - t0
+        if proc.returncode != 0:
+            raise SystemExit(f"sweep failed:\n{proc.stdout}\n{proc.stderr}")
+        table = pd.read_parquet(os.path.join(out, "sweep.parquet"))
+    n = int(table["requests.arrived"].sum())
+    runs = float(table["run.wall_seconds"].sum())
+    return [{
+        "case": f"sweep-{len(table)}-runs-{workers}-workers", "requests": n, "replicas": int(table["replicas"].sum()),
+        "simulated_s": round(float(table["run.simulated_seconds"].sum()), 1), "process_wall_s": round(wall, 2),
+        "simulate_wall_s": round(runs, 2), "requests_per_wall_s": round(n / wall),
+        "events_per_request": round(float(table["run.events"].sum()) / n, 1), "numba_share": None,
+        "peak_rss_mb": None, "flows": int(table["network.flows"].fillna(0).sum()) if "network.flows" in table else 0,
+    }]
+
+
 CASES = {
     "bench-1m": lambda: [at_load("bench-1m", BENCH_1M, requests=1_000_000)],
     "bench-fleet": lambda: [at_load("bench-fleet", BENCH_FLEET, duration=600.0)],
@@ -138,6 +163,7 @@ CASES = {
     "scale-replicas": lambda: [at_load(f"replicas-{r}", BENCH_1M, requests=100_000, replicas=r)
                                for r in (8, 64, 256, 1024)],
     "startup": startup,
+    "sweep": sweep,
     "quickstart": lambda: [run_case("quickstart-100k", "scenarios/quickstart.yaml",
                                     [f"duration={100_000 / QUICKSTART_RATE:g}s"])],
     # 512 H100s on a 64-server rail fabric, chat at 500/s: every request and reply as a flow
@@ -145,7 +171,7 @@ CASES = {
     "fabric-512": lambda: [run_case("fabric-512-flows", "scenarios/fabric-512-chat.yaml", []),
                            run_case("fabric-512-no-network", "scenarios/fabric-512-chat.yaml", ["ingress=null"])],
 }
-SUITES = {"full": ["startup", "bench-1m", "bench-fleet", "scale-requests", "scale-replicas"],
+SUITES = {"full": ["startup", "bench-1m", "bench-fleet", "scale-requests", "scale-replicas", "sweep"],
           "quick": ["startup", "quickstart", "fabric-512"]}
 
 

@@ -133,11 +133,13 @@ def _parse_path(key: str) -> list:
     return steps
 
 
-def load(path: str | os.PathLike) -> Source:
-    """Read a YAML file with includes resolved; raise ScenarioError naming file:line on failure."""
+def load(path: str | os.PathLike, plain: bool = False) -> Source:
+    """Read a YAML file with includes resolved; raise ScenarioError naming file:line on failure.
+    `plain`: read it as written (no includes, file references or paths resolved), as for a
+    file that is not a scenario."""
     path = os.fspath(path)
     src = Source(data=None, root=_display(path))
-    src.data = _load_file(path, (), src.locs, stack=())
+    src.data = _load_file(path, (), src.locs, stack=(), plain=plain)
     return src
 
 
@@ -148,7 +150,7 @@ def _display(path: str) -> str:
     return full if rel.startswith("..") else rel
 
 
-def _load_file(path: str, prefix: tuple, locs: dict, stack: tuple):
+def _load_file(path: str, prefix: tuple, locs: dict, stack: tuple, plain: bool = False):
     shown = _display(path)
     real = os.path.realpath(path)
     if real in stack:
@@ -170,13 +172,14 @@ def _load_file(path: str, prefix: tuple, locs: dict, stack: tuple):
         loader.dispose()
     if node is None:
         raise ScenarioError.one(Loc(shown, 1), format_path(prefix), "file is empty")
-    walker = _Walker(loader, path, shown, locs, stack + (real,))
+    walker = _Walker(loader, path, shown, locs, stack + (real,), plain)
     return walker.value(node, prefix)
 
 
 class _Walker:
-    def __init__(self, loader, path, shown, locs, stack):
+    def __init__(self, loader, path, shown, locs, stack, plain=False):
         self.loader, self.path, self.shown, self.locs, self.stack = loader, path, shown, locs, stack
+        self.plain = plain
         self.dir = os.path.dirname(os.path.abspath(path))
 
     def loc(self, node) -> Loc:
@@ -202,18 +205,18 @@ class _Walker:
                 raise ScenarioError.one(self.loc(key_node), format_path(path + (key,)),
                                         f"duplicate key (first written on line {seen[key]})")
             seen[key] = key_node.start_mark.line + 1
-            if key == "include":
+            if key == "include" and not self.plain:
                 include_node = value_node
                 continue
             self.locs[path + (key,)] = self.loc(key_node)
-            if key in FILE_REFERENCE_KEYS and isinstance(value_node, yaml.ScalarNode):
+            if key in FILE_REFERENCE_KEYS and isinstance(value_node, yaml.ScalarNode) and not self.plain:
                 ref = self.loader.construct_object(value_node)
                 if isinstance(ref, str) and ref.endswith((".yaml", ".yml")):
                     out[key] = self.include(ref, value_node, path + (key,))
                     self.locs.setdefault(path + (key,), self.loc(key_node))
                     continue
             value = self.value(value_node, path + (key,))
-            if key in PATH_KEYS and isinstance(value, str) and not os.path.isabs(value):
+            if key in PATH_KEYS and isinstance(value, str) and not os.path.isabs(value) and not self.plain:
                 value = os.path.normpath(os.path.join(self.dir, value))
             out[key] = value
         if include_node is None:

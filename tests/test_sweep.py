@@ -1,0 +1,165 @@
+"""Sweeps: the points and seeds a sweep file asks for, one table on a process pool and on a
+Dask cluster alike, resuming after a kill, failed points recorded, errors naming the field."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+import yaml
+
+from sim import sweep as sw
+from sim.cli import main
+from sim.errors import ScenarioError
+from sim.executors import DaskExecutor, ProcessExecutor
+from tests.conftest import BASE, ROOT
+
+# figures that depend on the machine, not on the simulation
+MACHINE = ["wall_s", "run.wall_seconds"]
+
+
+def write_sweep(tmp_path, axes, **more) -> str:
+    base = tmp_path / "base.yaml"
+    base.write_text(yaml.safe_dump({**BASE, "duration": "20s", "warmup": "2s"}, sort_keys=False))
+    spec = {"name": "t", "base": "base.yaml", "axes": axes, **more}
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return str(path)
+
+
+GRID = [{"name": "replicas", "path": "fleet.0.count", "values": [1, 2]},
+        {"name": "rate", "path": "workload.0.rate", "values": [5, 10], "unit": "/s"}]
+
+
+def test_a_grid_makes_every_combination_and_seed(tmp_path):
+    sweep = sw.load_sweep(write_sweep(tmp_path, GRID, seeds=2), str(tmp_path / "out"))
+    assert len(sweep.tasks) == 8
+    assert [(t.axes["replicas"], t.axes["rate"], t.seed) for t in sweep.tasks[:3]] == [(1, 5, 1), (1, 5, 2), (1, 10, 1)]
+    assert sweep.tasks[2].overrides == ["fleet.0.count=1", "workload.0.rate=10/s"]
+
+
+def test_zip_ranges_fixed_overrides_and_variants(tmp_path):
+    axes = [{"name": "n", "path": "fleet.0.count", "range": {"from": 1, "to": 3, "step": 1}},
+            {"name": "policy", "path": "router.policy", "values": ["random", "round-robin", "least-outstanding"]}]
+    sweep = sw.load_sweep(write_sweep(tmp_path, axes, mode="zip", seeds=[5], set={"duration": "10s"}))
+    assert [(t.axes["n"], t.axes["policy"]) for t in sweep.tasks] == [(1, "random"), (2, "round-robin"),
+                                                                      (3, "least-outstanding")]
+    assert sweep.tasks[0].overrides == ["duration=10s", "fleet.0.count=1", "router.policy=random"]
+    mig = os.path.join(ROOT, "scenarios", "mig-small-models.yaml")
+    path = tmp_path / "v.yaml"
+    path.write_text(yaml.safe_dump({"name": "v", "base": mig, "axes": [
+        {"path": "variant", "values": [None, "whole-gpus"]}]}))
+    assert [t.variant for t in sw.load_sweep(str(path)).tasks] == [None, "whole-gpus"]
+
+
+def table(folder) -> pd.DataFrame:
+    return pd.read_parquet(os.path.join(folder, "sweep.parquet")).drop(columns=MACHINE)
+
+
+def test_the_process_pool_and_an_in_process_dask_cluster_give_the_same_table(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    path = write_sweep(tmp_path, GRID, seeds=2)
+    pool = sw.run_sweep(sw.load_sweep(path, str(tmp_path / "pool")), ProcessExecutor(2))
+    assert (pool.ran, pool.skipped, pool.failed) == (8, 0, 0)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        dask = sw.run_sweep(sw.load_sweep(path, str(tmp_path / "dask")), DaskExecutor(client))
+    assert dask.ran == 8
+    a, b = table(tmp_path / "pool"), table(tmp_path / "dask")
+    assert list(a.columns[:8]) == ["point", "seed", "replicas", "rate", "status", "error", "folder", "scenario"]
+    pd.testing.assert_frame_equal(a, b)
+    assert len(a) == 8 and (a["status"] == "ok").all()
+    assert a["requests.arrived"].sum() == a["requests.completed"].sum() + a["requests.rejected"].sum()
+    # each point's folder is a results folder, and its row is its summary
+    first = a.iloc[0]
+    summary = json.load(open(tmp_path / "pool" / first["folder"] / "summary.json"))
+    assert summary["latency_s"]["ttft"]["p99"] == first["latency_s.ttft.p99"]
+    assert os.path.exists(tmp_path / "pool" / first["folder"] / "requests.parquet")
+    described = json.load(open(tmp_path / "pool" / "sweep.json"))
+    assert [a["name"] for a in described["axes"]] == ["replicas", "rate"] and described["points"] == 8
+
+
+def test_a_rerun_runs_only_the_missing_points_and_a_changed_base_reruns_all(tmp_path):
+    path = write_sweep(tmp_path, GRID)
+    out = str(tmp_path / "out")
+    first = sw.run_sweep(sw.load_sweep(path, out), ProcessExecutor(1))
+    assert first.ran == 4
+    os.remove(os.path.join(out, "points", "p0002-s1", "point.json"))       # as if killed before it ended
+    again = sw.run_sweep(sw.load_sweep(path, out), ProcessExecutor(1))
+    assert (again.ran, again.skipped) == (1, 3)
+    base = tmp_path / "base.yaml"
+    base.write_text(base.read_text().replace("seed: 1", "seed: 1  # changed"))
+    assert sw.run_sweep(sw.load_sweep(path, out), ProcessExecutor(1)).ran == 4
+
+
+def test_killing_a_sweep_midway_and_rerunning_completes_only_the_missing_points(tmp_path, capsys):
+    # six points of a second or so each, one worker: kill the sweep when two have finished
+    axes = [{"name": "rate", "path": "workload.0.rate", "values": [10, 11, 12, 13, 14, 15], "unit": "/s"}]
+    path = write_sweep(tmp_path, axes, set={"duration": "3min"})
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    proc = subprocess.Popen([sys.executable, "-m", "sim.cli", "sweep", path, "--out", str(out), "--workers", "1"],
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.time() + 120
+    done = lambda: sorted(p for p in (out / "points").glob("*/point.json")) if (out / "points").exists() else []
+    while len(done()) < 2 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = {p.parent.name: p.stat().st_mtime_ns for p in done()}
+    assert 2 <= len(before) < 6, before
+    assert main(["sweep", path, "--out", str(out), "--workers", "1"]) == 0
+    said = capsys.readouterr().out
+    assert f"{6 - len(before)} run, {len(before)} already done, 0 failed" in said
+    for point, mtime in before.items():            # the finished ones were not run again
+        assert (out / "points" / point / "point.json").stat().st_mtime_ns == mtime
+    t = table(out)
+    assert len(t) == 6 and (t["status"] == "ok").all()
+
+
+def test_a_failing_point_records_its_error_and_the_sweep_goes_on(tmp_path, capsys):
+    axes = [{"name": "tp", "path": "fleet.0.serve.tp", "values": [1, 3]}]     # 3 does not divide the heads
+    path = write_sweep(tmp_path, axes)
+    assert main(["sweep", path, "--out", str(tmp_path / "out"), "--workers", "1"]) == 1
+    t = table(tmp_path / "out")
+    ok, bad = t.iloc[0], t.iloc[1]
+    assert ok["status"] == "ok" and bad["status"] == "error"
+    assert "tp" in bad["error"] and pd.isna(bad["latency_s.ttft.p99"])
+    said = capsys.readouterr().out
+    assert "1 failed" in said and "p0001-s1" in said
+    point = json.load(open(tmp_path / "out" / "points" / "p0001-s1" / "point.json"))
+    assert point["status"] == "error"
+    # --skip-failed leaves it; a plain rerun tries it again
+    assert sw.run_sweep(sw.load_sweep(path, str(tmp_path / "out")), ProcessExecutor(1), retry_failed=False).ran == 0
+
+
+@pytest.mark.parametrize("axes, more, field, message", [
+    ([{"path": "fleet.0.count"}], {}, "axes[0]", "either values"),
+    ([{"path": "fleet.0.count", "values": [1, 2]}, {"path": "router.policy", "values": ["random"]}],
+     {"mode": "zip"}, "mode", "as many values"),
+    ([{"path": "fleet.0.count", "values": [1]}], {"sed": 2}, "sed", "unknown field"),
+    ([{"path": "fleet.0.cuont", "values": [1, 2]}], {}, "axes", "no point of the sweep is a valid scenario"),
+    ([{"name": "seed", "path": "seed", "values": [1]}], {}, "axes[0]", "may not be named 'seed'"),
+])
+def test_errors_name_the_file_line_and_field(tmp_path, axes, more, field, message):
+    path = write_sweep(tmp_path, axes, **more)
+    with pytest.raises(ScenarioError) as exc:
+        sweep = sw.load_sweep(path, str(tmp_path / "out"))
+        sw.check(sweep, path)
+    text = str(exc.value)
+    assert "sweep.yaml:" in text and field in text and message in text, text
+
+
+def test_the_cli_lists_points_and_reports_a_missing_base(tmp_path, capsys):
+    path = write_sweep(tmp_path, GRID)
+    assert main(["sweep", path, "--list"]) == 0
+    assert "p0003-s1" in capsys.readouterr().out
+    (tmp_path / "base.yaml").unlink()
+    assert main(["sweep", path]) == 2
+    assert "base: scenario file not found" in capsys.readouterr().err
