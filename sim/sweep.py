@@ -133,7 +133,7 @@ class Task:
 @dataclass
 class Sweep:
     spec: SweepSpec
-    path: str
+    src: source.Source          # the sweep file as read (for errors that name its lines)
     tasks: list[Task]
     out: str
 
@@ -144,17 +144,21 @@ class Sweep:
 
 # ---- reading a sweep file --------------------------------------------------------------------
 
-def load_sweep(path: str, out: str | None = None) -> Sweep:
+def load_sweep(path, out: str | None = None) -> Sweep:
+    """A sweep from its file, or from a mapping of the same fields (its `base` relative to
+    the working directory), as a notebook writes one."""
     from .scenario import validate
 
-    src = source.load(path, plain=True)
+    if isinstance(path, dict):
+        src, here = source.Source(data=path, root="<sweep>"), os.getcwd()
+    else:
+        src, here = source.load(path, plain=True), os.path.dirname(os.path.abspath(path))
     if not isinstance(src.data, dict):
         raise ScenarioError.one(Loc(src.root, 1), "", "a sweep file is a mapping: name:, base:, axes: ...")
     spec = validate(SweepSpec, src.data, src)
     problems = [Problem(src.loc_of(p), format_path(p), m) for p, m in spec.problems()]
     if problems:
         raise ScenarioError(problems)
-    here = os.path.dirname(os.path.abspath(path))
     base = os.path.normpath(os.path.join(here, spec.base))
     if not os.path.exists(base):
         raise ScenarioError.one(src.loc_of(("base",)), "base", f"scenario file not found: {base}")
@@ -175,7 +179,7 @@ def load_sweep(path: str, out: str | None = None) -> Sweep:
             point = f"p{i:04d}-s{s}"
             tasks.append(Task(point, i, s, {a.label: v for a, v in zip(spec.axes, combo)}, base, variant, overrides,
                               os.path.join(out, "points", point)))
-    return Sweep(spec, path, tasks, out)
+    return Sweep(spec, src, tasks, out)
 
 
 def _seeds(spec: SweepSpec, base: str, src) -> list[int]:
@@ -187,7 +191,7 @@ def _seeds(spec: SweepSpec, base: str, src) -> list[int]:
     return [int(first) + k for k in range(spec.seeds or 1)]
 
 
-def check(sweep: Sweep, src_path: str) -> dict[str, str]:
+def check(sweep: Sweep) -> dict[str, str]:
     """Validate every point's scenario before running. Returns point -> error for the invalid
     ones (they are recorded as failed points); raises when no point is valid, naming the
     sweep file's axes, since then the sweep itself is wrong."""
@@ -206,9 +210,8 @@ def check(sweep: Sweep, src_path: str) -> dict[str, str]:
         if seen[k] is not None:
             errors[t.point] = seen[k]
     if sweep.tasks and len(errors) == len(sweep.tasks):
-        src = source.load(src_path, plain=True)
         first = errors[sweep.tasks[0].point]
-        raise ScenarioError([Problem(src.loc_of(("axes",)), "axes", f"no point of the sweep is a valid scenario; "
+        raise ScenarioError([Problem(sweep.src.loc_of(("axes",)), "axes", f"no point of the sweep is a valid scenario; "
                                                                       f"the first: {first}")])
     return errors
 
@@ -350,7 +353,7 @@ def run_sweep(sweep: Sweep, executor, progress=None, retry_failed: bool = True, 
     os.makedirs(sweep.out, exist_ok=True)
     with open(os.path.join(sweep.out, "sweep.json"), "w") as fh:
         json.dump(describe(sweep), fh, indent=2, default=_jsonable)
-    invalid = check(sweep, sweep.path)
+    invalid = check(sweep)
     rows, todo = [], []
     for t in sweep.tasks:
         done = finished(t)
@@ -378,6 +381,23 @@ def run_sweep(sweep: Sweep, executor, progress=None, retry_failed: bool = True, 
             last_write = time.perf_counter()
     path = write(sweep, rows)
     return Outcome(rows, len(todo), skipped, failed, time.perf_counter() - t0, path)
+
+
+def run(spec, out: str | None = None, workers: int | None = None, cluster: str | None = None,
+        retry_failed: bool = True) -> pd.DataFrame:
+    """Run a sweep (a file, or a mapping of its fields) and return its table: the call a
+    notebook makes. Runs go to the sweep's cluster, else a local pool."""
+    from .executors import executor_for
+
+    sweep = load_sweep(spec, out)
+    executor = executor_for(cluster or sweep.spec.cluster, workers or sweep.spec.workers)
+    try:
+        outcome = run_sweep(sweep, executor, retry_failed=retry_failed)
+    finally:
+        executor.close()
+    frame = table(sweep, outcome.rows)
+    frame.attrs["axes"] = sweep.labels
+    return frame
 
 
 def _failed_before(task: Task) -> dict | None:
@@ -420,4 +440,4 @@ def _jsonable(x):
     raise TypeError(f"not serializable: {type(x)}")
 
 
-__all__ = ["load_sweep", "run_sweep", "run_task", "flatten", "table", "Sweep", "Task", "SweepSpec"]
+__all__ = ["load_sweep", "run", "run_sweep", "run_task", "flatten", "table", "Sweep", "Task", "SweepSpec"]

@@ -150,8 +150,7 @@ def test_a_failing_point_records_its_error_and_the_sweep_goes_on(tmp_path, capsy
 def test_errors_name_the_file_line_and_field(tmp_path, axes, more, field, message):
     path = write_sweep(tmp_path, axes, **more)
     with pytest.raises(ScenarioError) as exc:
-        sweep = sw.load_sweep(path, str(tmp_path / "out"))
-        sw.check(sweep, path)
+        sw.check(sw.load_sweep(path, str(tmp_path / "out")))
     text = str(exc.value)
     assert "sweep.yaml:" in text and field in text and message in text, text
 
@@ -163,3 +162,11 @@ def test_the_cli_lists_points_and_reports_a_missing_base(tmp_path, capsys):
     (tmp_path / "base.yaml").unlink()
     assert main(["sweep", path]) == 2
     assert "base: scenario file not found" in capsys.readouterr().err
+
+
+def test_a_notebook_runs_a_sweep_from_a_mapping(tmp_path, monkeypatch):
+    write_sweep(tmp_path, GRID)
+    monkeypatch.chdir(tmp_path)
+    frame = sw.run({"name": "nb", "base": "base.yaml", "axes": GRID[:1]}, out=str(tmp_path / "nb"), workers=1)
+    assert list(frame["replicas"]) == [1, 2] and (frame["status"] == "ok").all()
+    assert frame.attrs["axes"] == ["replicas"]
