@@ -258,13 +258,23 @@ def row_of(task: Task, outcome: dict, out: str) -> dict:
     return row
 
 
+NAMED_BY = ("tenant", "pool", "stream")     # lists of these become columns per name
+
+
 def flatten(tree: dict, prefix: str = "") -> dict:
-    """Scalars of a nested dict as {'a.b.c': value}; lists are left out."""
+    """Scalars of a nested dict as {'a.b.c': value}. A list of entries named by a tenant, pool
+    or stream (the summary's `tenants`, `pools`, `sessions.streams`) goes in by name:
+    `tenants.chat.slo.attainment`; other lists are left out."""
     out = {}
     for k, v in tree.items():
         name = f"{prefix}{k}"
         if isinstance(v, dict):
             out.update(flatten(v, name + "."))
+        elif isinstance(v, list) and v and all(isinstance(e, dict) for e in v):
+            key = next((n for n in NAMED_BY if all(n in e for e in v)), None)
+            if key is not None:
+                for e in v:
+                    out.update(flatten({m: x for m, x in e.items() if m != key}, f"{name}.{e[key]}."))
         elif v is None or isinstance(v, (bool, int, float, str)):
             out[name] = v
     return out

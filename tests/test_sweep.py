@@ -170,3 +170,11 @@ def test_a_notebook_runs_a_sweep_from_a_mapping(tmp_path, monkeypatch):
     frame = sw.run({"name": "nb", "base": "base.yaml", "axes": GRID[:1]}, out=str(tmp_path / "nb"), workers=1)
     assert list(frame["replicas"]) == [1, 2] and (frame["status"] == "ok").all()
     assert frame.attrs["axes"] == ["replicas"]
+
+
+def test_flatten_names_entries_of_tenants_pools_and_streams():
+    summary = {"latency_s": {"ttft": {"p99": 1.0}}, "notes": ["x"],
+               "tenants": [{"tenant": "chat", "slo": {"attainment": 0.9}}, {"tenant": "api", "slo": {"attainment": 1.0}}],
+               "replicas": [{"replica": 0, "busy": 0.5}]}
+    assert sw.flatten(summary) == {"latency_s.ttft.p99": 1.0, "tenants.chat.slo.attainment": 0.9,
+                                   "tenants.api.slo.attainment": 1.0}
