@@ -29,6 +29,12 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--out", help="results folder (default: results/<scenario name>)")
     run.add_argument("--json", action="store_true", help="print summary.json instead of the table")
     run.add_argument("--variant", help="run this variant of the scenario (its variants: section)")
+    run.add_argument("--trace", action="store_true",
+                     help="also write trace.json: a timeline for ui.perfetto.dev or chrome://tracing")
+    run.add_argument("--trace-window", metavar="START:END",
+                     help="trace only this stretch of simulated time, e.g. 10s:40s or 1min:2min (implies --trace)")
+    run.add_argument("--trace-requests", type=int, metavar="N",
+                     help="trace at most N requests, every k-th by id (implies --trace)")
 
     cmp_ = sub.add_parser("compare", help="run several fleets on the same workload and seed, side by side")
     cmp_.add_argument("scenarios", nargs="+", help="scenario files; each adds its base and its variants")
@@ -103,19 +109,29 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args) -> int:
     from .report import make_console, print_summary, write_results
     from .scenario import load_scenario
+    from . import trace
     from .simulation import simulate
     from .summary import summarize
 
+    tracing = args.trace or args.trace_window is not None or args.trace_requests is not None
+    window = trace.parse_window(args.trace_window) if args.trace_window is not None else None  # before the run
+    trace.check_max_requests(args.trace_requests)
     scenario = load_scenario(args.scenario, args.overrides, args.variant)
-    result = simulate(scenario, seed=args.seed)
+    result = simulate(scenario, seed=args.seed, trace=tracing)
     summary = summarize(result)
     out = args.out or os.path.join("results", scenario.name)
     write_results(result, summary, out)
+    written = trace.write_trace(result, os.path.join(out, "trace.json"), window, args.trace_requests) if tracing else None
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
         print_summary(summary)
-        make_console().print(f"results: {out}/ (summary.json, requests.parquet, devices.parquet, scenario.yaml)")
+        make_console().print(f"results: {out}/ (summary.json, requests.parquet, devices.parquet, scenario.yaml"
+                             + (", trace.json" if tracing else "") + ")")
+    if written is not None:   # on stderr with --json, so stdout stays JSON
+        print(f"trace: {written.path}: {written.events:,} events, {written.bytes / 1e6:.1f} MB; open it in "
+              f"ui.perfetto.dev" + (f"\ntrace: {written.note}" if written.note else ""),
+              file=sys.stderr if args.json else sys.stdout)
     return 0
 
 

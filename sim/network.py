@@ -149,6 +149,9 @@ class Fabric:
         self._generation = 0
         self.flows_done = 0
         self.bytes_delivered = 0.0
+        # per delivered flow (started, delivered, src, dst, bytes, tag), for `dcsim run --trace`;
+        # None (the default) keeps nothing, so untraced runs pay one test per flow
+        self.flow_log: list | None = None
 
     # ---- routing ----------------------------------------------------------------------
     def paths(self, a, b) -> list[np.ndarray]:
@@ -351,6 +354,8 @@ class Fabric:
             self.flows_done += 1
             self.bytes_delivered += f.size
             when = self.env.now + f.latency
+            if self.flow_log is not None:
+                self.flow_log.append((f.started, when, f.a, f.b, f.size, f.tag))
             at(self.env, when, max(when, self.env.now) - f.started, f.done)
         self._reschedule()
 

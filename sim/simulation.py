@@ -71,8 +71,9 @@ class RunResult:
     autoscalers: list = field(default_factory=list)   # ops.autoscaler.Autoscaler per autoscaled pool
 
 
-def simulate(scenario: Scenario, seed: int | None = None) -> RunResult:
-    """Run one scenario; `seed` overrides the scenario's seed."""
+def simulate(scenario: Scenario, seed: int | None = None, trace: bool = False) -> RunResult:
+    """Run one scenario; `seed` overrides the scenario's seed. `trace` keeps a record of
+    every network flow (`Fabric.flow_log`) for `sim.trace`."""
     spec = scenario.spec
     seed = spec.seed if seed is None else seed
     wall0 = time.perf_counter()
@@ -119,6 +120,8 @@ def simulate(scenario: Scenario, seed: int | None = None) -> RunResult:
     fabric, placement = None, {}
     if spec.topology is not None:
         fabric = Fabric(env, spec.topology.graph(), bin_width=max(spec.duration / 200, 1e-3))
+        if trace:
+            fabric.flow_log = []
         placement = place(scenario)
     if spec.ingress is not None:
         carry_requests(env, spec, router, table, fabric, placement)
