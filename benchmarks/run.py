@@ -13,7 +13,7 @@ Full suite:
   scale-requests bench-1m's fleet at 10k and 100k requests (1M is bench-1m)
   scale-replicas 100k requests at 85% load per replica on 8, 64, 256 and 1,024 replicas
   startup        `dcsim run` of a 2-second scenario with an empty numba cache, then again
-  sweep          `dcsim sweep` of 60 quickstart runs (fleet size x load x 2 seeds) on 2 workers
+  sweep          `dcsim sweep` of 100 quickstart runs (50 points of fleet size x load, 2 seeds) on 2 workers
 
 Each case runs in a child process that reports its peak RSS and the seconds spent inside the
 compiled kernels. Capacity (for "85% load") is measured by the simulator itself: one replica
@@ -36,7 +36,7 @@ ROOT = os.path.dirname(HERE)
 QUICKSTART_RATE = 40.0  # requests/s in scenarios/quickstart.yaml
 BENCH_1M = "benchmarks/bench-1m.yaml"
 BENCH_FLEET = "benchmarks/bench-fleet.yaml"
-SWEEP = "benchmarks/sweep-60.yaml"
+SWEEP = "benchmarks/sweep-100.yaml"
 LOAD = 0.85
 
 # The child times every call into the compiled kernels (a wrapper per call, well under a
@@ -134,7 +134,7 @@ def startup() -> list[dict]:
 
 
 def sweep(workers: int = 2) -> list[dict]:
-    """`dcsim sweep` of benchmarks/sweep-60.yaml (60 runs) on a pool of `workers` processes:
+    """`dcsim sweep` of benchmarks/sweep-100.yaml (100 runs) on a pool of `workers` processes:
     wall time of the whole sweep against the sum of its runs' own simulation times."""
     import pandas as pd
     with tempfile.TemporaryDirectory() as out:

@@ -320,10 +320,12 @@ def table(sweep: Sweep, rows: list[dict]) -> pd.DataFrame:
             kinds = {type(v) for v in frame[column] if v is not None and v == v}
             if len(kinds) > 1:
                 frame[column] = frame[column].map(lambda v: v if v is None or v != v else str(v))
-    for label in sweep.labels:               # axis values of several kinds (2, "4", {...}) as text
-        kinds = {type(v) for v in frame[label]}
+    for label in sweep.labels:               # axis values of several kinds (2, "4", {...}, null) as text
+        values = [t.axes[label] for t in sweep.tasks]
+        kinds = {type(v) for v in values}
         if len(kinds) > 1 or kinds & {dict, list}:
-            frame[label] = frame[label].map(lambda v: v if isinstance(v, str) else _yaml(v))
+            text = {t.point: (v if isinstance(v, str) else _yaml(v)) for t, v in zip(sweep.tasks, values)}
+            frame[label] = frame["point"].map(text)
     return frame[[c for c in first if c in frame.columns] + rest]
 
 
@@ -396,7 +398,9 @@ def run_sweep(sweep: Sweep, executor, progress=None, retry_failed: bool = True, 
 def run(spec, out: str | None = None, workers: int | None = None, cluster: str | None = None,
         retry_failed: bool = True) -> pd.DataFrame:
     """Run a sweep (a file, or a mapping of its fields) and return its table: the call a
-    notebook makes. Runs go to the sweep's cluster, else a local pool."""
+    notebook makes. Runs go to the sweep's cluster, else a local pool. The pool's workers are
+    fresh processes that import the calling script, so a script that calls this puts it under
+    `if __name__ == "__main__":` (as with any multiprocessing); notebooks need nothing."""
     from .executors import executor_for
 
     sweep = load_sweep(spec, out)
