@@ -317,7 +317,7 @@ def link_heatmap(run, topology=None, stat: str = "mean", max_nodes: int = 300, a
     from matplotlib import colormaps
     from matplotlib.colors import Normalize
     from matplotlib.cm import ScalarMappable
-    from .topology import COLORS, _collapse_servers, _grid_layout, _layered_layout
+    from .topology import _collapse_servers, _grid_layout, _layered_layout, draw_nodes
 
     run = _as_run(run)
     g = _topology_graph(run, topology)
@@ -348,13 +348,7 @@ def link_heatmap(run, topology=None, stat: str = "mean", max_nodes: int = 300, a
     if busy:
         nx.draw_networkx_edges(g, pos, edgelist=busy, ax=ax, width=2.5,
                                edge_color=[cmap(norm(value[frozenset(e)])) for e in busy])
-    for kind, color in COLORS.items():
-        nodes = [n for n, k in g.nodes(data="kind") if k == kind]
-        if nodes:
-            nx.draw_networkx_nodes(g, pos, nodelist=nodes, node_color=color, label=kind, ax=ax,
-                                   node_size=90 if g.number_of_nodes() <= 60 else 25)
-    if g.number_of_nodes() <= 60:
-        nx.draw_networkx_labels(g, pos, ax=ax, font_size=6)
+    draw_nodes(g, pos, ax, size=90, small=25)
     ax.figure.colorbar(ScalarMappable(norm, cmap), ax=ax, label=f"{stat} utilization", shrink=0.8)
     ax.legend(loc="upper left", bbox_to_anchor=(1.25, 1.0), fontsize=7, frameon=False)
     ax.set_title(_t(f"{run.name}: link utilization ({stat} over time; grey: idle)"))

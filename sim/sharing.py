@@ -182,12 +182,9 @@ def check(spec, pools, src) -> list[Problem]:
                                              f"shares this one's (another pool would write share_devices_with: {p.pool})")
     for j, members in groups.items():
         host = spec.fleet[j]
+        _check_inherited(spec, members, "runs on", problem)
         for i in members[1:]:
             p = spec.fleet[i]
-            for field in INHERITED:
-                if getattr(p, field) != getattr(host, field):
-                    problem(i, (field,), f"pool {p.pool} runs on pool {host.pool}'s devices: its {field} must be "
-                                         f"{host.pool}'s; leave it out to inherit it")
             if p.serve.tp != host.serve.tp:
                 problem(i, ("serve", "tp"), f"pool {p.pool} runs replica by replica on pool {host.pool}'s devices: "
                                             f"give it {host.pool}'s tp ({host.serve.tp})")
@@ -230,16 +227,24 @@ def check(spec, pools, src) -> list[Problem]:
     return out
 
 
-def _check_swap_group(spec, pools, members: list[int], problem) -> None:
-    """Pools that swap devices: whole replicas of the same shape, each with an autoscaler to
-    say how many it wants, together starting on no more replicas than the devices hold."""
+def _check_inherited(spec, members: list[int], how: str, problem) -> None:
+    """The pools on a host's devices (members[1:]) have its device, count and partition."""
     host = spec.fleet[members[0]]
     for i in members[1:]:
         p = spec.fleet[i]
         for field in INHERITED:
             if getattr(p, field) != getattr(host, field):
-                problem(i, (field,), f"pool {p.pool} swaps with pool {host.pool} on its devices: its {field} must "
-                                     f"be {host.pool}'s; leave it out to inherit it")
+                problem(i, (field,), f"pool {p.pool} {how} pool {host.pool}'s devices: its {field} must be "
+                                     f"{host.pool}'s; leave it out to inherit it")
+
+
+def _check_swap_group(spec, pools, members: list[int], problem) -> None:
+    """Pools that swap devices: whole replicas of the same shape, each with an autoscaler to
+    say how many it wants, together starting on no more replicas than the devices hold."""
+    host = spec.fleet[members[0]]
+    _check_inherited(spec, members, "swaps models on", problem)
+    for i in members[1:]:
+        p = spec.fleet[i]
         for field in ("tp", "pp", "ep"):
             if getattr(p.serve, field) != getattr(host.serve, field):
                 problem(i, ("serve", field), f"pool {p.pool} takes pool {host.pool}'s replicas' devices in turn: "

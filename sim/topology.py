@@ -550,18 +550,23 @@ def draw_topology(spec: TopologySpec, path_png: str, max_nodes: int = 300) -> st
         nx.draw_networkx_edges(g, pos, edgelist=[e[:2] for e in edges], ax=ax, alpha=0.35,
                                width=[0.3 + 2.5 * bw / top for *_, bw in edges],
                                **({"arrows": True, "arrowstyle": "-", "connectionstyle": "arc3,rad=0.25"} if wrap else {}))
-    for kind, color in COLORS.items():
-        nodes = [n for n, k in g.nodes(data="kind") if k == kind]
-        if nodes:
-            nx.draw_networkx_nodes(g, pos, nodelist=nodes, node_color=color, label=kind, ax=ax,
-                                   node_size=160 if g.number_of_nodes() <= 60 else 40)
-    if g.number_of_nodes() <= 60:
-        nx.draw_networkx_labels(g, pos, ax=ax, font_size=6)
+    draw_nodes(g, pos, ax)
     ax.set_title(title)
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7, frameon=False)
     ax.set_axis_off()
     fig.savefig(path_png, dpi=120, bbox_inches="tight")
     return path_png
+
+
+def draw_nodes(g, pos, ax, size: int = 160, small: int = 40) -> None:
+    """The graph's nodes coloured by kind (labelled when there are few of them)."""
+    for kind, color in COLORS.items():
+        nodes = [n for n, k in g.nodes(data="kind") if k == kind]
+        if nodes:
+            nx.draw_networkx_nodes(g, pos, nodelist=nodes, node_color=color, label=kind, ax=ax,
+                                   node_size=size if g.number_of_nodes() <= 60 else small)
+    if g.number_of_nodes() <= 60:
+        nx.draw_networkx_labels(g, pos, ax=ax, font_size=6)
 
 
 def _wraps(g: nx.Graph, a: str, b: str) -> bool:
