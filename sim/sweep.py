@@ -168,11 +168,12 @@ def load_sweep(path, out: str | None = None) -> Sweep:
     fixed = [f"{k}={_yaml(v)}" for k, v in spec.set.items()]
     out = os.path.abspath(out or os.path.join("results", f"sweep-{spec.name}"))
     tasks = []
+    base_name = source.load(base).data.get("name")
     for i, combo in enumerate(combos):
         variant, overrides = spec.variant, list(fixed)
         for axis, value in zip(spec.axes, combo):
             if axis.path == "variant":
-                variant = value
+                variant = None if value == base_name else value    # the base by its own name
             else:
                 overrides.append(f"{axis.path}={_yaml(value)}{axis.unit}")
         for s in seeds:
@@ -271,10 +272,12 @@ def flatten(tree: dict, prefix: str = "") -> dict:
         if isinstance(v, dict):
             out.update(flatten(v, name + "."))
         elif isinstance(v, list) and v and all(isinstance(e, dict) for e in v):
-            key = next((n for n in NAMED_BY if all(n in e for e in v)), None)
-            if key is not None:
+            key = next((n for n in NAMED_BY if all(n in e for e in v) and len({e[n] for e in v}) == len(v)), None)
+            if key is not None:       # (replicas, keyed by pool too but not one a pool, are left out)
                 for e in v:
                     out.update(flatten({m: x for m, x in e.items() if m != key}, f"{name}.{e[key]}."))
+        elif isinstance(v, list) and 0 < len(v) <= 4 and all(isinstance(e, (int, float)) for e in v):
+            out.update({f"{name}.{i}": e for i, e in enumerate(v)})      # window_s.0, window_s.1
         elif v is None or isinstance(v, (bool, int, float, str)):
             out[name] = v
     return out
@@ -427,7 +430,9 @@ def _failed_before(task: Task) -> dict | None:
 
 def _yaml(value) -> str:
     """A value as the YAML text of a --set assignment."""
-    return value if isinstance(value, str) else yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("\n...")
+    if isinstance(value, str):
+        return value
+    return yaml.safe_dump(value, default_flow_style=True, sort_keys=False).strip().removesuffix("\n...")
 
 
 def _tidy(x: float):

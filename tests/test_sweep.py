@@ -53,8 +53,8 @@ def test_zip_ranges_fixed_overrides_and_variants(tmp_path):
     mig = os.path.join(ROOT, "scenarios", "mig-small-models.yaml")
     path = tmp_path / "v.yaml"
     path.write_text(yaml.safe_dump({"name": "v", "base": mig, "axes": [
-        {"path": "variant", "values": [None, "whole-gpus"]}]}))
-    assert [t.variant for t in sw.load_sweep(str(path)).tasks] == [None, "whole-gpus"]
+        {"path": "variant", "values": [None, "mig-small-models", "whole-gpus"]}]}))     # the base, by its name too
+    assert [t.variant for t in sw.load_sweep(str(path)).tasks] == [None, None, "whole-gpus"]
 
 
 def table(folder) -> pd.DataFrame:
@@ -176,5 +176,9 @@ def test_flatten_names_entries_of_tenants_pools_and_streams():
     summary = {"latency_s": {"ttft": {"p99": 1.0}}, "notes": ["x"],
                "tenants": [{"tenant": "chat", "slo": {"attainment": 0.9}}, {"tenant": "api", "slo": {"attainment": 1.0}}],
                "replicas": [{"replica": 0, "busy": 0.5}]}
+    summary["window_s"] = [2.0, 30.0]
+    summary["pools"] = [{"pool": "p", "busy": 0.5}]
+    summary["replicas"] = [{"replica": 0, "pool": "p", "busy": 0.4}, {"replica": 1, "pool": "p", "busy": 0.6}]
     assert sw.flatten(summary) == {"latency_s.ttft.p99": 1.0, "tenants.chat.slo.attainment": 0.9,
-                                   "tenants.api.slo.attainment": 1.0}
+                                   "tenants.api.slo.attainment": 1.0, "window_s.0": 2.0, "window_s.1": 30.0,
+                                   "pools.p.busy": 0.5}
