@@ -133,6 +133,8 @@ def _jsonable(x):
         return int(x)
     if isinstance(x, (np.floating,)):
         return float(x)
+    if isinstance(x, np.bool_):
+        return bool(x)
     raise TypeError(f"not serializable: {type(x)}")
 
 

@@ -192,7 +192,7 @@ def summarize(result: RunResult) -> dict:
     prefix_cache = _prefix_cache(result, pool_index, done) if result.prefix_reusable is not None else None
     modalities = _modalities(result, cols, measured, done, finished_in, window, usd)
     failures = _failures(result, cols, done, w0, w1)
-    autoscaling = _autoscaling(result, cols, measured, w0, w1)
+    autoscaling = _autoscaling(result, measured, pool_index, w0, w1)
     replicas = [{"replica": r.index, "pool": r.pool, "devices": r.tp, "role": r.role,
                  "busy_fraction": float(busy[r.index] / window),
                  "accelerator_active": float((busy[r.index] - host_seconds[r.index]) / window),
@@ -534,13 +534,13 @@ def powered_share(result: RunResult, pool, w0: float, w1: float) -> np.ndarray:
                      for g, p in enumerate(life.pool_of) if p is pool for _ in life.groups[g]])
 
 
-def _autoscaling(result: RunResult, cols: dict, measured: np.ndarray, w0: float, w1: float) -> list[dict] | None:
+def _autoscaling(result: RunResult, measured: np.ndarray, pool_index: np.ndarray, w0: float,
+                 w1: float) -> list[dict] | None:
     """Per autoscaled pool: replicas over time, replica-hours in the window, cold starts and
     what they cost the requests that waited for them."""
     if not result.autoscalers:
         return None
     life, table = result.lifecycle, result.table
-    pool_index = pool_of_requests(result)
     out = []
     for a in result.autoscalers:
         k = result.scenario.pools.index(a.pool)

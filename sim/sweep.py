@@ -41,6 +41,7 @@ from pydantic import Field, model_validator
 
 from . import source
 from .errors import Loc, Problem, ScenarioError, format_path
+from .report import _jsonable
 from .spec_base import Spec
 
 STATUS_OK, STATUS_ERROR = "ok", "error"
@@ -122,12 +123,7 @@ class Task:
     variant: str | None
     overrides: list[str] = field(default_factory=list)
     folder: str = ""                # absolute path of its results folder
-
-    @property
-    def key(self) -> str:
-        """What makes two runs the same: scenario, variant, overrides and seed."""
-        text = json.dumps([_digest(self.base), self.variant, self.overrides, self.seed])
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+    key: str = ""                   # what makes two runs the same (see `_key`)
 
 
 @dataclass
@@ -162,13 +158,15 @@ def load_sweep(path, out: str | None = None) -> Sweep:
     base = os.path.normpath(os.path.join(here, spec.base))
     if not os.path.exists(base):
         raise ScenarioError.one(src.loc_of(("base",)), "base", f"scenario file not found: {base}")
-    seeds = _seeds(spec, base, src)
+    base_data = source.load(base).data
+    seeds = _seeds(spec, base_data, src)
+    digest = _digest(base)
     values = [a.points() for a in spec.axes]
     combos = list(itertools.product(*values)) if spec.mode == "grid" else list(zip(*values))
     fixed = [f"{k}={_yaml(v)}" for k, v in spec.set.items()]
     out = os.path.abspath(out or os.path.join("results", f"sweep-{spec.name}"))
     tasks = []
-    base_name = source.load(base).data.get("name")
+    base_name = base_data.get("name")
     for i, combo in enumerate(combos):
         variant, overrides = spec.variant, list(fixed)
         for axis, value in zip(spec.axes, combo):
@@ -179,16 +177,16 @@ def load_sweep(path, out: str | None = None) -> Sweep:
         for s in seeds:
             point = f"p{i:04d}-s{s}"
             tasks.append(Task(point, i, s, {a.label: v for a, v in zip(spec.axes, combo)}, base, variant, overrides,
-                              os.path.join(out, "points", point)))
+                              os.path.join(out, "points", point), _key(digest, variant, overrides, s)))
     return Sweep(spec, src, tasks, out)
 
 
-def _seeds(spec: SweepSpec, base: str, src) -> list[int]:
+def _seeds(spec: SweepSpec, base_data: dict, src) -> list[int]:
     if isinstance(spec.seeds, list):
         if not spec.seeds:
             raise ScenarioError.one(src.loc_of(("seeds",)), "seeds", "an empty list: give at least one seed")
         return list(spec.seeds)
-    first = source.load(base).data.get("seed", 0)
+    first = base_data.get("seed", 0)
     return [int(first) + k for k in range(spec.seeds or 1)]
 
 
@@ -299,17 +297,14 @@ def record(task: Task, outcome: dict, out: str) -> dict:
     return row
 
 
-def finished(task: Task) -> dict | None:
-    """The row of a point already run with the same scenario and seed, else None."""
-    path = os.path.join(task.folder, "point.json")
+def recorded(task: Task) -> dict | None:
+    """The point.json of a run already made with the same scenario and seed, else None."""
     try:
-        with open(path) as fh:
+        with open(os.path.join(task.folder, "point.json")) as fh:
             done = json.load(fh)
     except (OSError, ValueError):
         return None
-    if done.get("key") != task.key or done.get("status") != STATUS_OK:
-        return None
-    return done["row"]
+    return done if done.get("key") == task.key else None
 
 
 def table(sweep: Sweep, rows: list[dict]) -> pd.DataFrame:
@@ -371,13 +366,11 @@ def run_sweep(sweep: Sweep, executor, progress=None, retry_failed: bool = True, 
     invalid = check(sweep)
     rows, todo = [], []
     for t in sweep.tasks:
-        done = finished(t)
-        if done is not None:
-            rows.append(done)
+        done = recorded(t)
+        if done is not None and (done["status"] == STATUS_OK or not retry_failed):
+            rows.append(done["row"])
         elif t.point in invalid:
             rows.append(record(t, {"status": STATUS_ERROR, "error": invalid[t.point], "wall_s": 0.0}, sweep.out))
-        elif not retry_failed and _failed_before(t):
-            rows.append(_failed_before(t))
         else:
             todo.append(t)
     skipped = len(rows)
@@ -417,15 +410,6 @@ def run(spec, out: str | None = None, workers: int | None = None, cluster: str |
     return frame
 
 
-def _failed_before(task: Task) -> dict | None:
-    try:
-        with open(os.path.join(task.folder, "point.json")) as fh:
-            done = json.load(fh)
-    except (OSError, ValueError):
-        return None
-    return done["row"] if done.get("key") == task.key and done.get("status") == STATUS_ERROR else None
-
-
 # ---- helpers ------------------------------------------------------------------------------------
 
 def _yaml(value) -> str:
@@ -439,6 +423,12 @@ def _tidy(x: float):
     return int(x) if float(x).is_integer() else round(x, 12)
 
 
+def _key(digest: str, variant, overrides: list[str], seed: int) -> str:
+    """What makes two runs the same: the base file, variant, overrides and seed."""
+    text = json.dumps([digest, variant, overrides, seed])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def _digest(path: str) -> str:
     """The base scenario's identity: its path and contents (a changed file reruns its points)."""
     try:
@@ -447,16 +437,6 @@ def _digest(path: str) -> str:
     except OSError:
         return path
 
-
-def _jsonable(x):
-    import numpy as np
-    if isinstance(x, np.integer):
-        return int(x)
-    if isinstance(x, np.floating):
-        return float(x)
-    if isinstance(x, np.bool_):
-        return bool(x)
-    raise TypeError(f"not serializable: {type(x)}")
 
 
 __all__ = ["load_sweep", "run", "run_sweep", "run_task", "flatten", "table", "Sweep", "Task", "SweepSpec"]
