@@ -51,7 +51,6 @@ class ModelSwap:
         self.reserved: dict[int, tuple[int, Swap]] = {}          # slot -> (claimant's group, its swap)
         self.swaps: list[Swap] = []
         self.last: dict[int, object] = {}                         # slot -> the autoscaler that held it last
-        self._handing: set[int] = set()                           # a claim's start under way
         # the run's first replicas: the host's on the first slots, the next pool's on the next
         k = 0
         for s in scalers:
@@ -68,7 +67,11 @@ class ModelSwap:
     def free(self, g: int) -> bool:
         """No model holds, or has claimed, the devices of group g."""
         r = self.slot_of[g]
-        return r not in self.reserved and all(self.life.state[h] == OFF for h in self.slots[r])
+        return r not in self.reserved and self._vacant(r)
+
+    def _vacant(self, r: int) -> bool:
+        """No replica of any model is on slot r's devices (starting, live or draining)."""
+        return all(self.life.state[h] == OFF for h in self.slots[r])
 
     def reserved_for(self, scaler) -> int:
         return sum(self.owner[g] is scaler for g, _ in self.reserved.values())
@@ -129,16 +132,16 @@ class ModelSwap:
             return
         if state == STARTING:
             previous, self.last[r] = self.last.get(r), self.owner[g]
-            if previous is not None and previous is not self.owner[g] and g not in self._handing:
+            claimed = r in self.reserved          # a claim's start: its Swap is recorded already
+            if previous is not None and previous is not self.owner[g] and not claimed:
                 now = self.env.now        # the devices were free: a change of model, not a claim
                 self.swaps.append(Swap(r, previous.pool.name, self.owner[g].pool.name, now, False, now,
                                        self.life.starts[-1]))
             return
-        if state != OFF or r not in self.reserved or any(self.life.state[h] != OFF for h in self.slots[r]):
+        if state != OFF or r not in self.reserved or not self._vacant(r):
             return
-        claimant, swap = self.reserved.pop(r)
+        claimant, swap = self.reserved[r]
         swap.drained = self.env.now
-        self._handing.add(claimant)
         self.life.start(claimant, "swap")
-        self._handing.discard(claimant)
+        del self.reserved[r]
         swap.start = self.life.starts[-1]
