@@ -190,7 +190,7 @@ def summarize(result: RunResult) -> dict:
     tenants = _tenants(spec, table, cols, measured, done, finished_in, usd, window)
     sessions = _sessions(result, usd, pool_index, w0, spec.duration) if result.sessions is not None else None
     prefix_cache = _prefix_cache(result, pool_index, done) if result.prefix_reusable is not None else None
-    modalities = _modalities(result, cols, measured, done, finished_in, window, usd)
+    modalities = _modalities(result, cols, measured, done, finished_in, window, usd, pool_index)
     failures = _failures(result, cols, done, w0, w1)
     autoscaling = _autoscaling(result, measured, pool_index, w0, w1)
     replicas = [{"replica": r.index, "pool": r.pool, "devices": r.tp, "role": r.role,
@@ -295,7 +295,7 @@ def request_flops(result: RunResult, pool_index: np.ndarray) -> np.ndarray:
 
 
 def _modalities(result: RunResult, cols: dict, measured, done, finished_in, window: float,
-                usd: np.ndarray) -> dict:
+                usd: np.ndarray, pool_index: np.ndarray) -> dict:
     """Figures of each request kind beyond chat text that the run holds, in its own terms
     (`sim.media`), and what a unit of it costs (its requests' share of their pools' hour, as
     for tenants, over the units finished in the window). The fleet-level latency section keeps
@@ -336,7 +336,7 @@ def _modalities(result: RunResult, cols: dict, measured, done, finished_in, wind
         elif kind == "speech_to_text":
             fig.update(_clips(t, mine, measured, finished_in, window))
         elif kind == "text_to_speech":
-            fig.update(_speech_out(result, t, cols, d, f, window))
+            fig.update(_speech_out(result, t, cols, d, f, window, pool_index))
         if kind in ("speech_to_text", "text_to_speech"):
             fig["usd_per_audio_hour"] = per(f, float(np.nansum(t.media_seconds[f])), 3600.0)
         out[kind] = fig
@@ -364,7 +364,8 @@ def _clips(t, mine, measured, finished_in, window: float) -> dict:
             "audio_seconds_per_s": float(t.media_seconds[finished_in & mine].sum()) / window}
 
 
-def _speech_out(result: RunResult, t, cols: dict, done, finished_in, window: float) -> dict:
+def _speech_out(result: RunResult, t, cols: dict, done, finished_in, window: float,
+                pool_index: np.ndarray) -> dict:
     """Text to speech: time to first audio (TTFT + (first_chunk_tokens - 1) x the request's
     TPOT: the codec's first chunk generated; a reply shorter than one chunk plays when it
     ends), the real-time factor of generation (decode time / audio seconds; below 1 it is
@@ -373,7 +374,7 @@ def _speech_out(result: RunResult, t, cols: dict, done, finished_in, window: flo
     for k, pool in enumerate(result.scenario.pools):
         if pool.deployment.model.modality == "text_to_speech":
             chunk[k] = pool.deployment.model.speech.first_chunk_tokens
-    first = chunk[pool_of_requests(result)]
+    first = chunk[pool_index]
     audio = np.where(t.output >= first, cols["ttft"] + (first - 1) * np.nan_to_num(cols["tpot"]), cols["e2e"])
     with np.errstate(invalid="ignore", divide="ignore"):
         rtf = (t.finished - t.first_token) / t.media_seconds
