@@ -96,6 +96,9 @@ class Autoscaler:
 
     # ---- deciding ----------------------------------------------------------------------
     def _loop(self):
+        # as Kubernetes' HPA does for a target it meets first, the replicas running at the start
+        # are the first recommendation: scale-down stabilization holds them for its window
+        self.recommendations.append((self.env.now, self.current()))
         t = self.table
         # past the arrival window it ticks while requests are still open, so a run ends
         while self.env.now < self.until or ((t.state == 0) & ~np.isnan(t.arrival)).any():
