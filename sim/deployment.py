@@ -30,6 +30,7 @@ class EngineLimits:
     iteration_overhead: float
     activation_reserve: float | None = None
     tree_allreduce: bool = False
+    memory_of: str = "total"   # memory_utilization of all memory, or of what the weights leave (free_after_weights)
 
 
 @dataclass
@@ -54,6 +55,8 @@ class Deployment:
     per_seq_blocks: int = 0
     params: np.ndarray = field(default_factory=lambda: np.zeros(K.P_SIZE))
     assumptions: list[str] = field(default_factory=list)
+    timing: str = "analytical"           # where iteration times come from (sim.timing's label)
+    engine: str = ""                     # the serving engine and version whose preset the pool runs
 
     def blocks_for(self, tokens: int) -> int:
         """KV blocks a sequence holding `tokens` tokens occupies."""
@@ -129,6 +132,9 @@ def deploy(device: DeviceSpec, model: ModelSpec, precision: str, kv_precision: s
             "+ fp32 logits for max_batch_seqs; set engine.activation_reserve to override")
     usable = device.memory * limits.memory_utilization
     d.kv_budget = usable - d.weight_bytes - d.activation_reserve
+    if limits.memory_of == "free_after_weights":
+        usable = device.memory
+        d.kv_budget = (device.memory - d.weight_bytes - d.activation_reserve) * limits.memory_utilization
     if d.kv_budget <= 0:
         total = resident_params(model)
         linked = device.scale_up_bandwidth is not None    # no link (a MIG slice): no tp or pp to suggest
@@ -149,8 +155,9 @@ def deploy(device: DeviceSpec, model: ModelSpec, precision: str, kv_precision: s
         raise DeploymentError(
             f"{model_name} at {precision} does not fit on {dev_name} with tp={tp}" + (f", pp={pp}" if pp > 1 else "") + ": weights "
             f"{format_bytes(d.weight_bytes)} + activations {format_bytes(d.activation_reserve)} per device "
-            f"exceed {format_bytes(usable)} usable ({format_bytes(device.memory)} x memory_utilization "
-            f"{limits.memory_utilization}){hint}")
+            f"exceed {format_bytes(usable)} usable" + (
+                f" ({format_bytes(device.memory)} x memory_utilization {limits.memory_utilization})"
+                if limits.memory_of == "total" else "") + hint)
 
     bs = limits.block_size
     if model.diffusion is not None:
@@ -232,6 +239,8 @@ def _pack(d: Deployment, wb: float, ab: float, kvb: float) -> np.ndarray:
             d.assumptions.append("scale-up hop latency not in the catalog for this device; taken as 0")
         p[K.K_LINK_LAT] = dev.scale_up_latency or 0.0
     p[K.K_OVERHEAD] = d.limits.iteration_overhead
+    p[K.K_COMPUTE_SCALE] = p[K.K_MEMORY_SCALE] = p[K.K_LINK_SCALE] = 1.0
+    p[K.K_GRAPH_MAX] = np.inf    # no eager launches unless an engine preset says where its graphs end
     p[K.K_GEMM_RATE] = dev.peak_flops.for_precision(d.precision) * dev.gemm_eff(d.precision)
     p[K.K_ATTN_RATE] = dev.attention_rate()
     p[K.K_MEM_RATE] = dev.memory_bandwidth * dev.mem_eff

@@ -73,7 +73,9 @@ class StepQuery(Spec):
     batch: int = Field(default=1, ge=1)
     tokens: int | None = Field(default=None, ge=1, description="prefill: prompt tokens")
     context: int | None = Field(default=None, ge=1, description="decode: tokens each sequence attends")
-    overhead: bool = False
+    overhead: bool = Field(default=False, description="include the engine's host time per iteration")
+    engine: dict = Field(default_factory=dict, description="engine fields, as a pool's engine: (framework, "
+                                                           "version, ...); none: the device's usual engine")
 
 
 class ScenarioQuery(Spec):
@@ -201,9 +203,7 @@ def _predict(case: Case, src: source.Source) -> float:
                                    BYTES_PER_ELEMENT[q.precision], rate, dev.memory_bandwidth * dev.mem_eff)
         pairs = q.seq_len ** 2 / (2.0 if q.causal else 1.0)  # the FlashAttention papers' FLOP count
         return _as(quantity, t, 4.0 * q.batch * q.heads * q.head_dim * pairs) / factor
-    model = _model(q.model, src, ("query", "model"))
-    overhead = parse_duration(catalog.engine_defaults().get("iteration_overhead", 0.0)) if q.overhead else 0.0
-    p = cost_vector(dev, model, q.precision, q.tp, overhead, q.kv_precision)
+    p = step_params(q, src)
     n = q.batch
     if q.kind == "prefill":
         if q.tokens is None:
@@ -214,6 +214,24 @@ def _predict(case: Case, src: source.Source) -> float:
         raise ValueError("a decode query needs context:")
     t = kernels.decode_time(p, n, q.context)
     return _as(quantity, t, float(n)) / factor
+
+
+def step_params(q: StepQuery, src: source.Source) -> np.ndarray:
+    """The cost vector of the step's pool, built as a scenario builds it (the engine's preset,
+    measured or analytical timing); without `overhead`, the device's time alone."""
+    need = q.batch * (q.tokens or 1)
+    engine = {"max_batch_seqs": max(q.batch, 1), "max_batch_tokens": max(need, q.batch, 8192),
+              "activation_reserve": "0B", "memory_utilization": 1.0, **q.engine}
+    data = {"name": "step", "duration": 1.0,
+            "fleet": [{"pool": "p", "device": q.device, "count": q.tp,
+                       "serve": {"model": q.model, "precision": q.precision, "kv_precision": q.kv_precision,
+                                 "tp": q.tp, "engine": engine}}],
+            "workload": [{"name": "w", "rate": 1.0, "prompt_tokens": 1, "output_tokens": 1}]}
+    scenario = scenario_from_source(source.Source(data=data, root=src.root))
+    p = scenario.pools[0].deployment.params.copy()
+    if not q.overhead:
+        p[kernels.K_OVERHEAD] = p[kernels.K_HOST_PER_SEQ] = p[kernels.K_LAUNCH] = 0.0
+    return p
 
 
 def _as(quantity: str, seconds: float, work: float) -> float:

@@ -83,6 +83,11 @@ class DeviceSpec(Spec):
     scale_up_eff: float | None = Field(default=None, gt=0, le=1,
                                        description="achieved all-reduce bus bandwidth / scale_up_bandwidth")
     node: NodeSpec | None = None
+    default_engine: Literal["vllm", "sglang", "trtllm", "native"] | None = Field(
+        default="vllm", description="the serving engine a pool on this device runs when it names none")
+    kernel_tables: str | None = Field(
+        default=None, description="system in aiconfigurator-core's measured kernel database that times this device "
+                                  "(e.g. h100_sxm); none: the analytical model")
     sources: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("peak_flops")

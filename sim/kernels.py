@@ -59,7 +59,29 @@ K_EP = 33             # expert-parallel ranks (data-parallel attention, experts 
 K_EP_ON_LINK = 34     # 1: the all-to-all runs on the scale-up link here; 0: as flows on the fabric
 K_TREE = 35           # all-reduce algorithm: 0 ring, 1 binary tree
 K_BIDIRECTIONAL = 36  # 1: prefill attends to every query-key pair (encoders, diffusion transformers); 0: causal
-P_SIZE = 37
+K_TABLES = 37         # offset of the iteration's timing tables in p (0: the closed-form roofline above)
+K_COMPUTE_SCALE = 38  # multiplies compute-bound kernel time (a power cap's 1/clock; k engines time-slicing)
+K_MEMORY_SCALE = 39   # multiplies memory-bound kernel time
+K_LINK_SCALE = 40     # multiplies collective time on the scale-up link
+K_HOST_PER_SEQ = 41   # host time per sequence in the batch, s (on top of K_OVERHEAD)
+K_HOST_OVERLAP = 42   # 1: the host prepares the next iteration while the device runs this one
+K_GRAPH_MAX = 43      # largest iteration (tokens) replayed as a captured graph; larger ones launch eagerly
+K_LAUNCH = 44         # host time to launch one iteration's kernels eagerly, s
+K_GRAPH_DECODE_ONLY = 45  # 1: only iterations without prefill replay graphs
+P_SIZE = 46
+
+# Timing tables (measured kernels composed into an iteration, `sim.timing`): at p[K_TABLES]
+# four offsets (TAB_ROWS, TAB_LOGITS, TAB_DECODE, TAB_PREFILL), each to a table of four
+# components: compute- and memory-bound seconds, and collectives on the link as they run
+# inside a captured graph and as they run eagerly (each scaled by its K_*_SCALE):
+#   rows     1-D over tokens in the iteration: every per-token kernel of every layer
+#   logits   1-D over sequences producing a token: LM head, logits gather, sampling
+#   decode   2-D over (decoding sequences, mean KV length): generation attention, all layers
+#   prefill  2-D over (prefill chunks, equivalent causal prompt length): context attention
+# A 1-D table at a: p[a] = n, then n abscissae, then n values per component. A 2-D table at
+# a: p[a] = nx, p[a+1] = ny, nx then ny abscissae, then nx*ny values (row-major) per component.
+TAB_ROWS, TAB_LOGITS, TAB_DECODE, TAB_PREFILL = range(4)
+COMPONENTS = 4
 
 
 @njit(cache=True)
@@ -111,21 +133,61 @@ def attention_time(batch, heads, seq, head_dim, causal, elem_bytes, flop_rate, b
 
 
 @njit(cache=True)
-def iteration_time(tokens, logits, pf_pairs, pf_ctx, dec_ctx, seqs, p):
+def iteration_time(tokens, logits, chunks, pf_pairs, pf_ctx, dec_ctx, seqs, p):
     """Duration of one batch iteration on one tensor-parallel group.
 
     tokens   tokens processed (prefill chunk tokens + one per decoding sequence)
     logits   sequences that produce an output token this iteration (a diffusion
              transformer: samples x passes, which run the per-sample weights in K_HEAD_W)
+    chunks   prefill chunks in the batch (the other seqs - chunks sequences decode)
     pf_pairs query-key pairs of the prefill chunks: sum of c*o + c*(c+1)/2 (causal) or
              c*(o+c) (bidirectional) for a chunk of c tokens after o tokens already in the cache
     pf_ctx   cached tokens the prefill chunks attend to: sum of o + c
     dec_ctx  cached tokens the decode steps attend to: sum of context lengths
     seqs     sequences in the batch
+
+    The device's time comes from the pool's timing tables (`K_TABLES`) or, without them,
+    from the closed-form roofline; then the pipeline's stage sends and the host's work.
     """
     if tokens <= 0.0:
         return 0.0
-    gemm, mem = p[K_GEMM_RATE], p[K_MEM_RATE]
+    # a batch the engine's captured graphs do not cover (more tokens than the largest, or a
+    # prefill where graphs are decode-only) launches its kernels one by one
+    eager = tokens > p[K_GRAPH_MAX] or (chunks > 0.0 and p[K_GRAPH_DECODE_ONLY] > 0.0)
+    if p[K_TABLES] > 0.0:
+        t = table_kernels(tokens, logits, chunks, pf_pairs, seqs - chunks, dec_ctx, eager, p)
+    else:
+        t = roofline_kernels(tokens, logits, pf_pairs, pf_ctx, dec_ctx, seqs, p)
+    if p[K_PP] > 1.0:  # each stage hands its activations to the next, split over tp links
+        t += p[K_LINK_SCALE] * (p[K_PP] - 1.0) * (tokens * p[K_HIDDEN] * p[K_ABYTES] / p[K_TP] / p[K_LINK_BW]
+                                                  + p[K_LINK_LAT])
+    return with_host(t, eager, seqs, p)
+
+
+@njit(cache=True)
+def with_host(device, eager, seqs, p):
+    """An iteration's duration from its device time and the host's work for it.
+
+    The host schedules the batch, prepares its inputs and handles its outputs: K_OVERHEAD
+    plus K_HOST_PER_SEQ per sequence. An engine that overlaps this with the device's previous
+    iteration runs at the pace of the slower of the two; one that does not adds them. An
+    iteration outside the captured graphs (`eager`) launches its kernels one by one, so the
+    device cannot go faster than the host issues them (K_LAUNCH).
+    """
+    if eager and device < p[K_LAUNCH]:
+        device = p[K_LAUNCH]
+    host = p[K_OVERHEAD] + p[K_HOST_PER_SEQ] * seqs
+    if p[K_HOST_OVERLAP] > 0.0:
+        return device if device > host else host
+    return device + host
+
+
+@njit(cache=True)
+def roofline_kernels(tokens, logits, pf_pairs, pf_ctx, dec_ctx, seqs, p):
+    """Device time of one iteration by the closed-form roofline over aggregated operators
+    (module docstring); compute, memory and link rates divided by their K_*_SCALE."""
+    cs, ms, ls = p[K_COMPUTE_SCALE], p[K_MEMORY_SCALE], p[K_LINK_SCALE]
+    gemm, mem = p[K_GEMM_RATE] / cs, p[K_MEM_RATE] / ms
     wb, ab = p[K_WBYTES], p[K_ABYTES]
     t = 0.0
     if p[K_PLAIN_LAYERS] > 0.0:
@@ -142,15 +204,16 @@ def iteration_time(tokens, logits, pf_pairs, pf_ctx, dec_ctx, seqs, p):
         t += p[K_MOE_LAYERS] * (dense + routed)
         if ep > 1.0 and p[K_EP_ON_LINK] > 0.0:  # dispatch and combine: to its k experts and back
             a2a = tokens * k * p[K_HIDDEN] * ab * (ep - 1.0) / ep / p[K_LINK_BW] + (ep - 1.0) * p[K_LINK_LAT]
-            t += p[K_MOE_LAYERS] * 2.0 * a2a
+            t += ls * p[K_MOE_LAYERS] * 2.0 * a2a
     if p[K_ATTN_LAYERS] > 0.0:
         per_pair = 2.0 * p[K_HEADS] * (p[K_QK_DIM] + p[K_V_DIM])
         kv_token = p[K_KV_ELEMS] * p[K_KVBYTES]
+        attn_rate = p[K_ATTN_RATE] / cs
         attn = 0.0
         if pf_pairs > 0.0:
-            attn += roofline(per_pair * pf_pairs, kv_token * pf_ctx, p[K_ATTN_RATE], mem)
+            attn += roofline(per_pair * pf_pairs, kv_token * pf_ctx, attn_rate, mem)
         if dec_ctx > 0.0:
-            attn += roofline(per_pair * dec_ctx, kv_token * dec_ctx, p[K_ATTN_RATE], mem)
+            attn += roofline(per_pair * dec_ctx, kv_token * dec_ctx, attn_rate, mem)
         t += p[K_ATTN_LAYERS] * attn
     if p[K_SSM_LAYERS] > 0.0:
         t += p[K_SSM_LAYERS] * roofline(tokens * p[K_SSM_FLOPS], 2.0 * seqs * p[K_SSM_STATE], gemm, mem)
@@ -163,10 +226,88 @@ def iteration_time(tokens, logits, pf_pairs, pf_ctx, dec_ctx, seqs, p):
             per = tree_allreduce_time(tokens * p[K_HIDDEN] * ab, tp, p[K_LINK_BW], p[K_LINK_LAT])
         else:
             per = ring_allreduce_time(tokens * p[K_HIDDEN] * ab, tp, p[K_LINK_BW], p[K_LINK_LAT])
-        t += p[K_LAYERS] * p[K_ALLREDUCES] * per
-    if p[K_PP] > 1.0:  # each stage hands its activations to the next, split over tp links
-        t += (p[K_PP] - 1.0) * (tokens * p[K_HIDDEN] * ab / tp / p[K_LINK_BW] + p[K_LINK_LAT])
-    return t + p[K_OVERHEAD]
+        t += ls * p[K_LAYERS] * p[K_ALLREDUCES] * per
+    return t
+
+
+@njit(cache=True)
+def _cell(p, a, n, x):
+    """Index of the cell of table abscissae p[a:a+n] holding x, and the fraction across it:
+    past the last point the fraction exceeds 1 (linear extrapolation), before the first it
+    is 0 (the first point's value)."""
+    if n == 1:
+        return 0, 0.0
+    lo, hi = 0, n - 1
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if p[a + mid] <= x:
+            lo = mid
+        else:
+            hi = mid
+    f = (x - p[a + lo]) / (p[a + lo + 1] - p[a + lo])
+    return lo, (f if f > 0.0 else 0.0)
+
+
+@njit(cache=True, inline="always")
+def _weight(c, cs, ms, ls, eager):
+    """A component's scale: compute, memory, then the link in a graph or run eagerly."""
+    if c == 0:
+        return cs
+    if c == 1:
+        return ms
+    return ls if (c == 3) == eager else 0.0
+
+
+@njit(cache=True)
+def table1(p, a, x, cs, ms, ls, eager):
+    """A 1-D timing table at x, its components weighted by their scales."""
+    n = int(p[a])
+    i, f = _cell(p, a + 1, n, x)
+    t = 0.0
+    for c in range(COMPONENTS):
+        base = a + 1 + n * (1 + c)
+        v = p[base + i] if n == 1 else p[base + i] + f * (p[base + i + 1] - p[base + i])
+        t += v * _weight(c, cs, ms, ls, eager)
+    return t
+
+
+@njit(cache=True)
+def table2(p, a, x, y, cs, ms, ls, eager):
+    """A 2-D timing table at (x, y), bilinear, its components weighted by their scales."""
+    nx, ny = int(p[a]), int(p[a + 1])
+    i, f = _cell(p, a + 2, nx, x)
+    j, g = _cell(p, a + 2 + nx, ny, y)
+    i1 = i + 1 if nx > 1 else i
+    j1 = j + 1 if ny > 1 else j
+    t = 0.0
+    for c in range(COMPONENTS):
+        base = a + 2 + nx + ny + c * nx * ny
+        v00, v01 = p[base + i * ny + j], p[base + i * ny + j1]
+        v10, v11 = p[base + i1 * ny + j], p[base + i1 * ny + j1]
+        v = (1.0 - f) * ((1.0 - g) * v00 + g * v01) + f * ((1.0 - g) * v10 + g * v11)
+        t += v * _weight(c, cs, ms, ls, eager)
+    return t
+
+
+@njit(cache=True)
+def table_kernels(tokens, logits, chunks, pf_pairs, n_dec, dec_ctx, eager, p):
+    """Device time of one iteration from the pool's timing tables (layout above). Prefill
+    chunks are looked up as `chunks` causal prompts with their mean number of query-key
+    pairs; decode steps as `n_dec` sequences of their mean KV length. `eager`: the
+    iteration runs outside captured graphs (its collectives at their eager latency)."""
+    cs, ms = p[K_COMPUTE_SCALE], p[K_MEMORY_SCALE]
+    ls = p[K_LINK_SCALE] if p[K_TP] > 1.0 else 0.0   # tp 1: collectives run over the fabric instead
+    o = int(p[K_TABLES])
+    t = table1(p, int(p[o + TAB_ROWS]), tokens, cs, ms, ls, eager)
+    if logits > 0.0:
+        t += table1(p, int(p[o + TAB_LOGITS]), logits, cs, ms, ls, eager)
+    if n_dec > 0.0:
+        t += table2(p, int(p[o + TAB_DECODE]), n_dec, dec_ctx / n_dec, cs, ms, ls, eager)
+    if chunks > 0.0:
+        # the causal prompt length with as many query-key pairs: s (s + 1) / 2 = pairs
+        s = (np.sqrt(1.0 + 8.0 * pf_pairs / chunks) - 1.0) / 2.0
+        t += table2(p, int(p[o + TAB_PREFILL]), chunks, s, cs, ms, ls, eager)
+    return t
 
 
 @njit(cache=True)
@@ -195,8 +336,8 @@ def batch_time(pf_len, pf_offset, pf_target, dec_ctx, p):
     for j in range(dec_ctx.shape[0]):
         dec += float(dec_ctx[j])
     n_dec = float(dec_ctx.shape[0])
-    return iteration_time(tokens + n_dec, logits + n_dec, pairs, ctx, dec,
-                          float(pf_len.shape[0]) + n_dec, p)
+    chunks = float(pf_len.shape[0])
+    return iteration_time(tokens + n_dec, logits + n_dec, chunks, pairs, ctx, dec, chunks + n_dec, p)
 
 
 @njit(cache=True)
@@ -215,11 +356,12 @@ def diffusion_step_time(tokens, samples, pairs, ctx, encode_flops, encode_bytes,
     all-reduces, host overhead); the text encoders and the VAE decoder are one roofline each
     at the GEMM rate.
     """
-    t = iteration_time(tokens, samples, pairs, ctx, 0.0, samples, p)
+    t = iteration_time(tokens, samples, samples, pairs, ctx, 0.0, samples, p)
+    gemm, mem = p[K_GEMM_RATE] / p[K_COMPUTE_SCALE], p[K_MEM_RATE] / p[K_MEMORY_SCALE]
     if encode_flops > 0.0:
-        t += roofline(encode_flops, encode_bytes, p[K_GEMM_RATE], p[K_MEM_RATE])
+        t += roofline(encode_flops, encode_bytes, gemm, mem)
     if decode_flops > 0.0:
-        t += roofline(decode_flops, decode_bytes, p[K_GEMM_RATE], p[K_MEM_RATE])
+        t += roofline(decode_flops, decode_bytes, gemm, mem)
     return t
 
 
@@ -276,7 +418,7 @@ def decode_run(t0, kv_len, remaining, block_size, free_blocks, per_seq_blocks,
         free -= need
         batch = float(n) if pad else float(active)
         ctx += batch  # each sequence in the batch attends to one more token
-        t = t + iteration_time(batch, batch, 0.0, 0.0, ctx, batch, p)
+        t = t + iteration_time(batch, batch, 0.0, 0.0, 0.0, ctx, batch, p)
         ends[steps] = t
         steps += 1
         while done < n and remaining[order[done]] == steps:

@@ -104,6 +104,7 @@ def slice_device(device: DeviceSpec, scheme: Scheme, name: str) -> DeviceSpec:
         "list_price_usd": _times(device.list_price_usd, s),
         "hourly_usd": _times(device.hourly_usd, s),
         "node": node,
+        "kernel_tables": None,    # the whole GPU's measurements do not time a slice
         "sources": sources,
     })
 

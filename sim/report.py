@@ -295,6 +295,8 @@ def print_summary(summary: dict, console: Console | None = None) -> None:
                       f"{p['kv_occupancy'] * 100:.0f}%",
                       f"{p['preemptions']:,}", "-" if p["it_watts"] is None else f"{p['it_watts'] / 1000:.1f} kW")
     console.print(pools)
+    for p in summary["pools"]:
+        console.print(f"{p['pool']}: engine {p.get('engine') or '-'}; timing: {p.get('timing') or '-'}")
 
     pw, cost = summary["power"], summary["cost"]
     if pw["it_watts"] is not None:

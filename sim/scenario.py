@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from . import catalog, sharing, source
+from . import catalog, engines, sharing, source, timing
 from .partition import Partition
 from .deployment import Deployment, DeploymentError, EngineLimits, deploy
 from .errors import Loc, Problem, ScenarioError, did_you_mean, format_path
@@ -124,7 +124,14 @@ class Stream(Spec):
 
 
 class Engine(Spec):
+    framework: Literal["vllm", "sglang", "trtllm", "native"] | None = Field(
+        default=None, description="the serving engine whose defaults and measured kernels the pool takes")
+    version: str | None = Field(default=None, description="the engine's version (its preset and kernel measurements)")
+    timing: Literal["auto", "measured", "analytical"] = Field(
+        default="auto", description="where iteration times come from: measured kernels where the device and "
+                                    "model have them (auto), required (measured), or the roofline (analytical)")
     batching: Literal["continuous", "static"] = "continuous"
+    # Fields below that a pool leaves out come from its engine's preset (catalog/engines.yaml)
     max_batch_seqs: int = Field(default=256, ge=1)
     max_batch_tokens: int = Field(default=8192, ge=1)
     chunked_prefill: int | None = Field(default=None, ge=1,
@@ -132,9 +139,24 @@ class Engine(Spec):
     block_size: int = Field(default=16, ge=1)
     memory_utilization: float = Field(default=0.9, gt=0, le=1)
     activation_reserve: Bytes | None = Field(default=None, ge=0)
-    iteration_overhead: Seconds | None = Field(default=None, ge=0)
+    mixed_batches: bool = Field(default=True, description="an iteration runs prefill chunks and decode steps "
+                                                          "together; false: all prefill or all decode, prefill first")
+    memory_of: Literal["total", "free_after_weights"] = Field(
+        default="total", description="what memory_utilization is a fraction of: all memory (weights, activations "
+                                     "and KV cache), or the memory left after weights (the KV cache)")
+    iteration_overhead: Seconds | None = Field(default=None, ge=0, description="host time per iteration: schedule, "
+                                                                           "prepare inputs, process outputs")
+    host_per_seq: Seconds = Field(default=0.0, ge=0, description="host time per iteration per sequence in the batch")
+    overlap: bool = Field(default=False, description="the host prepares the next iteration while the device runs "
+                                                     "this one")
+    graph_max_tokens: int | None = Field(default=None, ge=0, description="largest iteration replayed as a captured "
+                                                                       "graph; larger ones launch kernels one by one")
+    graph_decode_only: bool = Field(default=False, description="graphs only for iterations without prefill")
+    launch: Seconds = Field(default=0.0, ge=0, description="host time to launch one kernel outside a graph")
     host_threads: int = Field(default=1, ge=1, description="head-node CPU cores one replica's engine keeps busy")
-    allreduce: Literal["ring", "tree"] = "ring"
+    allreduce: Literal["ring", "tree"] = Field(
+        default="ring", description="all-reduce algorithm of the analytical model; measured timing uses the "
+                                    "engine's own all-reduce as measured")
     tokenize_per_token: Seconds = Field(default=0.0, ge=0,
                                         description="host CPU time to tokenize one prompt token; 0: not modelled")
     fast_path: bool = True
@@ -407,6 +429,8 @@ def scenario_from_source(src: source.Source, overrides=(), path: str = "") -> Sc
             problems.append(Problem(src.loc_of(("fleet", i, "pool")), f"fleet[{i}].pool", f"duplicate pool name '{name}'"))
     if problems:
         raise ScenarioError(problems)
+    # the pools as they run: engine fields their presets filled in, the KV precision chosen
+    spec = spec.model_copy(update={"fleet": [p.spec for p in pools]})
     served = {p.model_key for p in pools}
     for i, stream in enumerate(spec.workload):
         if stream.model is None and len(served) > 1 and not (stream.session and stream.session.names_every_model()):
@@ -783,26 +807,57 @@ def _resolve_pool(pool: Pool, i: int, src: source.Source) -> ResolvedPool:
     device, dev_key = sharing.resolve_device(pool, i, device, dev_key, src)
     model = validate(ModelSpec, model_raw, src, model_path) if isinstance(pool.serve.model, dict) else _catalog_spec(ModelSpec, model_key, model_raw, "model")
     serve = pool.serve
+    engine_path = ("fleet", i, "serve", "engine")
+    choice = _engine_choice(serve, device, model, src, engine_path)
+    engine = serve.engine.model_copy(update=choice.values)
+    notes = list(choice.notes)
+    kv_precision = serve.kv_precision
+    if kv_precision is None:
+        kv_precision, note = engines.kv_precision(choice, serve.precision)
+        notes.append(note)
+    if engine.chunked_prefill is not None and engine.chunked_prefill > engine.max_batch_tokens:
+        raise ScenarioError.one(src.loc_of(engine_path + ("chunked_prefill",)), f"fleet[{i}].serve.engine.chunked_prefill",
+                                f"chunked_prefill ({engine.chunked_prefill}) exceeds max_batch_tokens ({engine.max_batch_tokens})")
+    dep = _deploy(device, model, serve, engine, kv_precision, dev_key, model_key, src, i)
+    if choice.sglang_seqs:   # SGLang sizes its batch from the KV pool it got
+        seqs = engines.sglang_max_running(dep.total_blocks * engine.block_size, model.max_context or 1)
+        engine = engine.model_copy(update={"max_batch_seqs": seqs})
+        dep = _deploy(device, model, serve, engine, kv_precision, dev_key, model_key, src, i)
+        notes.append(f"engine: max_batch_seqs {seqs} (SGLang's max_running_requests from its KV pool)")
+    try:
+        dep.params, timed = timing.build(dep, engine, choice.framework, choice.version, model.max_context)
+    except timing.TimingError as exc:
+        raise ScenarioError.one(src.loc_of(engine_path + ("timing",)), f"fleet[{i}].serve.engine.timing",
+                                str(exc)) from None
+    dep.timing = timed.label
+    dep.engine = engines.describe(choice)
+    dep.assumptions.extend(notes + timed.notes)
+    pool = pool.model_copy(update={"serve": serve.model_copy(update={"engine": engine, "kv_precision": kv_precision})})
+    return ResolvedPool(pool, dev_key, model_key, dep)
+
+
+def _engine_choice(serve, device, model, src, path) -> engines.Choice:
+    """The pool's engine preset; an unknown version is an error at its line."""
     engine = serve.engine
-    defaults = catalog.engine_defaults()
-    overhead = engine.iteration_overhead
-    if overhead is None:
-        overhead = parse_duration(defaults.get("iteration_overhead", 0.0))
-    kv_precision = serve.kv_precision or ("fp16" if serve.precision == "fp16" else "bf16")
+    framework = engine.framework or device.default_engine or "vllm"
+    if engine.version is not None and engine.version not in engines.versions(framework):
+        raise ScenarioError.one(src.loc_of(path + ("version",)), format_path(path + ("version",)),
+                                f"no {framework} preset for version '{engine.version}'; presets: "
+                                f"{', '.join(engines.versions(framework))}")
+    return engines.choose(engine, device, model, serve.precision, serve.tp, serve.pp)
+
+
+def _deploy(device, model, serve, engine, kv_precision, dev_key, model_key, src, i):
     limits = EngineLimits(block_size=engine.block_size, memory_utilization=engine.memory_utilization,
                           max_batch_tokens=engine.max_batch_tokens, max_batch_seqs=engine.max_batch_seqs,
-                          iteration_overhead=overhead, activation_reserve=engine.activation_reserve,
-                          tree_allreduce=engine.allreduce == "tree")
+                          iteration_overhead=engine.iteration_overhead or 0.0,
+                          activation_reserve=engine.activation_reserve, tree_allreduce=engine.allreduce == "tree",
+                          memory_of=engine.memory_of)
     try:
-        dep = deploy(device, model, serve.precision, kv_precision, serve.tp, limits, dev_key, model_key, serve.pp,
-                     serve.ep)
+        return deploy(device, model, serve.precision, kv_precision, serve.tp, limits, dev_key, model_key, serve.pp,
+                      serve.ep)
     except DeploymentError as exc:
         raise ScenarioError.one(src.loc_of(("fleet", i, "serve")), f"fleet[{i}].serve", str(exc)) from None
-    if engine.chunked_prefill is not None and engine.chunked_prefill > engine.max_batch_tokens:
-        raise ScenarioError.one(src.loc_of(("fleet", i, "serve", "engine", "chunked_prefill")),
-                                f"fleet[{i}].serve.engine.chunked_prefill",
-                                f"chunked_prefill ({engine.chunked_prefill}) exceeds max_batch_tokens ({engine.max_batch_tokens})")
-    return ResolvedPool(pool, dev_key, model_key, dep)
 
 
 def _catalog_spec(cls, key: str, raw: dict, what: str):

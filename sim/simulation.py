@@ -23,6 +23,7 @@ from .ops.lifecycle import Lifecycle
 from .ops.model_swap import ModelSwap
 from .ops.power_cap import PowerCap
 from .serving.clock import at
+from .serving import pipeline
 from .serving.disagg import Disaggregation
 from .serving.replica import LoadBoard, Replica
 from .serving.prefix_cache import Directory, PrefixCache, PrefixIndex
@@ -69,6 +70,7 @@ class RunResult:
     lifecycle: Lifecycle | None = None      # replicas' starts, stops, failures: states over time
     failures: Failures | None = None        # what failed when
     autoscalers: list = field(default_factory=list)   # ops.autoscaler.Autoscaler per autoscaled pool
+    pipelines: list = field(default_factory=list)     # serving.pipeline.Pipeline per pipeline replica
 
 
 def simulate(scenario: Scenario, seed: int | None = None, trace: bool = False) -> RunResult:
@@ -109,6 +111,7 @@ def simulate(scenario: Scenario, seed: int | None = None, trace: bool = False) -
                        stop_at_completions, role, prioritized)
             replicas.append(rep)
             (decoders if role == "decode" else by_model).setdefault(pool.model_key, []).append(rep)
+    pipelines = pipeline.attach(env, scenario.pools, replicas)
     prefix = attach_prefix_caches(scenario, replicas, table, arrivals)
     router = Router(env, by_model, spec.router.policy, spec.router.queue_limit, spec.router.dispatch,
                     rng_for(seed, "router"), table, board, pool_figures(scenario, arrivals), prioritized,
@@ -129,7 +132,7 @@ def simulate(scenario: Scenario, seed: int | None = None, trace: bool = False) -
     load_time = lifecycle.load_time
     if spec.topology is not None:
         share_host_cpus(scenario, replicas, placement)
-        collectives_over_fabric(scenario, replicas, placement, fabric)
+        collectives_over_fabric(scenario, replicas, placement, fabric, pipelines)
     if decoders:
         model_of = {rep.index: pool.model_key for pool, rep in zip(_pool_per_replica(scenario), replicas)}
         disagg = Disaggregation(env, fabric, placement, decoders, table, model_of)
@@ -196,7 +199,7 @@ def simulate(scenario: Scenario, seed: int | None = None, trace: bool = False) -
                                  rep.cache.blocks_held() if rep.cache else 0))
     return RunResult(scenario, table, log, infos, end, time.perf_counter() - wall0, seed,
                      [s.name for s in spec.workload], fabric, next(env._eid), power_cap, runner, reusable,
-                     lifecycle, failures, scalers)
+                     lifecycle, failures, scalers, pipelines)
 
 
 def autoscalers(env, scenario: Scenario, lifecycle: Lifecycle, router: Router, table) -> list[Autoscaler]:
@@ -342,16 +345,17 @@ def share_host_cpus(scenario: Scenario, replicas, placement) -> None:
             rep.tokenize_per_token *= factor
 
 
-def collectives_over_fabric(scenario: Scenario, replicas, placement, fabric) -> None:
+def collectives_over_fabric(scenario: Scenario, replicas, placement, fabric, pipelines) -> None:
     """Communication that cannot stay on the scale-up link runs as flows over the fabric.
 
     - A tensor-parallel group whose devices sit in more than one scale-up domain: each
       iteration's all-reduces (layers x per layer x tokens x hidden x 2 bytes) run as one ring
       of flows, plus the hop latency of the remaining per-layer calls.
-    - Pipeline stages in different domains: each iteration's activations go from every stage
+    - Pipeline stages in different domains: a micro-batch's activations go from each stage
       to the next as tp flows (device i to device i) of tokens x hidden x 2 / tp bytes.
     """
     topo = scenario.spec.topology
+    pipeline_of = {rep.index: pipe for pipe in pipelines for rep in pipe.engines}
     for rep in replicas:
         nodes, tp, pp, ep = placement[rep.index], rep.dep.tp, rep.dep.pp, rep.dep.ep
         stages = [nodes[s * tp:(s + 1) * tp] for s in range(pp)]
@@ -371,10 +375,9 @@ def collectives_over_fabric(scenario: Scenario, replicas, placement, fabric) -> 
                 hop = max(fabric.path_latency(a, b) for a, b in zip(st, st[1:] + st[:1]))
                 rounds = 2 * math.ceil(math.log2(n)) if p[kernels.K_TREE] > 0 else 2 * (n - 1)
                 steps.append(("ring", st, calls * hidden_bytes, (calls - 1) * rounds * hop))
-        if pp_over_fabric:
-            p[kernels.K_PP] = 1.0  # the kernel's own stage-send term is replaced by the flows
-            for a, b in zip(stages, stages[1:]):
-                steps.append(("send", (a, b), hidden_bytes / tp, 0.0))
+        if pp_over_fabric:   # the pipeline's stage sends become flows between the stages' devices
+            pipe = pipeline_of[rep.index]
+            pipe.sends = [_stage_send(fabric, a, b, hidden_bytes / tp) for a, b in zip(stages, stages[1:])]
         if ep_over_fabric:
             # this rank's share of every MoE layer's dispatch and combine: its tokens' hidden
             # vectors (x active experts) to the other ranks and back, as flows; the kernel's
@@ -386,6 +389,14 @@ def collectives_over_fabric(scenario: Scenario, replicas, placement, fabric) -> 
             steps.append(("all-to-all", nodes, per_token, (2 * moe - 2) * hop))
 
         tree = p[kernels.K_TREE] > 0
+        if rep.index in pipeline_of:   # in a pipeline each stage runs its own ring while it holds the stage
+            pipe = pipeline_of[rep.index]
+            if tp_over_fabric and pipe.stage_comm is None:
+                pipe.stage_comm = [_stage_ring(fabric, tree, where, per_token, extra)
+                                   for kind, where, per_token, extra in steps if kind == "ring"]
+            continue
+        if not steps:
+            continue
 
         def collective(tokens, steps=steps, tree=tree):
             for kind, where, per_token, extra_latency in steps:
@@ -393,10 +404,6 @@ def collectives_over_fabric(scenario: Scenario, replicas, placement, fabric) -> 
                     algorithm = fabric.tree_allreduce if tree else fabric.ring_allreduce
                     yield from algorithm(where, tokens * per_token, "tp-allreduce")
                     yield fabric.env.timeout(extra_latency)
-                elif kind == "send":
-                    src, dst = where
-                    yield fabric.env.all_of([fabric.transfer(x, y, tokens * per_token, "pp-send")
-                                             for x, y in zip(src, dst)])
                 else:  # this rank's all-to-all: dispatch out, then combine back
                     me, others = where[0], where[1:]
                     for a, b in ((me, None), (None, me)):
@@ -404,6 +411,33 @@ def collectives_over_fabric(scenario: Scenario, replicas, placement, fabric) -> 
                                                  for o in others])
                     yield fabric.env.timeout(extra_latency)
         rep.collective = collective
+        if rep.stepper is None and hasattr(rep, "_stepped_loop"):
+            rep.stepper = _after_kernel(collective)
+
+
+def _after_kernel(collective):
+    """Stepping with collectives over the fabric: the kernel's time, then the flows."""
+    def step(rep, kernel: float, tokens: int, seqs: int):
+        yield at(rep.env, rep.t_free + kernel)
+        yield from collective(tokens)
+    return step
+
+
+def _stage_ring(fabric, tree: bool, devices: list, per_token: float, extra_latency: float):
+    """A pipeline stage's all-reduces over the fabric: one ring of flows, and the hop latency
+    of its other calls."""
+    def ring(tokens: int):
+        algorithm = fabric.tree_allreduce if tree else fabric.ring_allreduce
+        yield from algorithm(devices, tokens * per_token, "tp-allreduce")
+        yield fabric.env.timeout(extra_latency)
+    return ring
+
+
+def _stage_send(fabric, src: list, dst: list, per_token: float):
+    """A pipeline stage's activations to the next: device i to device i, as flows."""
+    def send(tokens: int):
+        yield fabric.env.all_of([fabric.transfer(x, y, tokens * per_token, "pp-send") for x, y in zip(src, dst)])
+    return send
 
 
 def _pool_per_replica(scenario: Scenario):

@@ -149,7 +149,8 @@ def summarize(result: RunResult) -> dict:
                     token_prices[k] = usd_in / 1e6, usd_out / 1e6
         pools.append({
             "pool": pool.name, "device": pool.device_key, "model": pool.model_key,
-            "precision": dep.precision, "tp": dep.tp, "pp": dep.pp, "replicas": pool.replicas,
+            "precision": dep.precision, "kv_precision": dep.kv_precision, "engine": dep.engine, "timing": dep.timing,
+            "tp": dep.tp, "pp": dep.pp, "replicas": pool.replicas,
             "engines": pool.replicas * dep.pp, "devices": pool.spec.count, "shares_devices_with": pool.spec.share_devices_with,
             "swaps_devices_with": pool.spec.swap_devices_with,
             "busy_fraction": float(util.mean()), "busy_fraction_max": float(util.max()),

@@ -19,6 +19,7 @@ class SteppingReplica(ProcessReplica):
         self.kv: list[int] = []       # tokens in the KV cache
         self.blocks: list[int] = []   # KV blocks held
         super().__init__(*args, **kwargs)
+        self.mixed = args[4].mixed_batches   # the engine: prefill and decode in one iteration, or apart
 
     def kv_load(self) -> float:
         demand = sum(self.dep.blocks_for(int(self.table.prompt[r] + self.table.generated[r])) for r in self.waiting)
@@ -61,11 +62,29 @@ class SteppingReplica(ProcessReplica):
             self._publish_plan()
             self._notify()
 
+    def _prefill_ready(self) -> bool:
+        """A prompt has chunks left, or the next waiting request fits a slot and the cache."""
+        if any(self.kv[i] < self.target[i] for i in range(len(self.req))):
+            return True
+        if not self.waiting or len(self.req) >= self.max_seqs or self.table.kv_ready[self.waiting[0]]:
+            return False
+        r = self.waiting[0]
+        return self.dep.blocks_for(int(self.table.prompt[r] + self.table.generated[r])) <= self.free_blocks
+
     def _form_batch(self):
+        """Decodes, then prefill chunks and admissions. An engine that does not mix runs all
+        prefill when a prefill can run, else all decode."""
+        prefill_turn = not self.mixed and self._prefill_ready()
+        dec, pre = self._form(prefill_turn)
+        if prefill_turn and not dec and not pre:
+            dec, pre = self._form(False)
+        return dec, pre
+
+    def _form(self, prefill_turn: bool):
         table = self.table
         dec: list[int] = []
         i = 0
-        while i < len(self.req):
+        while i < len(self.req) and not prefill_turn:
             if self.kv[i] >= self.target[i]:
                 need = 1 if (self.kv_grows and self.kv[i] % self.bs == 0) else 0
                 while need > self.free_blocks:
@@ -79,6 +98,8 @@ class SteppingReplica(ProcessReplica):
                     dec.append(i)
             i += 1
         prefill_budget = min(self.max_tokens - len(dec), self.chunk_limit)
+        if not self.mixed and not prefill_turn:
+            prefill_budget = 0
         pre: list[tuple[int, int]] = []
         for i in range(len(self.req)):
             if prefill_budget <= 0:

@@ -32,7 +32,7 @@ def accounted(res):
     return s
 
 
-@pytest.mark.parametrize("policy, target", [("utilization", 0.6), ("queue", 8), ("slo", 0.5)])
+@pytest.mark.parametrize("policy, target", [("utilization", 0.6), ("queue", 6), ("slo", 0.5)])
 def test_the_count_stays_in_bounds_and_settles_under_constant_load(write_scenario, policy, target):
     res = simulate(scaled(write_scenario, {"policy": policy, "target": target, "min": 1, "max": 6, "interval": "5s",
                                            "scale_down_window": "30s"}, rate="40/s"))

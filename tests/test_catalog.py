@@ -1,7 +1,7 @@
 """The shipped catalog: every entry loads, every number cites a source."""
 import pytest
 
-from sim import catalog
+from sim import catalog, engines
 from sim.hardware import DeviceSpec
 from sim.models import ModelSpec
 
@@ -35,9 +35,21 @@ def test_model_loads_and_cites_source(key):
     assert "http" in spec.source
 
 
-def test_engine_overhead_has_source():
-    d = catalog.engine_defaults()
-    assert d["iteration_overhead"] and d["sources"]["iteration_overhead"]
+# preset fields whose value the source of another field states
+SOURCED_WITH = {"graph_decode_only": "graph_max_tokens", "memory_of": "memory_utilization",
+                "host_per_seq": "iteration_overhead", "long_context": "chunked_prefill", "tiers": "max_batch_tokens",
+                "launch": "launch"}
+
+
+@pytest.mark.parametrize("framework", sorted(engines.frameworks()))
+def test_every_engine_preset_value_cites_its_source(framework):
+    for version in engines.versions(framework):
+        values = engines.preset(framework, version)
+        for key in values:
+            if key in ("sources", "assumed"):
+                continue
+            cited = SOURCED_WITH.get(key, key)
+            assert values["sources"].get(cited), f"{framework} {version}: {key} has no source"
 
 
 def test_dense_peaks_are_ordered():

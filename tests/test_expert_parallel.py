@@ -34,7 +34,7 @@ def test_experts_spread_over_ranks_make_deepseek_fit(write_scenario):
 def test_all_to_all_term_by_hand(write_scenario):
     dep = load_scenario(deepseek(write_scenario, ep=8, count=8)).pools[0].deployment
     p = dep.params.copy()
-    args = (32.0, 32.0, 0.0, 0.0, 32 * 1000.0, 32.0)
+    args = (32.0, 32.0, 0.0, 0.0, 0.0, 32 * 1000.0, 32.0)
     with_a2a = kernels.iteration_time(*args, p)
     p[kernels.K_EP_ON_LINK] = 0.0
     without = kernels.iteration_time(*args, p)

@@ -73,8 +73,8 @@ def test_a_failed_device_sends_its_requests_elsewhere(write_scenario, engine):
 
 
 def test_without_retries_the_requests_fail_with_a_reason(write_scenario):
-    res = simulate(fleet(write_scenario, {"retries": 0, "events": [{"at": "10s", "fail": "device", "target": 2}]}))
-    lost = check_failover(res, 10.0, 2)
+    res = simulate(fleet(write_scenario, {"retries": 0, "events": [{"at": "10s", "fail": "device", "target": 0}]}))
+    lost = check_failover(res, 10.0, 0)
     t = res.table
     assert (t.state[lost] == FAILED).all() and (t.reason[lost] == REASON_CODES["replica_failed"]).all()
     assert summarize(res)["requests"]["failed_by_reason"] == {"replica_failed": len(lost)}

@@ -196,8 +196,7 @@ def test_a_capped_clock_slows_compute_by_the_cube_law(write_scenario):
     sc = load_scenario(write_scenario())
     p = sc.pools[0].deployment.params
     slow = p.copy()
-    slow[kernels.K_GEMM_RATE] *= 0.8
-    slow[kernels.K_ATTN_RATE] *= 0.8
+    slow[kernels.K_COMPUTE_SCALE] /= 0.8
     e = np.zeros(0, np.int64)
     full = kernels.batch_time(np.array([8192]), np.zeros(1, np.int64), np.array([8192]), e, p) - p[kernels.K_OVERHEAD]
     capped = kernels.batch_time(np.array([8192]), np.zeros(1, np.int64), np.array([8192]), e, slow) - p[kernels.K_OVERHEAD]

@@ -18,7 +18,6 @@ from sim.report import requests_frame
 from sim.scenario import load_scenario
 from sim.simulation import simulate
 from sim.summary import pool_of_requests, request_flops, summarize
-from sim.units import parse_duration
 from tests.conftest import ROOT
 
 NEW_MODELS = ["flux.1-dev", "flux.1-schnell", "wan2.1-t2v-14b", "whisper-large-v3", "orpheus-3b"]
@@ -32,7 +31,9 @@ H100 = DeviceSpec.model_validate(catalog.device_entries()["nvidia-h100-sxm"])
 GEMM = 989e12 * 0.80        # H100 SXM dense bf16 peak x compute_eff (catalog)
 ATTN = 989e12 * 0.75        # x attention_eff
 MEM = 3.35e12 * 0.89        # HBM bandwidth x mem_eff
-OVERHEAD = parse_duration(catalog.engine_defaults()["iteration_overhead"])
+# a diffusion transformer runs in its pipeline's own runtime, whose host time per step has no
+# public figure and is not modelled (catalog/engines.yaml, native)
+OVERHEAD = 0.0
 
 
 def scenario(write_scenario, model_key: str, stream: dict, count: int = 1, tp: int = 1, engine=None,
@@ -118,7 +119,7 @@ def test_flux_step_time_by_hand():
     L = 4608
     t = kernels.diffusion_step_time(L, 1, L * L, L, 0.0, 0.0, 0.0, 0.0, p)
     assert t == pytest.approx(flux_step_by_hand(), rel=1e-12)
-    assert 0.09 < t < 0.11                   # 7.4e13 FLOPs at ~790 TFLOP/s, plus overhead
+    assert 0.09 < t < 0.11                   # 7.4e13 FLOPs at ~790 TFLOP/s
 
 
 def test_bidirectional_prefill_counts_every_pair():
@@ -127,10 +128,10 @@ def test_bidirectional_prefill_counts_every_pair():
     empty = np.zeros(0, np.int64)
     bge = cost_vector(H100, model("bge-large-en-v1.5"), "bf16", 1, 0.0)
     assert kernels.batch_time(lens, zero, lens, empty, bge) == \
-        pytest.approx(kernels.iteration_time(n, 1, n * n, n, 0.0, 1, bge), rel=1e-12)
+        pytest.approx(kernels.iteration_time(n, 1, 1, n * n, n, 0.0, 1, bge), rel=1e-12)
     llama = cost_vector(H100, model("llama-3.1-8b"), "bf16", 1, 0.0)
     assert kernels.batch_time(lens, zero, lens, empty, llama) == \
-        pytest.approx(kernels.iteration_time(n, 1, n * (n + 1) / 2, n, 0.0, 1, llama), rel=1e-12)
+        pytest.approx(kernels.iteration_time(n, 1, 1, n * (n + 1) / 2, n, 0.0, 1, llama), rel=1e-12)
 
 
 def test_whisper_cost_vector_maps_encoder_and_decoder_onto_one_stack():
@@ -275,7 +276,7 @@ def test_stt_prefill_attends_to_every_encoder_pair():
     """A window's prefill: 1,504 tokens of the one stack, every query-key pair."""
     p = cost_vector(H100, model("whisper-large-v3"), "bf16", 1, 0.0)
     n = 1504
-    assert kernels.prefill_time(p, n) == pytest.approx(kernels.iteration_time(n, 1, n * n, n, 0.0, 1, p), rel=1e-12)
+    assert kernels.prefill_time(p, n) == pytest.approx(kernels.iteration_time(n, 1, 1, n * n, n, 0.0, 1, p), rel=1e-12)
 
 
 # ---- text to speech --------------------------------------------------------------------------------

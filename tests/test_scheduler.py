@@ -40,12 +40,14 @@ def run_both(monkeypatch, path, overrides=(), seed=None):
     dispatch=st.sampled_from(["immediate", "central"]),
     rate=st.floats(4, 60),
     seed=st.integers(0, 2**16),
+    mixed=st.booleans(),
 )
 def test_compiled_rules_equal_the_reference(monkeypatch, write_scenario, seqs, chunk, mem, policy, dispatch,
-                                            rate, seed):
+                                            rate, seed, mixed):
     path = write_scenario({
         "duration": "10s", "warmup": "1s",
-        "fleet.0.serve.engine": {"max_batch_seqs": seqs, "chunked_prefill": chunk, "memory_utilization": mem},
+        "fleet.0.serve.engine": {"max_batch_seqs": seqs, "chunked_prefill": chunk, "memory_utilization": mem,
+                                 "mixed_batches": mixed},
         "router": {"policy": policy, "dispatch": dispatch},
         "workload.0.rate": rate,
     })
@@ -62,6 +64,22 @@ def test_heavy_preemption_equals_the_reference(monkeypatch, write_scenario):
     compiled, reference = run_both(monkeypatch, path)
     assert compiled.table.preemptions.sum() > 50
     assert_same_records(compiled, reference)
+
+
+def test_unmixed_engine_runs_prefill_and_decode_apart_and_equals_the_reference(monkeypatch, write_scenario):
+    """SGLang's default (and vLLM V0's): an iteration is all prefill when a prefill can run,
+    otherwise all decode. Planning agrees with stepping the plainly written rule."""
+    path = write_scenario({"fleet.0.serve.engine": {"max_batch_seqs": 32, "chunked_prefill": 256,
+                                                    "mixed_batches": False},
+                           "workload.0.rate": "20/s", "duration": "15s"})
+    compiled, reference = run_both(monkeypatch, path)
+    assert_same_records(compiled, reference)
+    assert_invariants(compiled)
+    mixed = simulate(load_scenario(path, ["fleet.0.serve.engine.mixed_batches=true"]))
+    # decodes wait while prompts prefill: time per output token grows, time to first token falls
+    tpot = lambda r: np.nanmean((r.table.finished - r.table.first_token) / np.maximum(r.table.output - 1, 1))
+    ttft = lambda r: np.nanmean(r.table.first_token - r.table.arrival)
+    assert tpot(compiled) > tpot(mixed) and ttft(compiled) < ttft(mixed)
 
 
 def test_disaggregation_equals_the_reference(monkeypatch, write_scenario):

@@ -67,7 +67,8 @@ def test_a_decode_step_on_a_slice_is_the_kernel_at_the_slices_rates(write_scenar
     """One decode step of Llama 3.2 1B on a 1g.10gb slice is the whole GPU's kernel with
     16/132 of its FLOP/s and 1/8 of its bandwidth; batch 1 is memory-bound, so it takes the
     host overhead plus the weights (2 bytes each) over 1/8 of the achievable bandwidth."""
-    whole = load_scenario(write_scenario({"fleet.0.serve.model": "llama-3.2-1b"})).pools[0].deployment
+    whole = load_scenario(write_scenario({"fleet.0.serve.model": "llama-3.2-1b",
+                                          "fleet.0.serve.engine.timing": "analytical"})).pools[0].deployment
     part = load_scenario(scenario(write_scenario, sliced())).pools[0].deployment
     p = whole.params.copy()
     p[K.K_GEMM_RATE] *= 16 / 132
@@ -140,7 +141,7 @@ def test_a_model_too_big_for_its_slice_is_refused_without_a_tp_hint(write_scenar
 # ---- several models on the same devices ------------------------------------------------------------
 
 def colocated(first="llama-3.2-1b", second="llama-3.2-3b", requests=(1, 1), overhead=0.0, extra=None):
-    engine = {"max_batch_seqs": 32, "iteration_overhead": overhead}
+    engine = {"max_batch_seqs": 32, "iteration_overhead": overhead, "host_per_seq": 0}
     fleet = [{"pool": "a", "device": "nvidia-h100-sxm", "count": 1, "serve": {"model": first, "engine": engine}},
              {"pool": "b", "share_devices_with": "a", "serve": {"model": second, "engine": engine}}]
     streams = [{"name": n, "model": m, "requests": r, "concurrency": 1, "prompt_tokens": 500, "output_tokens": 100}

@@ -188,10 +188,10 @@ def test_request_and_event_caps(run):
     assert doc["metadata"]["requests"]["kept"] == 10
     assert "--trace-requests 10" in doc["metadata"]["note"]
     assert not events(build_trace(res, max_requests=0), cat="request")
-    small = build_trace(res, max_events=800)
+    small = build_trace(res, max_events=500)
     meta = small["metadata"]
-    assert len(small["traceEvents"]) <= 800
-    assert meta["requests"]["every"] > 1 and meta["batch_stretches"]["every"] > 1 and "over 800 events" in meta["note"]
+    assert len(small["traceEvents"]) <= 500
+    assert meta["requests"]["every"] > 1 and meta["batch_stretches"]["every"] > 1 and "over 500 events" in meta["note"]
 
 
 def test_model_swaps_and_replica_counts_appear(write_scenario):

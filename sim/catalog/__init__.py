@@ -45,10 +45,6 @@ def partition_entries() -> dict[str, dict]:
     return _partitions_source().data["partitions"]
 
 
-def engine_defaults() -> dict:
-    return _devices_source().data.get("engine_defaults", {})
-
-
 def device_loc(key: str, field: str | None = None):
     path = ("devices", key) + ((field,) if field else ())
     return _devices_source().loc_of(path)

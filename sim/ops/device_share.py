@@ -23,7 +23,7 @@ import numpy as np
 from .. import kernels as K
 from .. import sharing
 
-SHARED_RATES = (K.K_GEMM_RATE, K.K_ATTN_RATE, K.K_MEM_RATE, K.K_LINK_BW)
+SHARED = (K.K_COMPUTE_SCALE, K.K_MEMORY_SCALE, K.K_LINK_SCALE)
 
 
 def attach(scenario, replicas) -> "DeviceShare | None":
@@ -35,8 +35,8 @@ def attach(scenario, replicas) -> "DeviceShare | None":
 def shared_params(base: np.ndarray, k: int) -> np.ndarray:
     """An engine's cost vector while k engines take turns on its devices."""
     p = base.copy()
-    for key in SHARED_RATES:
-        p[key] /= k
+    for key in SHARED:
+        p[key] *= k
     return p
 
 

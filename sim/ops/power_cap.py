@@ -115,10 +115,9 @@ class PowerCap:
         for i in np.flatnonzero(changed[self.scope]).tolist():
             c = float(self.clock[self.scope[i]])
             p = self.base[i].copy()
-            p[K.K_GEMM_RATE] *= c
-            p[K.K_ATTN_RATE] *= c
+            p[K.K_COMPUTE_SCALE] /= c
             if self.sram[i]:
-                p[K.K_MEM_RATE] *= c
+                p[K.K_MEMORY_SCALE] /= c
             self.replicas[i].set_params(p, c)
 
     def summary(self, w0: float, w1: float) -> dict:

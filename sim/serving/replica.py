@@ -23,8 +23,10 @@ What others see of a replica between commits (its load, for the router) is read 
 plan's per-iteration record. The request table's columns for requests on a replica are
 written when a plan is committed: at the latest when the run ends (`sync`).
 
-A tensor-parallel group whose all-reduces run over the fabric steps one iteration at a
-time: each iteration's duration is the kernel's plus the collective's flows.
+An engine whose iterations take more than the kernel says steps one iteration at a time
+(`stepper`): a tensor-parallel group whose all-reduces run over the fabric (the kernel's
+time plus the collective's flows), and a pipeline's engines (their micro-batches pass shared
+stages, `pipeline.py`).
 
 With a prefix cache (`prefix_cache.py`), a newcomer's lookup pins cached blocks, so it is
 made where no plan counts on them: a request arriving mid-plan joins the queue at the end
@@ -101,6 +103,11 @@ class ReplicaBase:
         # all-reduces over the fabric (set by the simulation): a generator taking the
         # iteration's token count.
         self.collective = None
+        # An engine whose iterations take more than its kernels' time steps one iteration at a
+        # time: with collectives over the fabric, or as a pipeline's micro-batches (through
+        # shared stages). Set by the simulation: a generator stepper(replica, kernel seconds,
+        # tokens, sequences) that returns when the iteration has ended.
+        self.stepper = None
         self.cache = None              # a PrefixCache when the engine caches prefixes
 
     def submit(self, r: int) -> None:
@@ -179,7 +186,7 @@ class Replica(ReplicaBase):
         self.cfg = np.array([self.bs, cap, self.max_tokens, self.chunk_limit, int(self.chunked), int(self.kv_grows),
                              self.per_seq_blocks, self.total_blocks, int(stop_done),
                              int(role == "prefill"), int(self.prioritized), int(engine.preempt_lower),
-                             int(engine.prefix_cache)], np.int64)
+                             int(engine.prefix_cache), int(engine.mixed_batches)], np.int64)
         # committed state (at time t_free), the plan's end state, and its checkpoint
         self.S = np.zeros((sch.S_ROWS, cap), np.int64)
         self.st = np.zeros(sch.ST_SIZE, np.int64)
@@ -204,9 +211,9 @@ class Replica(ReplicaBase):
         self.plan_id = 0
         self.extra_n = 0        # requests queued since the last engine_run
         self.extra_demand = 0   # and the KV blocks they need
-        self.pending_free = 0   # blocks released during a fabric-collective iteration
+        self.pending_free = 0   # blocks released during a stepped iteration
         self._busy = False      # committing: arrivals just queue, the plan follows
-        self._work = None       # collective loop: an idle replica waits on this
+        self._work = None       # stepped loop: an idle replica waits on this
         self._next = None       # (params, clock) to switch to when the running iteration ends
         self.ready.callbacks.append(self._on_ready)
 
@@ -257,7 +264,7 @@ class Replica(ReplicaBase):
     def activity(self) -> tuple[float, int]:
         busy, its = self.busy_time, self.iterations
         now = self.env.now
-        if self._active() and self.collective is None and now > self.t_free:
+        if self._active() and self.stepper is None and now > self.t_free:
             busy += min(now, self.ends[self.k - 1]) - self.t_free
             its += self._seen() - self.it0
         return busy, its
@@ -266,7 +273,7 @@ class Replica(ReplicaBase):
     def set_params(self, params: np.ndarray, clock: float) -> None:
         """Run at a new speed from the end of the iteration running now: the iterations that
         have ended keep the old one, and the plan is made again from that boundary."""
-        if self.collective is not None or not self._active():
+        if self.stepper is not None or not self._active():
             self.params, self.clock = params, clock
             if self._next is not None:       # a switch already scheduled lands on these
                 self._next = (params, clock)
@@ -308,13 +315,13 @@ class Replica(ReplicaBase):
             return
         table = self.table
         table.replica[r] = self.index
-        deferred = self.cache is not None or (self.prioritized and self.collective is None)
+        deferred = self.cache is not None or (self.prioritized and self.stepper is None)
         if deferred and self._active() and not self._busy:
             # With classes a newcomer may go ahead of requests already waiting, which the
             # iteration running now has seen; a prefix-cache lookup changes the KV blocks the
             # running plan counts on. Either way it joins the queue when that iteration ends.
             self.pending.append((r, self.env.now))
-            if len(self.pending) == 1 and self.collective is None:
+            if len(self.pending) == 1 and self.stepper is None:
                 life = self.life
                 at(self.env, self._boundary()).callbacks.append(lambda e: self._take_pending(e, life))
             self._publish_plan()
@@ -326,7 +333,7 @@ class Replica(ReplicaBase):
         if not self.ready.triggered:
             self._publish()
             return
-        if self.collective is not None:
+        if self.stepper is not None:
             self._wake()
             self._publish()
             return
@@ -386,12 +393,12 @@ class Replica(ReplicaBase):
     def release_blocks(self, n: int) -> None:
         """Blocks a handed-off sequence held until its KV cache was sent: usable from the
         next iteration that starts."""
-        if self.collective is not None and self._active():
+        if self.stepper is not None and self._active():
             self.pending_free += n
             return
         if not self._active():
             self.st[sch.FREE] += n
-            if self.collective is not None:
+            if self.stepper is not None:
                 self._wake()
             elif self.ready.triggered:
                 self.t_free = self.env.now
@@ -422,8 +429,9 @@ class Replica(ReplicaBase):
 
     def _drop_all(self) -> list[int]:
         """Commit the iterations that ended, then empty the engine (see `fail`)."""
-        if self.collective is not None:
-            raise RuntimeError("failures of replicas whose collectives run over the fabric are not modelled")
+        if self.stepper is not None:
+            raise RuntimeError("failures of replicas that step one iteration at a time (collectives over the "
+                               "fabric, pipeline stages) are not modelled")
         self.sync()
         self.plan_id += 1                # the plan made by sync() never runs
         st = self.st
@@ -448,8 +456,8 @@ class Replica(ReplicaBase):
         if event is not self.ready:
             return                      # the load of a life that ended in a failure
         self.t_free = self.env.now
-        if self.collective is not None:
-            self.env.process(self._collective_loop())
+        if self.stepper is not None:
+            self.env.process(self._stepped_loop())
         elif len(self.queue) or self.n_pre:
             self._plan(0)
         else:
@@ -495,7 +503,7 @@ class Replica(ReplicaBase):
             # before it was interrupted, and twice as far again when plans run out.
             self.horizon = max(8, 2 * ckpt) if ckpt else min(2 * self.horizon, MAX_HORIZON)
         self.plan_id += 1
-        if self._active() and self.collective is None:
+        if self._active() and self.stepper is None:
             at(self.env, self.ends[self.k - 1], self.plan_id).callbacks.append(self._on_plan_end)
         self._publish_plan()
 
@@ -594,16 +602,16 @@ class Replica(ReplicaBase):
 
     def sync(self) -> None:
         """Commit the iterations that have ended by now (the run's end calls this)."""
-        if self._active() and self.collective is None:
+        if self._active() and self.stepper is None:
             self._interrupt()
 
-    # ---- tensor parallelism over the fabric: one iteration at a time ----------------------
+    # ---- one iteration at a time: collectives over the fabric, pipeline stages -------------
     def _wake(self) -> None:
-        """New work for an idle collective loop."""
+        """New work for an idle stepped loop."""
         if self._work is not None and not self._work.triggered:
             self._work.succeed()
 
-    def _collective_loop(self):
+    def _stepped_loop(self):
         env = self.env
         self.horizon, self.adaptive = 1, False
         while True:
@@ -614,9 +622,8 @@ class Replica(ReplicaBase):
                 self._work = env.event()
                 yield self._work
                 continue
-            t_end = self.ends[0]
-            self.ends[0] = np.inf  # until the collective is over, the iteration is running
-            yield at(env, t_end)
-            yield from self.collective(int(self.obs[sch.O_TOKENS, 0]))
+            kernel = self.ends[0] - self.t_free
+            self.ends[0] = np.inf  # until the stepper says so, the iteration is running
+            yield from self.stepper(self, kernel, int(self.obs[sch.O_TOKENS, 0]), int(self.obs[sch.O_RUNNING, 0]))
             self.ends[0] = env.now
             self._finish_plan()

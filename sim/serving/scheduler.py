@@ -53,8 +53,8 @@ N, FREE, DEMAND, LATE, EVICT = 0, 1, 2, 3, 4
 ST_SIZE = 5
 # entries of cfg
 (C_BS, C_MAX_SEQS, C_MAX_TOKENS, C_CHUNK, C_CHUNKED, C_KV_GROWS, C_PER_SEQ, C_TOTAL, C_STOP_DONE, C_PREFILL_ROLE,
- C_PRIORITY, C_PREEMPT_LOWER, C_STOP_EVICT) = range(13)
-CFG_SIZE = 13
+ C_PRIORITY, C_PREEMPT_LOWER, C_STOP_EVICT, C_MIXED) = range(14)
+CFG_SIZE = 14
 # rows of obs (per iteration, as the batch stands while it runs; column `steps` is the end state)
 # O_NEXT: the iteration at whose end running + waiting next changes (-1: not in this run)
 O_RUNNING, O_WAITING, O_USED, O_DEMAND, O_TOKENS, O_NEXT = range(6)
@@ -119,6 +119,31 @@ def _continue_prefills(S, lo, hi, prio, below, pf_i, pf_len, npf, pb):
 
 
 @njit(cache=True)
+def _prefill_ready(S, n, F, nf, q_req, q_time, q_next, q_tail, t, prompt, generated, kv_ready, cached, max_seqs,
+                   free, evict, bs, kv_grows, per_seq):
+    """Whether a prefill can run now: a running prompt has chunks left, or the next waiting
+    request (the preempted stack's top, else the queue's head) fits a slot and the KV cache.
+    An engine that does not mix prefill and decode runs a prefill iteration then, and
+    otherwise a decode iteration."""
+    for i in range(n):
+        if S[KV, i] < S[TGT, i]:
+            return True
+    if n >= max_seqs:
+        return False
+    if nf > 0:
+        r = F[0, nf - 1]
+        need = _blocks_for(prompt[r] + F[1, nf - 1], bs, kv_grows, per_seq) - cached[r] // bs
+        return need <= free + evict
+    if q_next < q_tail and q_time[q_next] <= t:
+        r = q_req[q_next]
+        if kv_ready[r]:
+            return False
+        need = _blocks_for(prompt[r] + generated[r], bs, kv_grows, per_seq) - cached[r] // bs
+        return need <= free + evict
+    return False
+
+
+@njit(cache=True)
 def _sort_by_priority(S, n, prio, dec, nd, pf_i, npf):
     """Stable-sort running sequences by class, highest first, and renumber dec and pf_i."""
     order = np.arange(n)
@@ -162,6 +187,7 @@ def engine_run(t0, S0, st0, S, st, F, q_req, q_time, q_head, q_tail, prompt, out
     chunk_limit, chunked, kv_grows, per_seq = cfg[C_CHUNK], cfg[C_CHUNKED], cfg[C_KV_GROWS], cfg[C_PER_SEQ]
     total, stop_done, prefill_role = cfg[C_TOTAL], cfg[C_STOP_DONE], cfg[C_PREFILL_ROLE]
     use_prio, preempt_lower, stop_evict = cfg[C_PRIORITY], cfg[C_PREEMPT_LOWER], cfg[C_STOP_EVICT]
+    mixed = cfg[C_MIXED]
     cap = S.shape[1]
     log_cap = log.shape[0]
     f_cap = F.shape[1]
@@ -184,6 +210,7 @@ def engine_run(t0, S0, st0, S, st, F, q_req, q_time, q_head, q_tail, prompt, out
     res[R_CK_LOG] = 0
     res[R_CK_CONSUMED] = 0
     res[R_CK_FRONT] = 0
+    decode_turn = False
     while True:
         if steps >= max_steps:
             break
@@ -212,9 +239,13 @@ def engine_run(t0, S0, st0, S, st, F, q_req, q_time, q_head, q_tail, prompt, out
         #    then from the prefix cache, or by preempting the latest-admitted sequence
         #    (of the lowest class)
         evict_before = evict
+        # an engine that does not mix runs all prefill (when a prefill can run) or all decode
+        prefill_turn = mixed == 0 and not decode_turn and _prefill_ready(S, n, F, nf, q_req, q_time, q_head + consumed, q_tail, t,
+                                                     prompt, generated, kv_ready, cached, max_seqs, free, evict, bs,
+                                                     kv_grows, per_seq)
         nd = 0
         i = 0
-        while i < n:
+        while i < n and not prefill_turn:
             if S[KV, i] >= S[TGT, i]:
                 need = 1 if (kv_grows and S[KV, i] % bs == 0) else 0
                 if need > free and evict > 0:
@@ -241,6 +272,8 @@ def engine_run(t0, S0, st0, S, st, F, q_req, q_time, q_head, q_tail, prompt, out
         #    a class below the waiting head's wait until the head has had its share)
         budget = max_tokens - nd
         pb = budget if budget < chunk_limit else chunk_limit
+        if mixed == 0 and not prefill_turn:
+            pb = 0
         npf = 0
         waiting_class = -(1 << 62)
         if use_prio:
@@ -311,8 +344,12 @@ def engine_run(t0, S0, st0, S, st, F, q_req, q_time, q_head, q_tail, prompt, out
         if free < 0 or free + evict > total:
             raise RuntimeError("KV block accounting broken")
         if nd == 0 and npf == 0:
+            if prefill_turn:   # the waiting prefill could not start after all: decode instead
+                decode_turn = True
+                continue
             stop = STOP_IDLE
             break
+        decode_turn = False
         # -- how long the iteration takes
         tokens = nd
         for q in range(npf):

@@ -1,0 +1,116 @@
+"""Operator times from datasheet rates and microbenchmark efficiencies (the roofline).
+
+Each operator of `sim.timing.operators` at a number of rows: a GEMM takes the longer of its
+FLOPs at the device's achievable GEMM rate and its bytes at the achievable memory
+bandwidth; an elementwise kernel its bytes; a collective the ring (or gather) over the
+scale-up link with its per-hop latency; attention its query-key pairs at the attention rate
+or its KV reads. `bound` says which of compute, memory or link limits an operator, which is
+what a power cap (compute slows) or time slicing (everything slows) acts on.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..hardware import BYTES_PER_ELEMENT, DeviceSpec
+from .operators import ACT_BYTES, AllGather, AllReduce, Attention, Elementwise, Experts, Gemm
+
+COMPUTE, MEMORY, LINK = 0, 1, 2
+
+
+class Analytical:
+    def __init__(self, device: DeviceSpec, precision: str):
+        self.device = device
+        self.precision = precision
+        self.mem_rate = device.memory_bandwidth * device.mem_eff
+        self.attn_rate = device.attention_rate()
+        self.link_bw = (device.scale_up_bandwidth or 0.0) * (device.scale_up_eff or 1.0)
+        self.link_lat = device.scale_up_latency or 0.0
+
+    def gemm_rate(self, precision: str) -> float:
+        dev = self.device
+        rate = dev.peak_flops.for_precision(precision)
+        if rate is None:   # a 16-bit head on a device quoted only at 8 bits
+            rate = dev.peak_flops.for_precision(self.precision)
+            precision = self.precision
+        return rate * dev.gemm_eff(precision)
+
+    # ---- the work of each operator ---------------------------------------------------------
+    def gemm_work(self, rows, op: Gemm) -> tuple[np.ndarray, np.ndarray, float]:
+        precision = op.precision or self.precision
+        wb = BYTES_PER_ELEMENT[precision]
+        m = np.asarray(rows, float)
+        flops = 2.0 * m * op.n * op.k
+        nbytes = m * op.k * wb + op.k * op.n * wb + m * op.n * ACT_BYTES
+        return flops, nbytes, self.gemm_rate(precision)
+
+    def experts_work(self, rows, op: Experts) -> tuple[np.ndarray, np.ndarray, float]:
+        m = np.asarray(rows, float)
+        wb = BYTES_PER_ELEMENT[self.precision]
+        per_expert = 3.0 * op.hidden * op.inter / op.tp
+        touched = op.experts * (1.0 - (1.0 - op.topk / op.experts) ** m)
+        flops = 2.0 * m * op.topk * per_expert
+        nbytes = touched * per_expert * wb + m * op.topk * (2.0 * op.hidden + 3.0 * op.inter / op.tp) * ACT_BYTES
+        return flops, nbytes, self.gemm_rate(self.precision)
+
+    @staticmethod
+    def _context_pairs(batch, isl):
+        s = np.asarray(isl, float)
+        return np.asarray(batch, float) * s * (s + 1.0) / 2.0
+
+    def context_work(self, batch, isl, att: Attention):
+        pairs = self._context_pairs(batch, isl)
+        kv_token = 2.0 * att.kv_heads * att.head_dim * BYTES_PER_ELEMENT[att.kv_precision]
+        flops = 4.0 * att.heads * att.head_dim * pairs
+        nbytes = np.asarray(batch, float) * np.asarray(isl, float) * (kv_token + 2.0 * att.heads * att.head_dim * ACT_BYTES)
+        return flops, nbytes
+
+    def generation_work(self, batch, kv, att: Attention):
+        tokens = np.asarray(batch, float) * np.asarray(kv, float)
+        kv_token = 2.0 * att.kv_heads * att.head_dim * BYTES_PER_ELEMENT[att.kv_precision]
+        return 4.0 * att.heads * att.head_dim * tokens, tokens * kv_token
+
+    # ---- times ---------------------------------------------------------------------------
+    def gemm(self, rows, op: Gemm) -> np.ndarray:
+        flops, nbytes, rate = self.gemm_work(rows, op)
+        return np.maximum(flops / rate, nbytes / self.mem_rate)
+
+    def experts(self, rows, op: Experts) -> np.ndarray:
+        flops, nbytes, rate = self.experts_work(rows, op)
+        return np.maximum(flops / rate, nbytes / self.mem_rate)
+
+    def elementwise(self, rows, op: Elementwise) -> np.ndarray:
+        return np.asarray(rows, float) * op.nbytes / self.mem_rate
+
+    def allreduce(self, rows, op: AllReduce, eager: bool = False) -> np.ndarray:
+        n = op.ranks
+        size = np.asarray(rows, float) * op.nbytes
+        return 2.0 * (n - 1) / n * size / self.link_bw + 2.0 * (n - 1) * self.link_lat
+
+    def allgather(self, rows, op: AllGather) -> np.ndarray:
+        n = op.ranks
+        size = np.asarray(rows, float) * op.nbytes
+        return (n - 1) / n * size / self.link_bw + (n - 1) * self.link_lat
+
+    def context_attention(self, batch, isl, att: Attention) -> np.ndarray:
+        flops, nbytes = self.context_work(batch, isl, att)
+        return np.maximum(flops / self.attn_rate, nbytes / self.mem_rate)
+
+    def generation_attention(self, batch, kv, att: Attention) -> np.ndarray:
+        flops, nbytes = self.generation_work(batch, kv, att)
+        return np.maximum(flops / self.attn_rate, nbytes / self.mem_rate)
+
+    # ---- what limits each operator ----------------------------------------------------------
+    def bound(self, op, rows) -> np.ndarray:
+        """COMPUTE, MEMORY or LINK for an operator at each row count."""
+        rows = np.asarray(rows, float)
+        if isinstance(op, (AllReduce, AllGather)):
+            return np.full(rows.shape, LINK)
+        if isinstance(op, Elementwise):
+            return np.full(rows.shape, MEMORY)
+        flops, nbytes, rate = self.gemm_work(rows, op) if isinstance(op, Gemm) else self.experts_work(rows, op)
+        return np.where(flops / rate >= nbytes / self.mem_rate, COMPUTE, MEMORY)
+
+    def attention_bound(self, kind: str, batch, length, att: Attention) -> np.ndarray:
+        work = self.context_work if kind == "context" else self.generation_work
+        flops, nbytes = work(batch, length, att)
+        return np.where(flops / self.attn_rate >= nbytes / self.mem_rate, COMPUTE, MEMORY)
