@@ -358,6 +358,7 @@ def _validate(args) -> int:
 def _validate_model(args) -> int:
     from . import fidelity
     from .report import make_console
+    from .timing import crosscheck
 
     console = make_console()
     outcomes = fidelity.run_cases(args.cases, levels=args.level, fast=args.fast,
@@ -378,10 +379,28 @@ def _validate_model(args) -> int:
     console.print(f"held-out kernel/step/serving: {head['held_out_cases']} cases, median "
                   f"{fidelity._pct(head['median_abs_error']).lstrip('+')}, worst "
                   f"{fidelity._pct(head['worst_abs_error']).lstrip('+')}")
+    tp = fidelity.tensor_parallel_steps(outcomes)
+    console.print(f"held-out step cases at tp > 1: {tp['cases']}, median signed error "
+                  f"{fidelity._pct(tp['median_error'])}")
+    families = [] if args.level and "kernel" not in args.level else crosscheck.run()
+    if families:
+        table = Table(title="analytical model against every measured kernel (predicted / measured - 1)",
+                      title_justify="left")
+        for col in ("device", "family", "role", "kernels", "median", "p90", "median signed"):
+            table.add_column(col, justify="left" if col in ("device", "family", "role") else "right")
+        for f in families:
+            r = f.row()
+            table.add_row(r["device"], r["family"], r["role"], f"{r['kernels']:,}",
+                          fidelity._pct(r["median_abs_error"]).lstrip("+"), fidelity._pct(r["p90_abs_error"]).lstrip("+"),
+                          fidelity._pct(r["median_error"]))
+        console.print(table)
+        k = crosscheck.headline(families)
+        console.print(f"measured-kernel cross-device held-out: {k['kernels']:,} kernels, median "
+                      f"{fidelity._pct(k['median_abs_error']).lstrip('+')}")
     if args.report:
         os.makedirs(os.path.dirname(args.report) or ".", exist_ok=True)
         with open(args.report, "w") as fh:
-            fh.write(fidelity.markdown_report(outcomes))
+            fh.write(fidelity.markdown_report(outcomes, families))
         console.print(f"report: {args.report}")
     missed = [o for o in outcomes if not o.ok]
     return 1 if args.strict and missed else 0

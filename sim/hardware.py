@@ -53,6 +53,17 @@ class NodeSpec(Spec):
         return idle + (self.power - idle) * active
 
 
+class KernelFloors(Spec):
+    """The least time a kernel of each kind takes on the device, however small its work
+    (launch and set-up inside a captured graph, first and last tiles): what small kernels cost
+    beyond their FLOPs and bytes."""
+
+    gemm: Seconds | None = Field(default=None, ge=0)
+    elementwise: Seconds | None = Field(default=None, ge=0)
+    attention: Seconds | None = Field(default=None, ge=0, description="one attention call (per layer)")
+    allreduce: Seconds | None = Field(default=None, ge=0, description="a small all-reduce over the scale-up link")
+
+
 class DeviceSpec(Spec):
     """One accelerator chip. Bandwidths are per chip; scale-up bandwidth is per direction.
 
@@ -82,6 +93,9 @@ class DeviceSpec(Spec):
     mem_eff: float = Field(gt=0, le=1)
     scale_up_eff: float | None = Field(default=None, gt=0, le=1,
                                        description="achieved all-reduce bus bandwidth / scale_up_bandwidth")
+    kernel_floors: KernelFloors | None = None
+    attention_half_length: float | None = Field(
+        default=None, gt=0, description="prompt length at which prefill attention reaches half its top efficiency")
     node: NodeSpec | None = None
     default_engine: Literal["vllm", "sglang", "trtllm", "native"] | None = Field(
         default="vllm", description="the serving engine a pool on this device runs when it names none")

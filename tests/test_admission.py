@@ -84,7 +84,7 @@ def overloaded(write_scenario, shed):
                         {"name": "interactive", "rate": "6/s", "priority": 1, **stream}]
     return write_scenario({"duration": "20s", "fleet.0.count": 1, "drain": "0s",
                            "fleet.0.serve.engine": {"max_batch_seqs": 16, "chunked_prefill": 512,
-                                                    "timing": "analytical", "iteration_overhead": "4ms",
+                                                    "timing": "analytical", "iteration_overhead": "1ms",
                                                     "host_per_seq": 0},
                            **({"admission": {"shed": shed}} if shed else {})}, base=base)
 

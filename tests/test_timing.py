@@ -136,8 +136,10 @@ def test_every_pool_says_where_its_times_come_from(write_scenario):
     measured = h100_scenario(write_scenario, "llama-3.1-8b").pools[0].deployment
     assert measured.timing.startswith("measured (aiconfigurator-core ") and "vllm" in measured.timing
     forced = h100_scenario(write_scenario, "llama-3.1-8b", timing="analytical").pools[0].deployment
-    assert forced.timing.startswith("analytical")
-    assert forced.params.shape == (K.P_SIZE,)
+    assert forced.timing.startswith("analytical (shape-aware")
+    # models the operator composition does not cover keep the closed-form roofline
+    ssm = load_scenario(write_scenario({"fleet.0.serve.model": "mamba-2.8b"})).pools[0].deployment
+    assert ssm.timing.startswith("analytical (closed-form") and ssm.params.shape == (K.P_SIZE,)
 
 
 def test_a_device_without_data_falls_back_with_an_assumed_line(write_scenario):

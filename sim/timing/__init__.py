@@ -5,8 +5,11 @@
    the iteration is looked up in the serving framework's own measurements
    (`sim.timing.measured`) and the sums are tabulated (`sim.timing.tables`); the compiled
    scheduler only reads the tables.
-2. `analytical`: everywhere else, the closed-form roofline of `sim.kernels` over the
-   catalog's datasheet rates and microbenchmark efficiencies.
+2. `analytical`: everywhere else, the same composition with each operator timed by the
+   shape-aware roofline of `sim.timing.analytical` (datasheet rates, microbenchmark
+   efficiencies, kernel floors); for models the composition does not cover (state-space,
+   latent attention, encoders and diffusion transformers, expert parallelism), the
+   closed-form roofline of `sim.kernels` over aggregated operators.
 
 `build` returns the cost vector to use and a `Timing` that says which source each pool got
 (the console, summary.json and the report print its label) and what was assumed on the way.
@@ -39,34 +42,53 @@ class TimingError(ValueError):
 
 
 def build(deployment, engine, framework: str, version: str | None, max_context: int | None) -> tuple[np.ndarray, Timing]:
-    """The cost vector (with tables when measured, and the engine's host costs) and the timing
-    source of a deployment. The pool's `engine.timing` says which: auto (measured where
-    possible), measured (an error where not possible) or analytical."""
+    """The cost vector (with its tables, and the engine's host costs) and the timing source of
+    a deployment. The pool's `engine.timing` says which: auto (measured where possible),
+    measured (an error where not possible) or analytical."""
     d = deployment
     host(d.params, d, engine)
-    analytical = Timing("analytical", "analytical (catalog datasheet rates and microbenchmark efficiencies)")
-    if engine.timing == "analytical":
-        return d.params, analytical
-    why = _why_not_measured(d, framework)
-    if why is not None:
+    context = max_context or 131072
+    notes = []
+    if engine.timing != "analytical":
+        why = _why_not_measured(d, framework)
+        if why is None:
+            return _measured(d, framework, version, context)
         if engine.timing == "measured":
             raise TimingError(f"timing: measured is not possible here: {why}")
-        analytical.notes.append(f"timing analytical: {why}")
-        return d.params, analytical
+        notes.append(f"timing analytical: {why}")
+    return _analytical(d, context, notes)
+
+
+def _measured(d, framework: str, version: str | None, context: int) -> tuple[np.ndarray, Timing]:
     system = d.device.kernel_tables
     fallback = Analytical(d.device, d.precision)
     times = Measured(system, framework, version, fallback)
     ops = operators(d.model, d.tp, d.precision, d.kv_precision)
-    limits = d.limits
-    context = max_context or 131072
-    tables = compose(ops, times, fallback, limits.max_batch_tokens, limits.max_batch_seqs, context)
+    tables = compose(ops, times, fallback, d.limits.max_batch_tokens, d.limits.max_batch_seqs, context)
     used = sorted(set(times.read.values()))
     label = f"measured (aiconfigurator-core {database.package_version()}, {system}: {', '.join(used)})"
     notes = [f"timing {n}" for n in times.notes]
-    if limits.tree_allreduce:
+    if d.limits.tree_allreduce:
         notes.append("timing engine.allreduce: tree applies to analytical timing; the measured all-reduce is "
                      "the engine's own")
     return pack(tables, d.params), Timing("measured", label, notes)
+
+
+def _analytical(d, context: int, notes: list[str]) -> tuple[np.ndarray, Timing]:
+    """The shape-aware operator model composed like the measurements, where the composition
+    covers the model; else the closed-form roofline over aggregated operators."""
+    why = unsupported(d.model, d.ep) or ("a tree all-reduce (engine.allreduce: tree)" if d.limits.tree_allreduce
+                                         else None)
+    if why is not None:
+        notes.append(f"timing closed-form roofline: no operator composition for {why}")
+        return d.params, Timing("analytical", "analytical (closed-form roofline: datasheet rates, microbenchmark "
+                                              "efficiencies)", notes)
+    model = Analytical(d.device, d.precision)
+    ops = operators(d.model, d.tp, d.precision, d.kv_precision)
+    tables = compose(ops, model, model, d.limits.max_batch_tokens, d.limits.max_batch_seqs, context)
+    notes += [f"timing {n}" for n in model.assumptions()]
+    return pack(tables, d.params), Timing("analytical", "analytical (shape-aware roofline: datasheet rates, "
+                                                        "microbenchmark efficiencies, kernel floors)", notes)
 
 
 def host(p: np.ndarray, d, engine) -> None:

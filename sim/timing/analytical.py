@@ -1,11 +1,18 @@
-"""Operator times from datasheet rates and microbenchmark efficiencies (the roofline).
+"""Operator times from datasheet rates and microbenchmark efficiencies, shaped by size.
 
 Each operator of `sim.timing.operators` at a number of rows: a GEMM takes the longer of its
-FLOPs at the device's achievable GEMM rate and its bytes at the achievable memory
-bandwidth; an elementwise kernel its bytes; a collective the ring (or gather) over the
-scale-up link with its per-hop latency; attention its query-key pairs at the attention rate
-or its KV reads. `bound` says which of compute, memory or link limits an operator, which is
-what a power cap (compute slows) or time slicing (everything slows) acts on.
+FLOPs at the device's achievable GEMM rate and its bytes at the achievable memory bandwidth
+(8-bit weights also quantize their input, one more pass over it); an elementwise kernel its
+bytes; attention its query-key pairs at an efficiency that grows with the prompt's length
+(`attention_half_length`: the length at half the top efficiency) or its KV reads; a
+collective the ring (or gather) over the scale-up link. Small kernels cost more than their
+work: every kernel takes at least the device's floor for its kind (`kernel_floors`), added
+to its work. `bound` says which of compute, memory or link limits an operator, which is what
+a power cap (compute slows) or time slicing (everything slows) acts on.
+
+The shape rules (floors, attention's length scale) come from one device's measured kernels
+(H100, the calibration device) and are checked against every other device's measurements
+in `sim.timing.crosscheck`.
 """
 from __future__ import annotations
 
@@ -25,6 +32,20 @@ class Analytical:
         self.attn_rate = device.attention_rate()
         self.link_bw = (device.scale_up_bandwidth or 0.0) * (device.scale_up_eff or 1.0)
         self.link_lat = device.scale_up_latency or 0.0
+        floors = device.kernel_floors
+        self.floor = {kind: (getattr(floors, kind) or 0.0) if floors is not None else 0.0
+                      for kind in ("gemm", "elementwise", "attention", "allreduce")}
+        self.half_length = device.attention_half_length or 0.0
+
+    def assumptions(self) -> list[str]:
+        """What the model takes as zero for want of a figure."""
+        missing = [k for k, v in self.floor.items() if v == 0.0]
+        out = []
+        if missing:
+            out.append(f"{self.device.name}: no kernel floor for {', '.join(missing)} in the catalog; taken as 0")
+        if not self.half_length:
+            out.append(f"{self.device.name}: prefill attention efficiency taken as independent of length")
+        return out
 
     def gemm_rate(self, precision: str) -> float:
         dev = self.device
@@ -72,32 +93,43 @@ class Analytical:
     # ---- times ---------------------------------------------------------------------------
     def gemm(self, rows, op: Gemm) -> np.ndarray:
         flops, nbytes, rate = self.gemm_work(rows, op)
-        return np.maximum(flops / rate, nbytes / self.mem_rate)
+        t = self.floor["gemm"] + np.maximum(flops / rate, nbytes / self.mem_rate)
+        if BYTES_PER_ELEMENT[op.precision or self.precision] < ACT_BYTES:
+            # 8-bit weights take 8-bit inputs, quantized per token: one kernel finds each row's
+            # scale (reads it), another scales it (reads 2 bytes, writes 1 per element)
+            t = t + 2.0 * self.floor["elementwise"] + np.asarray(rows, float) * op.k * (2.0 * ACT_BYTES + 1.0) / self.mem_rate
+        return t
 
     def experts(self, rows, op: Experts) -> np.ndarray:
         flops, nbytes, rate = self.experts_work(rows, op)
-        return np.maximum(flops / rate, nbytes / self.mem_rate)
+        return self.floor["gemm"] + np.maximum(flops / rate, nbytes / self.mem_rate)
 
     def elementwise(self, rows, op: Elementwise) -> np.ndarray:
-        return np.asarray(rows, float) * op.nbytes / self.mem_rate
+        return self.floor["elementwise"] + np.asarray(rows, float) * op.nbytes / self.mem_rate
 
     def allreduce(self, rows, op: AllReduce, eager: bool = False) -> np.ndarray:
+        """A measured small-message latency (kernel_floors.allreduce) and the bus bandwidth,
+        or without that figure the ring: 2(n-1) hops of the link's latency."""
         n = op.ranks
         size = np.asarray(rows, float) * op.nbytes
-        return 2.0 * (n - 1) / n * size / self.link_bw + 2.0 * (n - 1) * self.link_lat
+        latency = self.floor["allreduce"] or 2.0 * (n - 1) * self.link_lat
+        return latency + 2.0 * (n - 1) / n * size / self.link_bw
 
     def allgather(self, rows, op: AllGather) -> np.ndarray:
         n = op.ranks
         size = np.asarray(rows, float) * op.nbytes
-        return (n - 1) / n * size / self.link_bw + (n - 1) * self.link_lat
+        latency = self.floor["allreduce"] or (n - 1) * self.link_lat
+        return latency + (n - 1) / n * size / self.link_bw
 
     def context_attention(self, batch, isl, att: Attention) -> np.ndarray:
         flops, nbytes = self.context_work(batch, isl, att)
-        return np.maximum(flops / self.attn_rate, nbytes / self.mem_rate)
+        s = np.asarray(isl, float)
+        rate = self.attn_rate * s / (s + self.half_length)
+        return self.floor["attention"] + np.maximum(flops / rate, nbytes / self.mem_rate)
 
     def generation_attention(self, batch, kv, att: Attention) -> np.ndarray:
         flops, nbytes = self.generation_work(batch, kv, att)
-        return np.maximum(flops / self.attn_rate, nbytes / self.mem_rate)
+        return self.floor["attention"] + np.maximum(flops / self.attn_rate, nbytes / self.mem_rate)
 
     # ---- what limits each operator ----------------------------------------------------------
     def bound(self, op, rows) -> np.ndarray:

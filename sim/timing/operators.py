@@ -9,7 +9,8 @@ models), on one of `tp` devices:
 An MoE layer replaces the MLP by the router GEMM, the fused routed-expert kernel and any
 shared experts. Once per iteration: the embedding gather and the final norm (every token),
 the LM head GEMM, the logits gather across ranks and sampling (one row per sequence that
-produces a token). With 8-bit weights every GEMM's input is quantized first.
+produces a token). With 8-bit weights every GEMM's input is quantized first: the engines'
+8-bit GEMMs include that pass (vLLM's measured FP8 GEMM does), so it belongs to the GEMM.
 
 Each operator says how its work grows: per `tokens` row (every token of the iteration) or
 per `logits` row (every sequence producing a token). Attention is apart: its time depends
@@ -115,8 +116,6 @@ def operators(model: ModelSpec, tp: int, precision: str, kv_precision: str) -> O
     L = float(model.layers)
 
     def gemm(name, n, k, count):
-        if quantized:   # the input is quantized to 8 bits first: read 2 bytes, write 1
-            ops.tokens.append(Elementwise(f"{name}_quant", k * (ACT_BYTES + 1.0), count))
         ops.tokens.append(Gemm(name, int(n), int(k), count))
 
     ops.tokens.append(Elementwise("embedding", 2.0 * row, 1.0))
