@@ -65,6 +65,7 @@ def _measured(d, framework: str, version: str | None, context: int) -> tuple[np.
     times = Measured(system, framework, version, fallback)
     ops = operators(d.model, d.tp, d.precision, d.kv_precision)
     tables = compose(ops, times, fallback, d.limits.max_batch_tokens, d.limits.max_batch_seqs, context)
+    database.release()
     used = sorted(set(times.read.values()))
     label = f"measured (aiconfigurator-core {database.package_version()}, {system}: {', '.join(used)})"
     notes = [f"timing {n}" for n in times.notes]

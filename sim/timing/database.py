@@ -12,12 +12,17 @@ iteration is `sim.timing.measured`'s business.
 """
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import gc
 import importlib.metadata
 import importlib.resources
 import os
 from functools import lru_cache
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 from packaging.version import InvalidVersion, Version
 
 PACKAGE = "aiconfigurator-core"
@@ -74,14 +79,42 @@ def closest_version(available: tuple[str, ...], wanted: str | None) -> str | Non
 
 @lru_cache(maxsize=None)
 def read(system: str, family: str, framework: str, version: str, table: str) -> pd.DataFrame | None:
-    """One measured table, or None where that file is not in the package."""
+    """One measured table, or None where that file is not in the package. Tables are kept
+    until `release`, which a scenario calls once its pools' timing tables are built."""
     root = data_root()
     if root is None:
         return None
     path = os.path.join(root, system, family, framework, version, table + ".parquet")
     if not os.path.exists(path):
         return None
-    return pd.read_parquet(path)
+    # Arrow's own allocator keeps what it freed; reading through the C allocator lets the
+    # simulation reuse that memory once the tables are released.
+    previous = pa.default_memory_pool()
+    pa.set_memory_pool(pa.system_memory_pool())
+    try:
+        return pq.read_table(path, use_threads=False).to_pandas()
+    finally:
+        pa.set_memory_pool(previous)
+
+
+def release() -> None:
+    """Forget the tables read so far (the grids built from them stay cached) and hand the
+    freed memory back to the system where the C library allows (glibc's malloc_trim)."""
+    read.cache_clear()
+    gc.collect()
+    if _libc is not None:
+        _libc.malloc_trim(0)
+
+
+def _load_libc():
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc if hasattr(libc, "malloc_trim") else None
+    except OSError:
+        return None
+
+
+_libc = _load_libc()
 
 
 def newest_with(system: str, family: str, framework: str, table: str, wanted: str | None) -> tuple[str, pd.DataFrame] | None:
