@@ -206,6 +206,9 @@ def summarize(result: RunResult) -> dict:
             assumptions.append(f"{key}: idle power not in the catalog; taken as 20% of TDP")
         if dev.tdp is not None and (dev.node is None or dev.node.power is None):
             assumptions.append(f"{key}: no server overhead power in the catalog; only accelerator power counted")
+        # catalog figures taken from another device or reasoning, not measured on this one
+        assumptions += [f"{key}: {field} assumed, not measured on this device (its source in the device catalog says how)"
+                        for field, note in sorted(dev.sources.items()) if "assumed" in note.lower()]
     return {
         "scenario": spec.name,
         "source": result.scenario.path,

@@ -149,6 +149,15 @@ def test_a_device_without_data_falls_back_with_an_assumed_line(write_scenario):
     assert any(a.startswith("timing analytical: no measured kernel tables for amd-mi300x") for a in dep.assumptions)
 
 
+def test_catalog_figures_borrowed_from_another_device_are_listed_as_assumed(write_scenario):
+    from sim.summary import summarize
+    sc = load_scenario(write_scenario({"fleet.0.device": "amd-mi300x", "duration": "2s", "warmup": "0s"}))
+    lines = summarize(simulate(sc))["assumptions"]
+    assert "amd-mi300x: kernel_floors assumed, not measured on this device (its source in the device catalog says how)" in lines
+    # a device whose figures are all its own has no such line
+    assert not any(a.startswith("amd-mi300x: compute_eff") for a in lines)
+
+
 def test_measured_timing_where_there_is_none_is_an_error_at_its_line(write_scenario):
     path = write_scenario({"fleet.0.device": "amd-mi300x", "fleet.0.serve.engine.timing": "measured"})
     with pytest.raises(ScenarioError) as err:
