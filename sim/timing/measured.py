@@ -250,14 +250,23 @@ def _collective_grid(where, name, ranks, eager=False) -> Grid | None:
     return Grid.from_frame(rows, ["message_size"]) if len(rows) else None
 
 
+# A router does not spread tokens evenly over the experts: the tables measure each MoE shape
+# with tokens drawn evenly and from power laws, and aiconfigurator-core's own models of MoE
+# serving take the power law of exponent 1.2 (its sdk/config.py: workload_distribution
+# "power_law"; sdk/models/moe.py: _power_law_alpha = 1.2). So do we, where it was measured.
+ROUTING = ("power_law_1.2", "balanced")
+
+
 @lru_cache(maxsize=None)
 def _experts_grid(where, dtype, hidden, inter, topk, experts, tp) -> Grid | None:
     frame = db.read(*where)
     rows = frame[(frame["moe_dtype"] == dtype) & (frame["hidden_size"] == hidden) & (frame["inter_size"] == inter)
                  & (frame["topk"] == topk) & (frame["num_experts"] == experts) & (frame["moe_tp_size"] == tp)
-                 & (frame["moe_ep_size"] == 1) & (frame["distribution"] == "balanced")]
-    if not len(rows):
+                 & (frame["moe_ep_size"] == 1)]
+    routing = next((r for r in ROUTING if (rows["distribution"] == r).any()), None)
+    if routing is None:
         return None
+    rows = rows[rows["distribution"] == routing]
     kernel = rows["kernel_source"].value_counts().index[0]
     return Grid.from_frame(rows[rows["kernel_source"] == kernel], ["num_tokens"])
 
