@@ -379,6 +379,9 @@ def _validate_model(args) -> int:
     console.print(f"held-out kernel/step/serving: {head['held_out_cases']} cases, median "
                   f"{fidelity._pct(head['median_abs_error']).lstrip('+')}, worst "
                   f"{fidelity._pct(head['worst_abs_error']).lstrip('+')}")
+    e2e = fidelity.headline(outcomes, ("step", "serving"))
+    console.print(f"held-out step/serving (end to end): {e2e['held_out_cases']} cases, median "
+                  f"{fidelity._pct(e2e['median_abs_error']).lstrip('+')}")
     tp = fidelity.tensor_parallel_steps(outcomes)
     console.print(f"held-out step cases at tp > 1: {tp['cases']}, median signed error "
                   f"{fidelity._pct(tp['median_error'])}")
