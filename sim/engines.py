@@ -83,10 +83,8 @@ def choose(engine, device, model, precision: str, tp: int, pp: int) -> Choice:
     values = preset(framework, version)
     if values.get("assumed"):
         notes.append(f"engine: {values['assumed']}")
-    for tier in values.pop("tiers", []):
-        if _matches(tier, device):
-            values.update({k: v for k, v in tier.items() if k not in ("below_memory", "at_least_memory",
-                                                                      "name_contains")})
+    tier = next((t for t in values.pop("tiers", []) if _matches(t, device)), {})
+    values.update({k: v for k, v in tier.items() if k not in ("below_memory", "at_least_memory", "name_contains")})
     long_context = values.pop("long_context", None)
     if long_context and (model.max_context or 0) > long_context["above_context"]:
         values.update({k: v for k, v in long_context.items() if k != "above_context"})

@@ -71,7 +71,7 @@ def devices_frame(result: RunResult, bins: int = 200) -> pd.DataFrame:
     tokens = np.zeros((n, nbins))
     host = np.zeros((n, nbins))
     dyn = np.zeros((n, nbins))       # computing seconds weighted by clock^3
-    ovh = [r.iteration_overhead for r in result.replicas]
+    ovh = [r.host_wait for r in result.replicas]
     log = result.log.columns()
     for rep, s, e, blocks, tok, its, clock in zip(log["replica"], log["start"], log["end"], log["kv_blocks"],
                                                   log["tokens"], log["iterations"], log["clock"]):

@@ -50,6 +50,13 @@ class ReplicaInfo:
     iteration_overhead: float = 0.0                         # host time per iteration, after CPU sharing
     evicted_blocks: int = 0                                 # prefix cache: blocks evicted during the run
     cached_blocks: int = 0                                  # prefix cache: blocks held when it ended
+    host_overlap: bool = False                              # the host prepares the next iteration meanwhile
+
+    @property
+    def host_wait(self) -> float:
+        """Host time per iteration during which the devices wait: none where the engine
+        overlaps its host work with the device's previous iteration."""
+        return 0.0 if self.host_overlap else self.iteration_overhead
 
 
 @dataclass
@@ -196,7 +203,8 @@ def simulate(scenario: Scenario, seed: int | None = None, trace: bool = False) -
                                  [str(a) for a in placement.get(rep.index, [])], load_time.get(rep.index),
                                  float(rep.params[kernels.K_OVERHEAD]),
                                  rep.cache.evicted_blocks if rep.cache else 0,
-                                 rep.cache.blocks_held() if rep.cache else 0))
+                                 rep.cache.blocks_held() if rep.cache else 0,
+                                 bool(rep.params[kernels.K_HOST_OVERLAP] > 0.0)))
     return RunResult(scenario, table, log, infos, end, time.perf_counter() - wall0, seed,
                      [s.name for s in spec.workload], fabric, next(env._eid), power_cap, runner, reusable,
                      lifecycle, failures, scalers, pipelines)

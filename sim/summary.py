@@ -26,8 +26,8 @@ def stats(values: np.ndarray) -> dict:
 
 
 def busy_in_window(result: RunResult, w0: float, w1: float) -> tuple[np.ndarray, ...]:
-    """Per replica inside [w0, w1]: seconds busy, KV-block-seconds in use, seconds of host
-    overhead, and seconds computing weighted by clock^3 (what dynamic power follows)."""
+    """Per replica inside [w0, w1]: seconds busy, KV-block-seconds in use, seconds the devices
+    wait for the host, and seconds computing weighted by clock^3 (what dynamic power follows)."""
     log = result.log.columns()
     n = len(result.replicas)
     overlap = np.clip(np.minimum(log["end"], w1) - np.maximum(log["start"], w0), 0.0, None)
@@ -35,7 +35,7 @@ def busy_in_window(result: RunResult, w0: float, w1: float) -> tuple[np.ndarray,
     kv = np.bincount(log["replica"], weights=overlap * log["kv_blocks"], minlength=n)
     # host time inside those stretches: iterations x overhead, prorated to the window
     span = np.maximum(log["end"] - log["start"], 1e-300)
-    ovh = np.array([r.iteration_overhead for r in result.replicas])
+    ovh = np.array([r.host_wait for r in result.replicas])
     host_share = np.minimum(log["iterations"] * ovh[log["replica"]] / span, 1.0)
     host = np.bincount(log["replica"], weights=host_share * overlap, minlength=n)
     dynamic = np.bincount(log["replica"], weights=(1.0 - host_share) * overlap * log["clock"] ** 3, minlength=n)

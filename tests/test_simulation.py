@@ -226,6 +226,11 @@ def test_power_follows_the_active_fraction_by_hand(write_scenario):
     assert s["power"]["facility_watts"] == pytest.approx(by_hand * res.scenario.spec.economics.pue)
 
 
+def test_an_engine_that_overlaps_its_host_work_keeps_the_devices_active(write_scenario):
+    s = summarize(run(write_scenario({"fleet.0.serve.engine.overlap": True})))
+    assert all(r["accelerator_active"] == pytest.approx(r["busy_fraction"]) for r in s["replicas"])
+
+
 def test_slo_targets_read_their_metric_and_statistic(write_scenario):
     s = summarize(run(write_scenario({"slo": {"queue_wait_p99": "1s", "ttft_p50": "1ms", "e2e_mean": "1h"}})))
     r = s["slo"]["results"]
