@@ -48,6 +48,21 @@ def test_grid_fills_a_missing_point_from_its_neighbours():
     assert 1.0 <= g(2.0, 2.0) <= 3.0    # from a neighbour along an axis, never invented
 
 
+
+def test_grid_continues_a_kernels_growth_into_the_shapes_the_tables_left_out():
+    """The attention tables stop at a few hundred thousand tokens of batch x context; a
+    throughput run's 640 sequences of 1,500 tokens lie past that. Its time keeps growing with
+    the work (here 1 + batch x context, like a bandwidth-bound kernel), not the last value."""
+    batch, context = [1.0, 2.0, 4.0, 8.0], [64.0, 128.0, 256.0, 512.0]
+    f = lambda b, c: 1.0 + b * c
+    frame = pd.DataFrame([(b, c, f(b, c)) for b in batch for c in context if b * c <= 1024],
+                         columns=["batch_size", "kv_len", "latency"])
+    g = Grid.from_frame(frame, ["batch_size", "kv_len"])
+    for b in batch:
+        for c in context:
+            assert g(b, c) == pytest.approx(f(b, c))
+    assert g(16.0, 512.0) == pytest.approx(f(16.0, 512.0))
+
 # ---- measurements composed into an iteration ---------------------------------------------------
 def one_layer_model(**extra):
     """A Llama-shaped model whose GEMM shapes lie on the measured grid (n, k in 4096, 6144,

@@ -65,9 +65,25 @@ def _bracket(axis: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return i, np.maximum(f, 0.0)
 
 
+def _along(known_x: np.ndarray, known_y: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Values at x on the line through the known points, read as `Grid` reads an axis:
+    linear between them, extended linearly past the last (never falling), and the first
+    value before the first."""
+    y = np.interp(x, known_x, known_y)
+    if len(known_x) > 1:
+        slope = max((known_y[-1] - known_y[-2]) / (known_x[-1] - known_x[-2]), 0.0)
+        past = x > known_x[-1]
+        y[past] = known_y[-1] + slope * (x[past] - known_x[-1])
+    return y
+
+
 def _fill_gaps(values: np.ndarray, levels: list[np.ndarray]) -> np.ndarray:
-    """Fill missing points by interpolating along an axis where the line through them has
-    measurements; repeat over the axes until none is left (or nothing more can be filled)."""
+    """Fill missing points from their neighbours along an axis where the line through them
+    has measurements; repeat over the axes until none is left (or nothing more can be
+    filled). The tables leave out the largest shapes (attention stops at a few hundred
+    thousand tokens of batch times context); past the last measurement a kernel's time keeps
+    growing with its work, so a gap there continues the line of the last two measurements
+    rather than repeating the last one."""
     values = values.copy()
     while np.isnan(values).any():
         before = int(np.isnan(values).sum())
@@ -77,8 +93,7 @@ def _fill_gaps(values: np.ndarray, levels: list[np.ndarray]) -> np.ndarray:
             for line in lines:
                 gap = np.isnan(line)
                 if gap.any() and (~gap).any():
-                    known = axis[~gap]
-                    line[gap] = np.interp(axis[gap], known, line[~gap])
+                    line[gap] = _along(axis[~gap], line[~gap], axis[gap])
             values = np.moveaxis(lines.reshape(moved.shape), -1, d)
         if int(np.isnan(values).sum()) == before:
             raise ValueError("measured grid has gaps that no axis fills")
