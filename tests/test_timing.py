@@ -126,6 +126,19 @@ def test_decode_attention_is_the_measured_kernel_at_a_grid_point(write_scenario)
 
 
 @needs_db
+def test_prompts_longer_than_the_tables_cost_the_square_of_their_length(write_scenario):
+    """The context-attention tables stop at 16,384 tokens; a 128K-token model's longer prompts
+    cost their query-key pairs, and the table the hot path reads holds points out there."""
+    sc = h100_scenario(write_scenario, one_layer_model(max_context=131072))
+    p = sc.pools[0].deployment.params
+    at = lambda s: K.table2(p, int(p[int(p[K.K_TABLES]) + K.TAB_PREFILL]), 1.0, float(s), 1.0, 1.0, 1.0, False)
+    top = 16384.0
+    for s in (2 * top, 4 * top):
+        assert at(s) / at(top) == pytest.approx(s * (s + 1) / (top * (top + 1)), rel=0.02)
+    assert at(3 * top) / at(top) == pytest.approx(9.0, rel=0.02)   # between two of the table's points
+
+
+@needs_db
 def test_tables_grow_with_work(write_scenario):
     p = h100_scenario(write_scenario, "llama-3.1-8b").pools[0].deployment.params
     decode = [K.decode_time(p, b, 2000) for b in (1, 8, 32, 64)]

@@ -110,7 +110,12 @@ class Measured:
         grid, scale = self._attention_grid("context", att)
         if grid is None:
             return self.fallback.context_attention(batch, isl, att)
-        return grid(batch, isl) * scale * MS
+        # past the longest measured prompt a prefill's work grows with its query-key pairs,
+        # s(s+1)/2, not linearly as the grid would extend it
+        s = np.asarray(isl, float)
+        top = grid.axes[1][-1]
+        longer = np.where(s > top, s * (s + 1.0) / (top * (top + 1.0)), 1.0)
+        return grid(batch, np.minimum(s, top)) * longer * scale * MS
 
     def generation_attention(self, batch, kv, att: Attention) -> np.ndarray:
         grid, scale = self._attention_grid("generation", att)

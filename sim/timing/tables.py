@@ -35,9 +35,10 @@ class Tables:
 
 
 def axis(limit: float, measured=()) -> np.ndarray:
-    """Points from 1 to `limit`: the measured points below the limit and the limit itself
-    (between measured points the sources are linear, so a table on them is exact); without
-    measurements, every integer to 32, then eight points per doubling."""
+    """Points from 1 to `limit`: the measured points below the limit, eight points per
+    doubling past the last of them, and the limit itself (between measured points the sources
+    are linear, so a table on them is exact); without measurements, every integer to 32, then
+    eight points per doubling."""
     limit = max(float(limit), 1.0)
     pts = [np.array([1.0, limit])]
     for m in measured:
@@ -45,10 +46,19 @@ def axis(limit: float, measured=()) -> np.ndarray:
         pts.append(m[(m >= 1.0) & (m <= limit)])
     if len(pts) == 1:
         pts.append(np.arange(1.0, min(limit, 32.0) + 1.0))
-        if limit > 32.0:
-            pts.append(np.round(32.0 * 2.0 ** (np.arange(1, 8 * np.ceil(np.log2(limit / 32.0)) + 1) / 8.0)))
+        pts.append(_doublings(32.0, limit))
+    else:   # past the measurements a source need not be linear: attention grows with the square of the length
+        top = max((float(np.max(m)) for m in map(np.asarray, measured) if np.size(m)), default=1.0)
+        pts.append(_doublings(top, limit))
     x = np.unique(np.concatenate(pts))
     return x[x <= limit]
+
+
+def _doublings(start: float, limit: float) -> np.ndarray:
+    """Eight points per doubling from `start` (excluded) to `limit`."""
+    if limit <= start:
+        return np.zeros(0)
+    return np.round(start * 2.0 ** (np.arange(1, 8 * np.ceil(np.log2(limit / start)) + 1) / 8.0))
 
 
 EAGER_LINK = 3   # the fourth component: collectives as they run outside captured graphs
