@@ -15,8 +15,10 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/dcsim run scenarios/quickstart.yaml
 
+# the suite runs on every core (pytest-xdist); JOBS=1 runs it in one process
+JOBS ?= auto
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(JOBS)
 
 validate: $(STAMP)
 	$(BIN)/dcsim validate-model

@@ -291,18 +291,23 @@ def run_cases(root: str, levels=None, fast: bool = False, progress=None) -> list
             continue
         if fast and case.slow:
             continue
-        t0 = time.perf_counter()
-        ref = case.reference.value
-        try:
-            predicted, ref = predict(case, src)
-            failure = ""
-        except (ValueError, ScenarioError) as exc:
-            predicted, failure = None, str(exc).splitlines()[0]
-        error = None if predicted is None or not ref else (predicted - ref) / ref
-        outcomes.append(Outcome(case, path, predicted, ref, error, time.perf_counter() - t0, failure))
+        outcomes.append(evaluate(case, path, src))
         if progress:
             progress(outcomes[-1])
     return outcomes
+
+
+def evaluate(case: Case, path: str, src) -> Outcome:
+    """One case's prediction against its reference; a case that cannot run says why."""
+    t0 = time.perf_counter()
+    ref = case.reference.value
+    try:
+        predicted, ref = predict(case, src)
+        failure = ""
+    except (ValueError, ScenarioError) as exc:
+        predicted, failure = None, str(exc).splitlines()[0]
+    error = None if predicted is None or not ref else (predicted - ref) / ref
+    return Outcome(case, path, predicted, ref, error, time.perf_counter() - t0, failure)
 
 
 def summary_rows(outcomes: list[Outcome]) -> list[dict]:
