@@ -375,14 +375,15 @@ def collectives_over_fabric(scenario: Scenario, replicas, placement, fabric, pip
         p = rep.params = rep.params.copy()
         hidden_bytes = p[kernels.K_HIDDEN] * p[kernels.K_ABYTES]
         calls = p[kernels.K_LAYERS] * p[kernels.K_ALLREDUCES] / pp  # per stage
-        steps = []
+        tree = p[kernels.K_TREE] > 0
+        rings, steps = [], []   # each a generator function of the iteration's token count
         if tp_over_fabric:
             p[kernels.K_TP] = 1.0  # the kernel's own all-reduce term is replaced by the flows
             for st in stages:
                 n = len(st)
                 hop = max(fabric.path_latency(a, b) for a, b in zip(st, st[1:] + st[:1]))
-                rounds = 2 * math.ceil(math.log2(n)) if p[kernels.K_TREE] > 0 else 2 * (n - 1)
-                steps.append(("ring", st, calls * hidden_bytes, (calls - 1) * rounds * hop))
+                rounds = 2 * math.ceil(math.log2(n)) if tree else 2 * (n - 1)
+                rings.append(_ring(fabric, tree, st, calls * hidden_bytes, (calls - 1) * rounds * hop))
         if pp_over_fabric:   # the pipeline's stage sends become flows between the stages' devices
             pipe = pipeline_of[rep.index]
             pipe.sends = [_stage_send(fabric, a, b, hidden_bytes / tp) for a, b in zip(stages, stages[1:])]
@@ -394,30 +395,20 @@ def collectives_over_fabric(scenario: Scenario, replicas, placement, fabric, pip
             moe = p[kernels.K_MOE_LAYERS]
             per_token = moe * p[kernels.K_ACTIVE] * hidden_bytes / ep
             hop = max(fabric.path_latency(nodes[0], b) for b in nodes[1:])
-            steps.append(("all-to-all", nodes, per_token, (2 * moe - 2) * hop))
+            steps.append(_all_to_all(fabric, nodes, per_token, (2 * moe - 2) * hop))
 
-        tree = p[kernels.K_TREE] > 0
         if rep.index in pipeline_of:   # in a pipeline each stage runs its own ring while it holds the stage
             pipe = pipeline_of[rep.index]
             if tp_over_fabric and pipe.stage_comm is None:
-                pipe.stage_comm = [_stage_ring(fabric, tree, where, per_token, extra)
-                                   for kind, where, per_token, extra in steps if kind == "ring"]
+                pipe.stage_comm = rings
             continue
+        steps = rings + steps
         if not steps:
             continue
 
-        def collective(tokens, steps=steps, tree=tree):
-            for kind, where, per_token, extra_latency in steps:
-                if kind == "ring":
-                    algorithm = fabric.tree_allreduce if tree else fabric.ring_allreduce
-                    yield from algorithm(where, tokens * per_token, "tp-allreduce")
-                    yield fabric.env.timeout(extra_latency)
-                else:  # this rank's all-to-all: dispatch out, then combine back
-                    me, others = where[0], where[1:]
-                    for a, b in ((me, None), (None, me)):
-                        yield fabric.env.all_of([fabric.transfer(a or o, b or o, tokens * per_token, "ep-all-to-all")
-                                                 for o in others])
-                    yield fabric.env.timeout(extra_latency)
+        def collective(tokens, steps=steps):
+            for step in steps:
+                yield from step(tokens)
         rep.collective = collective
         if rep.stepper is None and hasattr(rep, "_stepped_loop"):
             rep.stepper = _after_kernel(collective)
@@ -431,14 +422,25 @@ def _after_kernel(collective):
     return step
 
 
-def _stage_ring(fabric, tree: bool, devices: list, per_token: float, extra_latency: float):
-    """A pipeline stage's all-reduces over the fabric: one ring of flows, and the hop latency
-    of its other calls."""
+def _ring(fabric, tree: bool, devices: list, per_token: float, extra_latency: float):
+    """A tensor-parallel group's all-reduces over the fabric (a pipeline stage's, or the whole
+    replica's): one ring (or tree) of flows, and the hop latency of its other calls."""
     def ring(tokens: int):
         algorithm = fabric.tree_allreduce if tree else fabric.ring_allreduce
         yield from algorithm(devices, tokens * per_token, "tp-allreduce")
         yield fabric.env.timeout(extra_latency)
     return ring
+
+
+def _all_to_all(fabric, ranks: list, per_token: float, extra_latency: float):
+    """This rank's (ranks[0]) all-to-all over the fabric: dispatch out, then combine back."""
+    def exchange(tokens: int):
+        me, others = ranks[0], ranks[1:]
+        for a, b in ((me, None), (None, me)):
+            yield fabric.env.all_of([fabric.transfer(a or o, b or o, tokens * per_token, "ep-all-to-all")
+                                     for o in others])
+        yield fabric.env.timeout(extra_latency)
+    return exchange
 
 
 def _stage_send(fabric, src: list, dst: list, per_token: float):
