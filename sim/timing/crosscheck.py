@@ -19,7 +19,7 @@ from .. import catalog
 from ..hardware import DeviceSpec
 from . import database as db
 from .analytical import Analytical
-from .measured import ATTENTION_KERNELS, GEMM_DTYPE
+from .measured import ATTENTION_KERNELS, GEMM_DTYPE, attention_rows, gemm_rows
 from .operators import AllReduce, Attention, Gemm
 
 # the shape rules were derived from H100's tables; L40S's efficiencies and floors come from its own
@@ -85,11 +85,9 @@ def _gemm(dev: DeviceSpec, system: str, precision: str) -> np.ndarray:
     frame = _latest(system, "gemm", "gemm_perf")
     if frame is None:
         return np.zeros(0)
-    rows = frame[frame["gemm_dtype"] == GEMM_DTYPE[precision]]
+    rows = gemm_rows(frame, GEMM_DTYPE[precision])
     if not len(rows):
         return np.zeros(0)
-    kernel = rows["kernel_source"].value_counts().index[0]
-    rows = rows[rows["kernel_source"] == kernel]
     model = Analytical(dev, precision)
     errs = []
     for (n, k), group in rows.groupby(["n", "k"]):
@@ -102,13 +100,7 @@ def _attention(dev: DeviceSpec, system: str, kind: str) -> np.ndarray:
     frame = _latest(system, "attention", f"{kind}_attention_perf")
     if frame is None:
         return np.zeros(0)
-    rows = frame[frame["kv_cache_dtype"] == "bfloat16"]
-    for col, want in (("window_size", 0), ("beam_width", 1)):
-        if col in rows:
-            rows = rows[rows[col] == want]
-    present = list(rows["kernel_source"].unique())
-    chosen = next((k for k in ATTENTION_KERNELS[FRAMEWORK] if k in present), present[0] if present else None)
-    rows = rows[rows["kernel_source"] == chosen]
+    rows = attention_rows(frame[frame["kv_cache_dtype"] == "bfloat16"], ATTENTION_KERNELS[FRAMEWORK])
     model = Analytical(dev, "bf16")
     fn = model.context_attention if kind == "context" else model.generation_attention
     errs = []

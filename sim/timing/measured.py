@@ -1,6 +1,6 @@
 """Operator times read from measured kernel tables (`sim.timing.database`).
 
-For a device the database covers (a catalog device's `kernel_database:` names its system)
+For a device the database covers (a catalog device's `kernel_tables:` names its system)
 and a serving framework, each operator of `sim.timing.operators` is looked up at its real
 shape in the framework's own measurements, interpolated in the measured grid
 (`sim.timing.grid`):
@@ -206,14 +206,30 @@ class Measured:
 
 # ---- grids, built once per process for each table and shape ----------------------------------------
 # `where` is (system, family, framework, version, table) as database.read takes it.
-@lru_cache(maxsize=None)
-def _gemm_grid(where, dtype) -> Grid | None:
-    frame = db.read(*where)
+def gemm_rows(frame: pd.DataFrame, dtype: str) -> pd.DataFrame:
+    """The GEMMs measured at one dtype, by the kernel the table measured most of them with."""
     rows = frame[frame["gemm_dtype"] == dtype]
     if not len(rows):
-        return None
+        return rows
     kernel = rows["kernel_source"].value_counts().index[0]
-    return Grid.from_frame(rows[rows["kernel_source"] == kernel], ["m", "n", "k"])
+    return rows[rows["kernel_source"] == kernel]
+
+
+def attention_rows(rows: pd.DataFrame, kernels: tuple) -> pd.DataFrame:
+    """Full-context (no sliding window), single-beam attention measurements by the first of
+    `kernels` the rows have (else the first kernel there is; no rows where there is none)."""
+    for col, want in (("window_size", 0), ("beam_width", 1)):
+        if col in rows:
+            rows = rows[rows[col] == want]
+    present = list(rows["kernel_source"].unique())
+    chosen = next((k for k in kernels if k in present), present[0] if present else None)
+    return rows[rows["kernel_source"] == chosen]
+
+
+@lru_cache(maxsize=None)
+def _gemm_grid(where, dtype) -> Grid | None:
+    rows = gemm_rows(db.read(*where), dtype)
+    return Grid.from_frame(rows, ["m", "n", "k"]) if len(rows) else None
 
 
 @lru_cache(maxsize=None)
@@ -221,15 +237,8 @@ def _attention_grid(where, kind, kv, heads, kv_heads, head_dim, kernels):
     """The measured grid for this head shape (or the nearest head count with the same KV
     heads, to be scaled by the head ratio) and the head count it was measured at."""
     frame = db.read(*where)
-    rows = frame[(frame["kv_cache_dtype"] == kv) & (frame["head_dim"] == head_dim)]
-    for col, want in (("window_size", 0), ("beam_width", 1)):
-        if col in rows:
-            rows = rows[rows[col] == want]
-    present = list(rows["kernel_source"].unique())
-    chosen = next((k for k in kernels if k in present), present[0] if present else None)
-    if chosen is None:
-        return None
-    rows = rows[(rows["kernel_source"] == chosen) & (rows["num_key_value_heads"] == kv_heads)]
+    rows = attention_rows(frame[(frame["kv_cache_dtype"] == kv) & (frame["head_dim"] == head_dim)], kernels)
+    rows = rows[rows["num_key_value_heads"] == kv_heads]
     if not len(rows):
         return None
     measured = np.sort(rows["num_heads"].unique())
