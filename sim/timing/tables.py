@@ -40,16 +40,12 @@ def axis(limit: float, measured=()) -> np.ndarray:
     are linear, so a table on them is exact); without measurements, every integer to 32, then
     eight points per doubling."""
     limit = max(float(limit), 1.0)
-    pts = [np.array([1.0, limit])]
-    for m in measured:
-        m = np.asarray(m, float)
-        pts.append(m[(m >= 1.0) & (m <= limit)])
-    if len(pts) == 1:
-        pts.append(np.arange(1.0, min(limit, 32.0) + 1.0))
-        pts.append(_doublings(32.0, limit))
+    measured = [np.asarray(m, float) for m in measured]
+    pts = [np.array([1.0, limit])] + [m[(m >= 1.0) & (m <= limit)] for m in measured]
+    if not measured:
+        pts += [np.arange(1.0, min(limit, 32.0) + 1.0), _doublings(32.0, limit)]
     else:   # past the measurements a source need not be linear: attention grows with the square of the length
-        top = max((float(np.max(m)) for m in map(np.asarray, measured) if np.size(m)), default=1.0)
-        pts.append(_doublings(top, limit))
+        pts.append(_doublings(max((m.max() for m in measured if m.size), default=1.0), limit))
     x = np.unique(np.concatenate(pts))
     return x[x <= limit]
 
