@@ -71,9 +71,8 @@ def choose(engine, device, model, precision: str, tp: int, pp: int) -> Choice:
         return Choice("native", default_version("native"), {k: v for k, v in _resolved_native().items()
                                                            if k not in engine.model_fields_set},
                       ("engine: a diffusion transformer runs in its pipeline's own runtime: no LLM engine preset",))
-    framework = engine.framework or device.default_engine
-    if framework is None:
-        framework = "vllm"
+    framework = framework_for(engine, device)
+    if engine.framework is None and device.default_engine is None:
         notes.append(f"engine: no engine.framework given and no default engine for {device.name}: vLLM assumed")
     elif engine.framework is None:
         notes.append(f"engine: no engine.framework given: {device.name}'s usual engine, {frameworks()[framework]['name']}")
@@ -103,9 +102,7 @@ def choose(engine, device, model, precision: str, tp: int, pp: int) -> Choice:
         values["chunked_prefill"] = values["max_batch_tokens"]
     elif values.get("chunked_prefill") is False:
         values["chunked_prefill"] = None
-    for key in ("iteration_overhead", "host_per_seq", "launch"):
-        if isinstance(values.get(key), str):
-            values[key] = parse_duration(values[key])
+    _parse_durations(values)
     sglang_seqs = values.get("max_batch_seqs") == "sglang_rule" and "max_batch_seqs" not in engine.model_fields_set
     if values.get("max_batch_seqs") == "sglang_rule":
         values["max_batch_seqs"] = 2048     # the rule's floor, until the KV pool is known
@@ -113,11 +110,23 @@ def choose(engine, device, model, precision: str, tp: int, pp: int) -> Choice:
     return Choice(framework, version, chosen, tuple(notes), sglang_seqs)
 
 
+def framework_for(engine, device) -> str:
+    """The framework a pool runs: its own, else its device's usual engine, else vLLM."""
+    return engine.framework or device.default_engine or "vllm"
+
+
+def _parse_durations(values: dict) -> None:
+    """The preset's host times, written as durations ("1.5ms"), in seconds."""
+    for key in ("iteration_overhead", "host_per_seq", "launch"):
+        if isinstance(values.get(key), str):
+            values[key] = parse_duration(values[key])
+
+
 def _resolved_native() -> dict:
     values = preset("native", default_version("native"))
     values["chunked_prefill"] = None
-    return {k: parse_duration(v) if k in ("iteration_overhead", "host_per_seq", "launch") else v
-            for k, v in values.items() if k in ENGINE_FIELDS}
+    _parse_durations(values)
+    return {k: v for k, v in values.items() if k in ENGINE_FIELDS}
 
 
 def _matches(tier: dict, device) -> bool:

@@ -839,7 +839,7 @@ def _resolve_pool(pool: Pool, i: int, src: source.Source) -> ResolvedPool:
 def _engine_choice(serve, device, model, src, path) -> engines.Choice:
     """The pool's engine preset; an unknown version is an error at its line."""
     engine = serve.engine
-    framework = engine.framework or device.default_engine or "vllm"
+    framework = engines.framework_for(engine, device)
     if engine.version is not None and engine.version not in engines.versions(framework):
         raise ScenarioError.one(src.loc_of(path + ("version",)), format_path(path + ("version",)),
                                 f"no {framework} preset for version '{engine.version}'; presets: "
