@@ -390,6 +390,10 @@ def pareto(df: pd.DataFrame, x: str = "cost.usd_per_m_tokens", y: str = "latency
     ax = _axes(ax)
     pts = df.dropna(subset=[x, y])
     front = pareto_front(pts, x, y)
+    bars = _interval_bars(pts, x), _interval_bars(pts, y)
+    if bars[0] is not None or bars[1] is not None:
+        ax.errorbar(pts[x], pts[y], xerr=bars[0], yerr=bars[1], fmt="none", ecolor="0.8", elinewidth=0.7,
+                    label="90% intervals")
     ax.scatter(pts[x], pts[y], color="0.6", s=18, label=f"{len(pts)} points")
     ax.step(front[x], front[y], where="post", color="C3", marker="o", label="Pareto front")
     if label is not None and label in front:
@@ -454,7 +458,8 @@ def slo_boundary(df: pd.DataFrame, x_axis: str, y_axis: str, ok_column: str = "s
 
 def sweep_lines(df: pd.DataFrame, x: str, y, hue: str | None = None, ax=None):
     """Each metric in `y` (a column or a list of them) against axis `x`, one line per value of
-    axis `hue`: the mean over seeds, shaded between their min and max. One panel per metric;
+    axis `hue`: the mean over seeds, shaded between their min and max, with bars for the
+    figure's 90 % interval when the table has it (`<metric>.lo`, `.hi`). One panel per metric;
     `ax` may be an Axes (one metric) or a sequence of them. Returns the figure."""
     metrics = [y] if isinstance(y, str) else list(y)
     if ax is None:
@@ -480,6 +485,11 @@ def sweep_lines(df: pd.DataFrame, x: str, y, hue: str | None = None, ax=None):
             pos = [where[v] for v in agg.index]
             a.plot(pos, agg["mean"], marker="o", color=f"C{k}", label=None if hue is None else _t(f"{hue}={h}"))
             a.fill_between(pos, agg["min"], agg["max"], color=f"C{k}", alpha=0.2, lw=0)
+            if f"{metric}.lo" in rows and f"{metric}.hi" in rows:   # the 90 % interval, over seeds' bounds
+                lo = pd.to_numeric(rows[f"{metric}.lo"], errors="coerce").groupby(rows[x]).min().reindex(agg.index)
+                hi = pd.to_numeric(rows[f"{metric}.hi"], errors="coerce").groupby(rows[x]).max().reindex(agg.index)
+                a.errorbar(pos, agg["mean"], yerr=[(agg["mean"] - lo).clip(lower=0), (hi - agg["mean"]).clip(lower=0)],
+                           fmt="none", ecolor=f"C{k}", elinewidth=0.8, capsize=3)
         if not numeric:
             a.set_xticks(range(len(xs)), [_t(v) for v in xs], fontsize=7)
         elif len(xs) <= 12:   # ticks at the sweep's own values, not at 2.25, 2.5, ...
@@ -490,6 +500,16 @@ def sweep_lines(df: pd.DataFrame, x: str, y, hue: str | None = None, ax=None):
         if hue is not None and a.get_legend_handles_labels()[0]:
             a.legend(fontsize=7)
     return axes[0].figure
+
+
+def _interval_bars(df: pd.DataFrame, column: str):
+    """Error-bar extents (below, above) of a column from its `.lo` and `.hi` columns, if any."""
+    if f"{column}.lo" not in df or f"{column}.hi" not in df:
+        return None
+    v = pd.to_numeric(df[column], errors="coerce")
+    lo = pd.to_numeric(df[f"{column}.lo"], errors="coerce")
+    hi = pd.to_numeric(df[f"{column}.hi"], errors="coerce")
+    return [(v - lo).clip(lower=0).fillna(0).to_numpy(), (hi - v).clip(lower=0).fillna(0).to_numpy()]
 
 
 def _t(text) -> str:

@@ -41,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     cmp_.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE")
     cmp_.add_argument("--out", help="folder for compare.json/.csv and the plot (default: results/compare-<name>)")
     cmp_.add_argument("--json", action="store_true")
+    cmp_.add_argument("--seeds", type=int, default=3,
+                      help="seeds a fleet runs when an SLO target lies inside its figure's interval (default 3)")
 
     plan = sub.add_parser("plan", help="smallest fleet per device that meets an SLO, or the most load a fleet takes")
     plan.add_argument("scenario", help="scenario with one pool: its model, precision and engine are kept")
@@ -52,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     plan.add_argument("--max-devices", type=int, default=4096, help="largest fleet to try (default 4096)")
     plan.add_argument("--tolerance", type=float, default=0.0,
                       help="stop bisecting within this share of the count (default 0: exact)")
+    plan.add_argument("--seeds", type=int, default=3,
+                      help="seeds each answer must meet the SLO with (default 3: the scenario's and the next two)")
     plan.add_argument("--max-load", action="store_true",
                       help="instead: the highest rate the scenario's own fleet sustains within the SLO")
     plan.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE")
@@ -80,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     vm.add_argument("--fast", action="store_true", help="skip cases marked slow")
     vm.add_argument("--report", default="validation/report.md", help="markdown report to write ('' for none)")
     vm.add_argument("--strict", action="store_true", help="exit 1 when a case misses its tolerance")
+    vm.add_argument("--accuracy", default=None, metavar="JSON",
+                    help="where to record the held-out errors that every run's intervals come from "
+                         "(default: the catalog's accuracy.json, on a full run of the shipped cases only)")
 
     topo = sub.add_parser("topology", help="summarize a topology file and optionally draw it")
     topo.add_argument("file", help="topology YAML (topologies/*.yaml)")
@@ -144,10 +151,20 @@ def _compare(args) -> int:
 
     console = make_console()
     scenarios = compare.load_entries(compare.entries(args.scenarios), args.overrides)
+    if args.seeds < 1:
+        raise ScenarioError.one(_loc("--seeds"), "seeds", f"must be at least 1, got {args.seeds}")
     rows = []
     for sc in scenarios:
         console.print(f"running {sc.name} ...")
-        rows.append(compare.row(summarize(simulate(sc))))
+        r = compare.row(summarize(simulate(sc)))
+        if r["slo_within_error"] and args.seeds > 1:
+            # near the SLO boundary: one seed's verdict is not enough
+            seeds = [sc.spec.seed + k for k in range(1, args.seeds)]
+            console.print(f"  near the SLO boundary: seeds {', '.join(map(str, seeds))} too")
+            met = [r["slo_met"]] + [summarize(simulate(sc, seed=k))["slo"].get("met") for k in seeds]
+            r["slo_seeds_met"] = f"{sum(bool(m) for m in met)}/{len(met)}"
+            r["slo_met"] = all(met)
+        rows.append(r)
     out = args.out or os.path.join("results", f"compare-{scenarios[0].name}")
     files = compare.write(rows, out)
     if args.json:
@@ -161,16 +178,35 @@ def _compare(args) -> int:
             "goodput tok/s", "power kW", "$/h", "$/M tok", "SLO")
     for c in cols:
         table.add_column(c, justify="left" if c in ("scenario", "fleet") else "right")
+    from .intervals import text as with_interval
     for r in rows:
+        def lat(key):
+            lo = r.get(key.replace("_s", "_lo_s"))
+            return with_interval(r[key], None if lo is None else (lo, r[key.replace("_s", "_hi_s")]), duration_or_dash)
+        usd = None if r["usd_per_m_tokens_lo"] is None else (r["usd_per_m_tokens_lo"], r["usd_per_m_tokens_hi"])
+        verdict = {True: "met", False: "MISSED", None: "-"}[r["slo_met"]]
+        if r.get("slo_seeds_met"):
+            verdict += f" {r['slo_seeds_met']} seeds"
         table.add_row(r["scenario"], r["fleet"], str(r["devices"]),
-                      *(duration_or_dash(r[k]) for k in ("ttft_p50_s", "ttft_p99_s", "tpot_p50_s", "tpot_p99_s")),
-                      f"{r['tokens_per_s']:,.0f}",
+                      duration_or_dash(r["ttft_p50_s"]), lat("ttft_p99_s"), duration_or_dash(r["tpot_p50_s"]),
+                      lat("tpot_p99_s"), f"{r['tokens_per_s']:,.0f}",
                       "-" if r["goodput_tokens_per_s"] is None else f"{r['goodput_tokens_per_s']:,.0f}",
                       "-" if r["facility_kw"] is None else f"{r['facility_kw']:,.1f}",
                       "-" if r["usd_per_hour"] is None else f"{r['usd_per_hour']:,.2f}",
-                      "-" if r["usd_per_m_tokens"] is None else f"{r['usd_per_m_tokens']:.3f}",
-                      {True: "met", False: "MISSED", None: "-"}[r["slo_met"]])
+                      with_interval(r["usd_per_m_tokens"], usd, "{:.3f}".format),
+                      verdict + (" (within error)" if r["slo_within_error"] else ""))
     console.print(table)
+    for r in rows:
+        console.print(f"interval {r['scenario']}: {r['interval']}")
+    best, close = compare.cheapest(rows)
+    if best is not None:
+        console.print(f"cheapest meeting the SLO: {best['scenario']} at ${best['usd_per_m_tokens']:.3f}/M tokens")
+        for r in close:
+            console.print(f"[bold]not decisive:[/bold] {r['scenario']} (${r['usd_per_m_tokens']:.3f}/M tokens) is "
+                          f"inside the error of the cheapest")
+    if any(r["slo_within_error"] for r in rows):
+        console.print("(within error): an SLO target lies inside its figure's 90% interval; a real system could "
+                      "land on either side")
     console.print(f"results: {', '.join(files)}")
     return 0
 
@@ -236,11 +272,13 @@ def _plan(args) -> int:
 
     console = make_console()
     wall0 = time.perf_counter()
+    planner_seed = [None]
 
     def progress(t):
         load = f" at {t.rate:,.1f}/s" if t.rate is not None else ""
+        seed = f" seed {t.seed}" if t.seed != planner_seed[0] else ""
         console.print(f"  {t.device} {t.precision} tp{t.tp}" + (f" pp{t.pp}" if t.pp > 1 else "")
-                      + f" x {t.replicas} replicas ({t.devices} devices){load}: "
+                      + f" x {t.replicas} replicas ({t.devices} devices){load}{seed}: "
                       + ("meets" if t.met else f"misses ({t.why})") + f"  [{t.wall_s:.1f}s]")
 
     slo = parse_slo(args.slo) if args.slo else None
@@ -252,7 +290,11 @@ def _plan(args) -> int:
         tps = [int(t) for t in args.tp.split(",")] if args.tp else None
     except ValueError:
         raise ScenarioError.one(_loc("--tp"), "tp", f"expected comma-separated integers, got {args.tp!r}") from None
-    planner = Planner(args.scenario, slo, rate, args.overrides, args.tolerance, args.max_devices, progress, tps)
+    if args.seeds < 1:
+        raise ScenarioError.one(_loc("--seeds"), "seeds", f"must be at least 1, got {args.seeds}")
+    planner = Planner(args.scenario, slo, rate, args.overrides, args.tolerance, args.max_devices, progress, tps,
+                      args.seeds)
+    planner_seed[0] = planner.base.spec.seed
     name = planner.base.name
     out = args.out or os.path.join("results", f"plan-{name}")
     os.makedirs(out, exist_ok=True)
@@ -278,11 +320,13 @@ def _plan(args) -> int:
     console.print(f"[bold]{name}[/bold]: smallest fleet meeting {targets} at "
                   f"{'-' if load is None else f'{load:,.2f}/s'} for {planner.base.pools[0].model_key}")
     plans = planner.plan(devices)
-    table = Table(title="smallest fleet per device (one replica fewer misses; both simulated)", title_justify="left")
-    for c in ("device", "precision", "layout", "replicas", "devices", "TTFT p99", "TPOT p99", "$/h", "$/day",
+    table = Table(title=f"smallest fleet per device meeting the SLO with {args.seeds} seed(s); one replica fewer "
+                        f"misses; (range): the fleet a real system needs, from the 90% interval", title_justify="left")
+    for c in ("device", "precision", "layout", "replicas", "devices", "TTFT p99", "TPOT p99", "pricing", "$/h",
               "$/M tok", "fewer misses"):
-        table.add_column(c, justify="left" if c in ("device", "precision", "layout", "fewer misses") else "right")
-    best_overall = None
+        table.add_column(c, justify="left" if c in ("device", "precision", "layout", "pricing", "fewer misses")
+                         else "right")
+    answers = []
     for p in plans:
         lay = p.best
         if lay is None:
@@ -291,22 +335,37 @@ def _plan(args) -> int:
             table.add_row(p.device, "-", "-", "-", "-", "-", "-", "-", "-", "-", reasons or "no layout met the SLO")
             continue
         b = lay.best
-        if best_overall is None or (b.usd_per_hour or float("inf"), b.devices) < (
-                best_overall.best.usd_per_hour or float("inf"), best_overall.best.devices):
-            best_overall = lay
+        answers.append(b)
         below = lay.below
-        table.add_row(p.device, b.precision, f"tp{b.tp}" + (f" x pp{b.pp}" if b.pp > 1 else ""), f"{b.replicas:,}",
-                      f"{b.devices:,}", duration_or_dash(b.ttft_p99), duration_or_dash(b.tpot_p99),
-                      "-" if b.usd_per_hour is None else f"{b.usd_per_hour:,.2f}",
-                      "-" if b.usd_per_hour is None else f"{b.usd_per_hour * 24:,.0f}",
+        r_lo, r_hi = b.replica_range()
+        d_lo, d_hi = b.device_range()
+        usd = b.usd_range()
+        table.add_row(p.device, b.precision, f"tp{b.tp}" + (f" x pp{b.pp}" if b.pp > 1 else ""),
+                      f"{b.replicas:,} ({r_lo:,}-{r_hi:,})", f"{b.devices:,} ({d_lo:,}-{d_hi:,})",
+                      duration_or_dash(b.ttft_p99), duration_or_dash(b.tpot_p99), b.pricing or "-",
+                      "-" if usd is None else f"{b.usd_per_hour:,.2f} ({usd[0]:,.2f}-{usd[1]:,.2f})",
                       "-" if b.usd_per_m_tokens is None else f"{b.usd_per_m_tokens:.3f}",
                       "-" if below is None else f"{below.devices:,}: {below.why}" + (f" [{p.note}]" if p.note else ""))
     console.print(table)
+    for b in answers:
+        console.print(f"interval {b.device}: {b.interval_basis}")
+    best_overall = _cheapest(answers)
     if best_overall is not None:
-        b = best_overall.best
-        console.print(f"cheapest: {b.devices:,} x {b.device} ({b.precision}, tp{b.tp}"
+        b = best_overall
+        d_lo, d_hi = b.device_range()
+        console.print(f"cheapest: {b.devices:,} x {b.device} ({d_lo:,}-{d_hi:,}; {b.precision}, tp{b.tp}"
                       + (f" x pp{b.pp}" if b.pp > 1 else "") + f", {b.replicas:,} replicas)"
-                      + ("" if b.usd_per_hour is None else f" at ${b.usd_per_hour:,.2f}/h = ${b.usd_per_hour * 24:,.0f}/day"))
+                      + ("" if b.usd_per_hour is None else f" at ${b.usd_per_hour:,.2f}/h = ${b.usd_per_hour * 24:,.0f}/day"
+                         f" ({b.pricing})"))
+        for other in _within_error(b, answers):
+            o_lo, o_hi = other.usd_range()
+            lo, hi = b.usd_range()
+            console.print(f"[bold]not decisive:[/bold] {other.device} costs ${other.usd_per_hour:,.2f}/h "
+                          f"(${o_lo:,.2f}-{o_hi:,.2f}), inside the error of the cheapest (${lo:,.2f}-{hi:,.2f})")
+        bases = sorted({b.pricing for b in answers if b.pricing})
+        if len(bases) > 1:
+            console.print(f"[bold]pricing differs:[/bold] {', '.join(f'{b.device} {b.pricing}' for b in answers)}; "
+                          f"set economics.pricing to compare on one basis")
     else:
         console.print("no device in the search meets the SLO")
     _write_plan(out, planner, plans, None, None)
@@ -319,13 +378,31 @@ def _loc(text):
     return Loc(text)
 
 
+def _cheapest(answers):
+    """The answer with the lowest $/h (then the fewest devices)."""
+    return min(answers, key=lambda b: (b.usd_per_hour if b.usd_per_hour is not None else float("inf"), b.devices),
+               default=None)
+
+
+def _within_error(best, answers):
+    """Other devices whose cost range overlaps the cheapest's: the ranking is inside the error."""
+    mine = best.usd_range()
+    if mine is None:
+        return []
+    return [a for a in answers if a is not best and a.usd_range() is not None and a.usd_range()[0] <= mine[1]]
+
+
 def _write_plan(out, planner, plans, ok, fail) -> None:
     from dataclasses import asdict
 
     doc = {"scenario": planner.path, "trials": [asdict(t) | {"devices": t.devices} for t in planner.trials],
            "devices": [{"device": p.device, "note": p.note,
                         "layouts": [{"tp": l.tp, "pp": l.pp, "precision": l.precision, "note": l.note,
-                                     "best": None if l.best is None else asdict(l.best),
+                                     "seeds_checked": l.seeds_checked,
+                                     "best": None if l.best is None else asdict(l.best) | {
+                                         "replica_range": list(l.best.replica_range()),
+                                         "device_range": list(l.best.device_range()),
+                                         "usd_per_hour_range": l.best.usd_range()},
                                      "below": None if l.below is None else asdict(l.below)} for l in p.layouts]}
                        for p in plans]}
     if ok is not None or fail is not None:
@@ -356,7 +433,7 @@ def _validate(args) -> int:
 
 
 def _validate_model(args) -> int:
-    from . import fidelity
+    from . import accuracy, fidelity
     from .report import make_console
     from .timing import crosscheck
 
@@ -385,6 +462,16 @@ def _validate_model(args) -> int:
     tp = fidelity.tensor_parallel_steps(outcomes)
     console.print(f"held-out step cases at tp > 1: {tp['cases']}, median signed error "
                   f"{fidelity._pct(tp['median_error'])}")
+    entries = [e for e in (o.entry() for o in outcomes) if e is not None]
+    cover = accuracy.coverage(entries) if entries else {}
+    for level, c in cover.items():
+        console.print(f"{accuracy.CONFIDENCE:.0%} intervals (each held-out case left out of its own): {level} "
+                      f"{c['inside']}/{c['cases']} inside, coverage {c['coverage']:.0%}")
+    full_run = not args.level and not args.fast and os.path.abspath(args.cases) == os.path.abspath("validation/cases")
+    target = args.accuracy or (accuracy.PATH if full_run else None)
+    if target and entries:
+        accuracy.save(entries, target)
+        console.print(f"held-out errors for the run intervals: {target}")
     families = [] if args.level and "kernel" not in args.level else crosscheck.run()
     if families:
         table = Table(title="analytical model against every measured kernel (predicted / measured - 1)",
@@ -403,7 +490,7 @@ def _validate_model(args) -> int:
     if args.report:
         os.makedirs(os.path.dirname(args.report) or ".", exist_ok=True)
         with open(args.report, "w") as fh:
-            fh.write(fidelity.markdown_report(outcomes, families))
+            fh.write(fidelity.markdown_report(outcomes, families, cover))
         console.print(f"report: {args.report}")
     missed = [o for o in outcomes if not o.ok]
     return 1 if args.strict and missed else 0

@@ -3,8 +3,10 @@
 Each file contributes its base scenario and each of its `variants:`. All of them run on the
 workload, duration, warm-up, drain, SLO and seed of the first one, so the rows differ only in
 the fleet (and whatever else a variant changes). The table lists per fleet: devices, latency
-percentiles, throughput, goodput, power, cost per million tokens, and whether the SLO held;
-a plot puts cost per million tokens against p99 time to first token.
+percentiles, throughput, goodput, power, cost per million tokens, and whether the SLO held,
+each figure with its 90 % interval (`sim.intervals`); a verdict whose target lies inside its
+figure's interval, and a cheapest fleet whose lead is inside the error, are flagged. A plot
+puts cost per million tokens against p99 time to first token, with the intervals as bars.
 """
 from __future__ import annotations
 
@@ -67,6 +69,14 @@ def row(summary: dict) -> dict:
                       + (f", swapping {p['swaps_devices_with']}'s devices" if p.get("swaps_devices_with") else "")
                       + ")" for p in summary["pools"])
     power = summary["power"]
+    bounds = (summary.get("intervals") or {}).get("figures", {})
+
+    def band(key):
+        b = bounds.get(key)
+        return (None, None) if b is None else tuple(b)
+    ttft_lo, ttft_hi = band("latency_s.ttft.p99")
+    tpot_lo, tpot_hi = band("latency_s.tpot.p99")
+    usd_lo, usd_hi = band("cost.usd_per_m_tokens")
     return {
         "scenario": summary["scenario"],
         "fleet": pools,
@@ -82,9 +92,41 @@ def row(summary: dict) -> dict:
         "usd_per_m_tokens": summary["cost"]["usd_per_m_tokens"],
         "usd_per_m_tokens_at_slo": summary["cost"]["usd_per_m_tokens_at_slo"],
         "slo_met": slo.get("met"),
+        "slo_within_error": within_error(summary),
+        "ttft_p99_lo_s": ttft_lo, "ttft_p99_hi_s": ttft_hi, "tpot_p99_lo_s": tpot_lo, "tpot_p99_hi_s": tpot_hi,
+        "usd_per_m_tokens_lo": usd_lo, "usd_per_m_tokens_hi": usd_hi,
+        "interval": (summary.get("intervals") or {}).get("basis"),
         "completed": summary["requests"]["completed"],
         "rejected": summary["requests"]["rejected"],
     }
+
+
+def within_error(summary: dict) -> bool | None:
+    """Whether an SLO target lies inside its figure's interval: the verdict could go either way
+    on a real system (None without SLO targets)."""
+    results = (summary.get("slo") or {}).get("results") or {}
+    bounds = (summary.get("intervals") or {}).get("figures", {})
+    if not results:
+        return None
+    for key, r in results.items():
+        metric, _, stat = key.rpartition("_")
+        b = bounds.get(f"latency_s.{metric}.{stat}")
+        if b is not None and r.get("target") is not None and b[0] <= r["target"] <= b[1]:
+            return True
+    return False
+
+
+def cheapest(rows: list[dict]) -> tuple[dict | None, list[dict]]:
+    """The fleet meeting the SLO at the lowest cost per token, and the others that meet it
+    whose cost interval reaches below the cheapest's upper bound (the ranking is inside the error)."""
+    ok = [r for r in rows if r["slo_met"] is not False and r["usd_per_m_tokens"] is not None]
+    if not ok:
+        return None, []
+    best = min(ok, key=lambda r: r["usd_per_m_tokens"])
+    top = best["usd_per_m_tokens_hi"] if best["usd_per_m_tokens_hi"] is not None else best["usd_per_m_tokens"]
+    close = [r for r in ok if r is not best
+             and (r["usd_per_m_tokens_lo"] if r["usd_per_m_tokens_lo"] is not None else r["usd_per_m_tokens"]) <= top]
+    return best, close
 
 
 def write(rows: list[dict], out_dir: str) -> list[str]:
@@ -101,12 +143,19 @@ def write(rows: list[dict], out_dir: str) -> list[str]:
     for r in rows:
         if r["usd_per_m_tokens"] is None or r["ttft_p99_s"] is None:
             continue
+        err = None
+        if r["ttft_p99_lo_s"] is not None and r["usd_per_m_tokens_lo"] is not None:
+            err = ([[r["ttft_p99_s"] - r["ttft_p99_lo_s"]], [r["ttft_p99_hi_s"] - r["ttft_p99_s"]]],
+                   [[r["usd_per_m_tokens"] - r["usd_per_m_tokens_lo"]], [r["usd_per_m_tokens_hi"] - r["usd_per_m_tokens"]]])
+        if err is not None:
+            ax.errorbar(r["ttft_p99_s"], r["usd_per_m_tokens"], xerr=err[0], yerr=err[1], fmt="none",
+                        ecolor="0.6", elinewidth=0.8, capsize=2)
         ax.scatter(r["ttft_p99_s"], r["usd_per_m_tokens"], marker="o" if r["slo_met"] is not False else "x")
         ax.annotate(r["scenario"], (r["ttft_p99_s"], r["usd_per_m_tokens"]), textcoords="offset points",
                     xytext=(5, 4), fontsize=8)
     ax.set_xlabel("p99 time to first token (s)")
     ax.set_ylabel("cost per million tokens ($)")
-    ax.set_title("cost against tail latency (x: SLO missed)")
+    ax.set_title("cost against tail latency (x: SLO missed; bars: 90% intervals)")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     png = os.path.join(out_dir, "cost_vs_ttft_p99.png")

@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal, Union
 import numpy as np
 from pydantic import Field
 
-from . import catalog, kernels, oracles, source
+from . import accuracy, catalog, kernels, oracles, source
 from .deployment import cost_vector
 from .errors import Problem, ScenarioError
 from .hardware import BYTES_PER_ELEMENT, DeviceSpec, Precision
@@ -125,6 +125,15 @@ class Outcome:
     error: float | None           # (predicted - reference) / reference
     seconds: float
     failure: str = ""             # why no prediction could be made
+    klass: tuple | None = None    # (timing source, vendor, multi-device) of the pool that answered
+
+    def entry(self) -> accuracy.Entry | None:
+        """The error as `sim.accuracy` keeps it (held-out kernel, step and serving cases)."""
+        if self.error is None or self.klass is None or self.case.role != "held-out":
+            return None
+        is_time = UNITS[self.case.reference.unit][0] == "time"
+        return accuracy.Entry(self.case.id, self.case.level, *self.klass,
+                              accuracy.optimism(self.predicted, self.reference, is_time))
 
     @property
     def ok(self) -> bool:
@@ -170,23 +179,33 @@ def _model(ref, src, path) -> ModelSpec:
     return validate(ModelSpec, raw, src, path)
 
 
-def predict(case: Case, src: source.Source) -> tuple[float, float]:
-    """(the simulator's answer, the reference), both in the reference's unit. A queueing
-    case's reference is the formula's value for the service times the run produced."""
+def predict(case: Case, src: source.Source) -> tuple[float, float, tuple | None]:
+    """(the simulator's answer, the reference), both in the reference's unit, and the class
+    of the pool that answered (`accuracy.class_of`). A queueing case's reference is the
+    formula's value for the service times the run produced."""
     q = case.query
     factor = UNITS[case.reference.unit][1]
     if q.kind == "queueing":
         simulated, theory = _queueing(q, case)
-        return simulated / factor, theory / factor
-    return _predict(case, src), case.reference.value
+        return simulated / factor, theory / factor, None
+    value, klass = _predict(case, src)
+    return value, case.reference.value, klass
 
 
-def _predict(case: Case, src: source.Source) -> float:
+def _predict(case: Case, src: source.Source) -> tuple[float, tuple]:
     q = case.query
     quantity, factor = UNITS[case.reference.unit]
     if q.kind == "scenario":
-        return _scenario_metric(q, src) / factor
+        value, klass = _scenario_metric(q, src)
+        return value / factor, klass
+    if q.kind in ("prefill", "decode"):
+        return _step(q, src, quantity, factor)
     dev = _device(q.device, src, ("query", "device"))
+    return _kernel(q, dev, quantity, factor), ("roofline", dev.vendor, False)
+
+
+def _kernel(q, dev: DeviceSpec, quantity: str, factor: float) -> float:
+    """A single kernel timed by the catalog's rates alone (the closed-form roofline)."""
     if q.kind == "memory":
         return dev.memory_bandwidth * dev.mem_eff / factor
     if q.kind == "gemm":
@@ -203,20 +222,25 @@ def _predict(case: Case, src: source.Source) -> float:
                                    BYTES_PER_ELEMENT[q.precision], rate, dev.memory_bandwidth * dev.mem_eff)
         pairs = q.seq_len ** 2 / (2.0 if q.causal else 1.0)  # the FlashAttention papers' FLOP count
         return _as(quantity, t, 4.0 * q.batch * q.heads * q.head_dim * pairs) / factor
-    p = step_params(q, src)
+    raise ValueError(f"not a kernel query: {q.kind}")
+
+
+def _step(q: StepQuery, src: source.Source, quantity: str, factor: float) -> tuple[float, tuple]:
+    p, deployment = step_params(q, src)
+    klass = accuracy.class_of([deployment])
     n = q.batch
     if q.kind == "prefill":
         if q.tokens is None:
             raise ValueError("a prefill query needs tokens:")
         t = kernels.prefill_time(p, q.tokens, n)
-        return _as(quantity, t, float(n * q.tokens)) / factor
+        return _as(quantity, t, float(n * q.tokens)) / factor, klass
     if q.context is None:
         raise ValueError("a decode query needs context:")
     t = kernels.decode_time(p, n, q.context)
-    return _as(quantity, t, float(n)) / factor
+    return _as(quantity, t, float(n)) / factor, klass
 
 
-def step_params(q: StepQuery, src: source.Source) -> np.ndarray:
+def step_params(q: StepQuery, src: source.Source) -> tuple[np.ndarray, Any]:
     """The cost vector of the step's pool, built as a scenario builds it (the engine's preset,
     measured or analytical timing); without `overhead`, the device's time alone."""
     need = q.batch * (q.tokens or 1)
@@ -228,10 +252,11 @@ def step_params(q: StepQuery, src: source.Source) -> np.ndarray:
                                  "tp": q.tp, "engine": engine}}],
             "workload": [{"name": "w", "rate": 1.0, "prompt_tokens": 1, "output_tokens": 1}]}
     scenario = scenario_from_source(source.Source(data=data, root=src.root))
-    p = scenario.pools[0].deployment.params.copy()
+    deployment = scenario.pools[0].deployment
+    p = deployment.params.copy()
     if not q.overhead:
         p[kernels.K_OVERHEAD] = p[kernels.K_HOST_PER_SEQ] = p[kernels.K_LAUNCH] = 0.0
-    return p
+    return p, deployment
 
 
 def _as(quantity: str, seconds: float, work: float) -> float:
@@ -239,8 +264,9 @@ def _as(quantity: str, seconds: float, work: float) -> float:
     return seconds if quantity == "time" else work / seconds
 
 
-def _scenario_metric(q: ScenarioQuery, src: source.Source) -> float:
+def _scenario_metric(q: ScenarioQuery, src: source.Source) -> tuple[float, tuple]:
     scenario = scenario_from_source(src.subtree(("query", "scenario")), (), src.root)
+    klass = accuracy.class_of([p.deployment for p in scenario.pools])
     value: Any = summarize(simulate(scenario))
     for part in q.metric.split("."):
         if not isinstance(value, dict) or part not in value:
@@ -248,7 +274,7 @@ def _scenario_metric(q: ScenarioQuery, src: source.Source) -> float:
         value = value[part]
     if value is None:
         raise ValueError(f"'{q.metric}' has no value in this run")
-    return float(value)
+    return float(value), klass
 
 
 def _queueing(q: QueueingQuery, case: Case) -> tuple[float, float]:
@@ -301,13 +327,14 @@ def evaluate(case: Case, path: str, src) -> Outcome:
     """One case's prediction against its reference; a case that cannot run says why."""
     t0 = time.perf_counter()
     ref = case.reference.value
+    klass = None
     try:
-        predicted, ref = predict(case, src)
+        predicted, ref, klass = predict(case, src)
         failure = ""
     except (ValueError, ScenarioError) as exc:
         predicted, failure = None, str(exc).splitlines()[0]
     error = None if predicted is None or not ref else (predicted - ref) / ref
-    return Outcome(case, path, predicted, ref, error, time.perf_counter() - t0, failure)
+    return Outcome(case, path, predicted, ref, error, time.perf_counter() - t0, failure, klass)
 
 
 def summary_rows(outcomes: list[Outcome]) -> list[dict]:
@@ -364,7 +391,7 @@ def _device_name(case: Case) -> str:
     return str(dev)
 
 
-def markdown_report(outcomes: list[Outcome], families=()) -> str:
+def markdown_report(outcomes: list[Outcome], families=(), cover=None) -> str:
     head = headline(outcomes)
     e2e = headline(outcomes, ("step", "serving"))
     tp = tensor_parallel_steps(outcomes)
@@ -385,6 +412,15 @@ def markdown_report(outcomes: list[Outcome], families=()) -> str:
     lines += ["", f"Held-out step cases at tp > 1: {tp['cases']}, median signed error {_pct(tp['median_error'])}.",
               "", "Signed error: for rates (FLOP/s, bytes/s, tokens/s) positive means the simulator is "
               "optimistic; for times (step, TTFT, TPOT) negative does."]
+    if cover:
+        lines += ["", "## Intervals", "",
+                  f"Every run prints a {accuracy.CONFIDENCE:.0%} interval for its figures, from these held-out "
+                  "errors of the run's class (`sim/accuracy.py`, data in `sim/catalog/accuracy.json`). "
+                  "Coverage: each held-out case's interval built from all the other cases, and whether it "
+                  "holds the reference (target 85-95 %).", "",
+                  "| level | cases | inside their interval | coverage |", "|---|---:|---:|---:|"]
+        for level, c in cover.items():
+            lines.append(f"| {level} | {c['cases']} | {c['inside']} | {c['coverage']:.0%} |")
     if families:
         from .timing import crosscheck
         k = crosscheck.headline(families)

@@ -14,7 +14,7 @@ import os
 import numpy as np
 import pandas as pd
 
-from . import analysis
+from . import analysis, intervals
 from .analysis import ResultsError, Run
 from .units import duration_or_dash, format_bytes
 
@@ -131,7 +131,7 @@ def run_page(run: Run) -> str:
     body = [f"<h1>{_e(run.name)}</h1>", f'<p class=meta>{_e("; ".join(meta))}</p>',
             _headline(s), "<h2>Fleet</h2>", _pools(s.get("pools") or []),
             "<h2>Requests</h2>", _requests(s.get("requests") or {}, s.get("measured_requests")),
-            "<h2>Latency</h2>", _latency(s.get("latency_s") or {}),
+            "<h2>Latency</h2>", _latency(s.get("latency_s") or {}, _bounds(s)), _interval_note(s),
             _figure(lambda ax: analysis.latency_cdf(run, ax=ax), alt="latency distributions"),
             "<h2>Throughput</h2>", _throughput(s), "<h2>SLO</h2>", _slo(s.get("slo") or {})]
     tenants = s.get("tenants") or []
@@ -161,14 +161,23 @@ def run_page(run: Run) -> str:
     return _page(f"dcsim report: {run.name}", body)
 
 
+def _bounds(s: dict) -> dict:
+    return (s.get("intervals") or {}).get("figures") or {}
+
+
 def _headline(s: dict) -> str:
     lat, tp, cost, slo = s.get("latency_s") or {}, s.get("throughput") or {}, s.get("cost") or {}, s.get("slo") or {}
-    items = [("TTFT p99", duration_or_dash((lat.get("ttft") or {}).get("p99"))),
-             ("TPOT p99", duration_or_dash((lat.get("tpot") or {}).get("p99"))),
-             ("requests per second", _num(tp.get("requests_per_s"))),
-             ("output tokens per second", _num(tp.get("output_tokens_per_s"), "{:,.0f}")),
+    b = _bounds(s)
+    items = [("TTFT p99", intervals.text((lat.get("ttft") or {}).get("p99"), b.get("latency_s.ttft.p99"), duration_or_dash)),
+             ("TPOT p99", intervals.text((lat.get("tpot") or {}).get("p99"), b.get("latency_s.tpot.p99"), duration_or_dash)),
+             ("requests per second", intervals.text(tp.get("requests_per_s"), b.get("throughput.requests_per_s"),
+                                                    lambda v: _num(v))),
+             ("output tokens per second", intervals.text(tp.get("output_tokens_per_s"),
+                                                         b.get("throughput.output_tokens_per_s"),
+                                                         lambda v: _num(v, "{:,.0f}"))),
              ("$ per hour", _num(cost.get("usd_per_hour"))),
-             ("$ per M tokens", _num(cost.get("usd_per_m_tokens"), "{:.3f}"))]
+             ("$ per M tokens", intervals.text(cost.get("usd_per_m_tokens"), b.get("cost.usd_per_m_tokens"),
+                                               lambda v: _num(v, "{:.3f}")))]
     if slo.get("results"):
         items.append(("SLO", "met" if slo.get("met") else "missed"))
     return _cards(items)
@@ -196,10 +205,20 @@ def _requests(r: dict, measured) -> str:
     return table + (f"<p>{_e('; '.join(why))}</p>" if why else "") + (f"<p class=meta>{_e(note)}</p>" if note else "")
 
 
-def _latency(lat: dict) -> str:
-    rows = [[label] + [duration_or_dash((lat.get(m) or {}).get(q)) for q in ("p50", "p90", "p99", "mean")]
+def _latency(lat: dict, bounds: dict | None = None) -> str:
+    bounds = bounds or {}
+    rows = [[label] + [intervals.text((lat.get(m) or {}).get(q), bounds.get(f"latency_s.{m}.{q}"), duration_or_dash)
+                       for q in ("p50", "p90", "p99", "mean")]
             for m, label in analysis.LATENCY_LABELS.items()]
     return _table(["metric", "p50", "p90", "p99", "mean"], rows)
+
+
+def _interval_note(s: dict) -> str:
+    iv = s.get("intervals")
+    if not iv:
+        return ""
+    return (f"<p class=meta>{_e('(in brackets) ' + iv['basis'] + '; throughput set by ' + iv['throughput_set_by'])}"
+            f"</p>")
 
 
 def _throughput(s: dict) -> str:

@@ -18,6 +18,7 @@ Every simulation runs on the same workload and seed; the answer lists them all.
 from __future__ import annotations
 
 import copy
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -52,10 +53,32 @@ class Trial:
     usd_per_hour: float | None
     usd_per_m_tokens: float | None
     wall_s: float
+    seed: int = 0
+    pricing: str = ""
+    optimism: float = 0.0               # the model interval of this layout's class (sim.accuracy)
+    half_width: float = 0.0
+    interval_basis: str = ""
 
     @property
     def devices(self) -> int:
         return self.replicas * self.tp * self.pp
+
+    def replica_range(self) -> tuple[int, int]:
+        """The replicas a real fleet needs if it runs as much slower or faster than simulated as
+        the 90 % interval of this class allows (capacity scales with the speed)."""
+        lo = math.exp(self.optimism - self.half_width) * self.replicas
+        hi = math.exp(self.optimism + self.half_width) * self.replicas
+        return max(1, math.ceil(lo - 1e-9)), max(1, math.ceil(hi - 1e-9))
+
+    def device_range(self) -> tuple[int, int]:
+        lo, hi = self.replica_range()
+        return lo * self.tp * self.pp, hi * self.tp * self.pp
+
+    def usd_range(self) -> tuple[float, float] | None:
+        if self.usd_per_hour is None:
+            return None
+        lo, hi = self.replica_range()
+        return self.usd_per_hour * lo / self.replicas, self.usd_per_hour * hi / self.replicas
 
 
 @dataclass
@@ -68,6 +91,7 @@ class Layout:
     best: Trial | None = None
     below: Trial | None = None          # one step fewer replicas (missed)
     note: str = ""
+    seeds_checked: list[int] = field(default_factory=list)   # the seeds the answer meets the SLO with
 
 
 @dataclass
@@ -104,8 +128,10 @@ def parse_slo(text: str) -> dict:
 
 class Planner:
     def __init__(self, path: str, slo: dict | None = None, rate: float | None = None, overrides=(),
-                 tolerance: float = 0.0, max_devices: int = 4096, progress=None, tps: list[int] | None = None):
+                 tolerance: float = 0.0, max_devices: int = 4096, progress=None, tps: list[int] | None = None,
+                 seeds: int = 3):
         self.path = path
+        self.seeds = seeds
         self.tolerance = tolerance
         self.max_devices = max_devices
         self.tps = tps
@@ -157,13 +183,15 @@ class Planner:
                 stream["rate"] = f"{parse_rate(stream['rate']) * rate / self.rate0!r}/s"
         return scenario_from_source(src, (), self.path)
 
-    def trial(self, device: str, precision: str, tp: int, pp: int, replicas: int, rate: float | None = None) -> Trial:
+    def trial(self, device: str, precision: str, tp: int, pp: int, replicas: int, rate: float | None = None,
+              seed: int | None = None) -> Trial:
         rate = self.rate if rate is None else rate
-        key = (device, precision, tp, pp, replicas, rate)
+        seed = self.base.spec.seed if seed is None else seed
+        key = (device, precision, tp, pp, replicas, rate, seed)
         if key in self._cache:
             return self._cache[key]
         t0 = time.perf_counter()
-        s = summarize(simulate(self._scenario(device, precision, tp, pp, replicas, rate)))
+        s = summarize(simulate(self._scenario(device, precision, tp, pp, replicas, rate), seed=seed))
         req = s["requests"]
         why = ""
         permanent = {k: v for k, v in req["rejected_by_reason"].items() if k in PERMANENT}
@@ -175,8 +203,11 @@ class Planner:
         elif req["rejected"] or req["in_flight"]:
             why = f"{req['rejected']} rejected, {req['in_flight']} left in flight"
         lat = s["latency_s"]
+        model = s["intervals"]["model"]
+        basis = s["intervals"]["basis"].split("; batch means")[0].split("; no batch means")[0]
         t = Trial(device, precision, tp, pp, replicas, rate, not why, why, lat["ttft"]["p99"], lat["tpot"]["p99"],
-                  s["cost"]["usd_per_hour"], s["cost"]["usd_per_m_tokens"], time.perf_counter() - t0)
+                  s["cost"]["usd_per_hour"], s["cost"]["usd_per_m_tokens"], time.perf_counter() - t0, seed,
+                  s["cost"]["pricing"], model["median_optimism"], model["half_width"], basis)
         self._cache[key] = t
         self.trials.append(t)
         self.progress(t)
@@ -305,6 +336,26 @@ class Planner:
             else:
                 lo_fail = t
         layout.best, layout.below = hi_ok, lo_fail
+        return self._confirm(layout, cap)
+
+    def _confirm(self, layout: Layout, cap: int) -> Layout:
+        """The answer must hold for every seed, not only the one the search ran: add replicas
+        until it does (the noise of one seed near the boundary is not capacity)."""
+        base = self.base.spec.seed
+        n = layout.best.replicas
+        while True:
+            misses = [t for t in (self.trial(layout.device, layout.precision, layout.tp, layout.pp, n, seed=base + k)
+                                  for k in range(self.seeds)) if not t.met]
+            if not misses:
+                break
+            if n >= cap:
+                layout.note = f"SLO not met for every seed with {cap * layout.tp * layout.pp} devices"
+                layout.best = None
+                return layout
+            layout.below = misses[0]
+            n += 1
+        layout.best = self.trial(layout.device, layout.precision, layout.tp, layout.pp, n)
+        layout.seeds_checked = [base + k for k in range(self.seeds)]
         return layout
 
     def plan(self, devices: list[str]) -> list[DevicePlan]:

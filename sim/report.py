@@ -17,7 +17,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from . import economics
+from . import economics, intervals
 from .media import KINDS
 from .metrics import REASONS, STATE_NAMES
 from .simulation import RunResult
@@ -249,6 +249,7 @@ def print_summary(summary: dict, console: Console | None = None) -> None:
     console.print(f"requests: {req['arrived']:,} arrived = {' + '.join(parts)}; "
                   f"{req['preemptions']:,} preemptions{retried}")
 
+    bounds = (summary.get("intervals") or {}).get("figures", {})
     lat = Table(title="latency (requests arriving in the window)", title_justify="left")
     lat.add_column("metric")
     for k in ("p50", "p90", "p99", "mean"):
@@ -256,12 +257,14 @@ def print_summary(summary: dict, console: Console | None = None) -> None:
     for metric, label in (("ttft", "time to first token"), ("tpot", "time per output token"),
                           ("e2e", "end to end"), ("queue_wait", "queue wait")):
         s = summary["latency_s"][metric]
-        lat.add_row(label, *(duration_or_dash(s[k]) for k in ("p50", "p90", "p99", "mean")))
+        lat.add_row(label, *(intervals.text(s[k], bounds.get(f"latency_s.{metric}.{k}"), duration_or_dash)
+                             for k in ("p50", "p90", "p99", "mean")))
     console.print(lat)
 
     tp = summary["throughput"]
-    console.print(f"throughput: {tp['requests_per_s']:.2f} req/s, {tp['input_tokens_per_s']:,.0f} input tok/s, "
-                  f"{tp['output_tokens_per_s']:,.0f} output tok/s")
+    rps = intervals.text(tp["requests_per_s"], bounds.get("throughput.requests_per_s"), "{:.2f}".format)
+    otps = intervals.text(tp["output_tokens_per_s"], bounds.get("throughput.output_tokens_per_s"), "{:,.0f}".format)
+    console.print(f"throughput: {rps} req/s, {tp['input_tokens_per_s']:,.0f} input tok/s, {otps} output tok/s")
     slo = summary["slo"]
     if slo.get("results"):
         parts = [f"{k} {duration_or_dash(r['value'])} / {duration_or_dash(r['target'])} {'ok' if r['met'] else 'MISSED'}"
@@ -300,14 +303,17 @@ def print_summary(summary: dict, console: Console | None = None) -> None:
 
     pw, cost = summary["power"], summary["cost"]
     if pw["it_watts"] is not None:
+        jpt = intervals.text(pw["joules_per_output_token"], bounds.get("power.joules_per_output_token"), "{:.2f}".format)
         console.print(f"power: {pw['it_watts'] / 1000:.1f} kW IT, {pw['facility_watts'] / 1000:.1f} kW facility "
-                      f"(PUE {pw['pue']}); {_n(pw['joules_per_output_token'], '{:.2f}')} J per output token")
+                      f"(PUE {pw['pue']}); {jpt} J per output token")
     for note in pw["notes"]:
         console.print(f"power: {note}")
     if cost["usd_per_hour"] is not None:
+        usd = "${:.3f}".format
         console.print(f"cost ({cost['pricing']}): ${cost['usd_per_hour']:,.2f}/h; "
-                      f"${_n(cost['usd_per_m_tokens'], '{:.3f}')} per M tokens, "
-                      f"${_n(cost['usd_per_m_output_tokens'], '{:.3f}')} per M output tokens")
+                      f"{intervals.text(cost['usd_per_m_tokens'], bounds.get('cost.usd_per_m_tokens'), usd)} per M tokens, "
+                      f"{intervals.text(cost['usd_per_m_output_tokens'], bounds.get('cost.usd_per_m_output_tokens'), usd)}"
+                      f" per M output tokens")
     for note in cost["notes"]:
         console.print(f"cost: {note}")
     for a in summary.get("autoscaling") or []:
@@ -336,5 +342,8 @@ def print_summary(summary: dict, console: Console | None = None) -> None:
                        f", recovered after {duration_or_dash(e['recovery_s'])}")
             console.print(f"  {e['component']} {e['target']} at {duration_or_dash(e['time'])}: {e['replicas_down']} "
                           f"replicas down, {e['requests_lost']} requests lost{dip}")
+    iv = summary.get("intervals")
+    if iv:
+        console.print(f"interval: {iv['basis']}; throughput set by {iv['throughput_set_by']}")
     for a in summary["assumptions"]:
         console.print(f"[dim]assumed: {a}[/dim]")

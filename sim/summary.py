@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import economics, kernels, media, sharing
+from . import economics, intervals, kernels, media, sharing
 from .metrics import COMPLETED, FAILED, IN_FLIGHT, REASONS, REJECTED, SHED, unserved
 from .ops.lifecycle import POWERED
 from .simulation import RunResult
@@ -209,7 +209,7 @@ def summarize(result: RunResult) -> dict:
         # catalog figures taken from another device or reasoning, not measured on this one
         assumptions += [f"{key}: {field} assumed, not measured on this device (its source in the device catalog says how)"
                         for field, note in sorted(dev.sources.items()) if "assumed" in note.lower()]
-    return {
+    out = {
         "scenario": spec.name,
         "source": result.scenario.path,
         "seed": result.seed,
@@ -236,6 +236,8 @@ def summarize(result: RunResult) -> dict:
                 "events": result.events,
                 "streams": result.stream_names},
     }
+    out["intervals"] = intervals.section(result, out)
+    return out
 
 
 def request_costs(table, pool_index: np.ndarray, token_prices: np.ndarray) -> np.ndarray:

@@ -18,7 +18,8 @@ An axis path is any `--set` path (`fleet.0.serve.tp`, `router.policy`, `workload
 `variant` to sweep over the base's variants. Each point and seed runs as a task on an
 executor (`sim.executors`); its results go to `points/<id>/` (a `dcsim run` folder plus
 `point.json`) and one row of `sweep.parquet`: the axes, the seed, the status, and every
-figure of its summary flattened (`latency_s.ttft.p99`, `cost.usd_per_m_tokens`, ...).
+figure of its summary flattened (`latency_s.ttft.p99`, `cost.usd_per_m_tokens`, ...), each
+headline figure with its 90 % interval beside it (`latency_s.ttft.p99.lo`, `.hi`).
 
 A rerun into the same folder skips the points whose `point.json` says they finished with the
 same scenario and seed, so a sweep that was stopped goes on where it was. A point whose
@@ -251,7 +252,12 @@ def row_of(task: Task, outcome: dict, out: str) -> dict:
     summary = outcome.get("summary")
     if summary is not None:
         from .compare import row as compare_row
-        row.update(flatten(summary))
+        bounds = (summary.get("intervals") or {}).get("figures", {})
+        row.update(flatten({k: v for k, v in summary.items() if k != "intervals"}))
+        row.update(flatten({k: v for k, v in summary["intervals"].items() if k != "figures"}, "intervals.")
+                   if summary.get("intervals") else {})
+        for figure, (lo, hi) in bounds.items():      # each figure's 90 % interval beside it
+            row[f"{figure}.lo"], row[f"{figure}.hi"] = lo, hi
         short = compare_row(summary)
         row["devices"], row["fleet"] = short["devices"], short["fleet"]
     return row

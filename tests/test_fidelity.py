@@ -6,7 +6,7 @@ import os
 import pytest
 import yaml
 
-from sim import fidelity
+from sim import accuracy, fidelity
 from sim.cli import main
 from sim.errors import ScenarioError
 from tests.conftest import ROOT
@@ -84,6 +84,7 @@ CASES = os.path.join(ROOT, "validation", "cases")
 
 
 FAST_CASES = [c for c in fidelity.load_cases(CASES) if not c[0].slow]
+RECORDED = {e.id: e for e in accuracy.load()}
 
 
 @pytest.mark.parametrize("case,path,src", FAST_CASES, ids=[c[0].id for c in FAST_CASES])
@@ -92,6 +93,12 @@ def test_shipped_cases_hold_or_explain_their_miss(case, path, src):
     o = fidelity.evaluate(case, path, src)
     assert o.failure == "", f"{case.id}: {o.failure}"
     assert o.ok or case.diagnosis, f"{case.id} misses by {o.error:+.1%} and has no diagnosis"
+    # the error every run's interval is built from is this code's: rerun `make validate` when it moves
+    entry = o.entry()
+    if entry is not None:
+        assert RECORDED[case.id] == entry.__class__(**{**entry.row(), "optimism": RECORDED[case.id].optimism})
+        assert RECORDED[case.id].optimism == pytest.approx(entry.optimism, abs=2e-6), \
+            f"{case.id}: accuracy.json is stale; run make validate"
 
 
 def test_the_fast_subset_covers_every_level():
