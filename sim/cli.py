@@ -101,11 +101,22 @@ def main(argv: list[str] | None = None) -> int:
     rep.add_argument("results", help="results folder of `dcsim run` or `dcsim sweep`")
     rep.add_argument("--out", help="HTML file to write (default: RESULTS/report.html)")
 
+    cal = sub.add_parser("calibrate", help="fit device and host factors to your cluster's benchmark results",
+                         description="Fit the simulator to measurements of your own cluster: vllm bench serve "
+                                     "result JSON, SGLang bench_serving JSONL, or a CSV of step times (batch, "
+                                     "prompt_tokens, context, step_time_ms). Half the measurements fit, half check; "
+                                     "the overlay written is applied by a scenario's `calibration: FILE`.")
+    cal.add_argument("scenario", help="scenario whose pool the files measured (its device, model, tp, engine)")
+    cal.add_argument("files", nargs="+", help="benchmark result files (.json, .jsonl) and step-time CSVs (.csv)")
+    cal.add_argument("--pool", help="the pool the files measured (when the scenario has several)")
+    cal.add_argument("--out", default="calibration.yaml", help="overlay to write (default: calibration.yaml)")
+    cal.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE")
+
     args = parser.parse_args(argv)
     try:
         handler = {"run": _run, "validate": _validate, "compare": _compare, "plan": _plan,
                    "validate-model": _validate_model, "topology": _topology, "catalog": _catalog,
-                   "sweep": _sweep, "report": _report}[args.command]
+                   "sweep": _sweep, "report": _report, "calibrate": _calibrate}[args.command]
         return handler(args)
     except ScenarioError as exc:
         for problem in exc.problems:
@@ -371,6 +382,40 @@ def _plan(args) -> int:
     _write_plan(out, planner, plans, None, None)
     console.print(f"{len(planner.trials)} simulations in {time.perf_counter() - wall0:.1f}s; {out}/plan.json")
     return 0 if best_overall is not None else 1
+
+
+def _calibrate(args) -> int:
+    from .calibrate import Calibrator, write_overlay
+    from .report import make_console
+
+    console = make_console()
+    calibrator = Calibrator(args.scenario, args.files, args.pool, args.overrides)
+    cal = calibrator.run(progress=lambda text: console.print(f"  {text}"))
+    fit = cal.fit
+    host = "the engine preset's" if fit.iteration_overhead is None else f"{fit.iteration_overhead * 1e3:.3f} ms"
+    console.print(f"[bold]{cal.device} / {cal.model} (tp {cal.tp}, pool {cal.pool})[/bold]: device time x "
+                  f"{fit.time_scale:.4f}; host time per iteration {host}; fitted on {len(cal.fitted_on)} "
+                  f"measurement(s)")
+    table = Table(title="held-out measurements: the simulator before (catalog) and after calibration",
+                  title_justify="left")
+    for c in ("measurement", "metric", "measured", "before", "error", "after", "error "):
+        table.add_column(c, justify="left" if c in ("measurement", "metric") else "right")
+    for c in cal.checks:
+        show = duration_or_dash if c.is_time else "{:,.1f}".format
+        table.add_row(c.name, c.metric, show(c.measured), show(c.before), f"{c.error(c.before):+.1%}",
+                      show(c.after), f"{c.error(c.after):+.1%}")
+    console.print(table)
+    before, after = cal.median_abs("before"), cal.median_abs("after")
+    if before is not None:
+        console.print(f"held-out median |error|: {before:.1%} before, {after:.1%} after "
+                      f"({len(cal.checks)} figures)")
+    else:
+        console.print("no held-out measurement left to check (give more files)")
+    for note in cal.notes:
+        console.print(note if note.startswith("assumed:") else f"note: {note}")
+    write_overlay(cal, args.out, args.files)
+    console.print(f"overlay: {args.out} (in a scenario: calibration: {os.path.basename(args.out)})")
+    return 0
 
 
 def _loc(text):

@@ -57,6 +57,7 @@ class Deployment:
     assumptions: list[str] = field(default_factory=list)
     timing: str = "analytical"           # where iteration times come from (sim.timing's label)
     engine: str = ""                     # the serving engine and version whose preset the pool runs
+    calibration: tuple | None = None     # (file name, sim.calibration.Overlay) when one applies
 
     def blocks_for(self, tokens: int) -> int:
         """KV blocks a sequence holding `tokens` tokens occupies."""

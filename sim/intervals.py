@@ -3,7 +3,9 @@
 Two uncertainties, combined in quadrature in log space:
 
 - **The model's**: how far runs of this kind have been from measurements (`sim.accuracy`: the
-  held-out validation errors of the class of the run's pools; with several classes, the widest).
+  held-out validation errors of the class of the run's pools; for a pool calibrated to the
+  user's cluster, the calibration's own held-out error, `sim.calibration`; with several pools,
+  the widest).
 - **The run's own**: batch means. The measurement window is cut into ten stretches and each
   figure is computed in each; the spread of the ten, at Student's t with 9 degrees of freedom,
   says how much a longer run could move it. (Neighbouring stretches are correlated under heavy
@@ -20,7 +22,7 @@ import math
 
 import numpy as np
 
-from . import accuracy
+from . import accuracy, calibration
 from .metrics import COMPLETED, REJECTED, SHED
 
 STRETCHES = 10
@@ -32,11 +34,15 @@ LATENCY = [(m, q) for m in ("ttft", "tpot", "e2e") for q in ("p50", "p90", "p99"
 
 
 def model_interval(pools, entries=None) -> accuracy.Interval:
-    """The widest interval among the run's pool classes (serving level)."""
+    """The widest interval among the run's pools: a calibrated pool's from its calibration's
+    held-out error, any other's from its class's held-out validation errors (serving level)."""
     entries = accuracy.load() if entries is None else entries
     best = None
-    for klass in {accuracy.class_of([p.deployment]) for p in pools}:
-        iv = accuracy.interval(entries, "serving", *klass)
+    for p in pools:
+        dep = p.deployment
+        iv = calibration.interval(*dep.calibration) if dep.calibration is not None else None
+        if iv is None:
+            iv = accuracy.interval(entries, "serving", *accuracy.class_of([dep]))
         if best is None or iv.half_width > best.half_width:
             best = iv
     return best

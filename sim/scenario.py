@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from . import catalog, engines, sharing, source, timing
+from . import calibration, catalog, engines, sharing, source, timing
 from .partition import Partition
 from .deployment import Deployment, DeploymentError, EngineLimits, deploy
 from .errors import Loc, Problem, ScenarioError, did_you_mean, format_path
@@ -349,6 +349,8 @@ class ScenarioSpec(Spec):
     power: PowerBudget | None = None
     failures: FailureSpec | None = Field(default=None, description="devices, servers, racks, links and switches "
                                                                    "that fail and are repaired")
+    calibration: str | None = Field(default=None, description="overlay written by `dcsim calibrate` (path "
+                                                              "relative to this file): factors fitted to your cluster")
 
     @model_validator(mode="after")
     def _warmup_inside(self):
@@ -429,6 +431,11 @@ def scenario_from_source(src: source.Source, overrides=(), path: str = "") -> Sc
             problems.append(Problem(src.loc_of(("fleet", i, "pool")), f"fleet[{i}].pool", f"duplicate pool name '{name}'"))
     if problems:
         raise ScenarioError(problems)
+    if spec.calibration is not None:
+        overlay = calibration.load(spec.calibration, src.loc_of(("calibration",)))
+        notes = calibration.apply(overlay, os.path.basename(spec.calibration), pools)
+        for p in pools:
+            p.deployment.assumptions.extend(notes)
     # the pools as they run: engine fields their presets filled in, the KV precision chosen
     spec = spec.model_copy(update={"fleet": [p.spec for p in pools]})
     served = {p.model_key for p in pools}

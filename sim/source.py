@@ -20,7 +20,7 @@ from .errors import Loc, ScenarioError, did_you_mean, format_path
 # Keys whose string value names another YAML file to read in place.
 FILE_REFERENCE_KEYS = {"topology", "workload"}
 # Keys whose string value is a data file path, made absolute against the declaring file.
-PATH_KEYS = {"path"}
+PATH_KEYS = {"path", "calibration"}
 
 
 @dataclass
