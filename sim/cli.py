@@ -317,8 +317,11 @@ def _plan(args) -> int:
         if ok is None:
             console.print(f"the fleet misses the SLO even at {fail.rate:,.3g}/s ({fail.why})")
         else:
-            console.print(f"sustains {ok.rate:,.2f}/s (TTFT p99 {duration_or_dash(ok.ttft_p99)}, TPOT p99 {duration_or_dash(ok.tpot_p99)}); "
+            lo, hi = ok.rate_range()
+            console.print(f"sustains {ok.rate:,.2f}/s ({lo:,.2f}-{hi:,.2f}/s on a real system; TTFT p99 "
+                          f"{duration_or_dash(ok.ttft_p99)}, TPOT p99 {duration_or_dash(ok.tpot_p99)}); "
                           + (f"misses at {fail.rate:,.2f}/s ({fail.why})" if fail else "no failing load found"))
+            console.print(f"interval: {ok.interval_basis}")
         _write_plan(out, planner, [], ok, fail)
         console.print(f"{len(planner.trials)} simulations in {time.perf_counter() - wall0:.1f}s; {out}/plan.json")
         return 0
@@ -451,7 +454,8 @@ def _write_plan(out, planner, plans, ok, fail) -> None:
                                      "below": None if l.below is None else asdict(l.below)} for l in p.layouts]}
                        for p in plans]}
     if ok is not None or fail is not None:
-        doc["max_load"] = {"sustained": None if ok is None else asdict(ok), "missed": None if fail is None else asdict(fail)}
+        doc["max_load"] = {"sustained": None if ok is None else asdict(ok) | {"rate_range": ok.rate_range()},
+                           "missed": None if fail is None else asdict(fail)}
     with open(os.path.join(out, "plan.json"), "w") as fh:
         json.dump(doc, fh, indent=2)
 

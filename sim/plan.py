@@ -74,6 +74,14 @@ class Trial:
         lo, hi = self.replica_range()
         return lo * self.tp * self.pp, hi * self.tp * self.pp
 
+    def rate_range(self) -> tuple[float, float] | None:
+        """The load a real fleet sustains, if it runs as much slower or faster than simulated as
+        the 90 % interval allows (the most load scales with the speed)."""
+        if self.rate is None:
+            return None
+        return (self.rate * math.exp(-self.optimism - self.half_width),
+                self.rate * math.exp(-self.optimism + self.half_width))
+
     def usd_range(self) -> tuple[float, float] | None:
         if self.usd_per_hour is None:
             return None

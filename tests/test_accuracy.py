@@ -118,6 +118,12 @@ def test_a_plan_answer_comes_with_the_fleet_a_real_system_needs():
     assert t.usd_range() == pytest.approx((100.0 * lo / 40, 100.0 * hi / 40))
 
 
+def test_the_most_load_comes_with_the_load_a_real_fleet_sustains():
+    t = trial("a", 1.0, 4, optimism=0.1, half=0.2)
+    t.rate = 50.0
+    assert t.rate_range() == pytest.approx((50 * math.exp(-0.3), 50 * math.exp(0.1)))
+
+
 def test_a_cheapest_inside_the_error_is_flagged():
     cheap, close, far = trial("a", 100.0, 10), trial("b", 110.0, 11), trial("c", 300.0, 30)
     assert _within_error(cheap, [cheap, close, far]) == [close]

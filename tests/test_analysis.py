@@ -112,6 +112,17 @@ def test_sweep_lines_show_the_mean_and_the_spread_over_seeds():
     assert band.min() == 1.0 and band.max() == 20.0
 
 
+def test_sweep_lines_and_pareto_draw_the_90_percent_intervals():
+    df = pd.DataFrame({"count": [1, 2], "y": [2.0, 4.0], "y.lo": [1.5, 3.0], "y.hi": [3.0, 6.0],
+                       "x": [1.0, 2.0], "x.lo": [0.9, 1.8], "x.hi": [1.2, 2.4]})
+    ax = analysis.sweep_lines(df, "count", ["y"]).axes[0]
+    bars = [c for c in ax.containers if c.has_yerr]
+    segments = bars[0].lines[2][0].get_segments()
+    assert [(s[0][1], s[1][1]) for s in segments] == [(1.5, 3.0), (3.0, 6.0)]
+    ax = analysis.pareto(df, x="x", y="y")
+    assert any(c.has_xerr and c.has_yerr for c in ax.containers)
+
+
 def test_link_matrix_fills_idle_bins():
     run = analysis.Run("x", {}, pd.DataFrame(), pd.DataFrame(), pd.DataFrame({
         "time": [0.0, 0.5, 1.5, 1.5], "src": ["a", "a", "a", "b"], "dst": ["b", "b", "b", "a"],

@@ -79,6 +79,10 @@ def test_the_process_pool_and_an_in_process_dask_cluster_give_the_same_table(tmp
     first = a.iloc[0]
     summary = json.load(open(tmp_path / "pool" / first["folder"] / "summary.json"))
     assert summary["latency_s"]["ttft"]["p99"] == first["latency_s.ttft.p99"]
+    # each headline figure's 90 % interval beside it
+    assert [first["latency_s.ttft.p99.lo"], first["latency_s.ttft.p99.hi"]] == \
+        summary["intervals"]["figures"]["latency_s.ttft.p99"]
+    assert "intervals.figures.latency_s.ttft.p99.0" not in a.columns
     assert os.path.exists(tmp_path / "pool" / first["folder"] / "requests.parquet")
     described = json.load(open(tmp_path / "pool" / "sweep.json"))
     assert [a["name"] for a in described["axes"]] == ["replicas", "rate"] and described["points"] == 8
