@@ -207,6 +207,7 @@ def _compare(args) -> int:
                       with_interval(r["usd_per_m_tokens"], usd, "{:.3f}".format),
                       verdict + (" (within error)" if r["slo_within_error"] else ""))
     console.print(table)
+    console.print(f"pricing: {rows[0]['pricing_basis']}" if rows else "")
     for r in rows:
         console.print(f"interval {r['scenario']}: {r['interval']}")
     best, close = compare.cheapest(rows)
@@ -276,7 +277,7 @@ def _cell(v) -> str:
 def _plan(args) -> int:
     import time
 
-    from . import catalog
+    from . import catalog, economics
     from .plan import Planner, parse_slo
     from .report import make_console
     from .units import parse_rate
@@ -361,6 +362,9 @@ def _plan(args) -> int:
                       "-" if b.usd_per_m_tokens is None else f"{b.usd_per_m_tokens:.3f}",
                       "-" if below is None else f"{below.devices:,}: {below.why}" + (f" [{p.note}]" if p.note else ""))
     console.print(table)
+    eco = planner.base.spec.economics
+    console.print(f"pricing: {economics.describe(planner.basis.name, eco.amortize_years, eco.cost_of_capital, eco.usd_per_kwh, eco.pue)}"
+                  + (f" ({planner.basis.chosen_by})" if planner.basis.chosen_by else ""))
     for b in answers:
         console.print(f"interval {b.device}: {b.interval_basis}")
     best_overall = _cheapest(answers)
@@ -376,10 +380,6 @@ def _plan(args) -> int:
             lo, hi = b.usd_range()
             console.print(f"[bold]not decisive:[/bold] {other.device} costs ${other.usd_per_hour:,.2f}/h "
                           f"(${o_lo:,.2f}-{o_hi:,.2f}), inside the error of the cheapest (${lo:,.2f}-{hi:,.2f})")
-        bases = sorted({b.pricing for b in answers if b.pricing})
-        if len(bases) > 1:
-            console.print(f"[bold]pricing differs:[/bold] {', '.join(f'{b.device} {b.pricing}' for b in answers)}; "
-                          f"set economics.pricing to compare on one basis")
     else:
         console.print("no device in the search meets the SLO")
     _write_plan(out, planner, plans, None, None)
@@ -443,7 +443,8 @@ def _within_error(best, answers):
 def _write_plan(out, planner, plans, ok, fail) -> None:
     from dataclasses import asdict
 
-    doc = {"scenario": planner.path, "trials": [asdict(t) | {"devices": t.devices} for t in planner.trials],
+    doc = {"scenario": planner.path, "pricing": planner.basis.name if planner.basis else None,
+           "trials": [asdict(t) | {"devices": t.devices} for t in planner.trials],
            "devices": [{"device": p.device, "note": p.note,
                         "layouts": [{"tp": l.tp, "pp": l.pp, "precision": l.precision, "note": l.note,
                                      "seeds_checked": l.seeds_checked,

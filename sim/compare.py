@@ -1,8 +1,9 @@
 """Several fleets on one workload: `dcsim compare A.yaml B.yaml ...`.
 
 Each file contributes its base scenario and each of its `variants:`. All of them run on the
-workload, duration, warm-up, drain, SLO and seed of the first one, so the rows differ only in
-the fleet (and whatever else a variant changes). The table lists per fleet: devices, latency
+workload, duration, warm-up, drain, SLO, seed and economics of the first one, so the rows
+differ only in the fleet (and whatever else a variant changes), and every fleet is priced on
+one basis (`sim.economics.basis`). The table lists per fleet: devices, latency
 percentiles, throughput, goodput, power, cost per million tokens, and whether the SLO held,
 each figure with its 90 % interval (`sim.intervals`); a verdict whose target lies inside its
 figure's interval, and a cheapest fleet whose lead is inside the error, are flagged. A plot
@@ -14,10 +15,11 @@ import json
 import os
 from dataclasses import dataclass
 
-from . import source
+from . import economics, source
+from .errors import ScenarioError
 from .scenario import Scenario, scenario_from_source
 
-SHARED = ("workload", "duration", "warmup", "drain", "slo", "seed")
+SHARED = ("workload", "duration", "warmup", "drain", "slo", "seed", "economics")
 
 
 @dataclass
@@ -55,7 +57,24 @@ def load_entries(items: list[Entry], overrides=()) -> list[Scenario]:
                     src.data[key] = reference.data[key]
                     src.locs.update({p: l for p, l in reference.locs.items() if p[:1] == (key,)})
         scenarios.append(scenario_from_source(src, (), e.path))
+    one_basis(scenarios, reference)
     return scenarios
+
+
+def one_basis(scenarios: list[Scenario], reference) -> None:
+    """Every fleet priced on one basis: the first scenario's, or with `auto` the one that
+    prices every device of every fleet. A device without that price is an error naming it."""
+    devices = {}
+    for sc in scenarios:
+        for p in sc.pools:
+            devices.setdefault(p.device_key, p.deployment.device)
+    wanted = scenarios[0].spec.economics.pricing
+    chosen = economics.basis(devices, wanted)
+    if chosen.name is None:
+        raise ScenarioError.one(reference.loc_of(("economics", "pricing")), "economics.pricing",
+                                f"a comparison prices every fleet alike: {chosen.problem()}")
+    for sc in scenarios:
+        sc.pricing = chosen
 
 
 def row(summary: dict) -> dict:
@@ -88,6 +107,8 @@ def row(summary: dict) -> dict:
         "output_tokens_per_s": tp["output_tokens_per_s"],
         "goodput_tokens_per_s": slo.get("goodput_tokens_per_s"),
         "facility_kw": None if power["facility_watts"] is None else power["facility_watts"] / 1000,
+        "pricing": summary["cost"]["pricing"],
+        "pricing_basis": summary["cost"].get("pricing_basis"),
         "usd_per_hour": summary["cost"]["usd_per_hour"],
         "usd_per_m_tokens": summary["cost"]["usd_per_m_tokens"],
         "usd_per_m_tokens_at_slo": summary["cost"]["usd_per_m_tokens_at_slo"],

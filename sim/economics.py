@@ -5,9 +5,11 @@ computes and f its clock as a fraction of full speed (1 unless a power cap holds
 sim.ops.power_cap for the relation). Its server adds the catalog's node overhead (CPUs,
 NICs, switches, fans), shared over the server's accelerators.
 
-Cost of an hour: owning (list prices of the devices and their servers, paid off over the
-amortization period at the cost of capital, plus electricity at facility power), or
-renting (the hourly price, which already pays for power and the building).
+Cost of an hour, on one basis for every pool of a run (and every fleet of a comparison):
+`own` (list prices of the devices and their servers, paid off over the amortization period
+at the cost of capital, plus electricity at facility power) or `rent` (the hourly price,
+which already pays for power and the building). `auto` takes `own` when every device has a
+list price, else `rent` when every one has an hourly price (`basis`).
 """
 from __future__ import annotations
 
@@ -45,33 +47,77 @@ def capital_recovery_factor(rate: float, years: float) -> float:
     return rate * g / (g - 1.0)
 
 
+OWN, RENT = "own", "rent"
+PRICE_FIELD = {OWN: "list_price_usd", RENT: "hourly_usd"}
+
+
+@dataclass
+class Basis:
+    """The pricing every pool is costed on, or why none applies to all of them."""
+    name: str | None                     # own | rent | None
+    missing: list[tuple[str, str]]       # (device, catalog field) that the wanted basis lacks
+    chosen_by: str = ""                  # how auto chose it
+
+    def problem(self) -> str:
+        """What to set, naming each device and field."""
+        fields = "; ".join(f"{dev} has no {field}" for dev, field in self.missing)
+        return (f"{fields} in the catalog: give it on the pool's device (device: {{base: {self.missing[0][0]}, "
+                f"{self.missing[0][1]}: ...}}) or price every device on another basis (economics.pricing)")
+
+
+def basis(devices: dict[str, DeviceSpec], wanted: str) -> Basis:
+    """One basis for all `devices` (key -> spec): the one asked for, or with `auto`, own when
+    every device has a list price, else rent when every one has an hourly price."""
+    def lacking(name):
+        return [(key, PRICE_FIELD[name]) for key, d in devices.items()
+                if getattr(d, PRICE_FIELD[name]) is None]
+    if wanted in (OWN, RENT):
+        missing = lacking(wanted)
+        return Basis(None if missing else wanted, missing)
+    for name, why in ((OWN, "every device has a list price"), (RENT, "every device has an hourly price")):
+        if not lacking(name):
+            return Basis(name, [], f"auto: {why}")
+    return Basis(None, lacking(OWN) + lacking(RENT))
+
+
+def describe(name: str | None, years: float, rate: float, usd_per_kwh: float, pue: float) -> str:
+    """The basis in words, for every table that shows money."""
+    if name == OWN:
+        return (f"own: list prices of devices and servers over {years:g} years at {rate:.0%}/year, plus "
+                f"electricity at ${usd_per_kwh:g}/kWh x PUE {pue:g}")
+    if name == RENT:
+        return "rent: on-demand hourly prices (power included)"
+    return "none: no basis prices every device"
+
+
 @dataclass
 class DeviceCost:
     usd_per_hour: float | None
-    pricing: str          # capex | rental | none
+    pricing: str          # own | rent | none
     note: str = ""
 
     @property
     def pays_for_power(self) -> bool:
-        """Whether electricity is billed on top (owned hardware) or included (rental)."""
-        return self.pricing == "capex"
+        """Whether electricity is billed on top (owned hardware) or included (rented)."""
+        return self.pricing == OWN
 
 
-def device_cost_per_hour(device: DeviceSpec, pricing: str, amortize_years: float,
+def device_cost_per_hour(device: DeviceSpec, pricing: str | None, amortize_years: float,
                          cost_of_capital: float = 0.0) -> DeviceCost:
     """Owning (the device's list price and its share of its server's, as an annuity over
     the amortization period) or renting one device for an hour."""
-    if pricing in ("auto", "capex") and device.list_price_usd is not None:
+    if pricing == OWN and device.list_price_usd is not None:
         price = device.list_price_usd
         node = device.node
         if node is not None and node.list_price_usd is not None:
             price += node.list_price_usd / node.devices
         yearly = price * capital_recovery_factor(cost_of_capital, amortize_years)
-        return DeviceCost(yearly / HOURS_PER_YEAR, "capex")
-    if pricing in ("auto", "rental") and device.hourly_usd is not None:
-        return DeviceCost(device.hourly_usd, "rental")
-    wanted = {"auto": "list_price_usd or hourly_usd", "capex": "list_price_usd", "rental": "hourly_usd"}[pricing]
-    return DeviceCost(None, "none", f"{device.name} has no {wanted} in the catalog; cost not computed")
+        return DeviceCost(yearly / HOURS_PER_YEAR, OWN)
+    if pricing == RENT and device.hourly_usd is not None:
+        return DeviceCost(device.hourly_usd, RENT)
+    if pricing is None:
+        return DeviceCost(None, "none", f"{device.name}: no pricing basis covers every device; cost not computed")
+    return DeviceCost(None, "none", f"{device.name} has no {PRICE_FIELD[pricing]} in the catalog; cost not computed")
 
 
 def usd_per_million(usd_per_hour: float | None, tokens_per_second: float) -> float | None:
@@ -92,10 +138,13 @@ def split_input_output(usd_per_hour: float | None, input_tps: float, output_tps:
     return per_input, per_input * output_weight
 
 
-def break_even(usd_per_hour: float | None, tokens_per_second: float, busy_fraction: float,
+def break_even(usd_per_hour: float | None, capacity_tokens_per_second: float | None,
                utilization: float) -> float | None:
-    """Dollars per million tokens at which the fleet pays for itself when busy a share
-    `utilization` of the time: the measured tokens per busy second, scaled to that share."""
-    if usd_per_hour is None or busy_fraction <= 0 or tokens_per_second <= 0:
+    """Dollars per million tokens at which the fleet pays for itself when it serves a share
+    `utilization` of its capacity (`sim.capacity`):
+
+        break-even = usd_per_hour / (capacity x utilization x 3600) x 1e6
+    """
+    if usd_per_hour is None or not capacity_tokens_per_second:
         return None
-    return usd_per_million(usd_per_hour, tokens_per_second / busy_fraction * utilization)
+    return usd_per_million(usd_per_hour, capacity_tokens_per_second * utilization)

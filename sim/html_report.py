@@ -281,7 +281,7 @@ def _cost(c: dict) -> str:
            ["input tokens (split by accelerator time)", _num(c.get("usd_per_m_input_tokens_split"), "{:.4f}")],
            ["output tokens (split by accelerator time)", _num(c.get("usd_per_m_output_tokens_split"), "{:.4f}")],
            ["tokens of goodput (at the SLO)", _num(c.get("usd_per_m_tokens_at_slo"), "{:.4f}")]]
-    return (f"<p>Pricing: {_e(c.get('pricing'))}; ${_e(_num(c.get('usd_per_day'), '{:,.0f}'))} per day.</p>"
+    return (f"<p>Pricing: {_e(c.get('pricing_basis') or c.get('pricing'))}; ${_e(_num(c.get('usd_per_day'), '{:,.0f}'))} per day.</p>"
             '<div class="figures">' + _table(["$ per hour", ""], rows) + _table(["$ per million", ""], per) + "</div>")
 
 

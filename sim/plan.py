@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import catalog, kernels, source
+from . import catalog, economics, kernels, source
 from .errors import Loc, ScenarioError
 from .hardware import BYTES_PER_ELEMENT, DeviceSpec
 from .scenario import Scenario, scenario_from_source
@@ -167,6 +167,7 @@ class Planner:
         self.own_raw = src.data["fleet"][0]["device"]
         self.rate = rate
         self._cache: dict[tuple, Trial] = {}
+        self.basis: economics.Basis | None = None
 
     # ---- the scenario with a layout and load ----------------------------------------------
     def _total_rate(self) -> float | None:
@@ -366,7 +367,27 @@ class Planner:
         layout.seeds_checked = [base + k for k in range(self.seeds)]
         return layout
 
+    def price_alike(self, devices: list[str]) -> economics.Basis:
+        """Every device of the search priced on one basis: the scenario's, or with `auto` the one
+        that prices them all. A device without that price is an error naming it and the field."""
+        entries = catalog.device_entries()
+        specs = {}
+        for d in devices:
+            if d == self.own_key:
+                specs[d] = self.base.pools[0].deployment.device
+            elif d in entries:
+                specs[d] = DeviceSpec.model_validate(entries[d])
+        chosen = economics.basis(specs, self.base.spec.economics.pricing)
+        if chosen.name is None:
+            raise ScenarioError.one(self.src.loc_of(("economics", "pricing")), "economics.pricing",
+                                    f"plan prices every device alike: {chosen.problem()}")
+        economics_data = self.src.data.setdefault("economics", {})
+        economics_data["pricing"] = chosen.name
+        self.basis = chosen
+        return chosen
+
     def plan(self, devices: list[str]) -> list[DevicePlan]:
+        self.price_alike(devices)
         plans = []
         for device in devices:
             p = self.layouts(device)

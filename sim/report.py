@@ -314,6 +314,8 @@ def print_summary(summary: dict, console: Console | None = None) -> None:
                       f"{intervals.text(cost['usd_per_m_tokens'], bounds.get('cost.usd_per_m_tokens'), usd)} per M tokens, "
                       f"{intervals.text(cost['usd_per_m_output_tokens'], bounds.get('cost.usd_per_m_output_tokens'), usd)}"
                       f" per M output tokens")
+    if cost.get("pricing_basis"):
+        console.print(f"pricing: {cost['pricing_basis']}")
     for note in cost["notes"]:
         console.print(f"cost: {note}")
     for a in summary.get("autoscaling") or []:

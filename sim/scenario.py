@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from . import calibration, catalog, engines, sharing, source, timing
+from . import calibration, catalog, economics, engines, sharing, source, timing
 from .partition import Partition
 from .deployment import Deployment, DeploymentError, EngineLimits, deploy
 from .errors import Loc, Problem, ScenarioError, did_you_mean, format_path
@@ -295,18 +295,26 @@ Stream.model_rebuild()
 
 
 class Economics(Spec):
-    """Capex (list prices of devices and servers, paid off over `amortize_years` at an annual
-    `cost_of_capital`) plus electricity, or rental by the hour (which already pays for power)."""
+    """One pricing basis for every pool: `own` (list prices of devices and servers, paid off over
+    `amortize_years` at an annual `cost_of_capital`, plus electricity) or `rent` (by the hour,
+    which already pays for power); `auto`: own when every device has a list price, else rent
+    when every one has an hourly price."""
 
     usd_per_kwh: float = Field(default=0.08, ge=0)
     pue: float = Field(default=1.3, ge=1)
     amortize_years: float = Field(default=4.0, gt=0)
     cost_of_capital: float = Field(default=0.0, ge=0, le=1, description="annual rate, e.g. 0.08; 0: straight line")
-    pricing: Literal["auto", "capex", "rental"] = "auto"
+    pricing: Literal["auto", "own", "rent"] = "auto"
     utilization: float | None = Field(default=None, gt=0, le=1,
-                                      description="busy share at which to quote the break-even price")
+                                      description="share of the fleet's capacity (its saturated throughput, "
+                                                  "measured by a second run) at which to quote the break-even price")
     market_usd_per_m_tokens: float | None = Field(default=None, gt=0,
                                                   description="a price to measure the margin against")
+
+    @field_validator("pricing", mode="before")
+    @classmethod
+    def _old_names(cls, v):
+        return {"capex": "own", "rental": "rent"}.get(v, v)   # the names of earlier versions
 
 
 class PowerBudget(Spec):
@@ -385,6 +393,7 @@ class Scenario:
         self.pools = pools
         self.source = src
         self.path = path
+        self.pricing = economics.Basis(None, [])   # set by scenario_from_source (pricing_basis)
 
     @property
     def name(self) -> str:
@@ -484,7 +493,22 @@ def scenario_from_source(src: source.Source, overrides=(), path: str = "") -> Sc
     problems.extend(_check_failures(spec, pools, src))
     if problems:
         raise ScenarioError(problems)
-    return Scenario(spec, pools, src, path)
+    scenario = Scenario(spec, pools, src, path)
+    scenario.pricing = pricing_basis(scenario, spec.economics.pricing, src)
+    return scenario
+
+
+def pricing_basis(scenario: Scenario, wanted: str, src: source.Source | None = None) -> economics.Basis:
+    """The scenario's one pricing basis; a basis asked for by name that a device lacks a price
+    for is an error at economics.pricing (auto without one leaves the cost uncomputed, saying why)."""
+    devices = {}
+    for p in scenario.pools:
+        devices.setdefault(p.device_key, p.deployment.device)
+    chosen = economics.basis(devices, wanted)
+    if chosen.name is None and wanted != "auto":
+        loc = src.loc_of(("economics", "pricing")) if src is not None else None
+        raise ScenarioError.one(loc, "economics.pricing", chosen.problem())
+    return chosen
 
 
 MEDIA_FIELD = {"speech_to_text": "audio_seconds", "text_to_speech": "audio_seconds", "image": "image",

@@ -267,7 +267,7 @@ def _check_swap_group(spec, pools, members: list[int], problem) -> None:
     note = (f"pools {', '.join(spec.fleet[m].pool for m in members)} swap {host.pool}'s devices: one model resident "
             f"per replica's devices at a time; a swap drains the outgoing replica, then provisions the incoming one "
             f"and loads its weights; each pool pays for the devices, and draws their power, while it holds them "
-            f"(bought hardware, capex pricing: {host.pool} also pays for the time none holds them)")
+            f"(owned hardware, economics.pricing own: {host.pool} also pays for the time none holds them)")
     for m in members:
         pools[m].deployment.assumptions.append(note)
 

@@ -285,7 +285,7 @@ def pool_figures(scenario: Scenario, arrivals) -> dict[str, PoolFigures] | None:
         prompt = float(arrivals.prompt[mine].mean()) if mine.any() else 1024.0
         output = float(arrivals.output[mine].mean()) if mine.any() else 256.0
         dep = pool.deployment
-        cost = economics.device_cost_per_hour(dep.device, eco.pricing, eco.amortize_years, eco.cost_of_capital)
+        cost = economics.device_cost_per_hour(dep.device, scenario.pricing.name, eco.amortize_years, eco.cost_of_capital)
         usd = None
         if cost.usd_per_hour is not None:
             devices = pool.spec.count / (pool.replicas * pool.spec.engines_per_replica)   # per engine

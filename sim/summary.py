@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import economics, intervals, kernels, media, sharing
+from . import capacity as capacity_mod, economics, intervals, kernels, media, sharing
 from .metrics import COMPLETED, FAILED, IN_FLIGHT, REASONS, REJECTED, SHED, unserved
 from .ops.lifecycle import POWERED
 from .simulation import RunResult
@@ -95,7 +95,6 @@ def summarize(result: RunResult) -> dict:
     power_notes: list[str] = []
     devices_usd, energy_usd = 0.0, 0.0       # per hour
     cost_notes = []
-    pricing = set()
     weights = []                              # (output-token weight, tokens/s) per pool
     token_prices = np.full((len(result.scenario.pools) + 1, 2), np.nan)   # per pool: $ per input, output token
     for k, pool in enumerate(result.scenario.pools):
@@ -117,8 +116,8 @@ def summarize(result: RunResult) -> dict:
             power_notes.append(f"{pool.device_key} has no TDP in the catalog; power and energy not computed")
         else:
             it_watts += watts
-        cost = economics.device_cost_per_hour(dep.device, eco.pricing, eco.amortize_years, eco.cost_of_capital)
-        pricing.add(cost.pricing)
+        cost = economics.device_cost_per_hour(dep.device, result.scenario.pricing.name, eco.amortize_years,
+                                              eco.cost_of_capital)
         pool_usd = None if cost.usd_per_hour is None else cost.usd_per_hour * pool.spec.count
         if pool_usd is not None:
             pool_usd *= devices_paid(result, pool, on, cost.pays_for_power, w0, w1)
@@ -184,8 +183,12 @@ def summarize(result: RunResult) -> dict:
             "notes": [],
         }
     power["cap"] = result.power_cap.summary(w0, w1) if result.power_cap is not None else None
-    cost = _cost(devices_usd, energy_usd, cost_notes, pricing, throughput, slo, weights,
-                 float(np.mean(busy / window)) if len(busy) else 0.0, eco)
+    if result.scenario.pricing.name is None and result.scenario.pricing.missing:
+        cost_notes = [f"no pricing basis covers every device: {result.scenario.pricing.problem()}"]
+    # the fleet's capacity, for a break-even price at a share of it (one more, saturated run)
+    capacity, capacity_note = capacity_mod.measure(result.scenario) if eco.utilization is not None else (None, "")
+    cost = _cost(devices_usd, energy_usd, list(dict.fromkeys(cost_notes)), result.scenario.pricing, throughput, slo,
+                 weights, float(np.mean(busy / window)) if len(busy) else 0.0, eco, capacity, capacity_note)
     network = _network(result, cols, done, w0, w1)
     usd = request_costs(table, pool_index, token_prices)
     tenants = _tenants(spec, table, cols, measured, done, finished_in, usd, window)
@@ -457,7 +460,8 @@ def _output_weight(result: RunResult, pool, table, served_in, idx) -> float | No
     return dec / pf if pf > 0 else None
 
 
-def _cost(devices_usd, energy_usd, notes, pricing, throughput, slo, weights, busy_fraction, eco) -> dict:
+def _cost(devices_usd, energy_usd, notes, basis, throughput, slo, weights, busy_fraction, eco,
+          capacity: float | None = None, capacity_note: str = "") -> dict:
     """The hour's cost and what it makes a token cost: blended, split between input and
     output tokens by the accelerator time each takes, at the SLO, and at break-even."""
     per_hour = None if notes else devices_usd + energy_usd
@@ -468,10 +472,12 @@ def _cost(devices_usd, energy_usd, notes, pricing, throughput, slo, weights, bus
     usd_in, usd_out = economics.split_input_output(per_hour, tin, tout, weight)
     per_m = economics.usd_per_million(per_hour, total_tps)
     u = eco.utilization
-    even = economics.break_even(per_hour, total_tps, busy_fraction, u) if u is not None else None
+    even = economics.break_even(per_hour, capacity, u) if u is not None else None
     market = eco.market_usd_per_m_tokens
     return {
-        "pricing": "+".join(sorted(pricing)),
+        "pricing": basis.name or "none",
+        "pricing_basis": economics.describe(basis.name, eco.amortize_years, eco.cost_of_capital, eco.usd_per_kwh,
+                                            eco.pue) + (f" ({basis.chosen_by})" if basis.chosen_by else ""),
         "devices_usd_per_hour": None if notes else devices_usd,
         "energy_usd_per_hour": None if notes else energy_usd,
         "usd_per_hour": per_hour,
@@ -483,6 +489,9 @@ def _cost(devices_usd, energy_usd, notes, pricing, throughput, slo, weights, bus
         "output_token_weight": weight,
         "usd_per_m_tokens_at_slo": economics.usd_per_million(per_hour, slo.get("goodput_tokens_per_s") or 0.0),
         "busy_fraction": busy_fraction,
+        "capacity_tokens_per_s": capacity,
+        "capacity_utilization": None if not capacity else total_tps / capacity,
+        "capacity_note": capacity_note,
         "break_even_utilization": u,
         "break_even_usd_per_m_tokens": even,
         "market_usd_per_m_tokens": market,

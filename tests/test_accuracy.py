@@ -107,7 +107,7 @@ def test_the_run_spread_is_batch_means_of_ten_stretches():
 
 
 def trial(device, usd, replicas, optimism=0.0, half=0.2):
-    return Trial(device, "fp8", 1, 1, replicas, 1.0, True, "", 1.0, 0.05, usd, 0.1, 0.0, 0, "rental",
+    return Trial(device, "fp8", 1, 1, replicas, 1.0, True, "", 1.0, 0.05, usd, 0.1, 0.0, 0, "rent",
                  optimism, half)
 
 

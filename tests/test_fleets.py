@@ -166,14 +166,15 @@ def test_cost_per_token_is_cost_per_hour_over_tokens_per_hour(write_scenario):
     assert (c["usd_per_m_input_tokens_split"] * t["input_tokens_per_s"]
             + c["usd_per_m_output_tokens_split"] * t["output_tokens_per_s"]) * 3600 / 1e6 == pytest.approx(c["usd_per_hour"])
     assert c["usd_per_m_output_tokens_split"] / c["usd_per_m_input_tokens_split"] == pytest.approx(c["output_token_weight"])
-    # break-even at 50% busy: tokens per busy second x 0.5
+    # break-even at 50% of the fleet's capacity (its saturated throughput)
     assert c["break_even_usd_per_m_tokens"] == pytest.approx(
-        c["usd_per_hour"] / (tps / c["busy_fraction"] * 0.5 * 3600) * 1e6)
+        c["usd_per_hour"] / (c["capacity_tokens_per_s"] * 0.5 * 3600) * 1e6)
+    assert c["capacity_utilization"] == pytest.approx(tps / c["capacity_tokens_per_s"])
     assert c["margin"] == pytest.approx((0.05 - c["usd_per_m_tokens"]) / 0.05)
 
 
 def test_rental_pays_for_its_own_power(write_scenario):
-    s = run(write_scenario({"economics": {"pricing": "rental"}}))
+    s = run(write_scenario({"economics": {"pricing": "rent"}}))
     assert s["cost"]["energy_usd_per_hour"] == 0.0
     assert s["cost"]["usd_per_hour"] == pytest.approx(2 * 3.99)
 

@@ -164,7 +164,7 @@ def test_two_busy_models_on_one_device_take_turns_no_faster_than_the_window(writ
     assert (t.state[t.stream == 0] == COMPLETED).any() and (t.state[t.stream == 1] == COMPLETED).any()
 
 
-@pytest.mark.parametrize("pricing", ["capex", "rental"])
+@pytest.mark.parametrize("pricing", ["own", "rent"])
 def test_the_devices_are_paid_once(write_scenario, pricing):
     scale = {"policy": "queue", "target": 4, "min": 0, "interval": "5s", "scale_down_window": "20s"}
     res = simulate(swapping(write_scenario, count=2, duration="200s", scale=scale,
@@ -175,9 +175,10 @@ def test_the_devices_are_paid_once(write_scenario, pricing):
     from sim import economics
     eco = res.scenario.spec.economics
     dep = res.scenario.pools[0].deployment
-    hourly = economics.device_cost_per_hour(dep.device, eco.pricing, eco.amortize_years, eco.cost_of_capital)
+    hourly = economics.device_cost_per_hour(dep.device, res.scenario.pricing.name, eco.amortize_years,
+                                            eco.cost_of_capital)
     devices = sum(p["usd_per_hour"] for p in s["pools"])
-    if pricing == "capex":
+    if pricing == "own":
         assert devices == pytest.approx(2 * hourly.usd_per_hour, rel=1e-9)
     else:
         life = res.lifecycle
