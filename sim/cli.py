@@ -51,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     plan.add_argument("--devices", help="comma-separated catalog devices (default: the scenario's device)")
     plan.add_argument("--all-devices", action="store_true", help="every device in the catalog")
     plan.add_argument("--tp", help="comma-separated tensor-parallel degrees to try (default: 1, 2, 4, ... up to a server)")
-    plan.add_argument("--max-devices", type=int, default=4096, help="largest fleet to try (default 4096)")
+    plan.add_argument("--max-devices", type=int,
+                      help="largest fleet to try (default: 16 x what the load needs at full batches, per layout)")
     plan.add_argument("--tolerance", type=float, default=0.0,
                       help="stop bisecting within this share of the count (default 0: exact)")
     plan.add_argument("--seeds", type=int, default=3,
@@ -186,7 +187,7 @@ def _compare(args) -> int:
                         f"{format_duration(ref.duration)}); SLO {', '.join(f'{k} {format_duration(v)}' for k, v in ref.slo.targets.items()) or 'none'}",
                   title_justify="left")
     cols = ("scenario", "fleet", "devices", "TTFT p50", "TTFT p99", "TPOT p50", "TPOT p99", "tok/s",
-            "goodput tok/s", "power kW", "$/h", "$/M tok", "SLO")
+            "goodput tok/s", "power kW", "J/out tok", "$/h", "$/M tok", "SLO")
     for c in cols:
         table.add_column(c, justify="left" if c in ("scenario", "fleet") else "right")
     from .intervals import text as with_interval
@@ -203,6 +204,7 @@ def _compare(args) -> int:
                       lat("tpot_p99_s"), f"{r['tokens_per_s']:,.0f}",
                       "-" if r["goodput_tokens_per_s"] is None else f"{r['goodput_tokens_per_s']:,.0f}",
                       "-" if r["facility_kw"] is None else f"{r['facility_kw']:,.1f}",
+                      "-" if r["joules_per_output_token"] is None else f"{r['joules_per_output_token']:,.2f}",
                       "-" if r["usd_per_hour"] is None else f"{r['usd_per_hour']:,.2f}",
                       with_interval(r["usd_per_m_tokens"], usd, "{:.3f}".format),
                       verdict + (" (within error)" if r["slo_within_error"] else ""))
@@ -285,8 +287,11 @@ def _plan(args) -> int:
     console = make_console()
     wall0 = time.perf_counter()
     planner_seed = [None]
+    planner_ref, out_dir = [None], [None]
 
     def progress(t):
+        if out_dir[0] is not None:      # every finished trial is on disk, whatever happens next
+            _write_plan(out_dir[0], planner_ref[0], [], None, None, complete=False)
         load = f" at {t.rate:,.1f}/s" if t.rate is not None else ""
         seed = f" seed {t.seed}" if t.seed != planner_seed[0] else ""
         console.print(f"  {t.device} {t.precision} tp{t.tp}" + (f" pp{t.pp}" if t.pp > 1 else "")
@@ -304,12 +309,15 @@ def _plan(args) -> int:
         raise ScenarioError.one(_loc("--tp"), "tp", f"expected comma-separated integers, got {args.tp!r}") from None
     if args.seeds < 1:
         raise ScenarioError.one(_loc("--seeds"), "seeds", f"must be at least 1, got {args.seeds}")
+    if args.max_devices is not None and args.max_devices < 1:
+        raise ScenarioError.one(_loc("--max-devices"), "max-devices", f"must be at least 1, got {args.max_devices}")
     planner = Planner(args.scenario, slo, rate, args.overrides, args.tolerance, args.max_devices, progress, tps,
                       args.seeds)
     planner_seed[0] = planner.base.spec.seed
     name = planner.base.name
     out = args.out or os.path.join("results", f"plan-{name}")
     os.makedirs(out, exist_ok=True)
+    planner_ref[0], out_dir[0] = planner, out
     targets = ", ".join(f"{k} {duration_or_dash(v)}" for k, v in planner.base.spec.slo.targets.items())
     load = rate or planner.rate0
     if args.max_load:
@@ -382,6 +390,8 @@ def _plan(args) -> int:
                           f"(${o_lo:,.2f}-{o_hi:,.2f}), inside the error of the cheapest (${lo:,.2f}-{hi:,.2f})")
     else:
         console.print("no device in the search meets the SLO")
+    for note in sorted(planner.notes):
+        console.print(f"note: {note}")
     _write_plan(out, planner, plans, None, None)
     console.print(f"{len(planner.trials)} simulations in {time.perf_counter() - wall0:.1f}s; {out}/plan.json")
     return 0 if best_overall is not None else 1
@@ -440,10 +450,13 @@ def _within_error(best, answers):
     return [a for a in answers if a is not best and a.usd_range() is not None and a.usd_range()[0] <= mine[1]]
 
 
-def _write_plan(out, planner, plans, ok, fail) -> None:
+def _write_plan(out, planner, plans, ok, fail, complete: bool = True) -> None:
+    """plan.json: every trial, and (complete) the answers; written after each trial too, with
+    complete: false, so a plan stopped midway keeps what it ran."""
     from dataclasses import asdict
 
-    doc = {"scenario": planner.path, "pricing": planner.basis.name if planner.basis else None,
+    doc = {"scenario": planner.path, "complete": complete, "notes": sorted(planner.notes),
+           "pricing": planner.basis.name if planner.basis else None,
            "trials": [asdict(t) | {"devices": t.devices} for t in planner.trials],
            "devices": [{"device": p.device, "note": p.note,
                         "layouts": [{"tp": l.tp, "pp": l.pp, "precision": l.precision, "note": l.note,
@@ -457,8 +470,10 @@ def _write_plan(out, planner, plans, ok, fail) -> None:
     if ok is not None or fail is not None:
         doc["max_load"] = {"sustained": None if ok is None else asdict(ok) | {"rate_range": ok.rate_range()},
                            "missed": None if fail is None else asdict(fail)}
-    with open(os.path.join(out, "plan.json"), "w") as fh:
+    tmp = os.path.join(out, "plan.json.tmp")
+    with open(tmp, "w") as fh:
         json.dump(doc, fh, indent=2)
+    os.replace(tmp, os.path.join(out, "plan.json"))
 
 
 def _validate(args) -> int:

@@ -107,6 +107,7 @@ def row(summary: dict) -> dict:
         "output_tokens_per_s": tp["output_tokens_per_s"],
         "goodput_tokens_per_s": slo.get("goodput_tokens_per_s"),
         "facility_kw": None if power["facility_watts"] is None else power["facility_watts"] / 1000,
+        "joules_per_output_token": power.get("joules_per_output_token"),
         "pricing": summary["cost"]["pricing"],
         "pricing_basis": summary["cost"].get("pricing_basis"),
         "usd_per_hour": summary["cost"]["usd_per_hour"],

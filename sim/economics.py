@@ -9,7 +9,7 @@ Cost of an hour, on one basis for every pool of a run (and every fleet of a comp
 `own` (list prices of the devices and their servers, paid off over the amortization period
 at the cost of capital, plus electricity at facility power) or `rent` (the hourly price,
 which already pays for power and the building). `auto` takes `own` when every device has a
-list price, else `rent` when every one has an hourly price (`basis`).
+list price and a server price, else `rent` when every one has an hourly price (`basis`).
 """
 from __future__ import annotations
 
@@ -61,20 +61,36 @@ class Basis:
     def problem(self) -> str:
         """What to set, naming each device and field."""
         fields = "; ".join(f"{dev} has no {field}" for dev, field in self.missing)
-        return (f"{fields} in the catalog: give it on the pool's device (device: {{base: {self.missing[0][0]}, "
-                f"{self.missing[0][1]}: ...}}) or price every device on another basis (economics.pricing)")
+        dev, field = self.missing[0]
+        example = (f"{{base: {dev}, node: {{devices: 8, list_price_usd: ...}}}}" if field.startswith("node.")
+                   else f"{{base: {dev}, {field}: ...}}")
+        return (f"{fields} in the catalog: give it on the pool's device (device: {example}) or price every "
+                f"device on another basis (economics.pricing)")
+
+
+def _missing(device: DeviceSpec, name: str) -> list[str]:
+    """The catalog fields a device needs to be priced on basis `name`: renting, its hourly
+    price; owning, its list price and its server's (else owned devices compare unequally, one
+    with its server and one without)."""
+    if name == RENT:
+        return [] if device.hourly_usd is not None else ["hourly_usd"]
+    out = [] if device.list_price_usd is not None else ["list_price_usd"]
+    if device.node is None or device.node.list_price_usd is None:
+        out.append("node.list_price_usd")
+    return out
 
 
 def basis(devices: dict[str, DeviceSpec], wanted: str) -> Basis:
     """One basis for all `devices` (key -> spec): the one asked for, or with `auto`, own when
-    every device has a list price, else rent when every one has an hourly price."""
+    every device has a list price (and its server one), else rent when every one has an
+    hourly price."""
     def lacking(name):
-        return [(key, PRICE_FIELD[name]) for key, d in devices.items()
-                if getattr(d, PRICE_FIELD[name]) is None]
+        return [(key, field) for key, d in devices.items() for field in _missing(d, name)]
     if wanted in (OWN, RENT):
         missing = lacking(wanted)
         return Basis(None if missing else wanted, missing)
-    for name, why in ((OWN, "every device has a list price"), (RENT, "every device has an hourly price")):
+    for name, why in ((OWN, "every device has a list price and a server price"),
+                      (RENT, "every device has an hourly price")):
         if not lacking(name):
             return Basis(name, [], f"auto: {why}")
     return Basis(None, lacking(OWN) + lacking(RENT))

@@ -189,7 +189,8 @@ def _pools(pools: list[dict]) -> str:
              _num(p.get("busy_fraction"), "percent"), _num(p.get("accelerator_active"), "percent"),
              _num(p.get("kv_occupancy"), "percent"), _num(p.get("it_watts"), "kW"), _num(p.get("usd_per_hour"))]
             for p in pools]
-    table = _table(["pool", "device", "count", "model", "tp", "replicas", "busy", "GPU active", "KV used",
+    gpus = all(p.get("device_kind", "gpu") == "gpu" for p in pools)
+    table = _table(["pool", "device", "count", "model", "tp", "replicas", "busy", "GPU active" if gpus else "accel. active", "KV used",
                     "IT kW", "devices $/h"], rows, text_columns=2)
     sources = [f"{p.get('pool')}: engine {p.get('engine') or '-'}; timing: {p.get('timing') or '-'}" for p in pools]
     return table + "".join(f"<p class=meta>{_e(line)}</p>" for line in sources)

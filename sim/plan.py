@@ -8,7 +8,12 @@ the fewest pipeline stages at which the model fits (SRAM-only chips need many). 
 layout the replica count is found by doubling until the SLO holds, then bisection between
 the last count that missed and the first that met: the answer meets it and one replica fewer
 does not (both were simulated), unless a relative `tolerance` stops the bisection sooner.
-Meeting the SLO also requires that no request was rejected and none was left in flight.
+Meeting the SLO also requires that no request was rejected and none was left in flight, and
+the answer must meet it with every one of `seeds` seeds (replicas are added until it does).
+The search goes up to `max_devices`, or without it to 16 times what the load needs at full
+batches. A fleet larger than the scenario's topology places is simulated without the
+topology (and the plan says so); a trial that cannot be built ends its layout's search, not
+the plan. Every device is priced on one basis (`price_alike`).
 
 Reverse: the highest load the scenario's own fleet sustains within the SLO, by doubling or
 halving the load and then bisecting to a relative tolerance.
@@ -35,6 +40,7 @@ from .units import UnitError, duration_or_dash, parse_duration, parse_rate
 
 # size-only rejections: more replicas do not help
 PERMANENT = ("exceeds_context", "exceeds_kv_cache", "prompt_exceeds_batch_tokens")
+LOAD_CAP = 16      # without --max-devices, the search goes up to this many times the load's estimate
 
 
 @dataclass
@@ -136,7 +142,7 @@ def parse_slo(text: str) -> dict:
 
 class Planner:
     def __init__(self, path: str, slo: dict | None = None, rate: float | None = None, overrides=(),
-                 tolerance: float = 0.0, max_devices: int = 4096, progress=None, tps: list[int] | None = None,
+                 tolerance: float = 0.0, max_devices: int | None = None, progress=None, tps: list[int] | None = None,
                  seeds: int = 3):
         self.path = path
         self.seeds = seeds
@@ -168,6 +174,9 @@ class Planner:
         self.rate = rate
         self._cache: dict[tuple, Trial] = {}
         self.basis: economics.Basis | None = None
+        self.notes: set[str] = set()
+        topo = self.base.spec.topology
+        self.topology_places = len(topo.accelerators()) if topo is not None else None
 
     # ---- the scenario with a layout and load ----------------------------------------------
     def _total_rate(self) -> float | None:
@@ -182,6 +191,12 @@ class Planner:
         pool = src.data["fleet"][0]
         pool["device"] = self.own_raw if device == self.own_key else device
         pool["count"] = replicas * tp * pp * pool.get("serve", {}).get("ep", 1)
+        if self.topology_places is not None and pool["count"] > self.topology_places:
+            # the fleet outgrows the scenario's network: size it without one (no links modelled)
+            for key in ("topology", "ingress"):
+                src.data.pop(key, None)
+            self.notes.add(f"fleets of more than {self.topology_places} devices outgrow the scenario's topology "
+                           f"'{self.base.spec.topology.name}' and were simulated without it (no network modelled)")
         serve = pool.setdefault("serve", {})
         serve.update({"tp": tp, "pp": pp, "precision": precision})
         if rate is not None:
@@ -200,7 +215,17 @@ class Planner:
         if key in self._cache:
             return self._cache[key]
         t0 = time.perf_counter()
-        s = summarize(simulate(self._scenario(device, precision, tp, pp, replicas, rate), seed=seed))
+        try:
+            s = summarize(simulate(self._scenario(device, precision, tp, pp, replicas, rate), seed=seed))
+        except ScenarioError as exc:
+            # one trial that cannot be built stops its layout's search, not the plan
+            t = Trial(device, precision, tp, pp, replicas, rate, False,
+                      f"error: {'; '.join(p.message for p in exc.problems)}", None, None, None, None,
+                      time.perf_counter() - t0, seed)
+            self._cache[key] = t
+            self.trials.append(t)
+            self.progress(t)
+            return t
         req = s["requests"]
         why = ""
         permanent = {k: v for k, v in req["rejected_by_reason"].items() if k in PERMANENT}
@@ -263,7 +288,7 @@ class Planner:
             pp, err = self._fewest_stages(device, precision, tp, model.layers)
             if pp is None:
                 last_error = err or last_error
-            elif tp * pp > self.max_devices:
+            elif self.max_devices is not None and tp * pp > self.max_devices:
                 last_error = f"tp={tp} needs pp={pp}: {tp * pp} devices per replica, over --max-devices {self.max_devices}"
             else:
                 plan.layouts = [Layout(device, precision, tp, pp)]
@@ -315,13 +340,23 @@ class Planner:
         """Doubling (or halving) from a guess until the SLO's boundary is bracketed, then
         bisection on the replica count for one layout."""
         width = layout.tp * layout.pp
-        cap = max(1, self.max_devices // width)
+        start = self.start_count(layout)
+        if self.max_devices is not None:
+            cap = max(1, self.max_devices // width)
+            limit = f"--max-devices {self.max_devices}"
+        else:   # from the load: many times what full batches at decode speed would need
+            cap = max(8, LOAD_CAP * start)
+            limit = f"{LOAD_CAP} x the load's estimate of {start * width:,}; raise it with --max-devices"
         lo_fail, hi_ok = None, None
-        n = min(self.start_count(layout), cap)
+        n = min(start, cap)
         while True:
             t = self.trial(layout.device, layout.precision, layout.tp, layout.pp, n)
             if t.why.startswith("rejected"):
                 layout.note = f"{t.why} at any count (request too large for this layout)"
+                return layout
+            if t.why.startswith("error"):
+                layout.note = t.why
+                layout.below = t
                 return layout
             if t.met:
                 hi_ok = t
@@ -334,7 +369,7 @@ class Planner:
                     break
                 n = min(2 * n, cap)
         if hi_ok is None:
-            layout.note = f"SLO not met with {cap * width} devices (--max-devices {self.max_devices})"
+            layout.note = f"SLO not met with {cap * width:,} devices ({limit})"
             layout.below = lo_fail
             return layout
         while lo_fail is not None and hi_ok.replicas - lo_fail.replicas > max(1, self.tolerance * hi_ok.replicas):

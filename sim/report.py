@@ -250,13 +250,18 @@ def print_summary(summary: dict, console: Console | None = None) -> None:
                   f"{req['preemptions']:,} preemptions{retried}")
 
     bounds = (summary.get("intervals") or {}).get("figures", {})
-    lat = Table(title="latency (requests arriving in the window)", title_justify="left")
+    steady = summary.get("steady_state")
+    lat = Table(title="latency (requests arriving in the window)"
+                + ("" if not steady else f"; steady state: {'yes' if steady['steady'] else 'NO'}"), title_justify="left")
     lat.add_column("metric")
     for k in ("p50", "p90", "p99", "mean"):
         lat.add_column(k, justify="right")
-    for metric, label in (("ttft", "time to first token"), ("tpot", "time per output token"),
-                          ("e2e", "end to end"), ("queue_wait", "queue wait")):
-        s = summary["latency_s"][metric]
+    for metric, label in (("ttft", "time to first token"), ("queue_wait", "  of which queue wait"),
+                          ("ttft_service", "  of which prefill and first token"), ("tpot", "time per output token"),
+                          ("e2e", "end to end")):
+        s = summary["latency_s"].get(metric)
+        if s is None:
+            continue
         lat.add_row(label, *(intervals.text(s[k], bounds.get(f"latency_s.{metric}.{k}"), duration_or_dash)
                              for k in ("p50", "p90", "p99", "mean")))
     console.print(lat)
@@ -288,7 +293,9 @@ def print_summary(summary: dict, console: Console | None = None) -> None:
         console.print(_prefix_cache_table(summary["prefix_cache"]))
 
     pools = Table(title="pools", title_justify="left")
-    for col in ("pool", "device x count", "model", "tp", "replicas", "busy", "GPU active", "KV used", "preempt",
+    gpus = all(p.get("device_kind", "gpu") == "gpu" for p in summary["pools"])
+    for col in ("pool", "device x count", "model", "tp", "replicas", "busy", "GPU active" if gpus else "accel. active",
+                "KV used", "preempt",
                 "IT power"):
         pools.add_column(col, justify="left" if col in ("pool", "device x count", "model") else "right")
     for p in summary["pools"]:
@@ -336,7 +343,8 @@ def print_summary(summary: dict, console: Console | None = None) -> None:
         console.print(f"failures: {len(f['events'])}; replica availability "
                       f"{_n(f['replica_availability'], '{:.1%}')}; {f['requests_retried']:,} requests retried, "
                       f"{f['requests_failed']:,} failed")
-        for e in f["events"][:5]:
+        shown = f["events"][:5]
+        for e in shown:
             dip = ""
             if "goodput_min_rps" in e:
                 dip = (f"; goodput {e['goodput_before_rps']:.1f} -> {_n(e['goodput_min_rps'], '{:.1f}')} req/s, "
@@ -344,6 +352,12 @@ def print_summary(summary: dict, console: Console | None = None) -> None:
                        f", recovered after {duration_or_dash(e['recovery_s'])}")
             console.print(f"  {e['component']} {e['target']} at {duration_or_dash(e['time'])}: {e['replicas_down']} "
                           f"replicas down, {e['requests_lost']} requests lost{dip}")
+        if len(f["events"]) > len(shown):
+            console.print(f"  ... and {len(f['events']) - len(shown)} more (every one in summary.json, failures.events)")
+    steady = summary.get("steady_state")
+    if steady and not steady["steady"]:
+        console.print(f"[bold]not in steady state:[/bold] {steady['why']}; the figures describe a transient, not the "
+                      f"load's long-run behaviour")
     iv = summary.get("intervals")
     if iv:
         console.print(f"interval: {iv['basis']}; throughput set by {iv['throughput_set_by']}")

@@ -74,6 +74,8 @@ def summarize(result: RunResult) -> dict:
     measured = (table.arrival >= w0) & (table.arrival < spec.duration)
     done = measured & (state == COMPLETED)
     latency = {k: stats(cols[k][done]) for k in LATENCIES}
+    # TTFT = waiting for admission + from admission to the first token (prefill, delivery)
+    latency["ttft_service"] = stats((table.first_token - table.admitted)[done])
 
     finished_in = (state == COMPLETED) & (table.finished >= w0) & (table.finished <= w1)
     in_tok = float(table.prompt[finished_in].sum())
@@ -106,11 +108,13 @@ def summarize(result: RunResult) -> dict:
         # each engine stands for tp devices (a pipeline's pp engines share its tp x pp devices)
         # an autoscaled pool's stopped replicas draw nothing and, rented, cost nothing
         on = powered_share(result, pool, w0, w1)
+        # and a server or rack that failed draws nothing while it is down
+        drawing = on * (1.0 - unpowered_share(result, idx, w0, w1))
         idle = dep.device.idle_watts() or 0.0
         draws = [economics.device_power(dep.device, a) for a in dyn_seconds[idx] / window]
-        draws = [None if d is None else d - (1.0 - p) * idle for d, p in zip(draws, on)]
+        draws = [None if d is None else d - (1.0 - p) * idle for d, p in zip(draws, drawing)]
         node = sum(economics.node_power_per_device(dep.device, a) - (1.0 - p) * economics.node_power_per_device(
-            dep.device, 0.0) for a, p in zip(active, on)) * dep.tp
+            dep.device, 0.0) for a, p in zip(active, drawing)) * dep.tp
         watts = None if any(w is None for w in draws) else float(sum(draws)) * dep.tp + node
         if watts is None:
             power_notes.append(f"{pool.device_key} has no TDP in the catalog; power and energy not computed")
@@ -147,7 +151,7 @@ def summarize(result: RunResult) -> dict:
                 if usd_in is not None:
                     token_prices[k] = usd_in / 1e6, usd_out / 1e6
         pools.append({
-            "pool": pool.name, "device": pool.device_key, "model": pool.model_key,
+            "pool": pool.name, "device": pool.device_key, "device_kind": dep.device.kind, "model": pool.model_key,
             "precision": dep.precision, "kv_precision": dep.kv_precision, "engine": dep.engine, "timing": dep.timing,
             "tp": dep.tp, "pp": dep.pp, "replicas": pool.replicas,
             "engines": pool.replicas * dep.pp, "devices": pool.spec.count, "shares_devices_with": pool.spec.share_devices_with,
@@ -212,6 +216,9 @@ def summarize(result: RunResult) -> dict:
         # catalog figures taken from another device or reasoning, not measured on this one
         assumptions += [f"{key}: {field} assumed, not measured on this device (its source in the device catalog says how)"
                         for field, note in sorted(dev.sources.items()) if "assumed" in note.lower()]
+        if dev.node is not None:     # the server's figures too
+            assumptions += [f"{key}: node.{field} assumed (its source in the device catalog says how)"
+                            for field, note in sorted(dev.node.sources.items()) if "assumed" in note.lower()]
     out = {
         "scenario": spec.name,
         "source": result.scenario.path,
@@ -239,8 +246,28 @@ def summarize(result: RunResult) -> dict:
                 "events": result.events,
                 "streams": result.stream_names},
     }
+    out["steady_state"] = steady_state(table, w0, w1)
     out["intervals"] = intervals.section(result, out)
     return out
+
+
+STEADY = 0.05    # in flight may grow by at most this share of the window's arrivals
+
+
+def steady_state(table, w0: float, w1: float) -> dict:
+    """Whether the run reached steady state over its window: completions keep up with arrivals
+    and the requests in flight do not pile up from its start to its end."""
+    def in_flight(t):
+        return int(np.sum((table.arrival <= t) & ~(table.finished <= t) & (table.state != REJECTED)
+                          & (table.state != SHED)))
+    arrived = int(np.sum((table.arrival >= w0) & (table.arrival < w1)))
+    completed = int(np.sum((table.state == COMPLETED) & (table.finished >= w0) & (table.finished <= w1)))
+    growth = in_flight(w1) - in_flight(w0)
+    steady = growth <= STEADY * max(arrived, 1) + 1
+    why = "" if steady else (f"{growth:,} more requests in flight at the window's end than at its start "
+                             f"({arrived:,} arrived, {completed:,} completed in it)")
+    return {"steady": bool(steady), "arrived_in_window": arrived, "completed_in_window": completed,
+            "in_flight_growth": growth, "why": why}
 
 
 def request_costs(table, pool_index: np.ndarray, token_prices: np.ndarray) -> np.ndarray:
@@ -539,6 +566,15 @@ def devices_paid(result: RunResult, pool, on: np.ndarray, owned: bool, w0: float
     return 1.0 - sum(float(np.mean(powered_share(result, p, w0, w1))) for p in group[1:])
 
 
+def unpowered_share(result: RunResult, engines, w0: float, w1: float) -> np.ndarray:
+    """Per engine (replica index): the share of [w0, w1] its devices' server had no power."""
+    f = result.failures
+    if f is None or w1 <= w0:
+        return np.zeros(len(engines))
+    return np.array([f.unpowered_seconds(f.c.devices_of_engine[int(e)], w0, w1, result.end_time) / (w1 - w0)
+                     for e in engines])
+
+
 def powered_share(result: RunResult, pool, w0: float, w1: float) -> np.ndarray:
     """Per engine of the pool: the share of [w0, w1] its replica was powered (starting,
     running or draining); 1 unless the pool is autoscaled."""
@@ -620,7 +656,7 @@ def _failures(result: RunResult, cols: dict, done: np.ndarray, w0: float, w1: fl
     retried = table.retries > 0
     events = []
     for e in result.failures.log:
-        entry = {k: v for k, v in e.items() if k != "lost"}
+        entry = {k: v for k, v in e.items() if k != "lost" and not k.startswith("_")}
         entry["requests_lost"] = len(e["lost"])
         if w0 <= e["time"] < w1:
             entry.update(_dip(table, cols, e["time"], w0, w1))

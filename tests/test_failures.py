@@ -186,3 +186,23 @@ def test_bad_failures_name_the_field(write_scenario, failures, field, words):
         fleet(write_scenario, failures)
     text = str(err.value)
     assert field in text and words in text, text
+
+
+def test_a_server_without_power_draws_nothing_by_hand(write_scenario):
+    """Server 1 (8 H100s) loses power at 5 s and stays down: over the window its GPUs and its
+    overhead draw only until 5 s; a failed device alone would still draw idle power."""
+    from sim import economics
+    calm = {"workload.0.rate": "0.05/s"}
+    down = simulate(fleet(write_scenario, {"events": [{"at": "5s", "fail": "server", "target": 1}]}, replicas=16,
+                          **calm))
+    up = simulate(fleet(write_scenario, {"events": [{"at": "39.9s", "fail": "device", "target": 0}]}, replicas=16,
+                        **calm))
+    dev = down.scenario.pools[0].deployment.device
+    per_gpu_idle = economics.device_power(dev, 0.0) + economics.node_power_per_device(dev, 0.0)
+    s_down = summarize(down)
+    w0, w1 = s_down["window_s"]
+    lost = summarize(up)["power"]["it_watts"] - s_down["power"]["it_watts"]
+    assert lost == pytest.approx(8 * per_gpu_idle * (w1 - 5.0) / (w1 - w0), rel=0.01)
+    # a failed device keeps drawing: the late device failure changes nothing measurable
+    none = simulate(fleet(write_scenario, {"events": []}, replicas=16, **calm))
+    assert summarize(up)["power"]["it_watts"] == pytest.approx(summarize(none)["power"]["it_watts"], rel=1e-3)

@@ -157,10 +157,11 @@ def test_cost_per_token_is_cost_per_hour_over_tokens_per_hour(write_scenario):
     c, t = s["cost"], s["throughput"]
     tps = t["input_tokens_per_s"] + t["output_tokens_per_s"]
     assert c["usd_per_m_tokens"] == pytest.approx(c["usd_per_hour"] / (tps * 3600) * 1e6)
-    # capex by hand: (GPU + its server share) x annuity factor at 8% over 4 years, per hour
+    # capex by hand: (GPU + its server share) x annuity factor at 8% over 4 years, per hour:
+    # two H100s at $25,000 each plus 1/8 of the $70,000 8-GPU server without its GPUs
     crf = 0.08 * 1.08 ** 4 / (1.08 ** 4 - 1)
     assert economics.capital_recovery_factor(0.08, 4) == pytest.approx(crf)
-    assert c["devices_usd_per_hour"] == pytest.approx(2 * 25000 * crf / 8760)
+    assert c["devices_usd_per_hour"] == pytest.approx(2 * (25000 + 70000 / 8) * crf / 8760)
     assert c["energy_usd_per_hour"] == pytest.approx(s["power"]["facility_watts"] / 1000 * 0.08)
     # the split prices recover the hour's cost
     assert (c["usd_per_m_input_tokens_split"] * t["input_tokens_per_s"]

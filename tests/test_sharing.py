@@ -91,14 +91,14 @@ def test_a_sliced_pool_costs_its_slices_share_of_the_gpu(write_scenario):
     quarter of the memory); power idles at one GPU's."""
     whole = summarize(simulate(load_scenario(write_scenario({"fleet.0.count": 1, "fleet.0.serve.model": "llama-3.2-1b",
                                                              "workload.0.rate": "0.1/s"}))))
-    gpu_hour = 25000 / 4 / HOURS_PER_YEAR
+    gpu_hour = (25000 + 70000 / 8) / 4 / HOURS_PER_YEAR     # the GPU and its 1/8 of the server, over 4 years
     assert whole["cost"]["devices_usd_per_hour"] == pytest.approx(gpu_hour)
     for profile, count in (("1g.10gb", 7), ("1g.20gb", 4)):
         s = summarize(simulate(load_scenario(scenario(write_scenario, sliced(profile, count)))))
         assert s["cost"]["devices_usd_per_hour"] == pytest.approx(gpu_hour)
         assert any("costs" in a and profile in a for a in s["assumptions"])
     one = load_scenario(scenario(write_scenario, sliced("1g.10gb", 1))).pools[0].deployment.device
-    assert one.tdp == pytest.approx(700 / 7) and one.idle_watts() == pytest.approx(0.2 * 700 / 7)
+    assert one.tdp == pytest.approx(700 / 7) and one.idle_watts() == pytest.approx(122 / 7)
     assert one.node.power == pytest.approx(4600 / 7) and one.hourly_usd == pytest.approx(3.99 / 7)
 
 
@@ -224,7 +224,7 @@ def test_shared_devices_are_counted_once(write_scenario):
     data["fleet"][0]["count"] = 2
     data["fleet"][0]["memory_fraction"] = 0.75
     s = summarize(simulate(load_scenario(scenario(write_scenario, data))))
-    gpu_hour = 25000 / 4 / HOURS_PER_YEAR
+    gpu_hour = (25000 + 70000 / 8) / 4 / HOURS_PER_YEAR     # the GPU and its 1/8 of the server, over 4 years
     assert s["cost"]["devices_usd_per_hour"] == pytest.approx(2 * gpu_hour)
     a, b = s["pools"]
     assert (a["usd_per_hour"], b["usd_per_hour"]) == pytest.approx((1.5 * gpu_hour, 0.5 * gpu_hour))
@@ -272,4 +272,4 @@ def test_slices_can_be_shared_too(write_scenario):
     assert sc.pools[1].device_key == "nvidia-h100-sxm MIG 3g.40gb (memory_fraction 0.5)"
     assert b.memory == pytest.approx(80e9 / 2 / 2)
     s = summarize(simulate(sc))
-    assert s["cost"]["devices_usd_per_hour"] == pytest.approx(2 * 0.5 * 25000 / 4 / HOURS_PER_YEAR)
+    assert s["cost"]["devices_usd_per_hour"] == pytest.approx(2 * 0.5 * (25000 + 70000 / 8) / 4 / HOURS_PER_YEAR)

@@ -191,7 +191,8 @@ class Failures:
         cables = self.c.cables_of(kind, target)
         groups = sorted({g for d in devices for g in self.groups_of_device.get(d, ())})
         entry = {"time": self.env.now, "component": kind, "target": target if not isinstance(target, tuple)
-                 else list(target), "devices": len(devices), "replicas_down": 0, "repaired": None, "lost": []}
+                 else list(target), "devices": len(devices), "replicas_down": 0, "repaired": None, "lost": [],
+                 "_device_ids": [int(d) for d in devices]}
         self.log.append(entry)
         for d in devices:
             self.device_down[d] += 1
@@ -216,6 +217,23 @@ class Failures:
         for g in groups:
             if self.healthy(g):
                 self.life.repair(g, self.wanted(g))
+
+    def unpowered_seconds(self, devices, w0: float, w1: float, end: float) -> float:
+        """Mean over `devices` of the seconds in [w0, w1] their server had no power (a server or
+        rack failure: the devices and the server draw nothing; a failed device alone sits in a
+        powered server and draws its idle power)."""
+        total = 0.0
+        for d in devices:
+            spans = sorted((e["time"], e["repaired"] if e["repaired"] is not None else end) for e in self.log
+                           if e["component"] in ("server", "rack") and d in e["_device_ids"])
+            covered, reach = 0.0, w0
+            for a, b in spans:
+                a, b = max(a, reach), min(b, w1)
+                if b > a:
+                    covered += b - a
+                    reach = b
+            total += covered
+        return total / max(len(devices), 1)
 
     def healthy(self, g: int) -> bool:
         """Whether every device of group g works."""
