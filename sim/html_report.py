@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from . import analysis, intervals
+from . import report as console_tables
 from .analysis import ResultsError, Run
 from .units import duration_or_dash, format_bytes
 
@@ -137,10 +138,19 @@ def run_page(run: Run) -> str:
     tenants = s.get("tenants") or []
     if tenants:
         body += ["<h2>Tenants</h2>", _tenants(tenants)]
+    # the sections a run has only when its scenario uses the feature
+    for key, heading, rows in (("modalities", "Request kinds", console_tables.modalities_rows),
+                               ("sessions", "Sessions", console_tables.sessions_rows),
+                               ("prefix_cache", "Prefix cache", console_tables.prefix_cache_rows)):
+        if s.get(key):
+            body += [f"<h2>{heading}</h2>", _rows(*rows(s[key]))]
     body += ["<h2>Utilization and power</h2>",
              _figure(lambda ax: analysis.utilization_over_time(run, ax=ax), alt="utilization over time"),
              _figure(lambda ax: analysis.power_over_time(run, ax=ax), (9.0, 3.4), alt="power over time"),
-             _power(s.get("power") or {}), "<h2>Cost</h2>", _cost(s.get("cost") or {}),
+             _power(s.get("power") or {})]
+    if (s.get("power") or {}).get("cap"):
+        body += ["<h2>Power cap</h2>", _rows(*console_tables.power_cap_rows(s["power"]["cap"]))]
+    body += ["<h2>Cost</h2>", _cost(s.get("cost") or {}),
              _figure(lambda ax: analysis.cost_breakdown(run, ax=ax), (8.0, 2.0), alt="cost breakdown")]
     if s.get("autoscaling"):
         body += ["<h2>Autoscaling</h2>", _autoscaling(s["autoscaling"]),
@@ -163,6 +173,11 @@ def run_page(run: Run) -> str:
 
 def _bounds(s: dict) -> dict:
     return (s.get("intervals") or {}).get("figures") or {}
+
+
+def _rows(title: str, headers: list[str], rows: list[list[str]]) -> str:
+    """A table the console prints too (sim.report's *_rows), with its title."""
+    return f"<p class=meta>{_e(title)}</p>" + _table(headers, rows)
 
 
 def _headline(s: dict) -> str:

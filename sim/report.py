@@ -163,33 +163,51 @@ def _tenants_table(tenants: list[dict]) -> Table:
     return table
 
 
-def _sessions_table(sessions: dict) -> Table:
-    table = Table(title="sessions (started in the window; latency from start to answer)", title_justify="left")
-    for col in ("stream", "started", "completed", "failed", "latency p50", "latency p99", "calls", "tokens",
-                "PFLOP", "$ each"):
-        table.add_column(col, justify="left" if col == "stream" else "right")
+def sessions_rows(sessions: dict) -> tuple[str, list[str], list[list[str]]]:
+    """(title, headers, rows) of the sessions table, for the console and the HTML report."""
+    headers = ["stream", "started", "completed", "failed", "latency p50", "latency p99", "calls", "tokens",
+               "PFLOP", "$ each"]
+    rows = []
     for s in sessions["streams"]:
         lat = s["latency_s"]
-        table.add_row(s["stream"], f"{s['started']:,}", f"{s['completed']:,}", f"{s['failed']:,}",
-                      duration_or_dash(lat["p50"]), duration_or_dash(lat["p99"]), _n(s["calls_per_session"]),
-                      _n(s["tokens_per_session"], "{:,.0f}"), _n(s["pflop_per_session"], "{:.3g}"),
-                      _n(s["usd_per_session"], "{:.4f}"))
-    return table
+        rows.append([s["stream"], f"{s['started']:,}", f"{s['completed']:,}", f"{s['failed']:,}",
+                     duration_or_dash(lat["p50"]), duration_or_dash(lat["p99"]), _n(s["calls_per_session"]),
+                     _n(s["tokens_per_session"], "{:,.0f}"), _n(s["pflop_per_session"], "{:.3g}"),
+                     _n(s["usd_per_session"], "{:.4f}")])
+    return "sessions (started in the window; latency from start to answer)", headers, rows
 
 
-def _prefix_cache_table(pools: list[dict]) -> Table:
-    table = Table(title="prefix cache (completed requests in the window)", title_justify="left")
-    for col in ("pool", "requests", "could reuse", "hits", "hit rate", "tokens cached", "prefill saved",
-                "evicted blocks"):
-        table.add_column(col, justify="left" if col == "pool" else "right")
+def prefix_cache_rows(pools: list[dict]) -> tuple[str, list[str], list[list[str]]]:
+    headers = ["pool", "requests", "could reuse", "hits", "hit rate", "tokens cached", "prefill saved",
+               "evicted blocks"]
+    rows = []
     for p in pools:
         rate = p["hit_rate"]
         tok = p["token_hit_rate"]
-        table.add_row(p["pool"], f"{p['requests']:,}", f"{p['reusable_requests']:,}", f"{p['hits']:,}",
-                      "-" if rate is None else f"{rate * 100:.1f}%",
-                      f"{p['cached_tokens']:,}" + ("" if tok is None else f" ({tok * 100:.0f}%)"),
-                      f"{format_duration(p['prefill_seconds_saved'])}, {p['prefill_pflop_saved']:.3g} PFLOP",
-                      f"{p['evicted_blocks']:,}")
+        rows.append([p["pool"], f"{p['requests']:,}", f"{p['reusable_requests']:,}", f"{p['hits']:,}",
+                     "-" if rate is None else f"{rate * 100:.1f}%",
+                     f"{p['cached_tokens']:,}" + ("" if tok is None else f" ({tok * 100:.0f}%)"),
+                     f"{format_duration(p['prefill_seconds_saved'])}, {p['prefill_pflop_saved']:.3g} PFLOP",
+                     f"{p['evicted_blocks']:,}"])
+    return "prefix cache (completed requests in the window)", headers, rows
+
+
+def power_cap_rows(cap: dict) -> tuple[str, list[str], list[list[str]]]:
+    headers = ["budget", "scope", "capped", "mean clock capped", "lowest clock", "peak drawn IT", "peak wanted IT"]
+    kw = lambda w: "-" if w is None else f"{w / 1000:,.1f} kW"     # noqa: E731
+    rows = [[kw(cap["budget_w"]), f"{cap['scope']} ({cap['scopes']})", f"{cap['capped_fraction'] * 100:.0f}%",
+             _n(cap["mean_clock_when_capped"], "{:.0%}"), f"{cap['min_clock']:.0%}", kw(cap["peak_drawn_it_w"]),
+             kw(cap["peak_wanted_it_w"])]]
+    return "power cap (share of intervals the clock was lowered)", headers, rows
+
+
+def _rich(title: str, headers: list[str], rows: list[list[str]], text_columns=("stream", "pool", "kind", "figures",
+                                                                                "scope")) -> Table:
+    table = Table(title=title, title_justify="left")
+    for col in headers:
+        table.add_column(col, justify="left" if col in text_columns else "right")
+    for r in rows:
+        table.add_row(*r)
     return table
 
 
@@ -201,11 +219,10 @@ def _ratio(x) -> str:
     return "-" if x is None else f"{x:.3g}"
 
 
-def _modalities_table(modalities: dict) -> Table:
+def modalities_rows(modalities: dict) -> tuple[str, list[str], list[list[str]]]:
     """One row per request kind beyond chat text, each with the figures that apply to it."""
-    table = Table(title="request kinds (arriving in the window; p50 / p99)", title_justify="left")
-    for col in ("kind", "requests", "completed", "latency", "queue wait", "figures"):
-        table.add_column(col, justify="left" if col in ("kind", "figures") else "right")
+    headers = ["kind", "requests", "completed", "latency", "queue wait", "figures"]
+    rows = []
     for kind, f in modalities.items():
         requests, completed, latency = f["requests"], f["completed"], f["latency_s"]
         if kind == "embedding":
@@ -227,9 +244,9 @@ def _modalities_table(modalities: dict) -> Table:
                        f"{_stat_pair(f['real_time_factor'], _ratio)}; {f['audio_seconds_per_s']:,.1f} audio s/s; "
                        f"${_n(f['usd_per_audio_hour'], '{:.3f}')} per audio hour")
         label = kind + (" (clips)" if kind == "speech_to_text" else "")
-        table.add_row(label, f"{requests:,}", f"{completed:,}", _stat_pair(latency),
-                      duration_or_dash(f["queue_wait_s"]["p99"]), figures)
-    return table
+        rows.append([label, f"{requests:,}", f"{completed:,}", _stat_pair(latency),
+                     duration_or_dash(f["queue_wait_s"]["p99"]), figures])
+    return "request kinds (arriving in the window; p50 / p99)", headers, rows
 
 
 def print_summary(summary: dict, console: Console | None = None) -> None:
@@ -284,13 +301,13 @@ def print_summary(summary: dict, console: Console | None = None) -> None:
         console.print(_tenants_table(summary["tenants"]))
 
     if summary.get("sessions"):
-        console.print(_sessions_table(summary["sessions"]))
+        console.print(_rich(*sessions_rows(summary["sessions"])))
 
     if summary.get("modalities"):
-        console.print(_modalities_table(summary["modalities"]))
+        console.print(_rich(*modalities_rows(summary["modalities"])))
 
     if summary.get("prefix_cache"):
-        console.print(_prefix_cache_table(summary["prefix_cache"]))
+        console.print(_rich(*prefix_cache_rows(summary["prefix_cache"])))
 
     pools = Table(title="pools", title_justify="left")
     gpus = all(p.get("device_kind", "gpu") == "gpu" for p in summary["pools"])
@@ -315,6 +332,8 @@ def print_summary(summary: dict, console: Console | None = None) -> None:
                       f"(PUE {pw['pue']}); {jpt} J per output token")
     for note in pw["notes"]:
         console.print(f"power: {note}")
+    if pw.get("cap"):
+        console.print(_rich(*power_cap_rows(pw["cap"])))
     if cost["usd_per_hour"] is not None:
         usd = "${:.3f}".format
         console.print(f"cost ({cost['pricing']}): ${cost['usd_per_hour']:,.2f}/h; "

@@ -155,3 +155,34 @@ def test_sweep_report_renders_in_chromium(browser, sweep_report):
     assert shown["h1"] == "tiny-sweep" and shown["h2"] == SWEEP_HEADINGS
     assert len(shown["images"]) == 4
     assert all(complete and width > 0 for _, complete, width in shown["images"]), shown["images"]
+
+
+# the sections a run has only when its scenario uses the feature, each from a shipped scenario, shortened
+FEATURES = {
+    "media": (["scenarios/multimodal.yaml"], "Request kinds"),
+    "agents and prefix cache": (["scenarios/agent-levels.yaml"], ["Sessions", "Prefix cache"]),
+    "power cap": (["scenarios/quickstart.yaml", "--set", "power={budget: 6kW, scope: datacenter}"], "Power cap"),
+}
+
+
+@pytest.fixture(scope="module")
+def feature_reports(tmp_path_factory):
+    from tests.conftest import ROOT
+    out = {}
+    for name, (args, _) in FEATURES.items():
+        folder = str(tmp_path_factory.mktemp("feature"))
+        assert main(["run", os.path.join(ROOT, args[0]), *args[1:], "--set", "duration=20s", "--set", "warmup=5s",
+                     "--out", folder]) == 0
+        assert main(["report", folder]) == 0
+        out[name] = os.path.join(folder, "report.html")
+    return out
+
+
+def test_feature_sections_appear_and_render(feature_reports, browser):
+    for name, (_, headings) in FEATURES.items():
+        headings = [headings] if isinstance(headings, str) else headings
+        page = Path(feature_reports[name]).read_text()
+        self_contained(page)
+        shown = rendered(browser, feature_reports[name])
+        assert shown["problems"] == [] and shown["scripts"] == 0, name
+        assert all(h in shown["h2"] for h in headings), (name, shown["h2"])
