@@ -58,6 +58,7 @@ class Deployment:
     timing: str = "analytical"           # where iteration times come from (sim.timing's label)
     engine: str = ""                     # the serving engine and version whose preset the pool runs
     calibration: tuple | None = None     # (file name, sim.calibration.Overlay) when one applies
+    torus: object | None = None          # sim.topology.TorusGroup: its collectives run over a torus's links
 
     def blocks_for(self, tokens: int) -> int:
         """KV blocks a sequence holding `tokens` tokens occupies."""

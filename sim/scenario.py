@@ -431,7 +431,7 @@ def scenario_from_source(src: source.Source, overrides=(), path: str = "") -> Sc
     pools = []
     for i, pool in enumerate(spec.fleet):
         try:
-            pools.append(_resolve_pool(pool, i, src))
+            pools.append(_resolve_pool(pool, i, src, spec.topology))
         except ScenarioError as exc:
             problems.extend(exc.problems)
     names = [p.pool for p in spec.fleet]
@@ -830,7 +830,7 @@ def _catalog_entry(ref, entries: dict, what: str, loc_path: tuple, src: source.S
                             f"expected a catalog {what} name or a mapping of {what} fields, got {ref!r}")
 
 
-def _resolve_pool(pool: Pool, i: int, src: source.Source) -> ResolvedPool:
+def _resolve_pool(pool: Pool, i: int, src: source.Source, topology=None) -> ResolvedPool:
     dev_path, model_path = ("fleet", i, "device"), ("fleet", i, "serve", "model")
     dev_key, dev_raw = _catalog_entry(pool.device, catalog.device_entries(), "device", dev_path, src)
     model_key, model_raw = _catalog_entry(pool.serve.model, catalog.model_entries(), "model", model_path, src)
@@ -855,6 +855,8 @@ def _resolve_pool(pool: Pool, i: int, src: source.Source) -> ResolvedPool:
         engine = engine.model_copy(update={"max_batch_seqs": seqs})
         dep = _deploy(device, model, serve, engine, kv_precision, dev_key, model_key, src, i)
         notes.append(f"engine: max_batch_seqs {seqs} (SGLang's max_running_requests from its KV pool)")
+    if topology is not None and dep.tp > 1 and _topology_ok(topology):
+        dep.torus = topology.torus_group(dep.tp)     # a TPU-style slice: tensor parallelism rides its links
     try:
         dep.params, timed = timing.build(dep, engine, choice.framework, choice.version, model.max_context)
     except timing.TimingError as exc:
@@ -865,6 +867,15 @@ def _resolve_pool(pool: Pool, i: int, src: source.Source) -> ResolvedPool:
     dep.assumptions.extend(notes + timed.notes)
     pool = pool.model_copy(update={"serve": serve.model_copy(update={"engine": engine, "kv_precision": kv_precision})})
     return ResolvedPool(pool, dev_key, model_key, dep)
+
+
+def _topology_ok(topology) -> bool:
+    """Whether the topology builds (its problems are reported where the topology is checked)."""
+    try:
+        topology.graph()
+        return True
+    except Exception:     # noqa: BLE001 - any builder error is reported by validate_topology
+        return False
 
 
 def _engine_choice(serve, device, model, src, path) -> engines.Choice:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 from typing import Annotated, Literal, Union
 
 import networkx as nx
@@ -237,6 +238,37 @@ class Torus(Spec):
                     _link(g, chip[c], chip[nxt], self.link, self.latency)  # size 2: two parallel links
 
 
+@dataclass(frozen=True)
+class TorusGroup:
+    """The chips of one tensor-parallel group on a torus, and what its collectives run over:
+    `dims` the group's extent along each axis (chips are placed row-major, so a group of tp
+    chips fills the last axis first), `wrap` whether each of those axes closes into a ring
+    (it does only when the group spans the whole axis of a wraparound torus)."""
+    dims: tuple[int, ...]
+    wrap: tuple[bool, ...]
+    link: float                     # bytes/s per link, per direction
+    latency: float                  # s per hop
+
+    def allreduce(self, nbytes):
+        """Reduce-scatter then all-gather along each axis in turn (a ring per axis, as XLA runs
+        them on a torus): 2 (k - 1) steps of (step latency + bytes / (k x ring bandwidth)) per
+        axis of k chips, the bytes shrinking k-fold from one axis to the next. A closed ring
+        runs both directions (twice a link's bandwidth, one hop per step); an axis without its
+        wraparound link runs a ring over a line: a link's bandwidth, and its closing step
+        crosses k - 1 hops."""
+        import numpy as np
+        size = np.asarray(nbytes, float)
+        t = np.zeros_like(size)
+        for k, closed in zip(reversed(self.dims), reversed(self.wrap)):
+            if k == 1:
+                continue
+            bandwidth = 2.0 * self.link if closed else self.link
+            step = self.latency if closed or k == 2 else (k - 1) * self.latency
+            t = t + 2.0 * (k - 1) * (step + size / (k * bandwidth))
+            size = size / k
+        return t
+
+
 Build = Annotated[Union[HgxNode, RailLeafSpine, Torus], Field(discriminator="kind")]
 
 
@@ -300,6 +332,23 @@ class TopologySpec(Spec):
                 self.build.add_to(self._built, self.name)
             self._built_ids = frozenset(self._built)
         return self._built
+
+    def torus_group(self, tp: int) -> "TorusGroup | None":
+        """Where a tensor-parallel group of `tp` chips sits on this topology, when it is a torus
+        the group fits in (row-major, the last axis first); None otherwise."""
+        b = self.build
+        if b is None or b.kind != "torus" or tp < 1:
+            return None
+        dims, left = [], tp
+        for size in reversed(b.dims):
+            k = math.gcd(size, left) if left < size else size
+            dims.append(k)
+            left //= k
+        if left != 1:
+            return None
+        dims.reverse()
+        return TorusGroup(tuple(dims), tuple(b.wraparound and k == size and size > 1 for k, size in zip(dims, b.dims)),
+                          b.link, b.latency)
 
     def accelerators(self) -> list[str]:
         """Accelerator ids in placement order (built ones first, then explicit ones)."""

@@ -66,3 +66,45 @@ def test_within_one_server_tp_stays_on_nvlink(write_scenario):
                                        "fleet.0.serve.model": "llama-3.1-70b", "duration": "10s"}))
     res = simulate(sc)
     assert res.fabric.flows_done == 0
+
+
+# ---- TPU slices: tensor parallelism on the torus ------------------------------------------------
+
+def tpu_slice(write_scenario, wraparound: bool, dims=(2, 4), tp=8):
+    topology = {"name": "slice", "build": {"kind": "torus", "dims": list(dims), "wraparound": wraparound,
+                                           "link": "100GB/s", "latency": "1us"}}
+    return load_scenario(write_scenario({"topology": topology, "fleet.0.device": "google-tpu-v6e",
+                                         "fleet.0.count": dims[0] * dims[1], "fleet.0.serve.tp": tp}))
+
+
+def test_a_torus_ring_by_hand():
+    from sim.topology import TorusGroup
+    s, a, b = 1e6, 1e-6, 100e9
+    ring = TorusGroup((2, 4), (True, True), b, a)
+    line = TorusGroup((2, 4), (False, False), b, a)
+    # the last axis (4 chips) first, then the first (2 chips) on a quarter of the bytes
+    assert ring.allreduce(s) == pytest.approx(2 * 3 * (a + s / (4 * 2 * b)) + 2 * 1 * (a + s / 4 / (2 * 2 * b)))
+    assert line.allreduce(s) == pytest.approx(2 * 3 * (3 * a + s / (4 * b)) + 2 * 1 * (a + s / 4 / (2 * b)))
+
+
+def test_the_same_tp8_pool_is_slower_without_the_wraparound_by_the_ring_formula(write_scenario):
+    from sim.timing.operators import AllGather, AllReduce, operators
+    ring, line = tpu_slice(write_scenario, True), tpu_slice(write_scenario, False)
+    r, l = ring.pools[0].deployment, line.pools[0].deployment
+    assert r.torus.dims == (2, 4) and r.torus.wrap == (True, True) and l.torus.wrap == (False, False)
+    assert "over the torus's links (2x4 chips: ring, ring)" in r.timing
+    batch, context = 64, 1000
+    slower = kernels.decode_time(l.params, batch, context) - kernels.decode_time(r.params, batch, context)
+    ops = operators(r.model, 8, r.precision, r.kv_precision)
+    by_hand = 0.0
+    for op in ops.tokens + ops.logits:
+        size = batch * getattr(op, "nbytes", 0.0)
+        if isinstance(op, AllReduce):
+            by_hand += op.count * (l.torus.allreduce(size) - r.torus.allreduce(size))
+        elif isinstance(op, AllGather):
+            by_hand += op.count * 0.5 * (l.torus.allreduce(size) - r.torus.allreduce(size))
+    assert slower > 0 and slower == pytest.approx(by_hand, rel=1e-3)
+    # no topology: the device's own scale-up figures, as before
+    plain = load_scenario(write_scenario({"fleet.0.device": "google-tpu-v6e", "fleet.0.count": 8,
+                                          "fleet.0.serve.tp": 8})).pools[0].deployment
+    assert plain.torus is None

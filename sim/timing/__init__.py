@@ -84,12 +84,17 @@ def _analytical(d, context: int, notes: list[str]) -> tuple[np.ndarray, Timing]:
         notes.append(f"timing closed-form roofline: no operator composition for {why}")
         return d.params, Timing("analytical", "analytical (closed-form roofline: datasheet rates, microbenchmark "
                                               "efficiencies)", notes)
-    model = Analytical(d.device, d.precision)
+    model = Analytical(d.device, d.precision, torus=d.torus)
     ops = operators(d.model, d.tp, d.precision, d.kv_precision)
     tables = compose(ops, model, model, d.limits.max_batch_tokens, d.limits.max_batch_seqs, context)
     notes += [f"timing {n}" for n in model.assumptions()]
+    where = ""
+    if d.torus is not None:
+        shape = "x".join(map(str, d.torus.dims))
+        closed = ", ".join("ring" if w else "line" for w in d.torus.wrap)
+        where = f"; tensor-parallel collectives over the torus's links ({shape} chips: {closed})"
     return pack(tables, d.params), Timing("analytical", "analytical (shape-aware roofline: datasheet rates, "
-                                                        "microbenchmark efficiencies, kernel floors)", notes)
+                                                        "microbenchmark efficiencies, kernel floors)" + where, notes)
 
 
 def host(p: np.ndarray, d, engine) -> None:

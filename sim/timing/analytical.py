@@ -25,9 +25,10 @@ COMPUTE, MEMORY, LINK = 0, 1, 2
 
 
 class Analytical:
-    def __init__(self, device: DeviceSpec, precision: str):
+    def __init__(self, device: DeviceSpec, precision: str, torus=None):
         self.device = device
         self.precision = precision
+        self.torus = torus          # sim.topology.TorusGroup: the tensor-parallel group's collectives
         self.mem_rate = device.memory_bandwidth * device.mem_eff
         self.attn_rate = device.attention_rate()
         self.link_bw = (device.scale_up_bandwidth or 0.0) * (device.scale_up_eff or 1.0)
@@ -112,14 +113,21 @@ class Analytical:
         or without that figure the ring: 2(n-1) hops of the link's latency."""
         n = op.ranks
         size = np.asarray(rows, float) * op.nbytes
+        if self._on_torus(n):
+            return self.floor["allreduce"] + self.torus.allreduce(size)
         latency = self.floor["allreduce"] or 2.0 * (n - 1) * self.link_lat
         return latency + 2.0 * (n - 1) / n * size / self.link_bw
 
     def allgather(self, rows, op: AllGather) -> np.ndarray:
         n = op.ranks
         size = np.asarray(rows, float) * op.nbytes
+        if self._on_torus(n):    # an all-gather is the all-reduce's second half
+            return self.floor["allreduce"] + 0.5 * self.torus.allreduce(size)
         latency = self.floor["allreduce"] or (n - 1) * self.link_lat
         return latency + (n - 1) / n * size / self.link_bw
+
+    def _on_torus(self, ranks: int) -> bool:
+        return self.torus is not None and int(np.prod(self.torus.dims)) == ranks
 
     def context_attention(self, batch, isl, att: Attention) -> np.ndarray:
         flops, nbytes = self.context_work(batch, isl, att)
