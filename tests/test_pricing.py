@@ -95,7 +95,7 @@ def test_the_quickstart_plan_answers_past_its_8_gpu_topology(tmp_path, capsys):
     import os
     code = main(["plan", os.path.join(ROOT, "scenarios", "quickstart.yaml"), "--rate", "200/s",
                  "--devices", "nvidia-h100-sxm,amd-mi300x", "--tp", "1", "--seeds", "1",
-                 "--set", "duration=30s", "--set", "warmup=5s", "--out", str(tmp_path / "plan")])
+                 "--set", "duration=20s", "--set", "warmup=4s", "--out", str(tmp_path / "plan")])
     out = capsys.readouterr().out
     assert code == 0, out
     assert "pricing: rent" in out
