@@ -70,12 +70,12 @@ class Interval:
             return None
         return value * math.exp(-self.center - self.half_width), value * math.exp(-self.center + self.half_width)
 
-    def with_spread(self, log_half_width: float, what: str) -> "Interval":
+    def with_spread(self, log_half_width: float) -> "Interval":
         """Add the run's own statistical spread (a 90 % half-width in log space), in quadrature."""
         if not log_half_width > 0:
             return self
-        return Interval(self.center, math.hypot(self.half_width, log_half_width), self.cases,
-                        f"{self.basis}; {what}", self.widened)
+        return Interval(self.center, math.hypot(self.half_width, log_half_width), self.cases, self.basis,
+                        self.widened)
 
     def describe(self) -> str:
         out = f"{CONFIDENCE:.0%} interval from {self.basis}"
@@ -126,7 +126,8 @@ def _describe(level, source, vendor, parallel) -> str:
     return f"{levels} cases" + (f": {', '.join(parts)}" if parts else "")
 
 
-def _conformal(values: np.ndarray, center: float) -> float:
+def conformal_half_width(values: np.ndarray, center: float) -> float:
+    """The ceil((n + 1) 0.9)-th smallest distance of the n values from `center`."""
     n = len(values)
     k = math.ceil((n + 1) * CONFIDENCE)
     return float(np.sort(np.abs(values - center))[min(k, n) - 1])
@@ -150,7 +151,7 @@ def interval(entries: list[Entry], level: str, source: str, vendor: str, paralle
         if len(values) < MIN_CASES:
             continue
         center = float(np.median(values))
-        half = _conformal(values, center)
+        half = conformal_half_width(values, center)
         basis = f"{len(values)} held-out {_describe(*klass)}"
         if klass is chain[0]:
             return Interval(center, half, len(values), basis)

@@ -153,7 +153,7 @@ def _number(path, line, obj, key, text, required=True, positive=True):
     return x
 
 
-def _lens(path, line, obj, key, text, n):
+def _lens(path, line, obj, key, text):
     v = obj.get(key)
     if v is None:
         return None
@@ -203,8 +203,8 @@ def _run(path: str, line: int, obj: dict, text: str) -> ServingRun:
         path=path, line=line, client=client, model=model, device=device, tp=tp,
         rate=math.inf if rate is None else rate, max_concurrency=None if conc is None else int(conc),
         prompts=int(prompts), mean_input=total_in / completed, mean_output=total_out / completed,
-        input_lens=_lens(path, line, obj, "input_lens", text, completed),
-        output_lens=_lens(path, line, obj, "output_lens", text, completed),
+        input_lens=_lens(path, line, obj, "input_lens", text),
+        output_lens=_lens(path, line, obj, "output_lens", text),
         input_range=in_range, output_range=out_range,
         ttft_p50=None if ms["median_ttft_ms"] is None else ms["median_ttft_ms"] / 1000.0,
         tpot_p50=None if ms["median_tpot_ms"] is None else ms["median_tpot_ms"] / 1000.0,
@@ -276,7 +276,7 @@ def _ms_stats(prefix: str, values) -> dict:
             f"std_{prefix}_ms": float(v.std()), f"p99_{prefix}_ms": float(np.percentile(v, 99))}
 
 
-def _client_figures(result) -> dict:
+def _client_figures(result) -> tuple[dict, np.ndarray]:
     """What a benchmark client measures of a run: every completed request, from the first
     send to the last response."""
     from .metrics import COMPLETED

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import yaml
 
-from . import kernels as K, source
+from . import accuracy, calibration, kernels as K, source
 from .bench_files import ServingRun, StepRow, model_name, read
 from .errors import Loc, Problem, ScenarioError
 from .scenario import scenario_from_source
@@ -67,7 +67,7 @@ class Check:
         return value / self.measured - 1.0
 
     def optimism(self, value: float) -> float:
-        return math.log(self.measured / value) if self.is_time else math.log(value / self.measured)
+        return accuracy.optimism(value, self.measured, self.is_time)
 
 
 @dataclass
@@ -280,14 +280,7 @@ def write_overlay(cal: Calibration, path: str, inputs: list[str]) -> None:
 # ---- helpers ---------------------------------------------------------------------------------
 
 def _scaled(params: np.ndarray, fit: Fit) -> np.ndarray:
-    p = params.copy()
-    for key in (K.K_COMPUTE_SCALE, K.K_MEMORY_SCALE, K.K_LINK_SCALE):
-        p[key] *= fit.time_scale
-    if fit.iteration_overhead is not None:
-        p[K.K_OVERHEAD] = fit.iteration_overhead
-        p[K.K_HOST_PER_SEQ] = 0.0
-        p[K.K_HOST_OVERLAP] = 0.0
-    return p
+    return calibration.scaled(params, fit.time_scale, fit.iteration_overhead)
 
 
 def _step_time(p: np.ndarray, r: StepRow) -> float:

@@ -65,17 +65,25 @@ def load(path: str, at: Loc | None) -> Overlay:
     return validate(Overlay, src.data["calibration"], src, ("calibration",))
 
 
+def scaled(params: np.ndarray, time_scale: float, iteration_overhead: float | None) -> np.ndarray:
+    """A cost vector with the device's time x `time_scale` (compute, memory and link) and, when
+    given, the measured host time per iteration in place of the engine's host costs."""
+    p = params.copy()
+    for key in (K.K_COMPUTE_SCALE, K.K_MEMORY_SCALE, K.K_LINK_SCALE):
+        p[key] *= time_scale
+    if iteration_overhead is not None:   # measured step times include the host's work
+        p[K.K_OVERHEAD] = iteration_overhead
+        p[K.K_HOST_PER_SEQ] = 0.0
+        p[K.K_HOST_OVERLAP] = 0.0
+    return p
+
+
 def apply(overlay: Overlay, name: str, pools) -> list[str]:
     """Scale the matching pools; return notes for the run (which pools, or that none matched)."""
     hit = [p for p in pools if overlay.matches(p)]
     for pool in hit:
         dep = pool.deployment
-        for key in (K.K_COMPUTE_SCALE, K.K_MEMORY_SCALE, K.K_LINK_SCALE):
-            dep.params[key] *= overlay.time_scale
-        if overlay.iteration_overhead is not None:   # measured step times include the host's work
-            dep.params[K.K_OVERHEAD] = overlay.iteration_overhead
-            dep.params[K.K_HOST_PER_SEQ] = 0.0
-            dep.params[K.K_HOST_OVERLAP] = 0.0
+        dep.params = scaled(dep.params, overlay.time_scale, overlay.iteration_overhead)
         dep.calibration = (name, overlay)
         host = "" if overlay.iteration_overhead is None else f", host {overlay.iteration_overhead * 1e3:.2f} ms/iteration"
         dep.timing += f"; calibrated by {name} (device time x {overlay.time_scale:.3f}{host})"
@@ -95,7 +103,7 @@ def interval(name: str, overlay: Overlay) -> accuracy.Interval | None:
     center = float(np.median(o)) if n >= accuracy.MIN_CASES else float(np.mean(o))
     basis = f"{n} held-out measurements of your cluster (calibration {name})"
     if n >= accuracy.MIN_CASES:
-        return accuracy.Interval(center, accuracy._conformal(o, center), n, basis)
+        return accuracy.Interval(center, accuracy.conformal_half_width(o, center), n, basis)
     half = T95[n - 1] * float(np.std(o, ddof=1)) * math.sqrt(1.0 + 1.0 / n)
     return accuracy.Interval(center, half, n, basis,
                              f"fewer than {accuracy.MIN_CASES}: Student's t prediction interval")

@@ -49,9 +49,8 @@ def probe_scenario(scenario, requests_per_stream_scale: float = 4.0):
                                 math.ceil(requests_per_stream_scale * rates[i] * scenario.spec.duration)))
         probe.append(s)
     data["workload"] = probe
-    for key in ("autoscale",):
-        for pool in data.get("fleet", []):
-            pool.pop(key, None)
+    for pool in data.get("fleet", []):
+        pool.pop("autoscale", None)
     data.pop("failures", None)
     data.pop("admission", None)
     data["drain"] = 0.0             # the window is what counts; what is in flight at its end is left

@@ -286,14 +286,12 @@ def _plan(args) -> int:
 
     console = make_console()
     wall0 = time.perf_counter()
-    planner_seed = [None]
-    planner_ref, out_dir = [None], [None]
 
     def progress(t):
-        if out_dir[0] is not None:      # every finished trial is on disk, whatever happens next
-            _write_plan(out_dir[0], planner_ref[0], [], None, None, complete=False)
+        # runs only once the search has started, after `planner` and `out` below are set
+        _write_plan(out, planner, [], None, None, complete=False)   # every finished trial on disk
         load = f" at {t.rate:,.1f}/s" if t.rate is not None else ""
-        seed = f" seed {t.seed}" if t.seed != planner_seed[0] else ""
+        seed = f" seed {t.seed}" if t.seed != planner.base.spec.seed else ""
         console.print(f"  {t.device} {t.precision} tp{t.tp}" + (f" pp{t.pp}" if t.pp > 1 else "")
                       + f" x {t.replicas} replicas ({t.devices} devices){load}{seed}: "
                       + ("meets" if t.met else f"misses ({t.why})") + f"  [{t.wall_s:.1f}s]")
@@ -313,11 +311,9 @@ def _plan(args) -> int:
         raise ScenarioError.one(_loc("--max-devices"), "max-devices", f"must be at least 1, got {args.max_devices}")
     planner = Planner(args.scenario, slo, rate, args.overrides, args.tolerance, args.max_devices, progress, tps,
                       args.seeds)
-    planner_seed[0] = planner.base.spec.seed
     name = planner.base.name
     out = args.out or os.path.join("results", f"plan-{name}")
     os.makedirs(out, exist_ok=True)
-    planner_ref[0], out_dir[0] = planner, out
     targets = ", ".join(f"{k} {duration_or_dash(v)}" for k, v in planner.base.spec.slo.targets.items())
     load = rate or planner.rate0
     if args.max_load:

@@ -16,7 +16,6 @@ import os
 from dataclasses import dataclass
 
 from . import economics, source
-from .errors import ScenarioError
 from .scenario import Scenario, scenario_from_source
 
 SHARED = ("workload", "duration", "warmup", "drain", "slo", "seed", "economics")
@@ -68,11 +67,8 @@ def one_basis(scenarios: list[Scenario], reference) -> None:
     for sc in scenarios:
         for p in sc.pools:
             devices.setdefault(p.device_key, p.deployment.device)
-    wanted = scenarios[0].spec.economics.pricing
-    chosen = economics.basis(devices, wanted)
-    if chosen.name is None:
-        raise ScenarioError.one(reference.loc_of(("economics", "pricing")), "economics.pricing",
-                                f"a comparison prices every fleet alike: {chosen.problem()}")
+    chosen = economics.one_basis(devices, scenarios[0].spec.economics.pricing, reference.loc_of(("economics", "pricing")),
+                                 "a comparison prices every fleet alike")
     for sc in scenarios:
         sc.pricing = chosen
 

@@ -96,6 +96,16 @@ def basis(devices: dict[str, DeviceSpec], wanted: str) -> Basis:
     return Basis(None, lacking(OWN) + lacking(RENT))
 
 
+def one_basis(devices: dict[str, DeviceSpec], wanted: str, loc, why: str) -> Basis:
+    """`basis` where every device must be priced alike (a comparison, a plan): a device without
+    the price is an error at `loc`, saying `why` and naming the device and the field."""
+    from .errors import ScenarioError
+    chosen = basis(devices, wanted)
+    if chosen.name is None:
+        raise ScenarioError.one(loc, "economics.pricing", f"{why}: {chosen.problem()}")
+    return chosen
+
+
 def describe(name: str | None, years: float, rate: float, usd_per_kwh: float, pue: float) -> str:
     """The basis in words, for every table that shows money."""
     if name == OWN:

@@ -65,7 +65,8 @@ def section(result, summary: dict) -> dict:
     done = measured & (t.state == COMPLETED)
     cols = t.columns()
     stretch = np.clip(np.searchsorted(edges, t.arrival, side="right") - 1, 0, STRETCHES - 1)
-    enough = all(np.sum(done & (stretch == s)) >= MIN_PER_STRETCH for s in range(STRETCHES))
+    in_stretch = [done & (stretch == s) for s in range(STRETCHES)]
+    enough = all(np.sum(m) >= MIN_PER_STRETCH for m in in_stretch)
 
     model = model_interval(result.scenario.pools)
     closed = any(s.closed_loop for s in spec.workload)
@@ -74,33 +75,30 @@ def section(result, summary: dict) -> dict:
     turned_away = int(np.sum(measured & ((t.state == SHED) | (t.state == REJECTED))))
     saturated = closed or finished.sum() < SATURATED * arrived_in or turned_away > 0.01 * max(measured.sum(), 1)
 
-    figures, spreads = {}, {}
+    figures = {}
 
     def put(key, value, kind, spread, with_model=True):
         if value is None:
             return
         iv = model if with_model else accuracy.Interval(0.0, 0.0, 0, "")
         if spread is not None:
-            iv = iv.with_spread(spread, "")
-            spreads[key] = spread
+            iv = iv.with_spread(spread)
         lo, hi = iv.time(value) if kind == "time" else iv.rate(value)
         figures[key] = [lo, hi]
 
     for metric, q in LATENCY:
-        per = [np.percentile(cols[metric][done & (stretch == s)], int(q[1:])) for s in range(STRETCHES)] \
-            if enough else []
-        put(f"latency_s.{metric}.{q}", summary["latency_s"][metric][q], "time", _spread(per) if enough else None)
+        spread = _spread([np.percentile(cols[metric][m], int(q[1:])) for m in in_stretch]) if enough else None
+        put(f"latency_s.{metric}.{q}", summary["latency_s"][metric][q], "time", spread)
 
     # throughput by finishing time in each stretch
     fin = np.clip(np.searchsorted(edges, t.finished, side="right") - 1, 0, STRETCHES - 1)
     width = (w1 - w0) / STRETCHES
-    tok = [float(t.output[finished & (fin == s)].sum()) / width for s in range(STRETCHES)]
-    req = [float(np.sum(finished & (fin == s))) / width for s in range(STRETCHES)]
+    by_stretch = [finished & (fin == s) for s in range(STRETCHES)]
+    tok_spread = _spread([float(t.output[m].sum()) / width for m in by_stretch]) if enough else None
+    req_spread = _spread([float(np.sum(m)) / width for m in by_stretch]) if enough else None
     tp = summary["throughput"]
-    put("throughput.requests_per_s", tp["requests_per_s"], "rate", _spread(req) if enough else None, saturated)
-    put("throughput.output_tokens_per_s", tp["output_tokens_per_s"], "rate", _spread(tok) if enough else None,
-        saturated)
-    tok_spread = _spread(tok) if enough else None
+    put("throughput.requests_per_s", tp["requests_per_s"], "rate", req_spread, saturated)
+    put("throughput.output_tokens_per_s", tp["output_tokens_per_s"], "rate", tok_spread, saturated)
     cost = summary["cost"]
     for key in ("usd_per_m_tokens", "usd_per_m_output_tokens"):
         put(f"cost.{key}", cost.get(key), "time", tok_spread, saturated)

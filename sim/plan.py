@@ -412,12 +412,9 @@ class Planner:
                 specs[d] = self.base.pools[0].deployment.device
             elif d in entries:
                 specs[d] = DeviceSpec.model_validate(entries[d])
-        chosen = economics.basis(specs, self.base.spec.economics.pricing)
-        if chosen.name is None:
-            raise ScenarioError.one(self.src.loc_of(("economics", "pricing")), "economics.pricing",
-                                    f"plan prices every device alike: {chosen.problem()}")
-        economics_data = self.src.data.setdefault("economics", {})
-        economics_data["pricing"] = chosen.name
+        chosen = economics.one_basis(specs, self.base.spec.economics.pricing, self.src.loc_of(("economics", "pricing")),
+                                     "plan prices every device alike")
+        self.src.data.setdefault("economics", {})["pricing"] = chosen.name
         self.basis = chosen
         return chosen
 

@@ -855,7 +855,7 @@ def _resolve_pool(pool: Pool, i: int, src: source.Source, topology=None) -> Reso
         engine = engine.model_copy(update={"max_batch_seqs": seqs})
         dep = _deploy(device, model, serve, engine, kv_precision, dev_key, model_key, src, i)
         notes.append(f"engine: max_batch_seqs {seqs} (SGLang's max_running_requests from its KV pool)")
-    if topology is not None and dep.tp > 1 and _topology_ok(topology):
+    if topology is not None and dep.tp > 1:
         dep.torus = topology.torus_group(dep.tp)     # a TPU-style slice: tensor parallelism rides its links
     try:
         dep.params, timed = timing.build(dep, engine, choice.framework, choice.version, model.max_context)
@@ -867,15 +867,6 @@ def _resolve_pool(pool: Pool, i: int, src: source.Source, topology=None) -> Reso
     dep.assumptions.extend(notes + timed.notes)
     pool = pool.model_copy(update={"serve": serve.model_copy(update={"engine": engine, "kv_precision": kv_precision})})
     return ResolvedPool(pool, dev_key, model_key, dep)
-
-
-def _topology_ok(topology) -> bool:
-    """Whether the topology builds (its problems are reported where the topology is checked)."""
-    try:
-        topology.graph()
-        return True
-    except Exception:     # noqa: BLE001 - any builder error is reported by validate_topology
-        return False
 
 
 def _engine_choice(serve, device, model, src, path) -> engines.Choice:

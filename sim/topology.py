@@ -337,7 +337,7 @@ class TopologySpec(Spec):
         """Where a tensor-parallel group of `tp` chips sits on this topology, when it is a torus
         the group fits in (row-major, the last axis first); None otherwise."""
         b = self.build
-        if b is None or b.kind != "torus" or tp < 1:
+        if b is None or b.kind != "torus" or tp < 1 or b.problems():   # a bad torus is reported where topologies are checked
             return None
         dims, left = [], tp
         for size in reversed(b.dims):
