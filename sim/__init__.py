@@ -8,3 +8,7 @@
     figures = summarize(result)
 """
 __version__ = "0.1.0"
+
+from . import compiled_cache as _compiled_cache
+
+_compiled_cache.refresh()

@@ -241,7 +241,7 @@ def _pack(d: Deployment, wb: float, ab: float, kvb: float) -> np.ndarray:
             d.assumptions.append("scale-up hop latency not in the catalog for this device; taken as 0")
         p[K.K_LINK_LAT] = dev.scale_up_latency or 0.0
     p[K.K_OVERHEAD] = d.limits.iteration_overhead
-    p[K.K_COMPUTE_SCALE] = p[K.K_MEMORY_SCALE] = p[K.K_LINK_SCALE] = 1.0
+    p[K.K_COMPUTE_SCALE] = p[K.K_MEMORY_SCALE] = p[K.K_LINK_SCALE] = p[K.K_HOST_SCALE] = 1.0
     p[K.K_GRAPH_MAX] = np.inf    # no eager launches unless an engine preset says where its graphs end
     p[K.K_GEMM_RATE] = dev.peak_flops.for_precision(d.precision) * dev.gemm_eff(d.precision)
     p[K.K_ATTN_RATE] = dev.attention_rate()

@@ -150,6 +150,8 @@ def run_page(run: Run) -> str:
              _power(s.get("power") or {})]
     if (s.get("power") or {}).get("cap"):
         body += ["<h2>Power cap</h2>", _rows(*console_tables.power_cap_rows(s["power"]["cap"]))]
+    if console_tables.head_nodes_busy(s.get("head_nodes")):
+        body += ["<h2>Head nodes</h2>", _rows(*console_tables.head_node_rows(s["head_nodes"]))]
     body += ["<h2>Cost</h2>", _cost(s.get("cost") or {}),
              _figure(lambda ax: analysis.cost_breakdown(run, ax=ax), (8.0, 2.0), alt="cost breakdown")]
     if s.get("autoscaling"):

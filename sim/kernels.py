@@ -68,7 +68,8 @@ K_HOST_OVERLAP = 42   # 1: the host prepares the next iteration while the device
 K_GRAPH_MAX = 43      # largest iteration (tokens) replayed as a captured graph; larger ones launch eagerly
 K_LAUNCH = 44         # host time to launch one iteration's kernels eagerly, s
 K_GRAPH_DECODE_ONLY = 45  # 1: only iterations without prefill replay graphs
-P_SIZE = 46
+K_HOST_SCALE = 46     # multiplies host time (the head node's CPUs shared or slower, sim.serving.head_node)
+P_SIZE = 47
 
 # Timing tables (measured kernels composed into an iteration, `sim.timing`): at p[K_TABLES]
 # four offsets (TAB_ROWS, TAB_LOGITS, TAB_DECODE, TAB_PREFILL), each to a table of four
@@ -174,9 +175,9 @@ def with_host(device, eager, seqs, p):
     iteration outside the captured graphs (`eager`) launches its kernels one by one, so the
     device cannot go faster than the host issues them (K_LAUNCH).
     """
-    if eager and device < p[K_LAUNCH]:
-        device = p[K_LAUNCH]
-    host = p[K_OVERHEAD] + p[K_HOST_PER_SEQ] * seqs
+    if eager and device < p[K_LAUNCH] * p[K_HOST_SCALE]:
+        device = p[K_LAUNCH] * p[K_HOST_SCALE]
+    host = (p[K_OVERHEAD] + p[K_HOST_PER_SEQ] * seqs) * p[K_HOST_SCALE]
     if p[K_HOST_OVERLAP] > 0.0:
         return device if device > host else host
     return device + host

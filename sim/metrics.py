@@ -131,7 +131,8 @@ class RequestTable:
 
 class BusyLog:
     """Stretches of replica work: (replica, start, end, iterations, tokens, kv blocks used,
-    clock as a fraction of full speed: below 1 while a power cap holds)."""
+    clock as a fraction of full speed: below 1 while a power cap holds, host seconds per
+    iteration during which the devices wait)."""
 
     def __init__(self, capacity: int = 1024):
         self._n = 0
@@ -143,10 +144,11 @@ class BusyLog:
             "tokens": np.zeros(capacity, np.int64),
             "kv_blocks": np.zeros(capacity, np.int64),
             "clock": np.ones(capacity),
+            "host_wait": np.zeros(capacity),
         }
 
     def add(self, replica: int, start: float, end: float, iterations: int, tokens: int, kv_blocks: int,
-            clock: float = 1.0) -> None:
+            clock: float = 1.0, host_wait: float = 0.0) -> None:
         if self._n == len(self._cols["start"]):
             for k, v in self._cols.items():
                 self._cols[k] = np.concatenate([v, np.zeros_like(v)])
@@ -154,7 +156,7 @@ class BusyLog:
         c = self._cols
         c["replica"][i], c["start"][i], c["end"][i] = replica, start, end
         c["iterations"][i], c["tokens"][i], c["kv_blocks"][i] = iterations, tokens, kv_blocks
-        c["clock"][i] = clock
+        c["clock"][i], c["host_wait"][i] = clock, host_wait
         self._n += 1
 
     def __len__(self) -> int:

@@ -138,6 +138,10 @@ class Fabric:
                     per_flow = m / (m / float(attrs["rate"]) + cost) if cost > 0 else math.inf
                     self.link_flow_cap[l] = min(self.link_flow_cap[l], per_flow)
         self._cpu_of: dict = {}
+        # host-staged routes: route id -> [(server, CPU seconds per byte)]; and the CPU seconds
+        # each server has spent staging so far (what its head node shares its cores with)
+        self.staging_of_route: dict[int, list] = {}
+        self.staging_seconds: dict = {}
         self.active: dict[int, Flow] = {}
         self.route_links: list[np.ndarray] = []
         self.log = LinkLog(bin_width, len(cap), self.route_links)
@@ -193,7 +197,9 @@ class Fabric:
         choice = zlib.crc32(f"{a}>{b}#{flow_id}".encode()) % len(options)
         key = (a, b, choice)
         if key not in self._routes:
-            links = self._staged(a, b, options[choice], flow_id)
+            links, staging = self._staged(a, b, options[choice], flow_id)
+            if staging:
+                self.staging_of_route[len(self.route_links)] = staging
             any_links = len(links) > 0
             self._routes[key] = (links, float(self.latency[links].sum()),
                                  float(self.link_flow_cap[links].min()) if any_links else math.inf,
@@ -202,21 +208,25 @@ class Fabric:
             self.route_links.append(links)
         return self._routes[key]
 
-    def _staged(self, a, b, links: np.ndarray, flow_id: int) -> np.ndarray:
-        src_cpu = self._staging_cpu(a, links)
-        dst_cpu = self._staging_cpu(b, links)
-        if src_cpu is None and dst_cpu is None:
-            return links
-        hops, here = [], a
-        for cpu in (src_cpu, dst_cpu):
-            if cpu is not None:
+    def _staged(self, a, b, links: np.ndarray, flow_id: int) -> tuple[np.ndarray, list]:
+        """The links with the host-memory detours, and [(server, CPU seconds per byte)] for
+        each server whose CPU stages the flow."""
+        stagers = [self._staging_cpu(a, links), self._staging_cpu(b, links)]
+        if stagers == [None, None]:
+            return links, []
+        hops, here, staging = [], a, []
+        for stager in stagers:
+            if stager is not None:
+                cpu, nic = stager
                 hops += [self.route(here, cpu, flow_id), self._memory_loop(cpu)]
                 here = cpu
+                staging.append((nic["host"], float(nic["staging_cost"]) / float(nic["message_size"])))
         hops.append(self.route(here, b, flow_id) if here != b else np.zeros(0, np.int64))
-        return np.concatenate(hops)
+        return np.concatenate(hops), staging
 
     def _staging_cpu(self, node, links: np.ndarray):
-        """The CPU that stages `node`'s traffic, if the path crosses a host-staged NIC of its server."""
+        """(CPU, NIC attributes) staging `node`'s traffic, if the path crosses a host-staged NIC
+        of its server."""
         attrs = self.graph.nodes[node]
         if attrs.get("kind") != "accelerator":
             return None
@@ -225,7 +235,7 @@ class Fabric:
             for end in (self.src[l], self.dst[l]):
                 e = self.graph.nodes[end]
                 if e.get("kind") == "nic" and e.get("host") == host and e.get("path") == "host-staged":
-                    return self._nearest_cpu(node)
+                    return self._nearest_cpu(node), e
         return None
 
     def _nearest_cpu(self, node):
@@ -314,8 +324,21 @@ class Fabric:
         if dt > 0 and self.active:
             for f in self.active.values():
                 f.remaining -= f.rate * dt
+            if self.staging_of_route:
+                self._count_staging(dt)
             self.log.add(self.active.values(), self._last, now)
         self._last = now
+
+    def _count_staging(self, dt: float) -> None:
+        seconds = self.staging_seconds
+        for f in self.active.values():
+            for host, per_byte in self.staging_of_route.get(f.route, ()):
+                seconds[host] = seconds.get(host, 0.0) + f.rate * dt * per_byte
+
+    def staging_cpu_seconds(self, host) -> float:
+        """CPU seconds `host` has spent staging transfers through host memory, up to now."""
+        self._advance()
+        return self.staging_seconds.get(host, 0.0)
 
     def _reschedule(self) -> None:
         """Recompute rates and set a timer for the next flow to finish."""

@@ -71,11 +71,11 @@ def devices_frame(result: RunResult, bins: int = 200) -> pd.DataFrame:
     tokens = np.zeros((n, nbins))
     host = np.zeros((n, nbins))
     dyn = np.zeros((n, nbins))       # computing seconds weighted by clock^3
-    ovh = [r.host_wait for r in result.replicas]
     log = result.log.columns()
-    for rep, s, e, blocks, tok, its, clock in zip(log["replica"], log["start"], log["end"], log["kv_blocks"],
-                                                  log["tokens"], log["iterations"], log["clock"]):
-        host_share = min(its * ovh[rep] / max(e - s, 1e-300), 1.0)
+    for rep, s, e, blocks, tok, its, clock, wait in zip(log["replica"], log["start"], log["end"],
+                                                        log["kv_blocks"], log["tokens"], log["iterations"],
+                                                        log["clock"], log["host_wait"]):
+        host_share = min(its * wait / max(e - s, 1e-300), 1.0)
         b0, b1 = int(s // width), min(int(e // width), nbins - 1)
         for b in range(b0, b1 + 1):
             ov = min(e, (b + 1) * width) - max(s, b * width)
@@ -199,6 +199,25 @@ def power_cap_rows(cap: dict) -> tuple[str, list[str], list[list[str]]]:
              _n(cap["mean_clock_when_capped"], "{:.0%}"), f"{cap['min_clock']:.0%}", kw(cap["peak_drawn_it_w"]),
              kw(cap["peak_wanted_it_w"])]]
     return "power cap (share of intervals the clock was lowered)", headers, rows
+
+
+def head_nodes_busy(nodes: list[dict] | None) -> bool:
+    """Whether any server's head node stretched host work or did more than run engine threads."""
+    return bool(nodes) and any(n["host_stretch_max"] > 1.0 or n["cores_wanted_total"] > n["cores_wanted"]["engines"]
+                               for n in nodes)
+
+
+def head_node_rows(nodes: list[dict], most: int = 8) -> tuple[str, list[str], list[list[str]]]:
+    """The servers whose host work stretched (the most stretched first), or all if none did."""
+    stretched = sorted((n for n in nodes if n["host_stretch_max"] > 1.0), key=lambda n: -n["host_stretch_mean"])
+    shown = (stretched or nodes)[:most]
+    headers = ["server", "cores", "wanted", "engines", "front ends", "staging", "host work x", "peak x"]
+    rows = [[n["server"], f"{n['cores']:,}", f"{n['cores_wanted_total']:.2f}", f"{n['cores_wanted']['engines']:.2f}",
+             f"{n['cores_wanted']['frontend']:.2f}", f"{n['cores_wanted']['staging']:.2f}",
+             f"{n['host_stretch_mean']:.2f}", f"{n['host_stretch_max']:.2f}"] for n in shown]
+    more = len(stretched or nodes) - len(shown)
+    title = "head nodes (CPU cores wanted on average; host work per iteration stretched by)"
+    return title + (f", {more} more not shown" if more > 0 else ""), headers, rows
 
 
 def _rich(title: str, headers: list[str], rows: list[list[str]], text_columns=("stream", "pool", "kind", "figures",
@@ -334,6 +353,8 @@ def print_summary(summary: dict, console: Console | None = None) -> None:
         console.print(f"power: {note}")
     if pw.get("cap"):
         console.print(_rich(*power_cap_rows(pw["cap"])))
+    if head_nodes_busy(summary.get("head_nodes")):
+        console.print(_rich(*head_node_rows(summary["head_nodes"]), text_columns=("server",)))
     if cost["usd_per_hour"] is not None:
         usd = "${:.3f}".format
         console.print(f"cost ({cost['pricing']}): ${cost['usd_per_hour']:,.2f}/h; "

@@ -159,6 +159,9 @@ class Engine(Spec):
                                     "engine's own all-reduce as measured")
     tokenize_per_token: Seconds = Field(default=0.0, ge=0,
                                         description="host CPU time to tokenize one prompt token; 0: not modelled")
+    detokenize_per_token: Seconds = Field(default=0.0, ge=0,
+                                          description="host CPU time to detokenize one output token as it streams; "
+                                                      "0: not modelled")
     fast_path: bool = True
     preempt_lower: bool = Field(default=False, description="a waiting request of a higher class preempts "
                                                            "running ones of lower classes to get a slot or KV space")

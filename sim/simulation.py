@@ -25,6 +25,7 @@ from .ops.power_cap import PowerCap
 from .serving.clock import at
 from .serving import pipeline
 from .serving.disagg import Disaggregation
+from .serving.head_node import attach_head_nodes
 from .serving.replica import LoadBoard, Replica
 from .serving.prefix_cache import Directory, PrefixCache, PrefixIndex
 from .serving.diffusion import DiffusionFigures, DiffusionReplica
@@ -47,16 +48,9 @@ class ReplicaInfo:
     role: str = "both"
     accelerators: list[str] = field(default_factory=list)   # topology nodes it runs on
     weight_load_s: float | None = None                      # time to load its weights at the start
-    iteration_overhead: float = 0.0                         # host time per iteration, after CPU sharing
+    iteration_overhead: float = 0.0                         # host time per iteration at the end, after CPU sharing
     evicted_blocks: int = 0                                 # prefix cache: blocks evicted during the run
     cached_blocks: int = 0                                  # prefix cache: blocks held when it ended
-    host_overlap: bool = False                              # the host prepares the next iteration meanwhile
-
-    @property
-    def host_wait(self) -> float:
-        """Host time per iteration during which the devices wait: none where the engine
-        overlaps its host work with the device's previous iteration."""
-        return 0.0 if self.host_overlap else self.iteration_overhead
 
 
 @dataclass
@@ -78,6 +72,7 @@ class RunResult:
     failures: Failures | None = None        # what failed when
     autoscalers: list = field(default_factory=list)   # ops.autoscaler.Autoscaler per autoscaled pool
     pipelines: list = field(default_factory=list)     # serving.pipeline.Pipeline per pipeline replica
+    head_nodes: list = field(default_factory=list)    # serving.head_node.HeadNode per server running engines
 
 
 def simulate(scenario: Scenario, seed: int | None = None, trace: bool = False) -> RunResult:
@@ -137,8 +132,10 @@ def simulate(scenario: Scenario, seed: int | None = None, trace: bool = False) -
         carry_requests(env, spec, router, table, fabric, placement)
     lifecycle = Lifecycle(env, scenario, replicas, _pool_per_replica(scenario), fabric, placement, router)
     load_time = lifecycle.load_time
+    heads = []
     if spec.topology is not None:
-        share_host_cpus(scenario, replicas, placement)
+        engines = [p.spec.serve.engine for p in _pool_per_replica(scenario)]
+        heads = attach_head_nodes(env, fabric.graph, replicas, engines, placement, fabric)
         collectives_over_fabric(scenario, replicas, placement, fabric, pipelines)
     if decoders:
         model_of = {rep.index: pool.model_key for pool, rep in zip(_pool_per_replica(scenario), replicas)}
@@ -186,8 +183,10 @@ def simulate(scenario: Scenario, seed: int | None = None, trace: bool = False) -
     if closed:
         ClosedLoop(env, spec, arrivals, table, router, model_of_stream, closed)
     if spec.drain is None:
-        # a power controller ticks for ever: run until the last request is accounted for
-        env.run() if power_cap is None else _run_until_done(env, table, spec)
+        # a power controller and head-node governors tick for ever: with them, run until the
+        # last request is accounted for
+        tickers = int(power_cap is not None) + sum(h.governs for h in heads)
+        env.run() if not tickers else _run_until_done(env, table, spec, tickers)
     else:
         env.run(until=spec.duration + spec.drain)
     for rep in replicas:
@@ -201,13 +200,12 @@ def simulate(scenario: Scenario, seed: int | None = None, trace: bool = False) -
         infos.append(ReplicaInfo(rep.index, pool.name, pool.device_key, pool.model_key, pool.deployment.tp,
                                  rep.busy_time, rep.preemptions, rep.total_blocks, rep.role,
                                  [str(a) for a in placement.get(rep.index, [])], load_time.get(rep.index),
-                                 float(rep.params[kernels.K_OVERHEAD]),
+                                 float(rep.params[kernels.K_OVERHEAD] * rep.params[kernels.K_HOST_SCALE]),
                                  rep.cache.evicted_blocks if rep.cache else 0,
-                                 rep.cache.blocks_held() if rep.cache else 0,
-                                 bool(rep.params[kernels.K_HOST_OVERLAP] > 0.0)))
+                                 rep.cache.blocks_held() if rep.cache else 0))
     return RunResult(scenario, table, log, infos, end, time.perf_counter() - wall0, seed,
                      [s.name for s in spec.workload], fabric, next(env._eid), power_cap, runner, reusable,
-                     lifecycle, failures, scalers, pipelines)
+                     lifecycle, failures, scalers, pipelines, heads)
 
 
 def autoscalers(env, scenario: Scenario, lifecycle: Lifecycle, router: Router, table) -> list[Autoscaler]:
@@ -261,12 +259,12 @@ def prefix_index(n: int, arrivals) -> PrefixIndex:
     return PrefixIndex(n, prefix_of, system, system_len)
 
 
-def _run_until_done(env, table, spec, step: float = 1.0) -> None:
+def _run_until_done(env, table, spec, tickers: int, step: float = 1.0) -> None:
     """Run past the arrival window until every request that arrived has completed or been
-    rejected (the queue holds more than the power controller's ticks)."""
+    rejected (the queue holds more than the `tickers` controllers' next ticks)."""
     env.run(until=spec.duration)
-    # stop when nothing is open, or nothing but the controller's next tick is scheduled
-    while ((table.state == 0) & ~np.isnan(table.arrival)).any() and len(env._queue) > 1:
+    # stop when nothing is open, or nothing but the controllers' next ticks is scheduled
+    while ((table.state == 0) & ~np.isnan(table.arrival)).any() and len(env._queue) > tickers:
         env.run(until=env.now + step)
 
 
@@ -323,34 +321,6 @@ def carry_requests(env, spec, router, table, fabric, placement) -> None:
         if previous is not None:
             previous(r, when)
     table.on_done = reply
-
-
-def share_host_cpus(scenario: Scenario, replicas, placement) -> None:
-    """Each replica's engine loop (scheduling, kernel launch: the per-iteration host overhead)
-    and its tokenizer run on its server's CPUs. A slower CPU stretches that work by 1 / speed;
-    more engine threads on a server than it has cores time-share them and stretch it further."""
-    topo = scenario.spec.topology
-    graph = topo.graph()
-    host_of = {rep.index: graph.nodes[placement[rep.index][0]].get("host") for rep in replicas}
-    demand: dict = {}
-    for rep, pool in zip(replicas, _pool_per_replica(scenario)):
-        demand[host_of[rep.index]] = demand.get(host_of[rep.index], 0) + pool.spec.serve.engine.host_threads
-    cpus_of: dict = {}
-    for _, d in graph.nodes(data=True):
-        if d.get("kind") == "cpu":
-            cpus_of.setdefault(d.get("host"), []).append(d)
-    for rep in replicas:
-        host = host_of[rep.index]
-        cpus = cpus_of.get(host, [])
-        if not cpus or "cores" not in cpus[0]:
-            continue  # an explicit topology without CPU figures: the catalog overhead stands
-        cores = sum(d["cores"] for d in cpus)
-        speed = cpus[0].get("speed", 1.0)
-        factor = max(1.0, demand[host] / cores) / speed
-        if factor != 1.0:
-            rep.params = rep.params.copy()
-            rep.params[kernels.K_OVERHEAD] *= factor
-            rep.tokenize_per_token *= factor
 
 
 def collectives_over_fabric(scenario: Scenario, replicas, placement, fabric, pipelines) -> None:

@@ -35,8 +35,7 @@ def busy_in_window(result: RunResult, w0: float, w1: float) -> tuple[np.ndarray,
     kv = np.bincount(log["replica"], weights=overlap * log["kv_blocks"], minlength=n)
     # host time inside those stretches: iterations x overhead, prorated to the window
     span = np.maximum(log["end"] - log["start"], 1e-300)
-    ovh = np.array([r.host_wait for r in result.replicas])
-    host_share = np.minimum(log["iterations"] * ovh[log["replica"]] / span, 1.0)
+    host_share = np.minimum(log["iterations"] * log["host_wait"] / span, 1.0)
     host = np.bincount(log["replica"], weights=host_share * overlap, minlength=n)
     dynamic = np.bincount(log["replica"], weights=(1.0 - host_share) * overlap * log["clock"] ** 3, minlength=n)
     return busy, kv, np.minimum(host, busy), dynamic
@@ -187,6 +186,7 @@ def summarize(result: RunResult) -> dict:
             "notes": [],
         }
     power["cap"] = result.power_cap.summary(w0, w1) if result.power_cap is not None else None
+    head_nodes = [h.summary(w0, w1) for h in result.head_nodes] or None
     if result.scenario.pricing.name is None and result.scenario.pricing.missing:
         cost_notes = [f"no pricing basis covers every device: {result.scenario.pricing.problem()}"]
     # the fleet's capacity, for a break-even price at a share of it (one more, saturated run)
@@ -240,6 +240,7 @@ def summarize(result: RunResult) -> dict:
         "replicas": replicas,
         "network": network,
         "power": power,
+        "head_nodes": head_nodes,
         "cost": cost,
         "assumptions": assumptions,
         "run": {"simulated_seconds": result.end_time, "wall_seconds": result.wall_seconds,

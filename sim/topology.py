@@ -70,13 +70,16 @@ class HgxNode(Spec):
     host_memory_bandwidth: BytesPerSecond = 307.2e9  # per CPU socket
     # The host path. A GPUDirect-RDMA NIC moves data between GPU memory and the wire; a
     # host-staged (legacy) one bounces it through host memory, which every such flow then
-    # crosses twice, and the CPU handles each message. Per-message costs below are
-    # assumptions (order of magnitude of RDMA verbs vs a kernel TCP stack), not datasheet
-    # figures: set them from your own measurements.
+    # crosses twice, and a CPU core carries each message through the kernel's TCP stack.
+    # host_staging_cost: Cai et al., "Understanding Host Network Stack Overheads" (SIGCOMM
+    # 2021, www.cs.cornell.edu/~ragarwal/pubs/network-stack.pdf): the Linux stack sustains
+    # ~42 Gb/s per core on one long flow with every offload on, so 1 MiB costs ~200 us of a
+    # core. nic_message_cost (RDMA verbs per message) is an assumption: set both from your
+    # own measurements.
     nic_path: Literal["gpudirect", "host-staged"] = "gpudirect"
     nic_message_size: Bytes = 1 << 20
     nic_message_cost: Seconds = 1e-6
-    host_staging_cost: Seconds = 20e-6  # CPU time per message on the host-staged path
+    host_staging_cost: Seconds = 200e-6  # CPU time per message on the host-staged path
     # The head node runs each replica's engine loop (scheduling, kernel launch). `cpu_speed`
     # is single-thread speed relative to the host behind the catalog's iteration_overhead.
     cpu_cores: int = 56  # Xeon Platinum 8480C, per socket (DGX H100 datasheet: 2 x 56 cores)
@@ -201,7 +204,7 @@ class Torus(Spec):
     dims: list[int]
     wraparound: bool = True  # false: a mesh, no links from the last chip of a row back to the first
     link: BytesPerSecond = 100e9  # per ICI link, per direction
-    latency: Seconds = 1e-6  # per ICI hop; assumed, Google publishes none
+    latency: Seconds = 1e-6  # per ICI hop: "typically around 1us" (jax-ml/scaling-book, sharding.md)
     chips_per_host: int = 4
     pcie: BytesPerSecond = 64e9  # chips attach over PCIe Gen5 (v6e docs); x16 assumed
     nic_rate: BytesPerSecond = 50e9  # 400 Gb/s: half of a v6e host's 4 x 200 Gb/s for a 4-chip VM

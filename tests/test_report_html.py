@@ -162,6 +162,7 @@ FEATURES = {
     "media": (["scenarios/multimodal.yaml"], "Request kinds"),
     "agents and prefix cache": (["scenarios/agent-levels.yaml"], ["Sessions", "Prefix cache"]),
     "power cap": (["scenarios/quickstart.yaml", "--set", "power={budget: 6kW, scope: datacenter}"], "Power cap"),
+    "head nodes": (["scenarios/legacy-nic-head-node.yaml"], "Head nodes"),
 }
 
 

@@ -32,11 +32,12 @@ def attach(scenario, replicas) -> "DeviceShare | None":
     return DeviceShare([[replicas[i] for i in g] for g in groups]) if groups else None
 
 
-def shared_params(base: np.ndarray, k: int) -> np.ndarray:
-    """An engine's cost vector while k engines take turns on its devices."""
-    p = base.copy()
+def shared_params(base: np.ndarray, k: int, latest: np.ndarray | None = None) -> np.ndarray:
+    """An engine's cost vector while k engines take turns on its devices: its `latest` one
+    (other factors, such as the head node's stretch, kept) with the shared scales of `base` x k."""
+    p = (base if latest is None else latest).copy()
     for key in SHARED:
-        p[key] *= k
+        p[key] = base[key] * k
     return p
 
 
@@ -66,4 +67,4 @@ class DeviceShare:
             level = k if self.busy[m.index] else k + 1
             if level != self.level[m.index]:
                 self.level[m.index] = level
-                m.set_params(shared_params(self.base[m.index], level), level ** (-1.0 / 3.0))
+                m.set_params(shared_params(self.base[m.index], level, m.latest_params()), level ** (-1.0 / 3.0))

@@ -114,10 +114,11 @@ class PowerCap:
         self.clock = np.where(changed, new, self.clock)
         for i in np.flatnonzero(changed[self.scope]).tolist():
             c = float(self.clock[self.scope[i]])
-            p = self.base[i].copy()
-            p[K.K_COMPUTE_SCALE] /= c
+            # from the engine's latest costs, so the head node's stretch of its host work stays
+            p = self.replicas[i].latest_params().copy()
+            p[K.K_COMPUTE_SCALE] = self.base[i][K.K_COMPUTE_SCALE] / c
             if self.sram[i]:
-                p[K.K_MEMORY_SCALE] /= c
+                p[K.K_MEMORY_SCALE] = self.base[i][K.K_MEMORY_SCALE] / c
             self.replicas[i].set_params(p, c)
 
     def summary(self, w0: float, w1: float) -> dict:

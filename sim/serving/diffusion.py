@@ -120,7 +120,7 @@ class DiffusionReplica(ProcessReplica):
             t1 = env.now
             self.busy_time += t1 - t0
             self.iterations += 1
-            self.log.add(self.index, t0, t1, 1, tokens, 0, self.clock)
+            self.log.add(self.index, t0, t1, 1, tokens, 0, self.clock, self.host_wait())
             running = []
             for r in self.req:
                 left[r] -= 1

@@ -41,6 +41,7 @@ from bisect import bisect_left, bisect_right
 import numpy as np
 import simpy
 
+from .. import kernels as K
 from ..deployment import Deployment
 from ..metrics import COMPLETED, BusyLog, RequestTable
 from . import scheduler as sch
@@ -95,6 +96,7 @@ class ReplicaBase:
         self.on_busy = None            # set by ops.device_share: on_busy(replica, computing) after each plan
         # host CPU seconds to tokenize one prompt token (after the head node's slowdown)
         self.tokenize_per_token = engine.tokenize_per_token
+        self.tokenized = 0             # prompt tokens its front end has tokenized (head-node CPU work)
         self.ready = env.event()       # weights in place; succeeded at once when preloaded
         self.up = True                 # takes new requests (False while failed, stopped or starting again)
         self.life = 0                  # starts so far: callbacks of an earlier life are void
@@ -116,6 +118,7 @@ class ReplicaBase:
             self.on_lost(r)
             return
         self.table.replica[r] = self.index
+        self.tokenized += int(self.table.prompt[r])
         if self.tokenize_per_token > 0:
             delay = float(self.table.prompt[r]) * self.tokenize_per_token
             at(self.env, self.env.now + delay).callbacks.append(lambda _: self._enqueue(r))
@@ -129,6 +132,25 @@ class ReplicaBase:
     def set_params(self, params: np.ndarray, clock: float) -> None:
         """Run at a new speed (a power cap's clock) from the next batch on."""
         self.params, self.clock = params, clock
+
+    def host_wait(self) -> float:
+        """Host seconds per iteration during which the devices wait: none where the engine
+        overlaps its host work with the device's previous iteration."""
+        p = self.params
+        return 0.0 if p[K.K_HOST_OVERLAP] > 0.0 else float(p[K.K_OVERHEAD] * p[K.K_HOST_SCALE])
+
+    def latest_params(self) -> np.ndarray:
+        """The cost vector the next iterations will run with (one switch may be pending): what
+        a change of one factor (a power cap's clock, the head node's stretch) starts from."""
+        return self.params
+
+    def latest_clock(self) -> float:
+        return self.clock
+
+    def output_rate(self) -> float:
+        """Output tokens per second it streams now (what its detokenizer keeps up with); an
+        engine that streams no text (diffusion) reports none."""
+        return 0.0
 
     def has_room(self) -> bool:
         """A free batch slot (for central dispatch)."""
@@ -283,6 +305,22 @@ class Replica(ReplicaBase):
         if not pending:
             j = self._seen()
             at(self.env, self.ends[j] if j < self.k else self.env.now).callbacks.append(self._switch)
+
+    def latest_params(self) -> np.ndarray:
+        return self._next[0] if self._next is not None else self.params
+
+    def latest_clock(self) -> float:
+        return self._next[1] if self._next is not None else self.clock
+
+    def output_rate(self) -> float:
+        """Sequences in the iteration running now over its duration: each streams one token."""
+        if not self._active():
+            return 0.0
+        j = self._seen()
+        if j >= self.k:
+            return 0.0
+        start = self.t_free if j == self.it0 else self.ends[j - 1]
+        return float(self.obs[sch.O_RUNNING, j]) / max(self.ends[j] - start, 1e-9)
 
     def _switch(self, _) -> None:
         if self._next is None:
@@ -573,7 +611,8 @@ class Replica(ReplicaBase):
         self.preemptions += int(self.counts[0])
         end = ends[b - 1]
         tokens = int(self.obs[sch.O_TOKENS, a:b].sum())
-        self.log.add(self.index, start, end, b - a, tokens, int(self.obs[sch.O_USED, b - 1]), self.clock)
+        self.log.add(self.index, start, end, b - a, tokens, int(self.obs[sch.O_USED, b - 1]), self.clock,
+                     self.host_wait())
         self.busy_time += end - start
         self.iterations += b - a
         self.t_free = end

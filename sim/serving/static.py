@@ -26,11 +26,16 @@ class ProcessReplica(ReplicaBase):
         self.waiting: deque[int] = deque()
         self.req: list[int] = []
         self.busy_until = np.inf
+        self._streaming = 0.0          # output tokens per second of the batch running now
         self._work = env.event()
         self.process = env.process(self._lives())
 
     def outstanding(self) -> int:
         return len(self.waiting) + len(self.req)
+
+    def output_rate(self) -> float:
+        """The batch running now streams its output tokens evenly over its decode steps."""
+        return self._streaming
 
     def activity(self) -> tuple[float, int]:
         if not self.req:
@@ -129,15 +134,17 @@ class StaticReplica(ProcessReplica):
             else:
                 t_last = t
             self.busy_until = t_last
+            self._streaming = float(remaining.sum()) / (t_last - t) if t_last > t else 0.0
             self._publish_plan()
             yield at(env, t_last)
+            self._streaming = 0.0
             for j, r in enumerate(req):
                 table.generated[r] = table.output[r]
                 table.complete(r, t if remaining[j] == 0 else ends[remaining[j] - 1])
             self.busy_time += t_last - t0
             self.iterations += 1 + steps
             self.log.add(self.index, t0, t_last, 1 + steps, int(tokens + len(req) * steps),
-                         self.total_blocks - self.free_blocks, self.clock)
+                         self.total_blocks - self.free_blocks, self.clock, self.host_wait())
             self.free_blocks += sum(n for _, n in batch)
             self.req = []
             self.busy_until = np.inf

@@ -1,0 +1,48 @@
+"""Numba's on-disk cache, kept true to the sources.
+
+Numba keys a cached function on its own file's timestamp only, so the scheduler's compiled
+loop (serving/scheduler.py), which inlines the kernels (kernels.py), would keep running
+yesterday's kernels after kernels.py changes. Before anything compiles, this drops every
+cached compilation under `sim/` when the compiled modules' sources have changed since the
+cache was written (their hash is kept next to the cache).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+COMPILED = ("kernels.py", os.path.join("serving", "scheduler.py"))
+STAMP = os.path.join(HERE, "__pycache__", "compiled-sources.sha256")
+
+
+def sources_hash() -> str:
+    h = hashlib.sha256()
+    for name in COMPILED:
+        with open(os.path.join(HERE, name), "rb") as f:
+            h.update(f.read())
+    return h.hexdigest()
+
+
+def refresh() -> None:
+    """Drop stale compilations (a read-only install keeps its cache as it is)."""
+    digest = sources_hash()
+    try:
+        with open(STAMP) as f:
+            if f.read().strip() == digest:
+                return
+    except OSError:
+        pass
+    try:
+        for folder, _, files in os.walk(HERE):
+            for name in files:
+                if name.endswith((".nbi", ".nbc")):
+                    try:
+                        os.remove(os.path.join(folder, name))
+                    except FileNotFoundError:   # another process cleared it first
+                        pass
+        os.makedirs(os.path.dirname(STAMP), exist_ok=True)
+        with open(STAMP, "w") as f:
+            f.write(digest)
+    except OSError:
+        pass
