@@ -71,6 +71,8 @@ class RequestTable:
 
         self.retries = np.zeros(n, np.int32)     # times it was sent again after its replica failed
         self.start_wait = np.zeros(n)            # seconds it waited at the router for a replica to start
+        self.longest_stall = np.full(n, np.nan)  # longest gap between two of its output tokens (s)
+        self.window_start = 0.0                  # when measurement starts (the warm-up's end)
 
         self.on_done = None  # called as on_done(i, time) when request i completes or ends unserved
 
@@ -126,6 +128,7 @@ class RequestTable:
             "final": self.final,
             "kv_transfer_bytes": self.kv_transfer_bytes,
             "kv_transfer_s": self.kv_transfer_time,
+            "longest_stall": np.where(done & (self.output > 1), self.longest_stall, np.nan),
         }
 
 

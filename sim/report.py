@@ -294,6 +294,7 @@ def print_summary(summary: dict, console: Console | None = None) -> None:
         lat.add_column(k, justify="right")
     for metric, label in (("ttft", "time to first token"), ("queue_wait", "  of which queue wait"),
                           ("ttft_service", "  of which prefill and first token"), ("tpot", "time per output token"),
+                          ("itl", "inter-token gap (every token)"), ("longest_stall", "longest gap per request"),
                           ("e2e", "end to end")):
         s = summary["latency_s"].get(metric)
         if s is None:

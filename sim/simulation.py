@@ -51,6 +51,7 @@ class ReplicaInfo:
     iteration_overhead: float = 0.0                         # host time per iteration at the end, after CPU sharing
     evicted_blocks: int = 0                                 # prefix cache: blocks evicted during the run
     cached_blocks: int = 0                                  # prefix cache: blocks held when it ended
+    itl: np.ndarray | None = None                           # inter-token gaps in the window (scheduler.itl_edges)
 
 
 @dataclass
@@ -83,6 +84,7 @@ def simulate(scenario: Scenario, seed: int | None = None, trace: bool = False) -
     wall0 = time.perf_counter()
     arrivals = generate(spec.workload, spec.duration, seed, stream_models(scenario))
     table = RequestTable(arrivals.time, arrivals.stream, arrivals.prompt, arrivals.output)
+    table.window_start = spec.warmup
     media_columns(table, arrivals, scenario)
     priorities = np.array([s.priority for s in spec.workload], np.int64)
     table.priority[:] = priorities[table.stream]
@@ -202,7 +204,7 @@ def simulate(scenario: Scenario, seed: int | None = None, trace: bool = False) -
                                  [str(a) for a in placement.get(rep.index, [])], load_time.get(rep.index),
                                  float(rep.params[kernels.K_OVERHEAD] * rep.params[kernels.K_HOST_SCALE]),
                                  rep.cache.evicted_blocks if rep.cache else 0,
-                                 rep.cache.blocks_held() if rep.cache else 0))
+                                 rep.cache.blocks_held() if rep.cache else 0, rep.itl))
     return RunResult(scenario, table, log, infos, end, time.perf_counter() - wall0, seed,
                      [s.name for s in spec.workload], fabric, next(env._eid), power_cap, runner, reusable,
                      lifecycle, failures, scalers, pipelines, heads)

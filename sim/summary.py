@@ -10,6 +10,7 @@ import numpy as np
 from . import capacity as capacity_mod, economics, intervals, kernels, media, sharing
 from .metrics import COMPLETED, FAILED, IN_FLIGHT, REASONS, REJECTED, SHED, unserved
 from .ops.lifecycle import POWERED
+from .serving.scheduler import itl_edges
 from .simulation import RunResult
 
 LATENCIES = ("ttft", "tpot", "e2e", "queue_wait")
@@ -22,6 +23,24 @@ def stats(values: np.ndarray) -> dict:
         return {k: None for k in (*STATS, "mean")}
     out = {k: float(np.percentile(v, q)) for k, q in STATS.items()}
     out["mean"] = float(v.mean())
+    return out
+
+
+def histogram_stats(counts: np.ndarray, edges: np.ndarray) -> dict:
+    """`stats` of values given as a histogram over log-spaced bins: a quantile interpolated
+    geometrically inside its bin, the mean at the bins' geometric centres."""
+    total = counts.sum()
+    if total == 0:
+        return {k: None for k in (*STATS, "mean")}
+    cum = np.cumsum(counts)
+    out = {}
+    for k, q in STATS.items():
+        target = q / 100 * total
+        b = int(np.searchsorted(cum, target))
+        below = cum[b - 1] if b else 0
+        share = (target - below) / counts[b] if counts[b] else 0.0
+        out[k] = float(edges[b] * (edges[b + 1] / edges[b]) ** share)
+    out["mean"] = float((counts * np.sqrt(edges[:-1] * edges[1:])).sum() / total)
     return out
 
 
@@ -75,6 +94,10 @@ def summarize(result: RunResult) -> dict:
     latency = {k: stats(cols[k][done]) for k in LATENCIES}
     # TTFT = waiting for admission + from admission to the first token (prefill, delivery)
     latency["ttft_service"] = stats((table.first_token - table.admitted)[done])
+    # every gap between two tokens of a sequence after the warm-up, and each request's longest
+    itl = [r.itl for r in result.replicas if r.itl is not None]
+    latency["itl"] = histogram_stats(np.sum(itl, axis=0), itl_edges()) if itl else stats(np.zeros(0))
+    latency["longest_stall"] = stats(cols["longest_stall"][done])
 
     finished_in = (state == COMPLETED) & (table.finished >= w0) & (table.finished <= w1)
     in_tok = float(table.prompt[finished_in].sum())

@@ -10,6 +10,7 @@ import numpy as np
 
 from sim import kernels
 from sim.serving.clock import at
+from sim.serving.scheduler import itl_bins
 from sim.serving.static import ProcessReplica
 
 
@@ -18,6 +19,8 @@ class SteppingReplica(ProcessReplica):
         self.target: list[int] = []   # tokens to prefill: prompt + tokens generated before a preemption
         self.kv: list[int] = []       # tokens in the KV cache
         self.blocks: list[int] = []   # KV blocks held
+        self.last: dict[int, int] = {}  # request -> its last token's time (integer ns, as the scheduler keeps it)
+        self.gap: dict[int, int] = {}   # request -> its longest gap between tokens so far (ns)
         super().__init__(*args, **kwargs)
         self.mixed = args[4].mixed_batches   # the engine: prefill and decode in one iteration, or apart
 
@@ -151,12 +154,26 @@ class SteppingReplica(ProcessReplica):
         self.table.kv_ready[r] = False
         self.preemptions += 1
 
+    def _token(self, r: int, t_end: float) -> None:
+        """Request r gets a token at t_end: the gap since its last one (if any) goes into its
+        longest gap and, from the window's start, into the inter-token histogram."""
+        now = np.int64(t_end * 1e9)
+        if r not in self.last and self.table.kv_ready[r] and not np.isnan(self.table.first_token[r]):
+            self.last[r] = np.int64(self.table.first_token[r] * 1e9)   # prefilled elsewhere
+        if r in self.last:
+            gap = now - self.last[r]
+            self.gap[r] = max(self.gap.get(r, 0), gap)
+            if t_end >= self.table.window_start:
+                self.itl[itl_bins(np.array([gap / 1e9]))[0]] += 1
+        self.last[r] = now
+
     def _apply(self, dec, pre, t_end) -> None:
         table = self.table
         done, handoff = [], []
         for i in dec:
             self.kv[i] += 1
             r = self.req[i]
+            self._token(r, t_end)
             table.generated[r] += 1
             if table.generated[r] >= table.output[r]:
                 done.append(i)
@@ -164,6 +181,7 @@ class SteppingReplica(ProcessReplica):
             self.kv[i] += c
             if self.kv[i] == self.target[i]:
                 r = self.req[i]
+                self._token(r, t_end)
                 table.generated[r] += 1
                 if np.isnan(table.first_token[r]):
                     table.first_token[r] = t_end
@@ -178,6 +196,7 @@ class SteppingReplica(ProcessReplica):
                 self.on_prefilled(self, r, blocks)
             else:
                 self.free_blocks += blocks
+                table.longest_stall[r] = self.gap.get(r, 0) / 1e9
                 table.complete(r, t_end)
 
     def _remove(self, i: int) -> None:

@@ -24,6 +24,7 @@ def assert_same_records(a, b):
     ca, cb = records(a), records(b)
     for key in ca:
         assert np.array_equal(ca[key], cb[key], equal_nan=True), key
+    assert np.array_equal(sum(r.itl for r in a.replicas), sum(r.itl for r in b.replicas))
 
 
 def assert_invariants(result):
@@ -37,6 +38,11 @@ def assert_invariants(result):
         v = c[key][done]
         assert not np.isnan(v).any() and (v >= 0).all(), key
     assert (c["tpot"][done & (t.output > 1)] > 0).all()
+    # a request's longest gap between tokens is at least their mean gap (its TPOT), at most
+    # its whole decode
+    many = done & (t.output > 1)
+    assert (c["longest_stall"][many] >= c["tpot"][many] * (1 - 1e-6)).all()
+    assert (c["longest_stall"][many] <= (t.finished - t.first_token)[many] * (1 + 1e-6) + 1e-9).all()
     assert (t.first_token[done] <= t.finished[done]).all()
     assert (t.generated[done] == t.output[done]).all()
     log = result.log.columns()
@@ -238,3 +244,18 @@ def test_slo_targets_read_their_metric_and_statistic(write_scenario):
     assert r["ttft_p50"]["value"] == s["latency_s"]["ttft"]["p50"] and not r["ttft_p50"]["met"]
     assert r["e2e_mean"]["value"] == s["latency_s"]["e2e"]["mean"]
     assert not s["slo"]["met"]
+
+
+def test_inter_token_gaps_add_up_to_the_decode_time(write_scenario):
+    """Every decode token's gap is in the histogram once: their mean is the token-weighted
+    TPOT of the requests whose decode lies after the warm-up."""
+    path = write_scenario({"duration": "40s", "warmup": "0s", "workload.0.rate": "20/s",
+                           "fleet.0.serve.engine.max_batch_seqs": 8})   # preemptions too
+    res = run(path)
+    s = summarize(res)
+    t = res.table
+    done = (t.state == COMPLETED) & (t.output > 1)
+    gaps = (t.finished - t.first_token)[done].sum()
+    tokens = (t.output[done] - 1).sum()
+    assert sum(r.itl for r in res.replicas).sum() == tokens
+    assert s["latency_s"]["itl"]["mean"] == pytest.approx(gaps / tokens, rel=0.02)   # bins 6 % wide

@@ -97,6 +97,9 @@ class ReplicaBase:
         # host CPU seconds to tokenize one prompt token (after the head node's slowdown)
         self.tokenize_per_token = engine.tokenize_per_token
         self.tokenized = 0             # prompt tokens its front end has tokenized (head-node CPU work)
+        # gaps between consecutive tokens of a sequence from the window's start: a histogram
+        # over scheduler.itl_edges()
+        self.itl = np.zeros(sch.ITL_BINS, np.int64)
         self.ready = env.event()       # weights in place; succeeded at once when preloaded
         self.up = True                 # takes new requests (False while failed, stopped or starting again)
         self.life = 0                  # starts so far: callbacks of an earlier life are void
@@ -215,7 +218,7 @@ class Replica(ReplicaBase):
         self.st[sch.FREE] = self.total_blocks
         self.S_end, self.st_end = self.S.copy(), self.st.copy()
         self.S_ck, self.st_ck = self.S.copy(), self.st.copy()
-        self.F = np.zeros((2, 2 * cap + 16), np.int64)
+        self.F = np.zeros((sch.F_ROWS, 2 * cap + 16), np.int64)
         self.F_ck = self.F.copy()
         self.pre = self.F.copy()   # preempted sequences waiting to run again (a stack: top last)
         self.n_pre = 0
@@ -529,7 +532,7 @@ class Replica(ReplicaBase):
             self.t_free, self.S, st, self.S_end, self.st_end, self.F, q.req, q.time, q.head, q.tail, table.prompt,
             table.output, table.generated, table.kv_ready, self.cfg, self.params, ckpt + horizon, ckpt,
             self.S_ck, self.st_ck, self.F_ck, self.ends, self.obs, self.events, self.res, late_at,
-            self.pre, self.n_pre, table.priority, table.cached, table.keep_blocks)
+            self.pre, self.n_pre, table.priority, table.cached, table.keep_blocks, table.first_token)
         self.it0, self.k, self.lo, self.hi = 0, steps, 0, int(self.res[sch.R_LOG])
         self.consumed_base = 0
         if ckpt:
@@ -607,7 +610,8 @@ class Replica(ReplicaBase):
         start = self.t_free
         leaving = sch.apply_log(self.events, lo, hi, a, start, ends, table.output, table.admitted,
                                 table.first_token, table.finished, table.state, table.generated,
-                                table.preemptions, table.kv_ready, COMPLETED, self.counts)
+                                table.preemptions, table.kv_ready, COMPLETED, self.counts, table.longest_stall,
+                                self.itl, table.window_start)
         self.preemptions += int(self.counts[0])
         end = ends[b - 1]
         tokens = int(self.obs[sch.O_TOKENS, a:b].sum())

@@ -12,15 +12,23 @@ mid-plan can keep the iterations that have ended and plan again from there in on
 State of a replica (all int64):
   S[ROW, i] for running sequences i < n, in admission order:
       REQ request id, TGT tokens to prefill (prompt + tokens generated before a preemption),
-      KV tokens in the KV cache, BLK KV blocks held, GEN output tokens generated so far
+      KV tokens in the KV cache, BLK KV blocks held, GEN output tokens generated so far,
+      LAST when its last token came (ns; 0: none yet), GAP the longest gap between two of
+      its tokens so far (ns)
   st[N], st[FREE] free KV blocks, st[DEMAND] KV blocks the waiting requests need,
   st[LATE] blocks freed during the iteration in progress (usable from the next one),
   st[EVICT] blocks a prefix cache holds that no sequence uses, taken back when the free
   pool runs short (0 while prefix caching is off)
 The waiting queue is the replica's queue `q_req[q_head:q_tail]` (`q_time`: when each entry
 joined it; an entry is admissible from the first iteration that starts at or after that),
-behind a stack `F` of preempted sequences (the top is the queue's head; it starts as the
-`nf0` entries the replica holds from earlier calls).
+behind a stack `F` of preempted sequences (request, tokens generated, LAST, GAP; the top is
+the queue's head; it starts as the `nf0` entries the replica holds from earlier calls).
+
+Inter-token gaps: a sequence decoding in consecutive iterations gets its tokens one
+iteration apart, so each iteration logs one EV_TOKENS event (how many such tokens) and
+`apply_log` counts them at the iteration's duration; a token after any other gap (the first
+decode token after a KV hand-off, the first after a preemption or an idle spell) is logged
+alone with its gap (EV_GAP). A completion carries the sequence's longest gap.
 
 Priorities (cfg C_PRIORITY): the replica keeps its queue in priority order (highest first,
 arrival order within a class), running sequences are kept in the same order so that the
@@ -46,8 +54,10 @@ from numba import njit
 from ..kernels import batch_time
 
 # rows of S
-REQ, TGT, KV, BLK, GEN = 0, 1, 2, 3, 4
-S_ROWS = 5
+REQ, TGT, KV, BLK, GEN, LAST, GAP = 0, 1, 2, 3, 4, 5, 6
+S_ROWS = 7
+F_ROWS = 4     # rows of the preempted stack: REQ, GEN, LAST, GAP
+NS = 1e9       # token times and gaps are kept in integer nanoseconds
 # entries of st
 N, FREE, DEMAND, LATE, EVICT = 0, 1, 2, 3, 4
 ST_SIZE = 5
@@ -60,7 +70,9 @@ CFG_SIZE = 14
 O_RUNNING, O_WAITING, O_USED, O_DEMAND, O_TOKENS, O_NEXT = range(6)
 OBS_ROWS = 6
 # event log rows: (kind, iteration, request, value)
-EV_ADMIT, EV_FIRST, EV_DONE, EV_PREEMPT, EV_HANDOFF = range(5)
+EV_ADMIT, EV_FIRST, EV_DONE, EV_PREEMPT, EV_HANDOFF, EV_TOKENS, EV_GAP = range(7)
+# inter-token latency histogram: log-spaced bins, ITL_PER_DECADE a decade from ITL_LO seconds
+ITL_LO, ITL_PER_DECADE, ITL_BINS = 1e-5, 40, 320
 # entries of res
 R_STEPS, R_STOP, R_LOG, R_CONSUMED, R_FRONT, R_CK_LOG, R_CK_CONSUMED, R_CK_FRONT = range(8)
 RES_SIZE = 8
@@ -87,12 +99,20 @@ def _observe(obs, j, n, waiting, used, demand, tokens):
 
 
 @njit(cache=True, inline="always")
+def _token_gap(S, i, t_ns, log, lp, steps):
+    """Log sequence i's token at t_ns after a gap other than one iteration."""
+    return _event(log, lp, EV_GAP, steps, S[REQ, i], t_ns - S[LAST, i])
+
+
+@njit(cache=True, inline="always")
 def _preempt_last(S, n, F, nf, log, lp, steps, prompt, cached, bs, kv_grows, per_seq):
     """Preempt running sequence n-1 onto the stack F. Returns its freed blocks, its waiting
     demand, nf and lp."""
     r = S[REQ, n - 1]
     F[0, nf] = r
     F[1, nf] = S[GEN, n - 1]
+    F[2, nf] = S[LAST, n - 1]
+    F[3, nf] = S[GAP, n - 1]
     lp = _event(log, lp, EV_PREEMPT, steps, r, S[GEN, n - 1])
     need = _blocks_for(prompt[r] + S[GEN, n - 1], bs, kv_grows, per_seq) - cached[r] // bs
     return S[BLK, n - 1], need, nf + 1, lp
@@ -167,14 +187,15 @@ def _sort_by_priority(S, n, prio, dec, nd, pf_i, npf):
 @njit(cache=True)
 def engine_run(t0, S0, st0, S, st, F, q_req, q_time, q_head, q_tail, prompt, output, generated, kv_ready,
                cfg, p, max_steps, ckpt, S_ck, st_ck, F_ck, ends, obs, log, res, late_at,
-               F0, nf0, prio, cached, keep):
+               F0, nf0, prio, cached, keep, first_token):
     """Run up to `max_steps` iterations from time t0; see the module docstring.
 
     S0, st0   the state at t0 (not changed)
     S, st     out: the state after the last iteration
-    F         out: the preempted-sequence stack (req, gen) at the end, bottom first
+    F         out: the preempted-sequence stack (req, gen, last, gap) at the end, bottom first
     F0, nf0   the stack at t0 (the replica's preempted sequences)
     prio      each request's class (C_PRIORITY); cached, keep: prefix-cache tokens and blocks
+    first_token   when each request's first token came (a prefilled request's last token)
     S_ck, st_ck, F_ck   out: the same after `ckpt` iterations (when 0 < ckpt <= steps)
     ends[s]   out: end time of iteration s
     obs[:, s] out: running, waiting, KV blocks used, waiting demand, tokens of iteration s
@@ -214,7 +235,7 @@ def engine_run(t0, S0, st0, S, st, F, q_req, q_time, q_head, q_tail, prompt, out
     while True:
         if steps >= max_steps:
             break
-        if lp + 4 * cap + 4 > log_cap or nf + cap > f_cap:
+        if lp + 5 * cap + 5 > log_cap or nf + cap > f_cap:
             stop = STOP_ROOM
             break
         if steps == late_at:
@@ -290,12 +311,15 @@ def engine_run(t0, S0, st0, S, st, F, q_req, q_time, q_head, q_tail, prompt, out
             if nf > 0 and not (use_prio and head and prio[q_req[q_head + consumed]] > prio[F[0, nf - 1]]):
                 r = F[0, nf - 1]
                 g = F[1, nf - 1]
+                last, gap = F[2, nf - 1], F[3, nf - 1]
                 ready = False
                 from_stack = True
             elif head:
                 r = q_req[q_head + consumed]
                 g = generated[r]
                 ready = kv_ready[r]
+                last = np.int64(first_token[r] * NS) if ready and first_token[r] == first_token[r] else 0
+                gap = 0
                 from_stack = False
             else:
                 break
@@ -325,6 +349,7 @@ def engine_run(t0, S0, st0, S, st, F, q_req, q_time, q_head, q_tail, prompt, out
             free -= need
             demand -= _blocks_for(prompt[r] + g, bs, kv_grows, per_seq) - (0 if ready else cached[r] // bs)
             S[REQ, n], S[TGT, n], S[KV, n], S[BLK, n], S[GEN, n] = r, tgt, kv0, need, g
+            S[LAST, n], S[GAP, n] = last, gap
             lp = _event(log, lp, EV_ADMIT, steps, r, 0)
             if ready:
                 dec[nd] = n
@@ -360,22 +385,38 @@ def engine_run(t0, S0, st0, S, st, F, q_req, q_time, q_head, q_tail, prompt, out
         for d in range(nd):
             dec_ctx[d] = S[KV, dec[d]] + 1
         _observe(obs, steps, n, nf + q_tail - q_head - consumed, total - free - evict, demand, tokens)
+        start_ns = np.int64(t * NS)
         t = t + batch_time(pf_len[:npf], pf_off[:npf], pf_tgt[:npf], dec_ctx[:nd], p)
         ends[steps] = t
+        t_ns = np.int64(t * NS)
         # -- its results: a token per decoding sequence, prefill progress, first tokens
         event = False
+        steady = 0
         for d in range(nd):
             i = dec[d]
             S[KV, i] += 1
             S[GEN, i] += 1
+            if S[LAST, i] == start_ns:
+                steady += 1
+            elif S[LAST, i] > 0:
+                lp = _token_gap(S, i, t_ns, log, lp, steps)
+            if S[LAST, i] > 0:
+                S[GAP, i] = max(S[GAP, i], t_ns - S[LAST, i])
+            S[LAST, i] = t_ns
             if S[GEN, i] >= output[S[REQ, i]]:
                 flag[i] = 1
+        if steady:
+            lp = _event(log, lp, EV_TOKENS, steps, steady, 0)
         for q in range(npf):
             i = pf_i[q]
             S[KV, i] += pf_len[q]
             if S[KV, i] == S[TGT, i]:
                 r = S[REQ, i]
                 S[GEN, i] += 1
+                if S[LAST, i] > 0:      # recomputed after a preemption: the token after a stall
+                    lp = _token_gap(S, i, t_ns, log, lp, steps)
+                    S[GAP, i] = max(S[GAP, i], t_ns - S[LAST, i])
+                S[LAST, i] = t_ns
                 lp = _event(log, lp, EV_FIRST, steps, r, 0)
                 if S[GEN, i] >= output[r]:
                     flag[i] = 1
@@ -395,7 +436,7 @@ def engine_run(t0, S0, st0, S, st, F, q_req, q_time, q_head, q_tail, prompt, out
                 kept = keep[r] if keep[r] < S[BLK, i] else S[BLK, i]
                 free += S[BLK, i] - kept
                 evict += kept
-                lp = _event(log, lp, EV_DONE, steps, r, 0)
+                lp = _event(log, lp, EV_DONE, steps, r, S[GAP, i])
                 if stop_done:
                     event = True
             else:  # its blocks stay held until its KV cache has been sent
@@ -440,12 +481,34 @@ def engine_run(t0, S0, st0, S, st, F, q_req, q_time, q_head, q_tail, prompt, out
     return steps
 
 
+@njit(cache=True, inline="always")
+def itl_bin(gap):
+    """The histogram bin of an inter-token gap (s); the first and last bins take what falls outside."""
+    if gap <= ITL_LO:
+        return 0
+    b = int(np.log10(gap / ITL_LO) * ITL_PER_DECADE)
+    return b if b < ITL_BINS else ITL_BINS - 1
+
+
+def itl_bins(gaps: np.ndarray) -> np.ndarray:
+    """`itl_bin` of many gaps at once."""
+    b = np.floor(np.log10(np.maximum(gaps, ITL_LO) / ITL_LO) * ITL_PER_DECADE)
+    return np.clip(b, 0, ITL_BINS - 1).astype(np.int64)
+
+
+def itl_edges() -> np.ndarray:
+    """The histogram's bin edges (s)."""
+    return ITL_LO * 10.0 ** (np.arange(ITL_BINS + 1) / ITL_PER_DECADE)
+
+
 @njit(cache=True)
 def apply_log(log, lo, hi, it0, t0, ends, output, admitted, first_token, finished, state, generated,
-              preemptions, kv_ready, completed_state, counts):
+              preemptions, kv_ready, completed_state, counts, stall, itl, since):
     """Write events log[lo:hi] into the request table. Iteration j of the run (numbered from
     it0) started at t0 (j == it0) or ends[j - 1] and ended at ends[j]. Returns how many
-    sequences left (finished or handed off); counts[0] = preemptions."""
+    sequences left (finished or handed off); counts[0] = preemptions. Tokens that come at or
+    after `since` count in the inter-token histogram `itl`; a completion sets its request's
+    longest stall."""
     pre = 0
     leaving = 0
     for e in range(lo, hi):
@@ -460,7 +523,15 @@ def apply_log(log, lo, hi, it0, t0, ends, output, admitted, first_token, finishe
             state[r] = completed_state
             finished[r] = ends[j]
             generated[r] = output[r]
+            stall[r] = v / NS
             leaving += 1
+        elif kind == EV_TOKENS:   # r tokens one iteration after their last
+            if ends[j] >= since:
+                start = t0 if j == it0 else ends[j - 1]
+                itl[itl_bin((np.int64(ends[j] * NS) - np.int64(start * NS)) / NS)] += r
+        elif kind == EV_GAP:
+            if ends[j] >= since:
+                itl[itl_bin(v / NS)] += 1
         elif kind == EV_PREEMPT:
             preemptions[r] += 1
             generated[r] = v

@@ -10,6 +10,7 @@ import simpy
 
 from .. import kernels
 from .clock import at
+from . import scheduler as sch
 from .replica import ReplicaBase
 
 
@@ -87,6 +88,19 @@ class ProcessReplica(ReplicaBase):
         raise NotImplementedError
 
 
+    def _token_gaps(self, req: np.ndarray, remaining: np.ndarray, first: float, ends: np.ndarray) -> None:
+        """A batch's sequences all get their first token at `first` and then one a step, at
+        `ends`, until their own output is done: each one's longest gap, and every gap from the
+        window's start into the inter-token histogram."""
+        gaps = np.diff(np.concatenate([[first], ends]))
+        longest = np.maximum.accumulate(gaps) if len(gaps) else gaps
+        self.table.longest_stall[req] = np.where(remaining > 0, longest[np.maximum(remaining - 1, 0)]
+                                                 if len(gaps) else 0.0, 0.0)
+        decoding = len(remaining) - np.searchsorted(np.sort(remaining), np.arange(len(gaps)), side="right")
+        counted = ends >= self.table.window_start
+        np.add.at(self.itl, sch.itl_bins(gaps[counted]), decoding[counted])
+
+
 class StaticReplica(ProcessReplica):
     def kv_load(self) -> float:
         demand = sum(self.dep.blocks_for(int(self.table.prompt[r] + self.table.output[r]) - 1) for r in self.waiting)
@@ -138,6 +152,7 @@ class StaticReplica(ProcessReplica):
             self._publish_plan()
             yield at(env, t_last)
             self._streaming = 0.0
+            self._token_gaps(req, remaining, t, ends[:k] if steps > 0 else ends[:0])
             for j, r in enumerate(req):
                 table.generated[r] = table.output[r]
                 table.complete(r, t if remaining[j] == 0 else ends[remaining[j] - 1])
