@@ -84,6 +84,10 @@ def choose(engine, device, model, precision: str, tp: int, pp: int) -> Choice:
         notes.append(f"engine: {values['assumed']}")
     tier = next((t for t in values.pop("tiers", []) if _matches(t, device)), {})
     values.update({k: v for k, v in tier.items() if k not in ("below_memory", "at_least_memory", "name_contains")})
+    if device.runtime is not None and framework != "native":
+        values.update(device.runtime.values())
+        notes.append(f"engine: host times of {device.name}'s own runtime (device catalog, runtime), not the "
+                     f"{framework} preset's")
     long_context = values.pop("long_context", None)
     if long_context and (model.max_context or 0) > long_context["above_context"]:
         values.update({k: v for k, v in long_context.items() if k != "above_context"})

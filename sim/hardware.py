@@ -34,6 +34,20 @@ class PeakFlops(Spec):
         return getattr(self, PEAK_KEY[precision])
 
 
+class RuntimeSpec(Spec):
+    """Host times of the device's own serving stack, which replace an engine preset's (measured
+    on the CUDA path) when an LLM engine runs on this device: XLA on a TPU, the Neuron
+    runtime on Trainium and Inferentia. Fields left out keep the preset's."""
+
+    iteration_overhead: Seconds | None = Field(default=None, ge=0, description="host time per iteration")
+    host_per_seq: Seconds | None = Field(default=None, ge=0, description="host time per sequence in the batch")
+    overlap: bool | None = Field(default=None, description="the host prepares the next step while the device runs")
+    launch: Seconds | None = Field(default=None, ge=0, description="host time to launch one kernel eagerly")
+
+    def values(self) -> dict:
+        return {k: v for k, v in self.model_dump().items() if v is not None}
+
+
 class NodeSpec(Spec):
     """The server a device sits in, as far as power and price go: what it adds beyond its
     accelerators (CPUs, NICs, switches, fans, power-supply losses; chassis price)."""
@@ -97,6 +111,7 @@ class DeviceSpec(Spec):
     attention_half_length: float | None = Field(
         default=None, gt=0, description="prompt length at which prefill attention reaches half its top efficiency")
     node: NodeSpec | None = None
+    runtime: RuntimeSpec | None = None
     default_engine: Literal["vllm", "sglang", "trtllm", "native"] | None = Field(
         default="vllm", description="the serving engine a pool on this device runs when it names none")
     kernel_tables: str | None = Field(

@@ -28,3 +28,36 @@ def test_vllm_sizes_its_batch_by_the_device(write_scenario):
 def test_a_field_the_pool_sets_overrides_the_preset(write_scenario):
     own = limits(write_scenario, "nvidia-h100-sxm", framework="vllm", version="0.11.0", max_batch_seqs=48)
     assert own.max_batch_seqs == 48 and own.max_batch_tokens == 8192
+
+
+@pytest.mark.parametrize("device, overhead, overlap", [("google-tpu-v6e", 6.6e-3, True), ("aws-trainium2", 437e-6, False),
+                                                       ("aws-inferentia2", 437e-6, False)])
+def test_a_device_with_its_own_runtime_replaces_the_presets_host_times(write_scenario, device, overhead, overlap):
+    sc = load_scenario(write_scenario({"fleet.0.device": device, "fleet.0.count": 1,
+                                       "fleet.0.serve.model": "llama-3.2-1b", "fleet.0.serve.engine": {"framework": "vllm"}}))
+    own = sc.pools[0].spec.serve.engine
+    assert own.iteration_overhead == pytest.approx(overhead) and own.overlap is overlap
+    assert own.launch == 0.0 and own.host_per_seq == 0.0
+    # the pool's own figure still wins
+    assert limits(write_scenario, device, framework="vllm", iteration_overhead="1ms").iteration_overhead == 1e-3
+
+
+def test_every_device_but_two_has_a_cited_hop_latency():
+    from sim.catalog import device_entries
+    devices = device_entries()
+    missing = sorted(k for k, d in devices.items() if "scale_up_latency" not in d)
+    assert missing == ["intel-gaudi3", "nvidia-a100-80gb"]
+    for key, d in devices.items():
+        if "scale_up_latency" in d:
+            assert d["sources"].get("scale_up_latency"), key
+
+
+def test_sram_chip_pipelines_pay_a_hop_between_stages(write_scenario):
+    from sim import kernels as K
+    from sim.serving.pipeline import Pipeline
+    sc = load_scenario(write_scenario({"fleet.0.device": "groq-lpu", "fleet.0.count": 64,
+                                       "fleet.0.serve.model": "llama-3.2-1b", "fleet.0.serve.tp": 8,
+                                       "fleet.0.serve.pp": 8, "fleet.0.serve.precision": "int8"}))
+    p = sc.pools[0].deployment.params
+    assert p[K.K_LINK_LAT] == pytest.approx(1e-6)
+    assert Pipeline(None, p).send_latency == pytest.approx(1e-6)
