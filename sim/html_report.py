@@ -144,6 +144,8 @@ def run_page(run: Run) -> str:
                                ("prefix_cache", "Prefix cache", console_tables.prefix_cache_rows)):
         if s.get(key):
             body += [f"<h2>{heading}</h2>", _rows(*rows(s[key]))]
+    if s.get("sessions") and any(st.get("steps") for st in s["sessions"]["streams"]):
+        body += ["<h2>Pipeline steps</h2>", _rows(*console_tables.pipeline_step_rows(s["sessions"]))]
     body += ["<h2>Utilization and power</h2>",
              _figure(lambda ax: analysis.utilization_over_time(run, ax=ax), alt="utilization over time"),
              _figure(lambda ax: analysis.power_over_time(run, ax=ax), (9.0, 3.4), alt="power over time"),

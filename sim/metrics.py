@@ -61,6 +61,7 @@ class RequestTable:
         self.cached = np.zeros(n, np.int64)      # prompt tokens its replica's prefix cache held (prefill skipped)
         self.session = np.full(n, -1, np.int64)  # session it is a call of (-1: none)
         self.final = np.zeros(n, np.bool_)       # the call that answers its session
+        self.step = np.full(n, -1, np.int64)     # a pipeline session's step it is the call of (-1: none)
         self.keep_blocks = np.zeros(n, np.int64) # KV blocks the prefix cache keeps when it completes
         # requests beyond chat text (sim.media): what prompt and output mean depends on modality
         self.modality = np.zeros(n, np.int8)     # sim.media.KIND_CODE of the model it asks for

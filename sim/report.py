@@ -177,6 +177,22 @@ def sessions_rows(sessions: dict) -> tuple[str, list[str], list[list[str]]]:
     return "sessions (started in the window; latency from start to answer)", headers, rows
 
 
+def pipeline_step_rows(sessions: dict) -> tuple[str, list[str], list[list[str]]]:
+    """Each pipeline stream's steps and its answer's first token, each with its own latency."""
+    headers = ["stream", "step", "what", "p50", "p90", "p99"]
+    rows = []
+    for s in sessions["streams"]:
+        for step in s.get("steps") or []:
+            lat = step["latency_s"]
+            rows.append([s["stream"], str(step["step"]), step["what"],
+                         *(duration_or_dash(lat[q]) for q in ("p50", "p90", "p99"))])
+            if "of_which_before_answer_s" in step:
+                before = step["of_which_before_answer_s"]
+                rows.append([s["stream"], "", "  of which the steps before the answering call",
+                             *(duration_or_dash(before[q]) for q in ("p50", "p90", "p99"))])
+    return "pipeline steps (sessions started in the window and answered)", headers, rows
+
+
 def prefix_cache_rows(pools: list[dict]) -> tuple[str, list[str], list[list[str]]]:
     headers = ["pool", "requests", "could reuse", "hits", "hit rate", "tokens cached", "prefill saved",
                "evicted blocks"]
@@ -322,6 +338,8 @@ def print_summary(summary: dict, console: Console | None = None) -> None:
 
     if summary.get("sessions"):
         console.print(_rich(*sessions_rows(summary["sessions"])))
+        if any(st.get("steps") for st in summary["sessions"]["streams"]):
+            console.print(_rich(*pipeline_step_rows(summary["sessions"]), text_columns=("stream", "step", "what")))
 
     if summary.get("modalities"):
         console.print(_rich(*modalities_rows(summary["modalities"])))

@@ -239,6 +239,7 @@ class Graph:
     # tool nodes
     service: dict[int, str | None] = field(default_factory=dict)
     duration: dict[int, float] = field(default_factory=dict)
+    step: dict[int, int] = field(default_factory=dict)   # pipelines: the step a node belongs to
 
     def add(self, kind: int, session: int, deps: list[int]) -> int:
         self.kind.append(kind)
@@ -362,10 +363,11 @@ def _pipeline(graph, sid, spec: Session, draw: _Draw, system) -> None:
     deps: list[int] = []
     prefix_of: dict[str | None, tuple[int, int]] = {}   # per model: the call whose context the next extends
     last = None
-    for step in spec.steps:
+    for k, step in enumerate(spec.steps):
         if step.tool is not None:   # its invocations run in parallel
             calls = max(1, draw.tokens(step.tool.calls))
             deps = [_tool(graph, sid, deps, step.tool, draw) for _ in range(calls)]
+            graph.step.update((node, k) for node in deps)
             ctx += sum(draw.tokens(step.tool.result_tokens) for _ in range(calls))
             continue
         c = step.call
@@ -376,6 +378,7 @@ def _pipeline(graph, sid, spec: Session, draw: _Draw, system) -> None:
         sys_here = system if c.context != "fresh" else None
         last = _call(graph, sid, deps, prompt, out, model, sys_here,
                      prefix_of.get(model) if c.context != "fresh" else None)
+        graph.step[last] = k
         if c.context == "carry":
             ctx += extra + out
             prefix_of[model] = (last, prompt + out)
@@ -421,6 +424,7 @@ class SessionPlan:
     system: np.ndarray = None      # per request: shared system prompt key (-1: none)
     system_len: np.ndarray = None
     model: list = None             # per request: model named by its step (None: the stream's)
+    step: np.ndarray = None        # per node: its pipeline step (-1: a loop's node)
 
     def roots(self) -> np.ndarray:
         return np.flatnonzero(self.deps == 0)
@@ -429,7 +433,7 @@ class SessionPlan:
 def plan_sessions(graphs: list[tuple[int, Graph, np.ndarray]]) -> tuple[SessionPlan, list[dict]]:
     """Join (stream, graph, session start times) into one plan; also returns, per graph,
     its call nodes' request fields (prompt, output, stream, time, global node id)."""
-    kind, session, deps, service, duration, starts, streams = [], [], [], [], [], [], []
+    kind, session, deps, service, duration, starts, streams, step = [], [], [], [], [], [], [], []
     children: list[list[int]] = []
     parts = []
     node0 = sid0 = 0
@@ -440,6 +444,7 @@ def plan_sessions(graphs: list[tuple[int, Graph, np.ndarray]]) -> tuple[SessionP
         deps += [len(d) for d in g.deps]
         service += [g.service.get(i) for i in range(n)]
         duration += [g.duration.get(i, 0.0) for i in range(n)]
+        step += [g.step.get(i, -1) for i in range(n)]
         children += [[] for _ in range(n)]
         for i, ds in enumerate(g.deps):
             for d in ds:
@@ -461,6 +466,7 @@ def plan_sessions(graphs: list[tuple[int, Graph, np.ndarray]]) -> tuple[SessionP
     plan = SessionPlan(np.array(kind, np.int8), np.array(session, np.int64), np.array(deps, np.int64), ptr,
                        np.array([c for cs in children for c in cs], np.int64), service, np.array(duration),
                        np.array(starts, float), np.array(streams, np.int64))
+    plan.step = np.array(step, np.int64)
     return plan, parts
 
 

@@ -93,6 +93,7 @@ def simulate(scenario: Scenario, seed: int | None = None, trace: bool = False) -
     if plan is not None:
         calls = plan.node_of >= 0
         table.session[calls] = plan.session[plan.node_of[calls]]
+        table.step[calls] = plan.step[plan.node_of[calls]]
         table.final[:] = plan.final
     log = BusyLog()
     env = simpy.Environment()

@@ -11,6 +11,7 @@ from . import capacity as capacity_mod, economics, intervals, kernels, media, sh
 from .metrics import COMPLETED, FAILED, IN_FLIGHT, REASONS, REJECTED, SHED, unserved
 from .ops.lifecycle import POWERED
 from .serving.scheduler import itl_edges
+from .sessions import CALL
 from .simulation import RunResult
 
 LATENCIES = ("ttft", "tpot", "e2e", "queue_wait")
@@ -478,11 +479,44 @@ def _sessions(result: RunResult, usd: np.ndarray, pool_index: np.ndarray, w0: fl
             "tokens_per_session": float(tokens[ok].mean()) if ok.any() else None,
             "pflop_per_session": float(flops[ok].mean()) / 1e15 if ok.any() else None,
             "usd_per_session": float(spent[ok].mean()) if ok.any() and priced[ok].all() else None,
+            "steps": _pipeline_steps(result, stream, ok) if stream.session.steps is not None else None,
         })
     services = [{"service": s.name, "servers": s.servers, "calls": len(s.waits),
                  "wait_s": stats(np.array(s.waits)), "utilization": s.busy / (s.servers * max(result.end_time, 1e-12))}
                 for s in runner.services.values()]
     return {"streams": out, "services": services}
+
+
+def _pipeline_steps(result: RunResult, stream, ok: np.ndarray) -> list[dict]:
+    """A pipeline stream's sessions `ok` (started in the window, answered) step by step: each
+    step's latency (its first invocation's start to its last one's end), then the answer's
+    first token counted from the session's start, and how much of that the steps before the
+    answering call took (retrieval, in a RAG pipeline)."""
+    runner, t, plan = result.sessions, result.table, result.sessions.plan
+    n = len(plan.start)
+    calls = (t.session >= 0) & (t.step >= 0)
+    tools = (plan.kind != CALL) & (plan.step >= 0)
+    sid = np.concatenate([t.session[calls], plan.session[tools]])
+    step = np.concatenate([t.step[calls], plan.step[tools]])
+    begin = np.concatenate([t.arrival[calls], runner.tool_start[tools]])
+    end = np.concatenate([t.finished[calls], runner.tool_done[tools]])
+    out = []
+    for k, spec in enumerate(stream.session.steps):
+        mine = (step == k) & ok[sid]
+        first, last = np.full(n, np.inf), np.full(n, -np.inf)
+        np.minimum.at(first, sid[mine], begin[mine])
+        np.maximum.at(last, sid[mine], end[mine])
+        has = np.isfinite(first) & np.isfinite(last)
+        what = (f"tool {spec.tool.service or spec.tool.name}" if spec.tool is not None else
+                f"call {spec.call.model or stream.session.model or stream.model or 'the served model'}")
+        out.append({"step": k, "what": what, "latency_s": stats((last - first)[has])})
+    answers = t.final & (t.session >= 0) & (t.state == COMPLETED)
+    answers &= ok[np.maximum(t.session, 0)]
+    begun = plan.start[t.session[answers]]
+    out.append({"step": "answer", "what": "first token of the answer, from the session's start",
+                "latency_s": stats(t.first_token[answers] - begun),
+                "of_which_before_answer_s": stats(t.arrival[answers] - begun)})
+    return out
 
 
 class _Rows:

@@ -163,6 +163,7 @@ FEATURES = {
     "agents and prefix cache": (["scenarios/agent-levels.yaml"], ["Sessions", "Prefix cache"]),
     "power cap": (["scenarios/quickstart.yaml", "--set", "power={budget: 6kW, scope: datacenter}"], "Power cap"),
     "head nodes": (["scenarios/legacy-nic-head-node.yaml"], "Head nodes"),
+    "rag": (["scenarios/rag.yaml"], ["Sessions", "Pipeline steps"]),
 }
 
 

@@ -147,6 +147,15 @@ def test_rag_pipeline_calls_two_models(write_scenario):
     assert set(first.pool) == {"embed"} and set(second.pool) == {"p"}
     assert (first.prompt_tokens == 60).all() and (second.prompt_tokens == 3060).all()
     assert np.all(t.state == COMPLETED)
+    # retrieval is its own line: each step's latency, and the answer's first token split into
+    # the steps before the answering call and the answering call's own wait and prefill
+    (stream,) = summarize(res)["sessions"]["streams"]
+    embed, search, answer, first_token = stream["steps"]
+    assert [embed["what"], search["what"], answer["what"]] == ["call bge-large-en-v1.5", "tool vdb", "call llama-3.1-8b"]
+    assert search["latency_s"]["p50"] == pytest.approx(0.020, abs=1e-9)   # 4 servers at 2/s: no queue
+    before = first_token["of_which_before_answer_s"]
+    assert before["mean"] == pytest.approx(embed["latency_s"]["mean"] + search["latency_s"]["mean"], rel=1e-6)
+    assert first_token["latency_s"]["p50"] > before["p50"]
 
 
 def test_session_errors_name_the_field(write_scenario):

@@ -44,6 +44,7 @@ class SessionRunner:
         self.services = services
         self.waiting = plan.deps.copy()          # per node: dependencies not yet finished
         self.failed = np.zeros(len(plan.start), bool)
+        self.tool_start = np.full(len(plan.kind), np.nan)
         self.tool_done = np.full(len(plan.kind), np.nan)
         self._previous = table.on_done
         table.on_done = self._done
@@ -79,6 +80,7 @@ class SessionRunner:
             self.router.arrive(r, self.model_of_request(r))
             return
         service = p.service[node]
+        self.tool_start[node] = env.now
 
         def finish(n=node):
             self.tool_done[n] = env.now
