@@ -17,11 +17,11 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from . import economics, intervals
+from . import intervals
 from .media import KINDS
 from .metrics import REASONS, STATE_NAMES
 from .simulation import RunResult
-from .summary import pool_of_requests, request_costs
+from .summary import engine_watts, pool_of_requests, powered_share, request_costs, unpowered_share
 from .units import duration_or_dash, format_duration
 
 
@@ -89,13 +89,15 @@ def devices_frame(result: RunResult, bins: int = 200) -> pd.DataFrame:
     active = np.maximum(busy - host, 0.0) / width
     dyn /= width
     busy /= width
+    drawing = _drawing_by_bin(result, nbins, width)
     rows = []
     pools = {p.name: p for p in result.scenario.pools}
     for info in result.replicas:
         dep = pools[info.pool].deployment
         u = np.clip(busy[info.index], 0.0, 1.0)
         a = np.clip(active[info.index], 0.0, 1.0)
-        node = np.array([economics.node_power_per_device(dep.device, x) for x in a]) * info.tp
+        d = np.clip(dyn[info.index], 0.0, 1.0)
+        watts = [engine_watts(dep.device, x, y, z, info.tp) for x, y, z in zip(d, a, drawing[info.index])]
         rows.append(pd.DataFrame({
             "time": np.arange(nbins) * width,
             "replica": info.index,
@@ -104,15 +106,26 @@ def devices_frame(result: RunResult, bins: int = 200) -> pd.DataFrame:
             "gpu_active": a,
             "kv_occupancy": kv[info.index] / (width * info.total_blocks),
             "tokens_per_s": tokens[info.index] / width,
-            # its devices' draw (clock^3-weighted while capped) plus their share of server overhead
-            "power_w": np.array([_times(economics.device_power(dep.device, x), info.tp)
-                                 for x in np.clip(dyn[info.index], 0.0, 1.0)]) + node,
+            # its devices' draw (clock^3-weighted while capped) plus their share of server
+            # overhead, none while its server is down or its replica stopped
+            "power_w": np.array([np.nan if w is None else w for w in watts]),
         }))
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
 
 
-def _times(watts, n):
-    return float("nan") if watts is None else watts * n
+def _drawing_by_bin(result: RunResult, nbins: int, width: float) -> np.ndarray:
+    """Per engine and bin: the share of the bin its server had power and its replica ran."""
+    out = np.ones((len(result.replicas), nbins))
+    autoscaled = [p for p in result.scenario.pools if p.spec.autoscale is not None]
+    if result.failures is None and not autoscaled:
+        return out
+    for pool in result.scenario.pools:
+        idx = np.array([r.index for r in result.replicas if r.pool == pool.name])
+        for b in range(nbins):
+            w0 = b * width
+            out[idx, b] = powered_share(result, pool, w0, w0 + width) * (1.0 - unpowered_share(result, idx, w0,
+                                                                                                w0 + width))
+    return out
 
 
 def write_results(result: RunResult, summary: dict, out_dir: str) -> str:

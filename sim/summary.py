@@ -131,14 +131,9 @@ def summarize(result: RunResult) -> dict:
         # each engine stands for tp devices (a pipeline's pp engines share its tp x pp devices)
         # an autoscaled pool's stopped replicas draw nothing and, rented, cost nothing
         on = powered_share(result, pool, w0, w1)
-        # and a server or rack that failed draws nothing while it is down
         drawing = on * (1.0 - unpowered_share(result, idx, w0, w1))
-        idle = dep.device.idle_watts() or 0.0
-        draws = [economics.device_power(dep.device, a) for a in dyn_seconds[idx] / window]
-        draws = [None if d is None else d - (1.0 - p) * idle for d, p in zip(draws, drawing)]
-        node = sum(economics.node_power_per_device(dep.device, a) - (1.0 - p) * economics.node_power_per_device(
-            dep.device, 0.0) for a, p in zip(active, drawing)) * dep.tp
-        watts = None if any(w is None for w in draws) else float(sum(draws)) * dep.tp + node
+        draws = [engine_watts(dep.device, d, a, p, dep.tp) for d, a, p in zip(dyn_seconds[idx] / window, active, drawing)]
+        watts = None if any(w is None for w in draws) else float(sum(draws))
         if watts is None:
             power_notes.append(f"{pool.device_key} has no TDP in the catalog; power and energy not computed")
         else:
@@ -624,13 +619,28 @@ def devices_paid(result: RunResult, pool, on: np.ndarray, owned: bool, w0: float
     return 1.0 - sum(float(np.mean(powered_share(result, p, w0, w1))) for p in group[1:])
 
 
+def engine_watts(device, dynamic: float, active: float, drawing: float, tp: int) -> float | None:
+    """An engine's tp devices' draw and their share of server overhead: `dynamic` is the
+    clock^3-weighted computing share, `active` the share its devices compute, `drawing` the
+    share of the time their server had power (an autoscaled replica that is stopped, or a
+    server or rack that failed, draws nothing while it is down); None without a TDP."""
+    device_w = economics.device_power(device, dynamic)
+    if device_w is None:
+        return None
+    device_w -= (1.0 - drawing) * (device.idle_watts() or 0.0)
+    node_w = economics.node_power_per_device(device, active) - (1.0 - drawing) * economics.node_power_per_device(
+        device, 0.0)
+    return (device_w + node_w) * tp
+
+
 def unpowered_share(result: RunResult, engines, w0: float, w1: float) -> np.ndarray:
     """Per engine (replica index): the share of [w0, w1] its devices' server had no power."""
     f = result.failures
     if f is None or w1 <= w0:
         return np.zeros(len(engines))
-    return np.array([f.unpowered_seconds(f.c.devices_of_engine[int(e)], w0, w1, result.end_time) / (w1 - w0)
-                     for e in engines])
+    # an outage not repaired by the run's end lasts past it (the time series reaches the duration)
+    end = max(result.end_time, w1)
+    return np.array([f.unpowered_seconds(f.c.devices_of_engine[int(e)], w0, w1, end) / (w1 - w0) for e in engines])
 
 
 def powered_share(result: RunResult, pool, w0: float, w1: float) -> np.ndarray:

@@ -206,3 +206,10 @@ def test_a_server_without_power_draws_nothing_by_hand(write_scenario):
     # a failed device keeps drawing: the late device failure changes nothing measurable
     none = simulate(fleet(write_scenario, {"events": []}, replicas=16, **calm))
     assert summarize(up)["power"]["it_watts"] == pytest.approx(summarize(none)["power"]["it_watts"], rel=1e-3)
+    # the power time series knows it too: server 1's engines draw nothing once it is down
+    from sim.report import devices_frame
+    frame = devices_frame(down)
+    on_server_1 = list(range(8, 16))      # one replica per device, 8 devices a server
+    late = frame[frame.replica.isin(on_server_1) & (frame.time >= 6.0)]
+    early = frame[frame.replica.isin(on_server_1) & (frame.time + 1.0 <= 5.0)]
+    assert len(late) and (late.power_w == 0).all() and (early.power_w > 0).all()
