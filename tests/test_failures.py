@@ -213,3 +213,16 @@ def test_a_server_without_power_draws_nothing_by_hand(write_scenario):
     late = frame[frame.replica.isin(on_server_1) & (frame.time >= 6.0)]
     early = frame[frame.replica.isin(on_server_1) & (frame.time + 1.0 <= 5.0)]
     assert len(late) and (late.power_w == 0).all() and (early.power_w > 0).all()
+
+
+def test_a_failure_while_the_first_weights_load_restarts_cleanly():
+    """A rack fails at 8 s while the replicas still load their weights from storage, and is
+    back at 13 s: the first load's completion must not also start the restarted replicas
+    (it used to succeed their `ready` twice)."""
+    from tests.conftest import ROOT
+    path = os.path.join(ROOT, "scenarios", "failure-rack.yaml")
+    res = simulate(load_scenario(path, ["failures.events=[{at: 8s, fail: rack, target: 0, repair_after: 5s}]",
+                                        "duration=20s", "warmup=5s"]))
+    s = summarize(res)["requests"]
+    assert s["completed"] + s["rejected"] + s["failed"] + s["in_flight"] == s["arrived"] > 0
+    assert s["retries"] > 0

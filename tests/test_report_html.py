@@ -164,6 +164,8 @@ FEATURES = {
     "power cap": (["scenarios/quickstart.yaml", "--set", "power={budget: 6kW, scope: datacenter}"], "Power cap"),
     "head nodes": (["scenarios/legacy-nic-head-node.yaml"], "Head nodes"),
     "rag": (["scenarios/rag.yaml"], ["Sessions", "Pipeline steps"]),
+    "failures": (["scenarios/failure-rack.yaml", "--set", "failures.events=[{at: 8s, fail: rack, target: 0, "
+                  "repair_after: 5s}]"], "Failures"),
 }
 
 

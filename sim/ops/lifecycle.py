@@ -79,7 +79,9 @@ class Lifecycle:
                     rep.ready.succeed()
                 continue
 
-            def fire(_, g=g):
+            def fire(_, g=g, lives=[rep.life for rep in engines]):
+                if lives != [rep.life for rep in self.groups[g]]:
+                    return      # it failed while loading: its restart loads the weights again
                 for rep in self.groups[g]:
                     self.load_time.setdefault(rep.index, self.env.now)
                     rep.ready.succeed()
