@@ -20,13 +20,11 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from .results_folder import ResultsError, verify
+
 LATENCY_LABELS = {"ttft": "time to first token", "tpot": "time per output token", "e2e": "end to end",
                   "queue_wait": "queue wait"}
 UTILIZATION_LABELS = {"busy_fraction": "busy", "gpu_active": "GPU active", "kv_occupancy": "KV used"}
-
-
-class ResultsError(ValueError):
-    """A folder that is not a run's or a sweep's results (missing or unreadable files)."""
 
 
 @dataclass
@@ -53,6 +51,7 @@ def load_run(path) -> Run:
     missing = [f for f in need if not os.path.isfile(os.path.join(path, f))]
     if missing:
         raise ResultsError(f"{path}: not a dcsim results folder (missing {', '.join(missing)})")
+    verify(path)
     try:
         with open(os.path.join(path, "summary.json")) as fh:
             summary = json.load(fh)

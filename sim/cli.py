@@ -15,6 +15,37 @@ from .errors import ScenarioError
 from .units import duration_or_dash
 
 EXIT_SCENARIO = 2
+EXIT_INTERRUPTED = 130     # as a shell reports a command stopped by Ctrl-C (128 + SIGINT)
+
+
+def _at_least(low: int):
+    """An argparse type: an integer >= low (a bad value exits 2 naming the flag)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+    return parse
+
+
+def _share(text: str) -> float:
+    """An argparse type: a fraction in [0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be at least 0 and below 1, got {text}")
+    return value
+
+
+def _degrees(text: str) -> list[int]:
+    """An argparse type: comma-separated tensor-parallel degrees, each at least 1."""
+    parse = _at_least(1)
+    return [parse(part.strip()) for part in text.split(",")]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("scenario", help="scenario YAML file")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
                      help="override a field, e.g. --set workload.rate=80/s (repeatable)")
-    run.add_argument("--seed", type=int, help="random seed (overrides the scenario's seed)")
+    run.add_argument("--seed", type=_at_least(0), help="random seed (overrides the scenario's seed)")
     run.add_argument("--out", help="results folder (default: results/<scenario name>)")
     run.add_argument("--json", action="store_true", help="print summary.json instead of the table")
     run.add_argument("--variant", help="run this variant of the scenario (its variants: section)")
@@ -41,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     cmp_.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE")
     cmp_.add_argument("--out", help="folder for compare.json/.csv and the plot (default: results/compare-<name>)")
     cmp_.add_argument("--json", action="store_true")
-    cmp_.add_argument("--seeds", type=int, default=3,
+    cmp_.add_argument("--seeds", type=_at_least(1), default=3,
                       help="seeds a fleet runs when an SLO target lies inside its figure's interval (default 3)")
 
     plan = sub.add_parser("plan", help="smallest fleet per device that meets an SLO, or the most load a fleet takes")
@@ -50,12 +81,13 @@ def main(argv: list[str] | None = None) -> int:
     plan.add_argument("--rate", help="total request rate to size for, e.g. 40/s (default: the scenario's)")
     plan.add_argument("--devices", help="comma-separated catalog devices (default: the scenario's device)")
     plan.add_argument("--all-devices", action="store_true", help="every device in the catalog")
-    plan.add_argument("--tp", help="comma-separated tensor-parallel degrees to try (default: 1, 2, 4, ... up to a server)")
-    plan.add_argument("--max-devices", type=int,
+    plan.add_argument("--tp", type=_degrees,
+                      help="comma-separated tensor-parallel degrees to try (default: 1, 2, 4, ... up to a server)")
+    plan.add_argument("--max-devices", type=_at_least(1),
                       help="largest fleet to try (default: 16 x what the load needs at full batches, per layout)")
-    plan.add_argument("--tolerance", type=float, default=0.0,
+    plan.add_argument("--tolerance", type=_share, default=0.0,
                       help="stop bisecting within this share of the count (default 0: exact)")
-    plan.add_argument("--seeds", type=int, default=3,
+    plan.add_argument("--seeds", type=_at_least(1), default=3,
                       help="seeds each answer must meet the SLO with (default 3: the scenario's and the next two)")
     plan.add_argument("--max-load", action="store_true",
                       help="instead: the highest rate the scenario's own fleet sustains within the SLO")
@@ -65,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     sw = sub.add_parser("sweep", help="run a scenario over axes of values and seeds, on a process pool or a Dask cluster")
     sw.add_argument("sweep", help="sweep YAML file: base scenario, axes, seeds")
     sw.add_argument("--out", help="sweep folder (default: results/sweep-<name>); a rerun skips finished points")
-    sw.add_argument("--workers", type=int, help="processes of the local pool (default: the sweep's, else all cores)")
+    sw.add_argument("--workers", type=_at_least(1), help="processes of the local pool (default: the sweep's, else all cores)")
     sw.add_argument("--cluster", help="Dask scheduler address, e.g. tcp://host:8786 ('local': a local Dask "
                                       "cluster); default: the sweep's cluster:, else a local process pool")
     sw.add_argument("--skip-failed", action="store_true", help="do not rerun points that failed before")
@@ -123,6 +155,10 @@ def main(argv: list[str] | None = None) -> int:
         for problem in exc.problems:
             print(f"error: {problem}", file=sys.stderr)
         return EXIT_SCENARIO
+    except KeyboardInterrupt:
+        print(f"interrupted: dcsim {args.command} stopped; nothing it was writing is marked complete",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 def _run(args) -> int:
@@ -136,11 +172,15 @@ def _run(args) -> int:
     window = trace.parse_window(args.trace_window) if args.trace_window is not None else None  # before the run
     trace.check_max_requests(args.trace_requests)
     scenario = load_scenario(args.scenario, args.overrides, args.variant)
+    out = _writable(args.out or os.path.join("results", scenario.name))
     result = simulate(scenario, seed=args.seed, trace=tracing)
     summary = summarize(result)
-    out = args.out or os.path.join("results", scenario.name)
-    write_results(result, summary, out)
-    written = trace.write_trace(result, os.path.join(out, "trace.json"), window, args.trace_requests) if tracing else None
+    traced = []
+
+    def write_trace(folder):
+        traced.append(trace.write_trace(result, os.path.join(folder, "trace.json"), window, args.trace_requests))
+    write_results(result, summary, out, also=write_trace if tracing else None)
+    written = traced[0] if traced else None
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
@@ -148,7 +188,7 @@ def _run(args) -> int:
         make_console().print(f"results: {out}/ (summary.json, requests.parquet, devices.parquet, scenario.yaml"
                              + (", trace.json" if tracing else "") + ")")
     if written is not None:   # on stderr with --json, so stdout stays JSON
-        print(f"trace: {written.path}: {written.events:,} events, {written.bytes / 1e6:.1f} MB; open it in "
+        print(f"trace: {os.path.join(out, 'trace.json')}: {written.events:,} events, {written.bytes / 1e6:.1f} MB; open it in "
               f"ui.perfetto.dev" + (f"\ntrace: {written.note}" if written.note else ""),
               file=sys.stderr if args.json else sys.stdout)
     return 0
@@ -163,8 +203,7 @@ def _compare(args) -> int:
 
     console = make_console()
     scenarios = compare.load_entries(compare.entries(args.scenarios), args.overrides)
-    if args.seeds < 1:
-        raise ScenarioError.one(_loc("--seeds"), "seeds", f"must be at least 1, got {args.seeds}")
+    out = _writable(args.out or os.path.join("results", f"compare-{scenarios[0].name}"))
     rows = []
     for sc in scenarios:
         console.print(f"running {sc.name} ...")
@@ -177,7 +216,6 @@ def _compare(args) -> int:
             r["slo_seeds_met"] = f"{sum(bool(m) for m in met)}/{len(met)}"
             r["slo_met"] = all(met)
         rows.append(r)
-    out = args.out or os.path.join("results", f"compare-{scenarios[0].name}")
     files = compare.write(rows, out)
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -234,6 +272,8 @@ def _sweep(args) -> int:
     from .report import make_console
 
     console = make_console()
+    if args.out:
+        _writable(args.out)
     sweep = sw.load_sweep(args.sweep, args.out)
     if args.list:
         for t in sweep.tasks:
@@ -301,18 +341,11 @@ def _plan(args) -> int:
         rate = parse_rate(args.rate) if args.rate else None
     except Exception as exc:
         raise ScenarioError.one(_loc("--rate"), "rate", str(exc)) from None
-    try:
-        tps = [int(t) for t in args.tp.split(",")] if args.tp else None
-    except ValueError:
-        raise ScenarioError.one(_loc("--tp"), "tp", f"expected comma-separated integers, got {args.tp!r}") from None
-    if args.seeds < 1:
-        raise ScenarioError.one(_loc("--seeds"), "seeds", f"must be at least 1, got {args.seeds}")
-    if args.max_devices is not None and args.max_devices < 1:
-        raise ScenarioError.one(_loc("--max-devices"), "max-devices", f"must be at least 1, got {args.max_devices}")
+    tps = args.tp
     planner = Planner(args.scenario, slo, rate, args.overrides, args.tolerance, args.max_devices, progress, tps,
                       args.seeds)
     name = planner.base.name
-    out = args.out or os.path.join("results", f"plan-{name}")
+    out = _writable(args.out or os.path.join("results", f"plan-{name}"))
     os.makedirs(out, exist_ok=True)
     targets = ", ".join(f"{k} {duration_or_dash(v)}" for k, v in planner.base.spec.slo.targets.items())
     load = rate or planner.rate0
@@ -398,6 +431,7 @@ def _calibrate(args) -> int:
     from .report import make_console
 
     console = make_console()
+    _writable(args.out, folder=False)
     calibrator = Calibrator(args.scenario, args.files, args.pool, args.overrides)
     cal = calibrator.run(progress=lambda text: console.print(f"  {text}"))
     fit = cal.fit
@@ -425,6 +459,27 @@ def _calibrate(args) -> int:
     write_overlay(cal, args.out, args.files)
     console.print(f"overlay: {args.out} (in a scenario: calibration: {os.path.basename(args.out)})")
     return 0
+
+
+def _writable(path: str, flag: str = "--out", folder: bool = True) -> str:
+    """Check, before any simulation, that results can go to `path`: a folder (or for a file
+    output, a file) that exists or can be created in a writable folder."""
+    from .results_folder import replaceable
+    if folder and os.path.isdir(path) and not replaceable(path):
+        raise ScenarioError.one(_loc(flag), "", f"{path} exists and is not a dcsim results folder (it holds other "
+                                                f"files, which a run would replace); choose a new folder")
+    if os.path.exists(path) and os.path.isdir(path) != folder:
+        kind = "a file" if folder else "a folder"
+        raise ScenarioError.one(_loc(flag), "", f"{path} is {kind}; give a {'folder' if folder else 'file'} "
+                                                               f"path")
+    parent = os.path.abspath(path)
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise ScenarioError.one(_loc(flag), "", f"cannot create {path}: {parent} is a file")
+    if not os.access(parent, os.W_OK):
+        raise ScenarioError.one(_loc(flag), "", f"cannot write to {parent}")
+    return path
 
 
 def _loc(text):

@@ -20,6 +20,7 @@ from rich.table import Table
 from . import intervals
 from .media import KINDS
 from .metrics import REASONS, STATE_NAMES
+from .results_folder import staged
 from .simulation import RunResult
 from .summary import engine_watts, pool_of_requests, powered_share, request_costs, unpowered_share
 from .units import duration_or_dash, format_duration
@@ -128,16 +129,21 @@ def _drawing_by_bin(result: RunResult, nbins: int, width: float) -> np.ndarray:
     return out
 
 
-def write_results(result: RunResult, summary: dict, out_dir: str) -> str:
-    os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, "summary.json"), "w") as fh:
-        json.dump(summary, fh, indent=2, default=_jsonable)
-    with open(os.path.join(out_dir, "scenario.yaml"), "w") as fh:
-        yaml.safe_dump(result.scenario.resolved_dict(), fh, sort_keys=False)
-    requests_frame(result, summary).to_parquet(os.path.join(out_dir, "requests.parquet"), index=False)
-    devices_frame(result).to_parquet(os.path.join(out_dir, "devices.parquet"), index=False)
-    if result.fabric is not None:
-        result.fabric.link_frame().to_parquet(os.path.join(out_dir, "links.parquet"), index=False)
+def write_results(result: RunResult, summary: dict, out_dir: str, also=None) -> str:
+    """Write the run's results folder whole (sim.results_folder): it replaces an earlier one
+    only once every file, and the manifest after them, is written. `also(folder)` writes
+    further files into it (a trace)."""
+    with staged(out_dir) as folder:
+        with open(os.path.join(folder, "summary.json"), "w") as fh:
+            json.dump(summary, fh, indent=2, default=_jsonable)
+        with open(os.path.join(folder, "scenario.yaml"), "w") as fh:
+            yaml.safe_dump(result.scenario.resolved_dict(), fh, sort_keys=False)
+        requests_frame(result, summary).to_parquet(os.path.join(folder, "requests.parquet"), index=False)
+        devices_frame(result).to_parquet(os.path.join(folder, "devices.parquet"), index=False)
+        if result.fabric is not None:
+            result.fabric.link_frame().to_parquet(os.path.join(folder, "links.parquet"), index=False)
+        if also is not None:
+            also(folder)
     return out_dir
 
 

@@ -13,14 +13,14 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from . import calibration, catalog, economics, engines, sharing, source, timing
+from . import calibration, catalog, economics, engines, limits, sharing, source, timing, trace_file
 from .partition import Partition
 from .deployment import Deployment, DeploymentError, EngineLimits, deploy
 from .errors import Loc, Problem, ScenarioError, did_you_mean, format_path
 from .hardware import DeviceSpec, Precision
 from .models import ModelSpec, a_kind
 from .units import UnitError, parse_duration
-from .spec_base import Bytes, PerSecond, Seconds, Spec, Watts
+from .spec_base import Bytes, Name, PerSecond, Seconds, Spec, Watts
 from .topology import TopologySpec, validate_topology
 from .arrivals import Arrival, Trace
 from .lengths import Length
@@ -291,6 +291,8 @@ class Slo(Spec):
                 targets[key] = parse_duration(value)
             except UnitError as exc:
                 raise ValueError(f"{key}: {exc}") from None
+            if not targets[key] > 0 or targets[key] == float("inf"):
+                raise ValueError(f"{key}: a latency target must be a positive, finite duration, got {value!r}")
         return {"targets": targets}
 
 
@@ -342,8 +344,8 @@ class PowerBudget(Spec):
 
 
 class ScenarioSpec(Spec):
-    name: str
-    seed: int = 0
+    name: Name
+    seed: int = Field(default=0, ge=0)
     duration: Seconds = Field(gt=0, description="window in which requests arrive")
     warmup: Seconds = Field(default=0.0, ge=0)
     drain: Seconds | None = Field(default=None, ge=0,
@@ -462,6 +464,11 @@ def scenario_from_source(src: source.Source, overrides=(), path: str = "") -> Sc
             if not os.path.exists(stream.trace.path):
                 problems.append(Problem(src.loc_of(("workload", i, "trace", "path")), f"workload[{i}].trace.path",
                                         f"trace file not found: {stream.trace.path}"))
+            else:
+                try:
+                    trace_file.read_trace(stream.trace.path, source.display(stream.trace.path))
+                except ScenarioError as exc:
+                    problems.extend(exc.problems)
     problems.extend(_check_roles(spec, pools, src))
     problems.extend(_check_tenants(spec, src))
     problems.extend(_check_admission(spec, src))
@@ -473,6 +480,11 @@ def scenario_from_source(src: source.Source, overrides=(), path: str = "") -> Sc
         if name not in names:
             problems.append(Problem(src.loc_of(("router", "weights", name)), f"router.weights.{name}",
                                     f"no pool '{name}'" + did_you_mean(name, names, "pools")))
+    problems.extend(_check_sizes(spec, src))
+    # the checks below build the topology's graph: an invalid topology is reported first
+    topology_problems = _check_topology(spec, src) if spec.topology is not None else []
+    if topology_problems:
+        raise ScenarioError(problems + topology_problems)
     if spec.ingress is not None:
         if spec.topology is None:
             problems.append(Problem(src.loc_of(("ingress",)), "ingress", "ingress needs topology: to carry requests"))
@@ -489,8 +501,6 @@ def scenario_from_source(src: source.Source, overrides=(), path: str = "") -> Sc
                 d.get("kind") == "storage" for _, d in spec.topology.graph().nodes(data=True)):
             problems.append(Problem(where, f"fleet[{i}].serve.weights", "the topology has no storage node; "
                                     "add storage to its builder or a node of kind storage"))
-    if spec.topology is not None:
-        problems.extend(_check_topology(spec, src))
     if problems:
         raise ScenarioError(problems)
     problems.extend(_check_failures(spec, pools, src))
@@ -831,6 +841,21 @@ def _catalog_entry(ref, entries: dict, what: str, loc_path: tuple, src: source.S
         return f"{base}*", merged
     raise ScenarioError.one(src.loc_of(loc_path), field,
                             f"expected a catalog {what} name or a mapping of {what} fields, got {ref!r}")
+
+
+def _check_sizes(spec: ScenarioSpec, src: source.Source) -> list[Problem]:
+    """Runs no capacity question needs (sim.limits): too long, too many requests or devices."""
+    out = []
+    if spec.duration > limits.DURATION_S.value:
+        out.append(Problem(src.loc_of(("duration",)), "duration", limits.DURATION_S.message(f"{spec.duration:g}")))
+    expected = sum((s.rate or 0.0) for s in spec.workload) * spec.duration
+    if expected > limits.REQUESTS.value:
+        out.append(Problem(src.loc_of(("workload",)), "workload",
+                           limits.REQUESTS.message(f"{expected:,.0f} at the streams' rates over {spec.duration:g} s")))
+    devices = sum(p.count for p in spec.fleet)
+    if devices > limits.DEVICES.value:
+        out.append(Problem(src.loc_of(("fleet",)), "fleet", limits.DEVICES.message(f"{devices:,}")))
+    return out
 
 
 def _resolve_pool(pool: Pool, i: int, src: source.Source, topology=None) -> ResolvedPool:

@@ -70,7 +70,8 @@ def host_field(pool) -> str | None:
 
 def _hosts(fleet: list, src) -> dict[int, int]:
     """Pool index -> index of the pool whose devices it shares or swaps."""
-    names = {p.get("pool"): j for j, p in enumerate(fleet) if isinstance(p, dict)}
+    # raw YAML, not yet validated: only names that are strings can be referred to
+    names = {p.get("pool"): j for j, p in enumerate(fleet) if isinstance(p, dict) and isinstance(p.get("pool"), str)}
     out, problems = {}, []
     for i, pool in enumerate(fleet):
         field = host_field(pool) if isinstance(pool, dict) else None
@@ -78,7 +79,7 @@ def _hosts(fleet: list, src) -> dict[int, int]:
             continue
         host = pool[field]
         path = ("fleet", i, field)
-        j = names.get(host)
+        j = names.get(host) if isinstance(host, str) else None
         other = host_field(fleet[j]) if j is not None else None
         if all(pool.get(f) is not None for f in HOST_FIELDS):
             problems.append(Problem(src.loc_of(path), format_path(path), "a pool either time-shares another's "

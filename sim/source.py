@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from . import limits
 from .errors import Loc, ScenarioError, did_you_mean, format_path
 
 # Keys whose string value names another YAML file to read in place.
@@ -138,12 +139,12 @@ def load(path: str | os.PathLike, plain: bool = False) -> Source:
     `plain`: read it as written (no includes, file references or paths resolved), as for a
     file that is not a scenario."""
     path = os.fspath(path)
-    src = Source(data=None, root=_display(path))
+    src = Source(data=None, root=display(path))
     src.data = _load_file(path, (), src.locs, stack=(), plain=plain)
     return src
 
 
-def _display(path: str) -> str:
+def display(path: str) -> str:
     """A file as errors name it: relative to the working directory when inside it, else absolute."""
     full = os.path.abspath(path)
     rel = os.path.relpath(full)
@@ -151,29 +152,51 @@ def _display(path: str) -> str:
 
 
 def _load_file(path: str, prefix: tuple, locs: dict, stack: tuple, plain: bool = False):
-    shown = _display(path)
+    shown = display(path)
     real = os.path.realpath(path)
     if real in stack:
         raise ScenarioError.one(Loc(shown), format_path(prefix), "include cycle: " + " -> ".join(stack + (real,)))
+    text = read_text(path, shown, format_path(prefix))
+    loader = None
     try:
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
-    except FileNotFoundError:
-        raise ScenarioError.one(Loc(shown), format_path(prefix), "file not found") from None
-    except OSError as exc:
-        raise ScenarioError.one(Loc(shown), format_path(prefix), f"cannot read file: {exc.strerror}") from None
-    loader = yaml.SafeLoader(text)
-    try:
+        loader = yaml.SafeLoader(text)
         node = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
         line = exc.problem_mark.line + 1 if exc.problem_mark else 0
         raise ScenarioError.one(Loc(shown, line), "", f"YAML syntax error: {exc.problem}") from None
+    except yaml.YAMLError as exc:          # a character YAML does not allow (a NUL, a control byte)
+        position = getattr(exc, "position", 0) or 0
+        raise ScenarioError.one(Loc(shown, text.count("\n", 0, position) + 1), "",
+                                f"not a YAML text file: {getattr(exc, 'reason', exc)}") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     if node is None:
         raise ScenarioError.one(Loc(shown, 1), format_path(prefix), "file is empty")
     walker = _Walker(loader, path, shown, locs, stack + (real,), plain)
     return walker.value(node, prefix)
+
+
+def read_text(path: str, shown: str, field: str = "") -> str:
+    """A text file's contents; a missing, unreadable, too large or non-UTF-8 file is a ScenarioError."""
+    try:
+        size = os.path.getsize(path)
+        if size > limits.FILE_BYTES.value:
+            raise ScenarioError.one(Loc(shown), field, limits.FILE_BYTES.message(f"{size:,}"))
+        with open(path, "rb") as fh:
+            raw = fh.read()
+    except FileNotFoundError:
+        raise ScenarioError.one(Loc(shown), field, "file not found") from None
+    except IsADirectoryError:
+        raise ScenarioError.one(Loc(shown), field, "is a folder, not a file") from None
+    except OSError as exc:
+        raise ScenarioError.one(Loc(shown), field, f"cannot read file: {exc.strerror}") from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ScenarioError.one(Loc(shown, line), field, f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset "
+                                                         f"{exc.start}): is it a binary file?") from None
 
 
 class _Walker:
@@ -181,11 +204,19 @@ class _Walker:
         self.loader, self.path, self.shown, self.locs, self.stack = loader, path, shown, locs, stack
         self.plain = plain
         self.dir = os.path.dirname(os.path.abspath(path))
+        self.values = 0         # values expanded so far: an alias bomb stops at the limit
 
     def loc(self, node) -> Loc:
         return Loc(self.shown, node.start_mark.line + 1)
 
     def value(self, node, path: tuple):
+        self.values += 1
+        if self.values > limits.YAML_VALUES.value:
+            raise ScenarioError.one(self.loc(node), format_path(path),
+                                    limits.YAML_VALUES.message(f"more than {self.values - 1:,}"))
+        if len(path) > limits.YAML_DEPTH.value:
+            raise ScenarioError.one(self.loc(node), format_path(path[:8]) + "...",
+                                    limits.YAML_DEPTH.message(f"{len(path)} levels (an alias inside itself?)"))
         self.locs.setdefault(path, self.loc(node))
         if isinstance(node, yaml.MappingNode):
             return self.mapping(node, path)
@@ -239,5 +270,5 @@ class _Walker:
     def include(self, ref: str, node, path: tuple):
         target = ref if os.path.isabs(ref) else os.path.join(self.dir, ref)
         if not os.path.exists(target):
-            raise ScenarioError.one(self.loc(node), format_path(path), f"file not found: {ref} (looked for {_display(target)})")
+            raise ScenarioError.one(self.loc(node), format_path(path), f"file not found: {ref} (looked for {display(target)})")
         return _load_file(target, path, self.locs, self.stack)

@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 import os
 import time
 import traceback
@@ -40,10 +41,11 @@ import pandas as pd
 import yaml
 from pydantic import Field, model_validator
 
-from . import source
+from . import limits, source
 from .errors import Loc, Problem, ScenarioError, format_path
 from .report import _jsonable
-from .spec_base import Spec
+from .results_folder import MANIFEST
+from .spec_base import Name, Spec
 
 STATUS_OK, STATUS_ERROR = "ok", "error"
 
@@ -53,9 +55,11 @@ class Range(Spec):
     to: float
     step: float = Field(gt=0)
 
+    def count(self) -> int:
+        return max(int((self.to - self.from_) / self.step + 1e-9) + 1, 0)
+
     def values(self) -> list[float]:
-        n = int((self.to - self.from_) / self.step + 1e-9) + 1
-        return [_tidy(self.from_ + k * self.step) for k in range(max(n, 0))]
+        return [_tidy(self.from_ + k * self.step) for k in range(self.count())]
 
 
 class Axis(Spec):
@@ -77,12 +81,15 @@ class Axis(Spec):
     def label(self) -> str:
         return self.name or self.path
 
+    def size(self) -> int:
+        return len(self.values) if self.values is not None else self.range.count()
+
     def points(self) -> list[Any]:
         return list(self.values) if self.values is not None else self.range.values()
 
 
 class SweepSpec(Spec):
-    name: str
+    name: Name
     base: str
     variant: str | None = None
     set: dict[str, Any] = Field(default_factory=dict, description="overrides for every point")
@@ -95,6 +102,10 @@ class SweepSpec(Spec):
     def problems(self) -> list[tuple[tuple, str]]:
         """What the fields cannot say alone: (path in the file, message)."""
         out = []
+        sizes = [a.size() for a in self.axes]
+        points = math.prod(sizes) if self.mode == "grid" else max(sizes)
+        if points > limits.SWEEP_POINTS.value:    # before any list of points is made
+            return [(("axes",), limits.SWEEP_POINTS.message(f"{points:,} ({' x '.join(f'{n:,}' for n in sizes)})"))]
         labels = [a.label for a in self.axes]
         for i, label in enumerate(labels):
             if labels.index(label) != i:
@@ -102,8 +113,8 @@ class SweepSpec(Spec):
             if label in RESERVED:
                 out.append((("axes", i), f"an axis may not be named '{label}' (a column of sweep.parquet); "
                                          f"give it a name: other than {', '.join(sorted(RESERVED))}"))
-        if self.mode == "zip" and len({len(a.points()) for a in self.axes}) > 1:
-            sizes = ", ".join(f"{a.label}: {len(a.points())}" for a in self.axes)
+        if self.mode == "zip" and len(set(sizes)) > 1:
+            sizes = ", ".join(f"{a.label}: {n}" for a, n in zip(self.axes, sizes))
             out.append((("mode",), f"mode: zip takes the i-th value of every axis; they need as many values ({sizes})"))
         if isinstance(self.seeds, int) and self.seeds < 1:
             out.append((("seeds",), "a count of at least 1, or a list of seeds"))
@@ -291,7 +302,9 @@ def record(task: Task, outcome: dict, out: str) -> dict:
     """Write the point's point.json (and summary.json) in the client's folder; return its row."""
     os.makedirs(task.folder, exist_ok=True)
     row = row_of(task, outcome, out)
-    if outcome.get("summary") is not None:
+    # a worker that wrote the point's results folder wrote its summary.json (and sealed it)
+    sealed = os.path.isfile(os.path.join(task.folder, MANIFEST))
+    if outcome.get("summary") is not None and not sealed:
         with open(os.path.join(task.folder, "summary.json"), "w") as fh:
             json.dump(outcome["summary"], fh, indent=2)
     tmp = os.path.join(task.folder, "point.json.tmp")

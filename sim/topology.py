@@ -21,6 +21,7 @@ from typing import Annotated, Literal, Union
 import networkx as nx
 from pydantic import Field, PrivateAttr
 
+from . import limits
 from .errors import did_you_mean
 from .spec_base import Bytes, BytesPerSecond, Seconds, Spec
 
@@ -88,6 +89,7 @@ class HgxNode(Spec):
     def problems(self) -> Problems:
         out = _positive(self, "gpus", "pcie_switches", "nics", "cpus", "scale_up", "pcie", "nic_rate",
                         "host_memory_bandwidth", "nic_message_size", "cpu_cores", "cpu_speed")
+        out += _bounded(self, "gpus", "pcie_switches", "nics", "cpus", "cpu_cores")
         out += _not_negative(self, "scale_up_latency", "pcie_latency", "nic_message_cost", "host_staging_cost")
         if out:
             return out
@@ -164,6 +166,9 @@ class RailLeafSpine(HgxNode):
 
     def problems(self) -> Problems:
         out = super().problems() + _positive(self, "nodes", "servers_per_leaf", "spines")
+        out += _bounded(self, "nodes", "servers_per_leaf", "spines")
+        if not out and self.nodes * self.gpus > limits.DEVICES.value:
+            out.append((("nodes",), limits.DEVICES.message(f"{self.nodes:,} servers x {self.gpus} GPUs")))
         out += _not_negative(self, "switch_latency")
         if self.oversubscription <= 0:
             out.append((("oversubscription",), f"oversubscription must be positive (1 = non-blocking, "
@@ -212,6 +217,9 @@ class Torus(Spec):
 
     def problems(self) -> Problems:
         out = _positive(self, "link", "chips_per_host", "pcie", "nic_rate") + _not_negative(self, "latency")
+        out += _bounded(self, "chips_per_host")
+        if all(isinstance(d, int) and d > 0 for d in self.dims) and math.prod(self.dims) > limits.DEVICES.value:
+            out.append((("dims",), limits.DEVICES.message(f"{math.prod(self.dims):,} chips")))
         if len(self.dims) not in (2, 3):
             out.append((("dims",), f"give 2 or 3 sizes, e.g. [4, 4] or [4, 4, 8]; got {self.dims}"))
         out += [(("dims", i), f"a torus dimension needs at least 2 chips, got {d}")
@@ -286,6 +294,13 @@ def _link(g: nx.Graph, a: str, b: str, bandwidth: float, latency: float) -> None
 def _positive(spec: Spec, *fields: str) -> Problems:
     return [((f,), f"must be positive, got {getattr(spec, f):g}")
             for f in fields if getattr(spec, f) is not None and getattr(spec, f) <= 0]
+
+
+def _bounded(spec: Spec, *counts: str) -> Problems:
+    """Counts of things the graph will hold, at most the device limit: a typo such as 2**64
+    CPUs is refused before the graph is built."""
+    return [((f,), limits.DEVICES.message(f"{getattr(spec, f):,} {f}"))
+            for f in counts if getattr(spec, f) is not None and getattr(spec, f) > limits.DEVICES.value]
 
 
 def _not_negative(spec: Spec, *fields: str) -> Problems:

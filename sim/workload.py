@@ -18,8 +18,8 @@ from .media import KIND_CODE, media_field, stream_requests
 from .models import ModelSpec
 from .sessions import SessionPlan, link, plan_sessions, session_graph
 from .scenario import Stream
+from .trace_file import read_trace
 
-TRACE_COLUMNS = ("TIMESTAMP", "ContextTokens", "GeneratedTokens")
 
 
 def rng_for(seed: int, *names: str) -> np.random.Generator:
@@ -57,17 +57,6 @@ def arrival_times(stream: Stream, duration: float, rng: np.random.Generator) -> 
     return sample_times(stream.arrival, stream.rate, duration, rng)
 
 
-def read_trace(path: str) -> pd.DataFrame:
-    """A trace in the Azure LLM inference schema with a `t` column: seconds from the first request."""
-    frame = pd.read_csv(path)
-    missing = [c for c in TRACE_COLUMNS if c not in frame.columns]
-    if missing:
-        raise ValueError(f"{path} lacks column(s) {', '.join(missing)}; expected {','.join(TRACE_COLUMNS)}")
-    ts = pd.to_datetime(frame["TIMESTAMP"], format="mixed")
-    frame = frame.assign(t=(ts - ts.min()).dt.total_seconds()).sort_values("t", kind="stable")
-    return frame.reset_index(drop=True)
-
-
 def trace_arrivals(stream: Stream, duration: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A trace's requests in [0, duration): its slice [start, start + duration) timed from
     the slice start, stretched by time_scale, and, when the stream gives rate:, rescaled so
@@ -86,8 +75,8 @@ def trace_arrivals(stream: Stream, duration: float) -> tuple[np.ndarray, np.ndar
     if stream.rate is not None and len(t) > 1 and t[-1] > t[0]:
         t = t * ((len(t) - 1) / (t[-1] - t[0])) / stream.rate  # rescale to the requested mean rate
     keep = t < duration
-    prompt = np.maximum(frame["ContextTokens"].to_numpy(np.int64)[inside], 1)[keep]
-    output = np.maximum(frame["GeneratedTokens"].to_numpy(np.int64)[inside], 1)[keep]
+    prompt = frame["ContextTokens"].to_numpy(np.int64)[inside][keep]     # at least 1: trace_file checks
+    output = frame["GeneratedTokens"].to_numpy(np.int64)[inside][keep]
     return t[keep], prompt, output
 
 

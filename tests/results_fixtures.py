@@ -20,7 +20,7 @@ from tests.conftest import BASE, ROOT, deep_update
 RAIL = os.path.join(ROOT, "topologies", "rail-4x8-h100.yaml")
 
 # text that must come out escaped wherever the report shows the scenario's name
-NASTY_NAME = 'tiny <script>alert("x")</script> & co'
+NASTY_NAME = 'tiny <script>alert("x") & co'   # markup, but no '/': a name is never a path
 
 
 def scenario_file(folder, changes: dict) -> str:

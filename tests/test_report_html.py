@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from sim.cli import main
+from sim.results_folder import write_manifest
 from tests import browser as chromium
 from tests.results_fixtures import NASTY_NAME, full_run, scenario_file, sweep_folder
 
@@ -85,7 +86,7 @@ def test_a_wrong_folder_is_one_line_and_exit_2(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 3 and all(line.startswith("error: ") for line in err), err
-    assert "no such results folder" in err[0] and "missing summary.json" in err[1] and "cannot read" in err[2]
+    assert "no such results folder" in err[0] and "missing summary.json" in err[1] and "incomplete" in err[2]
     assert not (tmp_path / "report.html").exists()
 
 
@@ -93,6 +94,7 @@ def test_results_of_another_format_are_one_line_too(run_report, tmp_path, capsys
     folder = tmp_path / "old"
     shutil.copytree(os.path.dirname(run_report), folder)
     pd.DataFrame({"time": [0.0]}).to_parquet(folder / "devices.parquet")   # columns this version does not know
+    write_manifest(str(folder))                                             # complete, as another version wrote it
     assert main(["report", str(folder)]) == 2
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and "format this dcsim does not read" in err[0], err
