@@ -319,7 +319,7 @@ class Economics(Spec):
     @field_validator("pricing", mode="before")
     @classmethod
     def _old_names(cls, v):
-        return {"capex": "own", "rental": "rent"}.get(v, v)   # the names of earlier versions
+        return {"capex": "own", "rental": "rent"}.get(v, v) if isinstance(v, str) else v   # earlier names
 
 
 class PowerBudget(Spec):
