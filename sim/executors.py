@@ -21,6 +21,25 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from .errors import Loc, ScenarioError
 
 
+def _die_with(parent: int) -> None:
+    """A worker's initializer: it ends when the sweep's process does, even a SIGKILLed one
+    (Linux: the kernel signals it; elsewhere a watcher thread sees it orphaned)."""
+    try:
+        import ctypes
+        import signal
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)    # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    import threading
+    import time
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+    threading.Thread(target=watch, daemon=True).start()
+
+
 class ProcessExecutor:
     def __init__(self, workers: int | None = None):
         self.workers = workers or os.cpu_count() or 1
@@ -30,15 +49,21 @@ class ProcessExecutor:
         if not tasks:
             return
         pool = ProcessPoolExecutor(max_workers=min(self.workers, len(tasks)),
-                                   mp_context=multiprocessing.get_context("spawn"))
+                                   mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_die_with, initargs=(os.getpid(),))
+        finished = False
         try:
             pending = {pool.submit(fn, t, *args): t for t in tasks}
             while pending:
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:
                     yield pending.pop(future), future.result()
+            finished = True
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+            if not finished:     # interrupted (Ctrl-C) or abandoned: stop the runs under way now
+                for process in list(getattr(pool, "_processes", {}).values()):
+                    process.terminate()
+            pool.shutdown(wait=finished, cancel_futures=True)
 
     def close(self) -> None:
         pass

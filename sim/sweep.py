@@ -27,6 +27,7 @@ scenario is invalid or whose run raises records its error, and the sweep goes on
 """
 from __future__ import annotations
 
+import glob
 import hashlib
 import itertools
 import json
@@ -172,7 +173,7 @@ def load_sweep(path, out: str | None = None) -> Sweep:
         raise ScenarioError.one(src.loc_of(("base",)), "base", f"scenario file not found: {base}")
     base_data = source.load(base).data
     seeds = _seeds(spec, base_data, src)
-    digest = _digest(base)
+    digest = _digest(base, base_data)
     values = [a.points() for a in spec.axes]
     combos = list(itertools.product(*values)) if spec.mode == "grid" else list(zip(*values))
     fixed = [f"{k}={_yaml(v)}" for k, v in spec.set.items()]
@@ -443,18 +444,34 @@ def _tidy(x: float):
 
 
 def _key(digest: str, variant, overrides: list[str], seed: int) -> str:
-    """What makes two runs the same: the base file, variant, overrides and seed."""
+    """What makes two runs the same: the base scenario (`_digest`), variant, overrides and seed."""
     text = json.dumps([digest, variant, overrides, seed])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _digest(path: str) -> str:
-    """The base scenario's identity: its path and contents (a changed file reruns its points)."""
-    try:
-        with open(path, "rb") as fh:
-            return path + ":" + hashlib.sha256(fh.read()).hexdigest()[:16]
-    except OSError:
-        return path
+def _digest(path: str, data: dict) -> str:
+    """The base scenario's identity: its path, its contents with every included file merged
+    in (`data`), the files it names (traces, calibration overlays), the catalog and the dcsim
+    version. A point reruns when any of them changed."""
+    from . import __version__, catalog
+    h = hashlib.sha256(json.dumps([path, __version__, data], sort_keys=True, default=str).encode())
+    named = sorted({v for _, v in _leaves(data) if isinstance(v, str) and os.path.isfile(v)})
+    shipped = sorted(glob.glob(os.path.join(os.path.dirname(catalog.__file__), "*.*")))
+    for name in named + shipped:
+        with open(name, "rb") as fh:
+            h.update(name.encode() + b"\0" + fh.read())
+    return path + ":" + h.hexdigest()[:16]
+
+
+def _leaves(data, prefix=()):
+    if isinstance(data, dict):
+        for k, v in data.items():
+            yield from _leaves(v, prefix + (k,))
+    elif isinstance(data, list):
+        for i, v in enumerate(data):
+            yield from _leaves(v, prefix + (i,))
+    else:
+        yield prefix, data
 
 
 

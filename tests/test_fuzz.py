@@ -72,8 +72,9 @@ INJECT = [None, [], {}, [1, "a"], {"x": 1}, "", "nonsense", 7]
 
 
 def _pick(draw, options: list):
-    """One of `options` by index (values such as NaN defeat hypothesis's own sampling)."""
-    return options[draw(st.integers(0, len(options) - 1))]
+    """A copy of one of `options`, by index (values such as NaN defeat hypothesis's own
+    sampling; a copy, so that no mutation of one example reaches the options of the next)."""
+    return copy.deepcopy(options[draw(st.integers(0, len(options) - 1))])
 
 
 HOWS = ["delete", "type", "number", "unit", "misspell", "inject", "duplicate"]

@@ -97,8 +97,27 @@ def test_a_rerun_runs_only_the_missing_points_and_a_changed_base_reruns_all(tmp_
     again = sw.run_sweep(sw.load_sweep(path, out), ProcessExecutor(1))
     assert (again.ran, again.skipped) == (1, 3)
     base = tmp_path / "base.yaml"
-    base.write_text(base.read_text().replace("seed: 1", "seed: 1  # changed"))
+    base.write_text(base.read_text().replace("seed: 1", "seed: 1  # a comment changes no run"))
+    assert sw.run_sweep(sw.load_sweep(path, out), ProcessExecutor(1)).ran == 0
+    base.write_text(base.read_text().replace("seed: 1", "seed: 2"))
     assert sw.run_sweep(sw.load_sweep(path, out), ProcessExecutor(1)).ran == 4
+
+
+def test_a_changed_included_file_reruns_the_points_that_read_it(tmp_path):
+    """Resume keys on the scenario with its includes merged: editing an included workload
+    reruns every point (it used to say 'already done' and keep the old table)."""
+    workload = tmp_path / "w.yaml"
+    workload.write_text(yaml.safe_dump(BASE["workload"][0]))
+    path = write_sweep(tmp_path, GRID[:1])
+    base = tmp_path / "base.yaml"
+    data = yaml.safe_load(base.read_text())
+    data["workload"] = [{"include": "w.yaml"}]
+    base.write_text(yaml.safe_dump(data, sort_keys=False))
+    out = str(tmp_path / "out")
+    assert sw.run_sweep(sw.load_sweep(path, out), ProcessExecutor(1)).ran == 2
+    assert sw.run_sweep(sw.load_sweep(path, out), ProcessExecutor(1)).ran == 0
+    workload.write_text(workload.read_text().replace("rate: 10/s", "rate: 12/s"))
+    assert sw.run_sweep(sw.load_sweep(path, out), ProcessExecutor(1)).ran == 2
 
 
 def test_killing_a_sweep_midway_and_rerunning_completes_only_the_missing_points(tmp_path, capsys):
@@ -125,6 +144,47 @@ def test_killing_a_sweep_midway_and_rerunning_completes_only_the_missing_points(
         assert (out / "points" / point / "point.json").stat().st_mtime_ns == mtime
     t = table(out)
     assert len(t) == 6 and (t["status"] == "ok").all()
+    # the same table as a sweep that was never interrupted
+    assert main(["sweep", path, "--out", str(tmp_path / "whole"), "--workers", "1"]) == 0
+    pd.testing.assert_frame_equal(t, table(tmp_path / "whole"))
+
+
+def _tagged(tag: str) -> list[int]:
+    """Processes whose environment carries DCSIM_TEST_TAG=tag."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/environ", "rb") as fh:
+                    if f"DCSIM_TEST_TAG={tag}".encode() in fh.read().split(b"\0"):
+                        pids.append(int(entry))
+            except OSError:
+                pass
+    return pids
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds the workers through /proc")
+def test_killing_the_sweep_alone_stops_its_workers(tmp_path):
+    """SIGKILL to the sweep's own process (not its group): its pool workers stop too,
+    instead of simulating on as orphans."""
+    axes = [{"name": "rate", "path": "workload.0.rate", "values": [10, 11, 12, 13], "unit": "/s"}]
+    path = write_sweep(tmp_path, axes, set={"duration": "20min"})
+    tag = f"{os.getpid()}-{time.time_ns()}"
+    env = {**os.environ, "PYTHONPATH": ROOT, "DCSIM_TEST_TAG": tag}
+    proc = subprocess.Popen([sys.executable, "-m", "sim.cli", "sweep", path, "--out", str(tmp_path / "out"),
+                             "--workers", "2"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while len(_tagged(tag)) < 3 and time.time() < deadline:      # the sweep and its two workers
+        time.sleep(0.1)
+    assert len(_tagged(tag)) >= 3
+    time.sleep(2.0)                                               # the workers are simulating
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    deadline = time.time() + 15
+    while _tagged(tag) and time.time() < deadline:
+        time.sleep(0.2)
+    assert _tagged(tag) == []
 
 
 def test_a_failing_point_records_its_error_and_the_sweep_goes_on(tmp_path, capsys):
