@@ -134,6 +134,17 @@ def _parse_path(key: str) -> list:
     return steps
 
 
+def walk(data, prefix: tuple = ()):
+    """Every (path, value) of a nested structure of mappings and lists, the root first."""
+    yield prefix, data
+    if isinstance(data, dict):
+        for k, v in data.items():
+            yield from walk(v, prefix + (k,))
+    elif isinstance(data, list):
+        for i, v in enumerate(data):
+            yield from walk(v, prefix + (i,))
+
+
 def load(path: str | os.PathLike, plain: bool = False) -> Source:
     """Read a YAML file with includes resolved; raise ScenarioError naming file:line on failure.
     `plain`: read it as written (no includes, file references or paths resolved), as for a

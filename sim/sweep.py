@@ -455,23 +455,12 @@ def _digest(path: str, data: dict) -> str:
     version. A point reruns when any of them changed."""
     from . import __version__, catalog
     h = hashlib.sha256(json.dumps([path, __version__, data], sort_keys=True, default=str).encode())
-    named = sorted({v for _, v in _leaves(data) if isinstance(v, str) and os.path.isfile(v)})
+    named = sorted({v for _, v in source.walk(data) if isinstance(v, str) and os.path.isfile(v)})
     shipped = sorted(glob.glob(os.path.join(os.path.dirname(catalog.__file__), "*.*")))
     for name in named + shipped:
         with open(name, "rb") as fh:
             h.update(name.encode() + b"\0" + fh.read())
     return path + ":" + h.hexdigest()[:16]
-
-
-def _leaves(data, prefix=()):
-    if isinstance(data, dict):
-        for k, v in data.items():
-            yield from _leaves(v, prefix + (k,))
-    elif isinstance(data, list):
-        for i, v in enumerate(data):
-            yield from _leaves(v, prefix + (i,))
-    else:
-        yield prefix, data
 
 
 

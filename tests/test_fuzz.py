@@ -36,17 +36,6 @@ BASES = {os.path.basename(p): source.load(p).data for p in SCENARIOS}
 SMALL_RUN = {"devices": 64, "requests": 3000}     # mutants bigger than this are validated, not run
 
 
-def _paths(data, prefix=()):
-    """Every (path, value) in a nested structure."""
-    yield prefix, data
-    if isinstance(data, dict):
-        for k, v in data.items():
-            yield from _paths(v, prefix + (k,))
-    elif isinstance(data, list):
-        for i, v in enumerate(data):
-            yield from _paths(v, prefix + (i,))
-
-
 def _parent(data, path):
     for key in path[:-1]:
         data = data[key]
@@ -85,7 +74,7 @@ def mutants(draw):
     name = _pick(draw, sorted(BASES))
     data = copy.deepcopy(BASES[name])
     for _ in range(draw(st.integers(1, 3))):
-        spots = [(p, v) for p, v in _paths(data) if p]
+        spots = [(p, v) for p, v in source.walk(data) if p]
         if not spots:
             break
         path, value = _pick(draw, spots)
