@@ -11,17 +11,17 @@ import numpy as np
 import pandas as pd
 from pydantic import BeforeValidator, Field, model_validator
 
-from .spec_base import Spec
+from .spec_base import MAX_TOKENS, Spec, Tokens
 
 class FixedLength(Spec):
     dist: Literal["fixed"] = "fixed"
-    value: int = Field(ge=1)
+    value: Tokens
 
 
 class UniformLength(Spec):
     dist: Literal["uniform"]
-    min: int = Field(ge=1)
-    max: int = Field(ge=1)
+    min: Tokens
+    max: Tokens
 
     @model_validator(mode="after")
     def _ordered(self):
@@ -34,25 +34,25 @@ class LognormalLength(Spec):
     """Lognormal with the given mean and coefficient of variation, rounded, clipped to [min, max]."""
 
     dist: Literal["lognormal"]
-    mean: float = Field(gt=0)
-    cv: float = Field(gt=0)
-    min: int = Field(default=1, ge=1)
-    max: int = Field(default=1_000_000, ge=1)
+    mean: float = Field(gt=0, le=MAX_TOKENS)
+    cv: float = Field(gt=0, le=1000)
+    min: Tokens = 1
+    max: Tokens = 1_000_000
 
 
 class ExponentialLength(Spec):
     """Geometric on 1, 2, ... with the given mean (the integer form of an exponential)."""
 
     dist: Literal["exponential"]
-    mean: float = Field(ge=1)
-    max: int = Field(default=10_000_000, ge=1)
+    mean: float = Field(ge=1, le=MAX_TOKENS)
+    max: Tokens = 10_000_000
 
 
 class EmpiricalLength(Spec):
     """Draws from listed values (with optional weights) or a column of a CSV file."""
 
     dist: Literal["empirical"]
-    values: list[int] | None = None
+    values: list[Tokens] | None = None
     weights: list[float] | None = None
     path: str | None = None
     column: str | None = None

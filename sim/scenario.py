@@ -848,7 +848,7 @@ def _check_sizes(spec: ScenarioSpec, src: source.Source) -> list[Problem]:
     out = []
     if spec.duration > limits.DURATION_S.value:
         out.append(Problem(src.loc_of(("duration",)), "duration", limits.DURATION_S.message(f"{spec.duration:g}")))
-    expected = sum((s.rate or 0.0) for s in spec.workload) * spec.duration
+    expected = sum((s.rate or 0.0) for s in spec.workload) * spec.duration + sum(s.requests or 0 for s in spec.workload)
     if expected > limits.REQUESTS.value:
         out.append(Problem(src.loc_of(("workload",)), "workload",
                            limits.REQUESTS.message(f"{expected:,.0f} at the streams' rates over {spec.duration:g} s")))

@@ -49,7 +49,7 @@ import numpy as np
 from pydantic import BeforeValidator, Field, model_validator
 
 from .lengths import FixedLength, Length, draw_lengths, lognormal_parameters
-from .spec_base import Seconds, Spec
+from .spec_base import Seconds, Spec, Tokens
 
 # ---- durations (tool latency, think time, service time) ---------------------------------
 
@@ -144,8 +144,8 @@ class Budget(Spec):
 
 
 class SystemPrompt(Spec):
-    tokens: int = Field(ge=1)
-    variants: int = Field(default=1, ge=1, description="distinct system prompts the sessions share")
+    tokens: Tokens
+    variants: int = Field(default=1, ge=1, le=1_000_000, description="distinct system prompts the sessions share")
 
 
 class CallStep(Spec):

@@ -5,7 +5,7 @@ import re
 import typing
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from . import units
@@ -53,6 +53,10 @@ def _name(value):
 # a folder name on every system: no separators or control characters, not hidden, not a flag
 NAME = re.compile(r"[^/\\\x00-\x1f.\-][^/\\\x00-\x1f]{0,99}")
 Name = Annotated[str, BeforeValidator(_name)]
+
+
+MAX_TOKENS = 1_000_000_000    # tokens in one prompt or answer: no model reads or writes a billion
+Tokens = Annotated[int, Field(ge=1, le=MAX_TOKENS)]
 
 
 def _unit(parser):
