@@ -341,8 +341,7 @@ def _plan(args) -> int:
         rate = parse_rate(args.rate) if args.rate else None
     except Exception as exc:
         raise ScenarioError.one(_loc("--rate"), "rate", str(exc)) from None
-    tps = args.tp
-    planner = Planner(args.scenario, slo, rate, args.overrides, args.tolerance, args.max_devices, progress, tps,
+    planner = Planner(args.scenario, slo, rate, args.overrides, args.tolerance, args.max_devices, progress, args.tp,
                       args.seeds)
     name = planner.base.name
     out = _writable(args.out or os.path.join("results", f"plan-{name}"))

@@ -10,7 +10,6 @@ import zlib
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
 from .arrivals import sample_times
 from .lengths import draw_lengths
@@ -19,7 +18,6 @@ from .models import ModelSpec
 from .sessions import SessionPlan, link, plan_sessions, session_graph
 from .scenario import Stream
 from .trace_file import read_trace
-
 
 
 def rng_for(seed: int, *names: str) -> np.random.Generator:

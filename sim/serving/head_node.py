@@ -38,9 +38,9 @@ STEP = 0.01       # smallest change of the stretch that replans the engines
 
 @dataclass
 class HeadNodeLog:
-    """Per interval: its end, and the cores each kind of work wanted over it."""
+    """Per interval: its end, the cores the front ends and the staging wanted over it (the
+    engine threads want a constant number), and the stretch in force during it."""
     times: list = field(default_factory=list)
-    engines: list = field(default_factory=list)
     frontend: list = field(default_factory=list)
     staging: list = field(default_factory=list)
     stretch: list = field(default_factory=list)
@@ -96,7 +96,6 @@ class HeadNode:
         stretch = self._stretch_for(self.threads + frontend + staging)
         log = self.log
         log.times.append(now)
-        log.engines.append(self.threads)
         log.frontend.append(frontend)
         log.staging.append(staging)
         log.stretch.append(self.stretch)
@@ -118,13 +117,10 @@ class HeadNode:
         log = self.log
         t = np.asarray(log.times)
         inside = (t > w0) & (t <= w1)
-        if not inside.any():       # no governor: the constant demand
-            demand = {"engines": float(self.threads), "frontend": 0.0, "staging": 0.0}
-            stretch = self.stretch
-            peak = stretch
-        else:
-            demand = {k: float(np.mean(np.asarray(getattr(log, k))[inside])) for k in ("engines", "frontend",
-                                                                                      "staging")}
+        demand = {"engines": float(self.threads), "frontend": 0.0, "staging": 0.0}
+        stretch = peak = self.stretch          # no governor: the constant demand
+        if inside.any():
+            demand.update({k: float(np.mean(np.asarray(getattr(log, k))[inside])) for k in ("frontend", "staging")})
             s = np.asarray(log.stretch)[inside]
             stretch, peak = float(s.mean()), float(s.max())
         return {"server": self.host, "cores": self.cores, "cpu_speed": self.speed,

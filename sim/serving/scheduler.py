@@ -99,9 +99,18 @@ def _observe(obs, j, n, waiting, used, demand, tokens):
 
 
 @njit(cache=True, inline="always")
-def _token_gap(S, i, t_ns, log, lp, steps):
-    """Log sequence i's token at t_ns after a gap other than one iteration."""
-    return _event(log, lp, EV_GAP, steps, S[REQ, i], t_ns - S[LAST, i])
+def _token(S, i, t_ns, start_ns, log, lp, steps):
+    """Sequence i gets a token at t_ns, the end of an iteration that began at start_ns: its
+    gap since its last token goes into its longest gap, and is logged alone (EV_GAP) unless
+    it is that one iteration. Returns lp and 1 for a token one iteration apart, else 0."""
+    last = S[LAST, i]
+    S[LAST, i] = t_ns
+    if last == 0:              # its first token
+        return lp, 0
+    S[GAP, i] = max(S[GAP, i], t_ns - last)
+    if last == start_ns:       # counted in bulk by the iteration's EV_TOKENS
+        return lp, 1
+    return _event(log, lp, EV_GAP, steps, S[REQ, i], t_ns - last), 0
 
 
 @njit(cache=True, inline="always")
@@ -396,32 +405,26 @@ def engine_run(t0, S0, st0, S, st, F, q_req, q_time, q_head, q_tail, prompt, out
             i = dec[d]
             S[KV, i] += 1
             S[GEN, i] += 1
-            if S[LAST, i] == start_ns:
-                steady += 1
-            elif S[LAST, i] > 0:
-                lp = _token_gap(S, i, t_ns, log, lp, steps)
-            if S[LAST, i] > 0:
-                S[GAP, i] = max(S[GAP, i], t_ns - S[LAST, i])
-            S[LAST, i] = t_ns
+            lp, one = _token(S, i, t_ns, start_ns, log, lp, steps)
+            steady += one
             if S[GEN, i] >= output[S[REQ, i]]:
                 flag[i] = 1
-        if steady:
-            lp = _event(log, lp, EV_TOKENS, steps, steady, 0)
         for q in range(npf):
             i = pf_i[q]
             S[KV, i] += pf_len[q]
             if S[KV, i] == S[TGT, i]:
                 r = S[REQ, i]
                 S[GEN, i] += 1
-                if S[LAST, i] > 0:      # recomputed after a preemption: the token after a stall
-                    lp = _token_gap(S, i, t_ns, log, lp, steps)
-                    S[GAP, i] = max(S[GAP, i], t_ns - S[LAST, i])
-                S[LAST, i] = t_ns
+                # after a preemption's recompute this is the token after a stall
+                lp, one = _token(S, i, t_ns, start_ns, log, lp, steps)
+                steady += one
                 lp = _event(log, lp, EV_FIRST, steps, r, 0)
                 if S[GEN, i] >= output[r]:
                     flag[i] = 1
                 elif prefill_role:
                     flag[i] = 2
+        if steady:
+            lp = _event(log, lp, EV_TOKENS, steps, steady, 0)
         # the prefix cache learns which entries lost blocks when the plan is committed: whoever
         # reads it (a cache-aware router) sees that at this iteration's end, as when stepping
         if stop_evict and evict < evict_before:

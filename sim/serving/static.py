@@ -87,7 +87,6 @@ class ProcessReplica(ReplicaBase):
     def _loop(self):
         raise NotImplementedError
 
-
     def _token_gaps(self, req: np.ndarray, remaining: np.ndarray, first: float, ends: np.ndarray) -> None:
         """A batch's sequences all get their first token at `first` and then one a step, at
         `ends`, until their own output is done: each one's longest gap, and every gap from the
