@@ -162,6 +162,9 @@ CASES = {
     "scale-requests": lambda: [at_load(f"requests-{n // 1000}k", BENCH_1M, requests=n) for n in (10_000, 100_000)],
     "scale-replicas": lambda: [at_load(f"replicas-{r}", BENCH_1M, requests=100_000, replicas=r)
                                for r in (8, 64, 256, 1024)],
+    # a day of the quickstart's traffic (3.5 M requests): its peak memory, bounded by spilling
+    # the request table and the logs to scratch files (sim.column_store)
+    "quickstart-24h": lambda: [run_case("quickstart-24h", "scenarios/quickstart.yaml", ["duration=24h"])],
     "startup": startup,
     "sweep": sweep,
     "quickstart": lambda: [run_case("quickstart-100k", "scenarios/quickstart.yaml",
@@ -171,7 +174,8 @@ CASES = {
     "fabric-512": lambda: [run_case("fabric-512-flows", "scenarios/fabric-512-chat.yaml", []),
                            run_case("fabric-512-no-network", "scenarios/fabric-512-chat.yaml", ["ingress=null"])],
 }
-SUITES = {"full": ["startup", "bench-1m", "bench-fleet", "scale-requests", "scale-replicas", "sweep"],
+SUITES = {"full": ["startup", "bench-1m", "bench-fleet", "scale-requests", "scale-replicas", "sweep",
+                   "quickstart-24h"],
           "quick": ["startup", "quickstart", "fabric-512"]}
 
 

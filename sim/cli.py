@@ -11,6 +11,7 @@ import sys
 
 from rich.table import Table
 
+from .column_store import steady_heap
 from .errors import ScenarioError
 from .units import duration_or_dash
 
@@ -49,6 +50,7 @@ def _degrees(text: str) -> list[int]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    steady_heap()    # before anything allocates: long runs' memory then stays flat
     parser = argparse.ArgumentParser(prog="dcsim", description="Capacity simulator for AI-inference datacenters.")
     sub = parser.add_subparsers(dest="command", required=True)
 

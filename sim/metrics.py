@@ -2,11 +2,17 @@
 
 `RequestTable` has one row per request, created with all arrivals up front and filled in as
 the request moves through the system. `BusyLog` has one row per stretch of work a replica
-did (one iteration, or many decode iterations computed at once).
+did (one iteration, or many decode iterations computed at once). A long run keeps both in
+scratch files, whose finished rows leave memory (sim.column_store).
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
+
+from . import column_store
+from .column_store import ColumnStore, spill_rows
 
 # Final states. Every request ends in exactly one of them: completed; rejected (a limit or a
 # check said no: it could never be served as asked, or its tenant was over its rate); shed
@@ -39,41 +45,46 @@ def unserved(state: np.ndarray) -> np.ndarray:
 
 
 class RequestTable:
-    def __init__(self, arrival: np.ndarray, stream: np.ndarray, prompt: np.ndarray, output: np.ndarray):
+    def __init__(self, arrival: np.ndarray, stream: np.ndarray, prompt: np.ndarray, output: np.ndarray,
+                 spill: bool | None = None):
         n = len(arrival)
         self.n = n
-        self.arrival = np.asarray(arrival, float)
-        self.stream = np.asarray(stream, np.int32)
-        self.prompt = np.asarray(prompt, np.int64)
-        self.output = np.asarray(output, np.int64)
-        self.replica = np.full(n, -1, np.int32)
-        self.admitted = np.full(n, np.nan)      # first time it entered a batch
-        self.first_token = np.full(n, np.nan)
-        self.finished = np.full(n, np.nan)
-        self.state = np.zeros(n, np.int8)
-        self.reason = np.zeros(n, np.int8)
-        self.preemptions = np.zeros(n, np.int32)
-        self.generated = np.zeros(n, np.int64)  # output tokens produced so far
-        self.kv_ready = np.zeros(n, np.bool_)    # disaggregated: its KV cache has arrived to decode
-        self.kv_transfer_bytes = np.zeros(n)     # disaggregated serving: KV cache moved
-        self.kv_transfer_time = np.full(n, np.nan)
-        self.priority = np.zeros(n, np.int64)    # class: higher goes first where classes are honoured
-        self.cached = np.zeros(n, np.int64)      # prompt tokens its replica's prefix cache held (prefill skipped)
-        self.session = np.full(n, -1, np.int64)  # session it is a call of (-1: none)
-        self.final = np.zeros(n, np.bool_)       # the call that answers its session
-        self.step = np.full(n, -1, np.int64)     # a pipeline session's step it is the call of (-1: none)
-        self.keep_blocks = np.zeros(n, np.int64) # KV blocks the prefix cache keeps when it completes
+        # long runs keep their columns in scratch files and let finished rows leave memory
+        self.store = ColumnStore(n > spill_rows() if spill is None else spill)
+        col = self.store.column
+        self.arrival = self._input(arrival, float)
+        self.stream = self._input(stream, np.int32)
+        self.prompt = self._input(prompt, np.int64)
+        self.output = self._input(output, np.int64)
+        self.replica = col(n, np.int32, -1)
+        self.admitted = col(n, float, np.nan)   # first time it entered a batch
+        self.first_token = col(n, float, np.nan)
+        self.finished = col(n, float, np.nan)
+        self.state = col(n, np.int8)
+        self.reason = col(n, np.int8)
+        self.preemptions = col(n, np.int32)
+        self.generated = col(n, np.int64)       # output tokens produced so far
+        self.kv_ready = col(n, np.bool_)        # disaggregated: its KV cache has arrived to decode
+        self.kv_transfer_bytes = col(n, float)  # disaggregated serving: KV cache moved
+        self.kv_transfer_time = col(n, float, np.nan)
+        self.priority = col(n, np.int64)        # class: higher goes first where classes are honoured
+        self.cached = col(n, np.int64)          # prompt tokens its replica's prefix cache held (prefill skipped)
+        self.session = col(n, np.int64, -1)     # session it is a call of (-1: none)
+        self.final = col(n, np.bool_)           # the call that answers its session
+        self.step = col(n, np.int64, -1)        # a pipeline session's step it is the call of (-1: none)
+        self.keep_blocks = col(n, np.int64)     # KV blocks the prefix cache keeps when it completes
         # requests beyond chat text (sim.media): what prompt and output mean depends on modality
-        self.modality = np.zeros(n, np.int8)     # sim.media.KIND_CODE of the model it asks for
-        self.clip = np.full(n, -1, np.int64)     # speech to text: row of its clip's first window
-        self.media_seconds = np.full(n, np.nan)  # audio (or video) seconds it carries
-        self.samples = np.zeros(n, np.int64)     # images (video: clips) per request; 0 for token models
-        self.pixels = np.zeros(n)                # output pixels x frames x images the VAE decodes
+        self.modality = col(n, np.int8)         # sim.media.KIND_CODE of the model it asks for
+        self.clip = col(n, np.int64, -1)        # speech to text: row of its clip's first window
+        self.media_seconds = col(n, float, np.nan)  # audio (or video) seconds it carries
+        self.samples = col(n, np.int64)         # images (video: clips) per request; 0 for token models
+        self.pixels = col(n, float)             # output pixels x frames x images the VAE decodes
 
-        self.retries = np.zeros(n, np.int32)     # times it was sent again after its replica failed
-        self.start_wait = np.zeros(n)            # seconds it waited at the router for a replica to start
-        self.longest_stall = np.full(n, np.nan)  # longest gap between two of its output tokens (s)
-        self.window_start = 0.0                  # when measurement starts (the warm-up's end)
+        self.retries = col(n, np.int32)         # times it was sent again after its replica failed
+        self.start_wait = col(n, float)         # seconds it waited at the router for a replica to start
+        self.longest_stall = col(n, float, np.nan)  # longest gap between two of its output tokens (s)
+        self.window_start = 0.0                 # when measurement starts (the warm-up's end)
+        self.settled = 0                        # rows below this have all ended (see `settle`)
 
         self.on_done = None  # called as on_done(i, time) when request i completes or ends unserved
 
@@ -94,77 +105,152 @@ class RequestTable:
         if self.on_done is not None:
             self.on_done(i, now)
 
+    def _input(self, values: np.ndarray, dtype) -> np.ndarray:
+        """A column given at the start: the array itself in memory, copied when spilling."""
+        if not self.store.spill:
+            return np.asarray(values, dtype)
+        out = self.store.column(self.n, dtype)
+        step = column_store.CHUNK_ROWS
+        for a in range(0, self.n, step):
+            out[a:a + step] = values[a:a + step]
+            self.store.drop(out, a, a + step)
+        return out
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Every per-request column, by name."""
+        return {k: v for k, v in vars(self).items() if isinstance(v, np.ndarray) and len(v) == self.n}
+
+    def settle(self, arrived: int) -> None:
+        """Of the first `arrived` rows, those below the first still in flight have ended:
+        with a spilling store, their pages may leave memory (requests end roughly in
+        arrival order, so that prefix follows the run)."""
+        if not self.store.spill or arrived <= self.settled:
+            return
+        open_ = np.flatnonzero(self.state[self.settled:arrived] == IN_FLIGHT)
+        self.settled = self.settled + int(open_[0]) if len(open_) else arrived
+        for column in self.arrays().values():
+            self.store.release(column, self.settled)
+
+    def let_go(self) -> None:
+        """With a spilling store, every page may leave memory (a reader is done with them)."""
+        for column in self.arrays().values():
+            self.store.drop(column)
+
     def keep(self, mask: np.ndarray) -> None:
         """Drop rows (requests a closed-loop client never got to issue)."""
+        if mask.all():
+            return
         for name, value in list(vars(self).items()):
             if isinstance(value, np.ndarray) and len(value) == self.n:
                 setattr(self, name, value[mask])
         self.n = int(mask.sum())
 
-    def columns(self) -> dict[str, np.ndarray]:
-        """Per-request columns with derived latencies (NaN where they do not apply)."""
+    def columns(self, rows=None) -> "Columns":
+        """Per-request columns with derived latencies (NaN where they do not apply), of the
+        rows `rows` selects (a mask or slice; all by default)."""
+        return Columns(self, rows)
+
+
+class Columns(Mapping):
+    """A request table's columns by name, each made when asked for: a long run's summary
+    then holds only the few it is working on."""
+
+    NAMES = ("id", "stream", "arrival", "prompt_tokens", "output_tokens", "replica", "queue_wait", "ttft",
+             "tpot", "e2e", "finished", "state", "reason", "preemptions", "retries", "start_wait",
+             "cached_tokens", "session", "final", "kv_transfer_bytes", "kv_transfer_s", "longest_stall")
+    STORED = {"stream": "stream", "arrival": "arrival", "prompt_tokens": "prompt", "output_tokens": "output",
+              "replica": "replica", "finished": "finished", "state": "state", "reason": "reason",
+              "preemptions": "preemptions", "retries": "retries", "start_wait": "start_wait",
+              "cached_tokens": "cached", "session": "session", "final": "final",
+              "kv_transfer_bytes": "kv_transfer_bytes", "kv_transfer_s": "kv_transfer_time"}
+
+    def __init__(self, table: RequestTable, rows=None):
+        self.table = table
+        self.rows = slice(None) if rows is None else rows
+
+    def where(self, mask: np.ndarray) -> "Columns":
+        """The same columns, of the rows `mask` selects among these."""
+        return Columns(self.table, np.flatnonzero(mask) if isinstance(self.rows, slice) and self.rows == slice(None)
+                       else np.arange(self.table.n)[self.rows][mask])
+
+    def __iter__(self):
+        return iter(self.NAMES)
+
+    def __len__(self) -> int:
+        return len(self.NAMES)
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        t, r = self.table, self.rows
+        if name in self.STORED:
+            return getattr(t, self.STORED[name])[r]
+        if name == "id":
+            return np.arange(t.n)[r]
         with np.errstate(invalid="ignore", divide="ignore"):
-            decode_tokens = self.output - 1
-            tpot = np.where(decode_tokens > 0, (self.finished - self.first_token) / np.maximum(decode_tokens, 1), np.nan)
-        done = self.state == COMPLETED
-        return {
-            "id": np.arange(self.n),
-            "stream": self.stream,
-            "arrival": self.arrival,
-            "prompt_tokens": self.prompt,
-            "output_tokens": self.output,
-            "replica": self.replica,
-            "queue_wait": self.admitted - self.arrival,
-            "ttft": np.where(~np.isnan(self.first_token), self.first_token - self.arrival, np.nan),
-            "tpot": np.where(done, tpot, np.nan),
-            "e2e": np.where(done, self.finished - self.arrival, np.nan),
-            "finished": self.finished,
-            "state": self.state,
-            "reason": self.reason,
-            "preemptions": self.preemptions,
-            "retries": self.retries,
-            "start_wait": self.start_wait,
-            "cached_tokens": self.cached,
-            "session": self.session,
-            "final": self.final,
-            "kv_transfer_bytes": self.kv_transfer_bytes,
-            "kv_transfer_s": self.kv_transfer_time,
-            "longest_stall": np.where(done & (self.output > 1), self.longest_stall, np.nan),
-        }
+            if name == "queue_wait":
+                return t.admitted[r] - t.arrival[r]
+            if name == "ttft":
+                first = t.first_token[r]
+                return np.where(~np.isnan(first), first - t.arrival[r], np.nan)
+            done = t.state[r] == COMPLETED
+            if name == "tpot":
+                decode_tokens = t.output[r] - 1
+                tpot = np.where(decode_tokens > 0, (t.finished[r] - t.first_token[r]) / np.maximum(decode_tokens, 1),
+                                np.nan)
+                return np.where(done, tpot, np.nan)
+            if name == "e2e":
+                return np.where(done, t.finished[r] - t.arrival[r], np.nan)
+            if name == "longest_stall":
+                return np.where(done & (t.output[r] > 1), t.longest_stall[r], np.nan)
+        raise KeyError(name)
 
 
-class BusyLog:
-    """Stretches of replica work: (replica, start, end, iterations, tokens, kv blocks used,
-    clock as a fraction of full speed: below 1 while a power cap holds, host seconds per
-    iteration during which the devices wait)."""
+class Series:
+    """Rows appended during a run, in growable named columns (FIELDS: name -> dtype); spilled,
+    the rows written go to scratch files as the run goes (sim.column_store)."""
 
-    def __init__(self, capacity: int = 1024):
+    FIELDS: dict[str, type] = {}
+
+    def __init__(self, capacity: int = 1024, spill: bool = False):
         self._n = 0
-        self._cols = {
-            "replica": np.zeros(capacity, np.int32),
-            "start": np.zeros(capacity),
-            "end": np.zeros(capacity),
-            "iterations": np.zeros(capacity, np.int64),
-            "tokens": np.zeros(capacity, np.int64),
-            "kv_blocks": np.zeros(capacity, np.int64),
-            "clock": np.ones(capacity),
-            "host_wait": np.zeros(capacity),
-        }
+        self.store = ColumnStore(spill)
+        self._cols = {k: self.store.column(capacity, dtype) for k, dtype in self.FIELDS.items()}
 
-    def add(self, replica: int, start: float, end: float, iterations: int, tokens: int, kv_blocks: int,
-            clock: float = 1.0, host_wait: float = 0.0) -> None:
-        if self._n == len(self._cols["start"]):
-            for k, v in self._cols.items():
-                self._cols[k] = np.concatenate([v, np.zeros_like(v)])
+    def _next_row(self) -> int:
+        """The row to write next (made room for)."""
         i = self._n
-        c = self._cols
-        c["replica"][i], c["start"][i], c["end"][i] = replica, start, end
-        c["iterations"][i], c["tokens"][i], c["kv_blocks"][i] = iterations, tokens, kv_blocks
-        c["clock"][i], c["host_wait"][i] = clock, host_wait
+        if i == len(next(iter(self._cols.values()))):
+            for k in self.FIELDS:
+                self._cols[k] = self.store.grow(self._cols[k], 2 * i)
         self._n += 1
+        if self.store.spill and self._n % column_store.CHUNK_ROWS == 0:   # written rows never change: let them go
+            for v in self._cols.values():
+                self.store.release(v, self._n)
+        return i
 
     def __len__(self) -> int:
         return self._n
 
     def columns(self) -> dict[str, np.ndarray]:
         return {k: v[: self._n] for k, v in self._cols.items()}
+
+    def let_go(self) -> None:
+        """With a spilling store, every page may leave memory (a reader is done with them)."""
+        for v in self._cols.values():
+            self.store.drop(v)
+
+
+class BusyLog(Series):
+    """Stretches of replica work: (replica, start, end, iterations, tokens, kv blocks used,
+    clock as a fraction of full speed: below 1 while a power cap holds, host seconds per
+    iteration during which the devices wait)."""
+
+    FIELDS = {"replica": np.int32, "start": float, "end": float, "iterations": np.int64, "tokens": np.int64,
+              "kv_blocks": np.int64, "clock": float, "host_wait": float}
+
+    def add(self, replica: int, start: float, end: float, iterations: int, tokens: int, kv_blocks: int,
+            clock: float = 1.0, host_wait: float = 0.0) -> None:
+        i = self._next_row()
+        c = self._cols
+        c["replica"][i], c["start"][i], c["end"][i] = replica, start, end
+        c["iterations"][i], c["tokens"][i], c["kv_blocks"][i] = iterations, tokens, kv_blocks
+        c["clock"][i], c["host_wait"][i] = clock, host_wait

@@ -13,11 +13,15 @@ import sys
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import yaml
 from rich.console import Console
 from rich.table import Table
 
 from . import intervals
+from . import column_store
+from .column_store import in_chunks
 from .media import KINDS
 from .metrics import REASONS, STATE_NAMES
 from .results_folder import staged
@@ -26,36 +30,57 @@ from .summary import engine_watts, pool_of_requests, powered_share, request_cost
 from .units import duration_or_dash, format_duration
 
 
-def requests_frame(result: RunResult, summary: dict | None = None) -> pd.DataFrame:
-    """One row per request; with the run's summary, each completed request's cost too (its
-    tokens at its pool's input and output prices)."""
-    cols = result.table.columns()
-    frame = pd.DataFrame(cols)
-    frame["state"] = pd.Categorical([STATE_NAMES[int(s)] for s in cols["state"]],
-                                    categories=list(STATE_NAMES.values()))
-    frame["reason"] = [REASONS[int(r)] for r in cols["reason"]]
-    frame["stream"] = [result.stream_names[int(s)] for s in cols["stream"]]
-    pools = [r.pool for r in result.replicas]
-    frame["pool"] = [pools[int(r)] if r >= 0 else "" for r in cols["replica"]]
+def requests_frame(result: RunResult, summary: dict | None = None, rows: slice = slice(None)) -> pd.DataFrame:
+    """One row per request (of `rows`); with the run's summary, each completed request's cost
+    too (its tokens at its pool's input and output prices)."""
+    t = result.table
+    cols = t.columns(rows)
+    frame = pd.DataFrame(dict(cols))
+    frame["state"] = pd.Categorical.from_codes(cols["state"], categories=list(STATE_NAMES.values()))
+    frame["reason"] = _names(list(REASONS.values()), cols["reason"])
+    frame["stream"] = _names(result.stream_names, cols["stream"])
+    frame["pool"] = _names([r.pool for r in result.replicas] + [""], cols["replica"])   # -1: none
     spec = result.scenario.spec
     # the requests the summary's latency figures describe: arrived in [warmup, duration)
     frame["measured"] = (frame["arrival"] >= spec.warmup) & (frame["arrival"] < spec.duration)
-    tenants = [s.tenant or s.name for s in spec.workload]
-    frame["tenant"] = [tenants[int(s)] for s in cols["stream"]]
-    frame["priority"] = result.table.priority
-    t = result.table
+    frame["tenant"] = _names([s.tenant or s.name for s in spec.workload], cols["stream"])
+    frame["priority"] = t.priority[rows]
     if t.modality.any():   # requests beyond chat text (sim.media)
-        frame["modality"] = pd.Categorical([KINDS[int(k)] for k in t.modality], categories=list(KINDS))
-        frame["clip"] = t.clip
-        frame["media_seconds"] = t.media_seconds
-        frame["samples"] = t.samples
-        frame["pixels"] = t.pixels
+        frame["modality"] = pd.Categorical.from_codes(t.modality[rows], categories=list(KINDS))
+        frame["clip"] = t.clip[rows]
+        frame["media_seconds"] = t.media_seconds[rows]
+        frame["samples"] = t.samples[rows]
+        frame["pixels"] = t.pixels[rows]
     if summary is not None:
         prices = np.array([[np.nan if p[k] is None else p[k] / 1e6 for k in
                             ("usd_per_m_input_tokens", "usd_per_m_output_tokens")] for p in summary["pools"]]
                           + [[np.nan, np.nan]])
-        frame["usd"] = request_costs(result.table, pool_of_requests(result), prices)
+        frame["usd"] = request_costs(t, pool_of_requests(result, rows), prices, rows)
     return frame
+
+
+def _names(names: list[str], codes: np.ndarray) -> np.ndarray:
+    """Each code's name (code -1 is the last name)."""
+    return np.array(names, dtype=object)[codes]
+
+
+def write_requests(result: RunResult, summary: dict, path: str) -> None:
+    """requests.parquet; a table kept in scratch files goes out a row group at a time."""
+    t = result.table
+    if not t.store.spill:
+        requests_frame(result, summary).to_parquet(path, index=False)
+        return
+    writer = None
+    try:
+        step = column_store.WRITE_ROWS
+        for a in range(0, t.n, step):
+            part = pa.Table.from_pandas(requests_frame(result, summary, slice(a, a + step)), preserve_index=False)
+            writer = writer or pq.ParquetWriter(path, part.schema)
+            writer.write_table(part)
+            t.let_go()
+    finally:
+        if writer is not None:
+            writer.close()
 
 
 def devices_frame(result: RunResult, bins: int = 200) -> pd.DataFrame:
@@ -72,10 +97,7 @@ def devices_frame(result: RunResult, bins: int = 200) -> pd.DataFrame:
     tokens = np.zeros((n, nbins))
     host = np.zeros((n, nbins))
     dyn = np.zeros((n, nbins))       # computing seconds weighted by clock^3
-    log = result.log.columns()
-    for rep, s, e, blocks, tok, its, clock, wait in zip(log["replica"], log["start"], log["end"],
-                                                        log["kv_blocks"], log["tokens"], log["iterations"],
-                                                        log["clock"], log["host_wait"]):
+    for rep, s, e, blocks, tok, its, clock, wait in _stretches(result.log):
         host_share = min(its * wait / max(e - s, 1e-300), 1.0)
         b0, b1 = int(s // width), min(int(e // width), nbins - 1)
         for b in range(b0, b1 + 1):
@@ -114,6 +136,13 @@ def devices_frame(result: RunResult, bins: int = 200) -> pd.DataFrame:
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
 
 
+def _stretches(log):
+    """The busy log's rows as tuples, a chunk at a time."""
+    for _, c in in_chunks(log.columns(), log.store):
+        yield from zip(c["replica"].tolist(), c["start"].tolist(), c["end"].tolist(), c["kv_blocks"].tolist(),
+                       c["tokens"].tolist(), c["iterations"].tolist(), c["clock"].tolist(), c["host_wait"].tolist())
+
+
 def _drawing_by_bin(result: RunResult, nbins: int, width: float) -> np.ndarray:
     """Per engine and bin: the share of the bin its server had power and its replica ran."""
     out = np.ones((len(result.replicas), nbins))
@@ -138,7 +167,7 @@ def write_results(result: RunResult, summary: dict, out_dir: str, also=None) -> 
             json.dump(summary, fh, indent=2, default=_jsonable)
         with open(os.path.join(folder, "scenario.yaml"), "w") as fh:
             yaml.safe_dump(result.scenario.resolved_dict(), fh, sort_keys=False)
-        requests_frame(result, summary).to_parquet(os.path.join(folder, "requests.parquet"), index=False)
+        write_requests(result, summary, os.path.join(folder, "requests.parquet"))
         devices_frame(result).to_parquet(os.path.join(folder, "devices.parquet"), index=False)
         if result.fabric is not None:
             result.fabric.link_frame().to_parquet(os.path.join(folder, "links.parquet"), index=False)

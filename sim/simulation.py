@@ -76,6 +76,9 @@ class RunResult:
     head_nodes: list = field(default_factory=list)    # serving.head_node.HeadNode per server running engines
 
 
+SETTLE_EVERY = 1 << 16    # arrivals between looks for requests that have ended (sim.column_store)
+
+
 def simulate(scenario: Scenario, seed: int | None = None, trace: bool = False) -> RunResult:
     """Run one scenario; `seed` overrides the scenario's seed. `trace` keeps a record of
     every network flow (`Fabric.flow_log`) for `sim.trace`."""
@@ -84,6 +87,9 @@ def simulate(scenario: Scenario, seed: int | None = None, trace: bool = False) -
     wall0 = time.perf_counter()
     arrivals = generate(spec.workload, spec.duration, seed, stream_models(scenario))
     table = RequestTable(arrivals.time, arrivals.stream, arrivals.prompt, arrivals.output)
+    # one copy of the inputs: the table's (in memory they are the same arrays already)
+    arrivals.time, arrivals.stream, arrivals.prompt, arrivals.output = table.arrival, table.stream, table.prompt, \
+        table.output
     table.window_start = spec.warmup
     media_columns(table, arrivals, scenario)
     priorities = np.array([s.priority for s in spec.workload], np.int64)
@@ -95,7 +101,7 @@ def simulate(scenario: Scenario, seed: int | None = None, trace: bool = False) -
         table.session[calls] = plan.session[plan.node_of[calls]]
         table.step[calls] = plan.step[plan.node_of[calls]]
         table.final[:] = plan.final
-    log = BusyLog()
+    log = BusyLog(spill=table.store.spill)
     env = simpy.Environment()
     closed = [i for i, s in enumerate(spec.workload) if s.closed_loop]
     # completions someone acts on at their time: central dispatch, closed-loop clients, replies
@@ -138,7 +144,7 @@ def simulate(scenario: Scenario, seed: int | None = None, trace: bool = False) -
     heads = []
     if spec.topology is not None:
         engines = [p.spec.serve.engine for p in _pool_per_replica(scenario)]
-        heads = attach_head_nodes(env, fabric.graph, replicas, engines, placement, fabric)
+        heads = attach_head_nodes(env, fabric.graph, replicas, engines, placement, fabric, table.store.spill)
         collectives_over_fabric(scenario, replicas, placement, fabric, pipelines)
     if decoders:
         model_of = {rep.index: pool.model_key for pool, rep in zip(_pool_per_replica(scenario), replicas)}
@@ -171,11 +177,17 @@ def simulate(scenario: Scenario, seed: int | None = None, trace: bool = False) -
             a.healthy = failures.healthy
     lifecycle.begin(set().union(*(a.initial_off() for a in scalers)))
 
+    # the open-loop requests come first, in time order (sim.workload.generate); closed-loop
+    # ones (time NaN until their client sends them) after
+    open_loop = int(np.count_nonzero(~np.isnan(arrivals.time)))
+
     def source():
         times = arrivals.time
-        for i in np.nonzero(~np.isnan(times))[0]:
-            yield at(env, times[i])
-            router.arrive(int(i), model_of(int(i)))
+        for i in range(open_loop):
+            yield at(env, float(times[i]))
+            router.arrive(i, model_of(i))
+            if i % SETTLE_EVERY == 0:
+                table.settle(i)
 
     env.process(source())
     services = {s.name: ServiceStation(env, s.name, s.servers, s.service_time, rng_for(seed, "service", s.name))

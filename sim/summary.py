@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import capacity as capacity_mod, economics, intervals, kernels, media, sharing
+from .column_store import in_chunks
 from .metrics import COMPLETED, FAILED, IN_FLIGHT, REASONS, REJECTED, SHED, unserved
 from .ops.lifecycle import POWERED
 from .serving.scheduler import itl_edges
@@ -48,24 +49,25 @@ def histogram_stats(counts: np.ndarray, edges: np.ndarray) -> dict:
 def busy_in_window(result: RunResult, w0: float, w1: float) -> tuple[np.ndarray, ...]:
     """Per replica inside [w0, w1]: seconds busy, KV-block-seconds in use, seconds the devices
     wait for the host, and seconds computing weighted by clock^3 (what dynamic power follows)."""
-    log = result.log.columns()
     n = len(result.replicas)
-    overlap = np.clip(np.minimum(log["end"], w1) - np.maximum(log["start"], w0), 0.0, None)
-    busy = np.bincount(log["replica"], weights=overlap, minlength=n)
-    kv = np.bincount(log["replica"], weights=overlap * log["kv_blocks"], minlength=n)
-    # host time inside those stretches: iterations x overhead, prorated to the window
-    span = np.maximum(log["end"] - log["start"], 1e-300)
-    host_share = np.minimum(log["iterations"] * log["host_wait"] / span, 1.0)
-    host = np.bincount(log["replica"], weights=host_share * overlap, minlength=n)
-    dynamic = np.bincount(log["replica"], weights=(1.0 - host_share) * overlap * log["clock"] ** 3, minlength=n)
+    busy, kv, host, dynamic = (np.zeros(n) for _ in range(4))
+    for _, log in in_chunks(result.log.columns(), result.log.store):
+        overlap = np.clip(np.minimum(log["end"], w1) - np.maximum(log["start"], w0), 0.0, None)
+        busy += np.bincount(log["replica"], weights=overlap, minlength=n)
+        kv += np.bincount(log["replica"], weights=overlap * log["kv_blocks"], minlength=n)
+        # host time inside those stretches: iterations x overhead, prorated to the window
+        span = np.maximum(log["end"] - log["start"], 1e-300)
+        host_share = np.minimum(log["iterations"] * log["host_wait"] / span, 1.0)
+        host += np.bincount(log["replica"], weights=host_share * overlap, minlength=n)
+        dynamic += np.bincount(log["replica"], weights=(1.0 - host_share) * overlap * log["clock"] ** 3, minlength=n)
     return busy, kv, np.minimum(host, busy), dynamic
 
 
-def pool_of_requests(result: RunResult) -> np.ndarray:
-    """Each request's pool index (-1: never reached a replica)."""
+def pool_of_requests(result: RunResult, rows=slice(None)) -> np.ndarray:
+    """Each request's (of `rows`) pool index (-1: never reached a replica)."""
     index = {p.name: i for i, p in enumerate(result.scenario.pools)}
     engine_pool = np.array([index[r.pool] for r in result.replicas] + [-1], np.int64)
-    return engine_pool[result.table.replica]
+    return engine_pool[result.table.replica[rows]]
 
 
 def summarize(result: RunResult) -> dict:
@@ -99,6 +101,7 @@ def summarize(result: RunResult) -> dict:
     itl = [r.itl for r in result.replicas if r.itl is not None]
     latency["itl"] = histogram_stats(np.sum(itl, axis=0), itl_edges()) if itl else stats(np.zeros(0))
     latency["longest_stall"] = stats(cols["longest_stall"][done])
+    table.let_go()    # a long run's columns leave memory between sections (sim.column_store)
 
     finished_in = (state == COMPLETED) & (table.finished >= w0) & (table.finished <= w1)
     in_tok = float(table.prompt[finished_in].sum())
@@ -191,6 +194,7 @@ def summarize(result: RunResult) -> dict:
             "usd_per_m_input_tokens": None if np.isnan(token_prices[k, 0]) else float(token_prices[k, 0] * 1e6),
             "usd_per_m_output_tokens": None if np.isnan(token_prices[k, 1]) else float(token_prices[k, 1] * 1e6),
         })
+        table.let_go()
     if power_notes:
         power = {"it_watts": None, "pue": eco.pue, "facility_watts": None, "energy_kwh": None,
                  "joules_per_output_token": None, "joules_per_token": None, "notes": power_notes}
@@ -213,12 +217,17 @@ def summarize(result: RunResult) -> dict:
     cost = _cost(devices_usd, energy_usd, list(dict.fromkeys(cost_notes)), result.scenario.pricing, throughput, slo,
                  weights, float(np.mean(busy / window)) if len(busy) else 0.0, eco, capacity, capacity_note)
     network = _network(result, cols, done, w0, w1)
+    table.let_go()
     usd = request_costs(table, pool_index, token_prices)
     tenants = _tenants(spec, table, cols, measured, done, finished_in, usd, window)
+    table.let_go()
     sessions = _sessions(result, usd, pool_index, w0, spec.duration) if result.sessions is not None else None
+    table.let_go()
     prefix_cache = _prefix_cache(result, pool_index, done) if result.prefix_reusable is not None else None
     modalities = _modalities(result, cols, measured, done, finished_in, window, usd, pool_index)
+    table.let_go()
     failures = _failures(result, cols, done, w0, w1)
+    table.let_go()
     autoscaling = _autoscaling(result, measured, pool_index, w0, w1)
     replicas = [{"replica": r.index, "pool": r.pool, "devices": r.tp, "role": r.role,
                  "busy_fraction": float(busy[r.index] / window),
@@ -267,7 +276,9 @@ def summarize(result: RunResult) -> dict:
                 "streams": result.stream_names},
     }
     out["steady_state"] = steady_state(table, w0, w1)
+    table.let_go()
     out["intervals"] = intervals.section(result, out)
+    table.let_go()
     return out
 
 
@@ -290,13 +301,13 @@ def steady_state(table, w0: float, w1: float) -> dict:
             "in_flight_growth": growth, "why": why}
 
 
-def request_costs(table, pool_index: np.ndarray, token_prices: np.ndarray) -> np.ndarray:
+def request_costs(table, pool_index: np.ndarray, token_prices: np.ndarray, rows=slice(None)) -> np.ndarray:
     """Each completed request's share of the fleet's cost: its input and output tokens at its
     pool's split prices (which share the pool's hour, idle time included, over the tokens it
     finished in the window); NaN where no price is known or it did not complete."""
     prices = token_prices[pool_index]
-    usd = table.prompt * prices[:, 0] + table.output * prices[:, 1]
-    return np.where(table.state == COMPLETED, usd, np.nan)
+    usd = table.prompt[rows] * prices[:, 0] + table.output[rows] * prices[:, 1]
+    return np.where(table.state[rows] == COMPLETED, usd, np.nan)
 
 
 def _tenants(spec, table, cols, measured, done, finished_in, usd, window) -> list[dict]:
@@ -309,12 +320,13 @@ def _tenants(spec, table, cols, measured, done, finished_in, usd, window) -> lis
         mine = np.isin(table.stream, streams)
         own = next((spec.workload[i].slo for i in streams if spec.workload[i].slo is not None), None)
         targets = (own or spec.slo).targets
-        sub = {k: v[mine] for k, v in cols.items()}
+        sub = cols.where(mine)
         m, d, f = measured[mine], done[mine], finished_in[mine]
         latency = {k: stats(sub[k][d]) for k in LATENCIES}
         tokens = float((table.prompt + table.output)[mine & finished_in].sum())
         spent = usd[mine & finished_in]
         known = not np.isnan(spent).any()
+        table.let_go()
         out.append({
             "tenant": tenant,
             "streams": [spec.workload[i].name for i in streams],
@@ -529,9 +541,8 @@ def _output_weight(result: RunResult, pool, table, served_in, idx) -> float | No
         return None
     prompt = float(table.prompt[served_in].mean())
     output = float(table.output[served_in].mean())
-    log = result.log.columns()
-    mine = np.isin(log["replica"], idx)
-    iterations = float(log["iterations"][mine].sum())
+    iterations = sum(float(log["iterations"][np.isin(log["replica"], idx)].sum())
+                     for _, log in in_chunks(result.log.columns(), result.log.store))
     batch = max(1, int(round(float(table.output[served_in].sum()) / max(iterations, 1.0))))
     p = pool.deployment.params
     P = max(1, int(round(prompt)))

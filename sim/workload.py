@@ -146,11 +146,8 @@ def generate(streams: list[Stream], duration: float, seed: int,
             parts.append((sp["time"][mask], np.full(n, sp["stream"], np.int32), sp["prompt"][mask],
                           sp["output"][mask], sp["node"][mask]) + _plain(n, 0, None)
                          + (np.full(n, -1, np.int64),))
-    time = np.concatenate([p[0] for p in open_parts]) if open_parts else np.empty(0)
-    order = np.argsort(time, kind="stable")
-    parts = [tuple(None if col is None else col[order] for col in _concat(open_parts))] if open_parts else []
-    parts += closed_parts
-    cols = _concat(parts)
+    parts = [_in_time_order(_concat(open_parts))] if open_parts else []
+    cols = _concat(parts + closed_parts)
     if plan is not None:
         link(plan, session_parts, cols[4].astype(np.int64))
     media = None
@@ -162,8 +159,9 @@ def generate(streams: list[Stream], duration: float, seed: int,
         media = dict(modality=cols[5].astype(np.int8), clip=clip, media_seconds=cols[7].astype(float),
                      samples=cols[8].astype(np.int64), pixels=cols[9].astype(float))
     system = _system_keys(cols[1], cols[10].astype(np.int64), system_of, plan) if system_of else {}
-    return Arrivals(time=cols[0].astype(float), stream=cols[1].astype(np.int32),
-                    prompt=cols[2].astype(np.int64), output=cols[3].astype(np.int64), sessions=plan,
+    return Arrivals(time=cols[0].astype(float, copy=False), stream=cols[1].astype(np.int32, copy=False),
+                    prompt=cols[2].astype(np.int64, copy=False), output=cols[3].astype(np.int64, copy=False),
+                    sessions=plan,
                     **(media or {}), **system)
 
 
@@ -192,9 +190,22 @@ _DEFAULTS = {5: (np.int8, 0), 6: (np.int64, 0), 7: (float, np.nan), 8: (np.int64
              10: (np.int64, -1)}
 
 
+def _in_time_order(cols: tuple) -> tuple:
+    """The columns' rows sorted by time (the first column), ties kept in their order; as
+    they are when they already are (one stream: no copies of a long run's columns)."""
+    time = cols[0]
+    if len(time) < 2 or (time[1:] >= time[:-1]).all():
+        return cols
+    order = np.argsort(time, kind="stable")
+    return tuple(None if col is None else col[order] for col in cols)
+
+
 def _concat(parts):
     """Join the parts' columns. A column every part leaves as None stays None (a run of text
-    requests allocates no media columns); otherwise the None parts are filled with defaults."""
+    requests allocates no media columns); otherwise the None parts are filled with defaults.
+    One part's columns are its own (not copied)."""
+    if len(parts) == 1:
+        return tuple(parts[0])
     out = []
     for k in range(11):
         cols = [p[k] for p in parts]

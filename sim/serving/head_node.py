@@ -26,29 +26,30 @@ stretched.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 
 from .. import kernels as K
+from ..metrics import Series
 
 INTERVAL = 0.1    # s: a governor's period, several iterations long, so demand is an average
 STEP = 0.01       # smallest change of the stretch that replans the engines
 
 
-@dataclass
-class HeadNodeLog:
+class HeadNodeLog(Series):
     """Per interval: its end, the cores the front ends and the staging wanted over it (the
     engine threads want a constant number), and the stretch in force during it."""
-    times: list = field(default_factory=list)
-    frontend: list = field(default_factory=list)
-    staging: list = field(default_factory=list)
-    stretch: list = field(default_factory=list)
+
+    FIELDS = {"time": float, "frontend": float, "staging": float, "stretch": float}
+
+    def add(self, time: float, frontend: float, staging: float, stretch: float) -> None:
+        i = self._next_row()
+        c = self._cols
+        c["time"][i], c["frontend"][i], c["staging"][i], c["stretch"][i] = time, frontend, staging, stretch
 
 
 class HeadNode:
     def __init__(self, env, host: str, cores: int, speed: float, replicas: list, engines: list, fabric,
-                 staged: bool):
+                 staged: bool, spill: bool = False):
         self.env = env
         self.host = host
         self.cores = cores
@@ -58,7 +59,7 @@ class HeadNode:
         self.tokenize = np.array([e.tokenize_per_token for e in engines])
         self.detokenize = np.array([e.detokenize_per_token for e in engines])
         self.fabric = fabric if staged else None
-        self.log = HeadNodeLog()
+        self.log = HeadNodeLog(spill=spill)   # a long run's intervals go to scratch files
         self.stretch = 1.0
         self._apply(self._stretch_for(self.threads))
         # a governor ticks for ever (the run stops it: sim.simulation._run_until_done)
@@ -94,11 +95,7 @@ class HeadNode:
         frontend = ((front - front0) / dt + detok) / self.speed
         staging = (staged - staged0) / dt
         stretch = self._stretch_for(self.threads + frontend + staging)
-        log = self.log
-        log.times.append(now)
-        log.frontend.append(frontend)
-        log.staging.append(staging)
-        log.stretch.append(self.stretch)
+        self.log.add(now, frontend, staging, self.stretch)
         if abs(stretch - self.stretch) >= STEP * self.stretch or (stretch == 1.0 and self.stretch != 1.0):
             self._apply(stretch)
 
@@ -114,21 +111,22 @@ class HeadNode:
 
     def summary(self, w0: float, w1: float) -> dict:
         """Cores wanted on average over the window, by kind, and the host work's stretch."""
-        log = self.log
-        t = np.asarray(log.times)
+        log = self.log.columns()
+        t = log["time"]
         inside = (t > w0) & (t <= w1)
         demand = {"engines": float(self.threads), "frontend": 0.0, "staging": 0.0}
         stretch = peak = self.stretch          # no governor: the constant demand
         if inside.any():
-            demand.update({k: float(np.mean(np.asarray(getattr(log, k))[inside])) for k in ("frontend", "staging")})
-            s = np.asarray(log.stretch)[inside]
+            demand.update({k: float(np.mean(log[k][inside])) for k in ("frontend", "staging")})
+            s = log["stretch"][inside]
             stretch, peak = float(s.mean()), float(s.max())
         return {"server": self.host, "cores": self.cores, "cpu_speed": self.speed,
                 "cores_wanted": demand, "cores_wanted_total": float(sum(demand.values())),
                 "host_stretch_mean": stretch, "host_stretch_max": peak}
 
 
-def attach_head_nodes(env, graph, replicas: list, engines: list, placement: dict, fabric) -> list[HeadNode]:
+def attach_head_nodes(env, graph, replicas: list, engines: list, placement: dict, fabric,
+                      spill: bool = False) -> list[HeadNode]:
     """A head node for every server that runs engines and whose topology gives its CPUs' cores
     (an explicit topology without CPU figures keeps the catalog's host times as they are)."""
     cpus_of: dict = {}
@@ -150,5 +148,5 @@ def attach_head_nodes(env, graph, replicas: list, engines: list, placement: dict
             continue
         cores = sum(d["cores"] for d in cpus)
         heads.append(HeadNode(env, host, cores, cpus[0].get("speed", 1.0), [r for r, _ in pairs],
-                              [e for _, e in pairs], fabric, host in staged_hosts))
+                              [e for _, e in pairs], fabric, host in staged_hosts, spill))
     return heads
