@@ -87,7 +87,9 @@ def section(result, summary: dict) -> dict:
         figures[key] = [lo, hi]
 
     for metric, q in LATENCY:
-        spread = _spread([np.percentile(cols[metric][m], int(q[1:])) for m in in_stretch]) if enough else None
+        if q == LATENCY[0][1]:
+            values = cols[metric]     # made once per metric (sim.metrics.Columns makes it when asked)
+        spread = _spread([np.percentile(values[m], int(q[1:])) for m in in_stretch]) if enough else None
         put(f"latency_s.{metric}.{q}", summary["latency_s"][metric][q], "time", spread)
 
     # throughput by finishing time in each stretch

@@ -168,13 +168,11 @@ class Columns(Mapping):
         self.table = table
         self.rows = slice(None) if rows is None else rows
 
-    def where(self, mask: np.ndarray) -> "Columns":
-        """The same columns, of the rows `mask` selects among these."""
-        return Columns(self.table, np.flatnonzero(mask) if isinstance(self.rows, slice) and self.rows == slice(None)
-                       else np.arange(self.table.n)[self.rows][mask])
-
     def __iter__(self):
         return iter(self.NAMES)
+
+    def __contains__(self, name) -> bool:
+        return name in self.NAMES
 
     def __len__(self) -> int:
         return len(self.NAMES)
@@ -185,23 +183,27 @@ class Columns(Mapping):
             return getattr(t, self.STORED[name])[r]
         if name == "id":
             return np.arange(t.n)[r]
+        # each made with as few whole-length temporaries as it can: a long run has millions of rows
         with np.errstate(invalid="ignore", divide="ignore"):
             if name == "queue_wait":
                 return t.admitted[r] - t.arrival[r]
             if name == "ttft":
-                first = t.first_token[r]
-                return np.where(~np.isnan(first), first - t.arrival[r], np.nan)
-            done = t.state[r] == COMPLETED
+                return t.first_token[r] - t.arrival[r]        # NaN until its first token
+            ended = t.state[r] == COMPLETED
             if name == "tpot":
                 decode_tokens = t.output[r] - 1
-                tpot = np.where(decode_tokens > 0, (t.finished[r] - t.first_token[r]) / np.maximum(decode_tokens, 1),
-                                np.nan)
-                return np.where(done, tpot, np.nan)
-            if name == "e2e":
-                return np.where(done, t.finished[r] - t.arrival[r], np.nan)
-            if name == "longest_stall":
-                return np.where(done & (t.output[r] > 1), t.longest_stall[r], np.nan)
-        raise KeyError(name)
+                out = t.finished[r] - t.first_token[r]
+                out /= np.maximum(decode_tokens, 1)
+                ended &= decode_tokens > 0
+            elif name == "e2e":
+                out = t.finished[r] - t.arrival[r]
+            elif name == "longest_stall":
+                out = np.array(t.longest_stall[r])
+                ended &= t.output[r] > 1
+            else:
+                raise KeyError(name)
+            out[~ended] = np.nan
+            return out
 
 
 class Series:

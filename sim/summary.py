@@ -320,8 +320,9 @@ def _tenants(spec, table, cols, measured, done, finished_in, usd, window) -> lis
         mine = np.isin(table.stream, streams)
         own = next((spec.workload[i].slo for i in streams if spec.workload[i].slo is not None), None)
         targets = (own or spec.slo).targets
-        sub = cols.where(mine)
-        m, d, f = measured[mine], done[mine], finished_in[mine]
+        rows = slice(None) if mine.all() else np.flatnonzero(mine)   # all: views, not copies
+        sub = table.columns(rows)
+        m, d, f = measured[rows], done[rows], finished_in[rows]
         latency = {k: stats(sub[k][d]) for k in LATENCIES}
         tokens = float((table.prompt + table.output)[mine & finished_in].sum())
         spent = usd[mine & finished_in]
@@ -333,11 +334,11 @@ def _tenants(spec, table, cols, measured, done, finished_in, usd, window) -> lis
             "priority": sorted({spec.workload[i].priority for i in streams}),
             "measured_requests": int(m.sum()),
             "completed": int(d.sum()),
-            "turned_away": int((m & unserved(table.state[mine])).sum()),
-            **{name: int((m & (table.state[mine] == code)).sum())
+            "turned_away": int((m & unserved(table.state[rows])).sum()),
+            **{name: int((m & (table.state[rows] == code)).sum())
                for name, code in (("rejected", REJECTED), ("shed", SHED), ("failed", FAILED))},
             "latency_s": latency,
-            "slo": _slo(targets, sub, m, d, f, latency, _Rows(table, mine), window),
+            "slo": _slo(targets, sub, m, d, f, latency, _Rows(table, rows), window),
             "tokens_per_s": tokens / window,
             "usd_per_hour": float(spent.sum()) / window * 3600.0 if known else None,
             "usd_per_m_tokens": float(spent.sum()) / tokens * 1e6 if known and tokens else None,
@@ -529,8 +530,8 @@ def _pipeline_steps(result: RunResult, stream, ok: np.ndarray) -> list[dict]:
 class _Rows:
     """The columns `_slo` reads, for a subset of the requests."""
 
-    def __init__(self, table, mask):
-        self.prompt, self.output, self.state = table.prompt[mask], table.output[mask], table.state[mask]
+    def __init__(self, table, rows):
+        self.prompt, self.output, self.state = table.prompt[rows], table.output[rows], table.state[rows]
 
 
 def _output_weight(result: RunResult, pool, table, served_in, idx) -> float | None:
@@ -766,13 +767,14 @@ def _dip(table, cols: dict, t: float, w0: float, w1: float) -> dict:
     good0 = float(((table.finished >= before[0]) & (table.finished < before[1]) & done).sum()) / span
     # served before the failure (those it caught are the failure's cost, not the baseline)
     arrived0 = (table.arrival >= before[0]) & (table.finished < t) & done
-    ttft0 = float(np.nanpercentile(cols["ttft"][arrived0], 99)) if arrived0.any() else np.nan
+    first_token = cols["ttft"]
+    ttft0 = float(np.nanpercentile(first_token[arrived0], 99)) if arrived0.any() else np.nan
     edges = np.arange(t, w1 + width * 0.5, width)
     good, ttft = [], []
     for a, b in zip(edges, edges[1:]):
         good.append(float(((table.finished >= a) & (table.finished < b) & done).sum()) / width)
         mine = (table.arrival >= a) & (table.arrival < b) & done
-        ttft.append(float(np.nanpercentile(cols["ttft"][mine], 99)) if mine.any() else np.nan)
+        ttft.append(float(np.nanpercentile(first_token[mine], 99)) if mine.any() else np.nan)
     ok = [g >= 0.9 * good0 and (np.isnan(tt) or np.isnan(ttft0) or tt <= 1.1 * ttft0) for g, tt in zip(good, ttft)]
     bad = [k for k, fine in enumerate(ok) if not fine]
     recovery = 0.0 if not bad else (None if bad[-1] == len(ok) - 1 else float(edges[bad[-1] + 1] - t))

@@ -57,7 +57,7 @@ def test_busy_log_grows_the_same_in_memory_and_spilled(monkeypatch):
         np.testing.assert_array_equal(a[name], b[name])
 
 
-def test_lazy_columns_of_a_subset_are_the_rows_of_the_whole():
+def test_columns_of_some_rows_are_those_rows_of_every_column():
     n = 50
     rng = np.random.default_rng(1)
     t = RequestTable(np.sort(rng.uniform(0, 10, n)), np.zeros(n), rng.integers(1, 100, n), rng.integers(1, 50, n))
@@ -65,11 +65,13 @@ def test_lazy_columns_of_a_subset_are_the_rows_of_the_whole():
     t.finished[:30] = t.first_token[:30] + 1.0
     t.state[:30] = 1
     mask = rng.random(n) < 0.5
-    whole, part = t.columns(), t.columns().where(mask)
-    assert set(whole) == set(part)
+    whole, part, rows = t.columns(), t.columns(mask), t.columns(np.flatnonzero(mask))
+    assert set(whole) == set(part) == set(rows) and "tpot" in whole and "x" not in whole
     for name in whole:
         np.testing.assert_array_equal(whole[name][mask], part[name])
-    np.testing.assert_array_equal(part.where(part["state"] == 1)["e2e"], whole["e2e"][mask & (t.state == 1)])
+        np.testing.assert_array_equal(whole[name][mask], rows[name])
+    with pytest.raises(KeyError):
+        whole["x"]
 
 
 def _run_into(folder, spill_rows, monkeypatch):
