@@ -140,9 +140,8 @@ class RequestTable:
         """Drop rows (requests a closed-loop client never got to issue)."""
         if mask.all():
             return
-        for name, value in list(vars(self).items()):
-            if isinstance(value, np.ndarray) and len(value) == self.n:
-                setattr(self, name, value[mask])
+        for name, value in self.arrays().items():
+            setattr(self, name, value[mask])
         self.n = int(mask.sum())
 
     def columns(self, rows=None) -> "Columns":
