@@ -43,7 +43,7 @@ LOAD = 0.85
 # microsecond), runs `dcsim`, and reports peak RSS (KiB) and kernel seconds on stderr.
 CHILD = """
 import resource, sys, time
-import sim.kernels as K, sim.serving.scheduler as S
+import sim.timing.kernels as K, sim.serving.scheduler as S
 spent = [0.0]
 def timed(f):
     def call(*args):
@@ -94,7 +94,7 @@ def replica_capacity(scenario: str) -> float:
     by the simulator itself."""
     from sim.scenario import load_scenario
     from sim.simulation import simulate
-    from sim.summary import summarize
+    from sim.results.summary import summarize
     spec = load_scenario(scenario).spec
     serve = spec.fleet[0].serve
     stream = spec.workload[0]
@@ -163,7 +163,7 @@ CASES = {
     "scale-replicas": lambda: [at_load(f"replicas-{r}", BENCH_1M, requests=100_000, replicas=r)
                                for r in (8, 64, 256, 1024)],
     # a day of the quickstart's traffic (3.5 M requests): its peak memory, bounded by spilling
-    # the request table and the logs to scratch files (sim.column_store)
+    # the request table and the logs to scratch files (sim.core.column_store)
     "quickstart-24h": lambda: [run_case("quickstart-24h", "scenarios/quickstart.yaml", ["duration=24h"])],
     "startup": startup,
     "sweep": sweep,

@@ -2,7 +2,7 @@
 
     from sim.scenario import load_scenario
     from sim.simulation import simulate
-    from sim.summary import summarize
+    from sim.results.summary import summarize
 
     result = simulate(load_scenario("scenarios/quickstart.yaml", ["workload.rate=80/s"]))
     figures = summarize(result)

@@ -11,9 +11,9 @@ import sys
 
 from rich.table import Table
 
-from .column_store import steady_heap
-from .errors import ScenarioError
-from .units import duration_or_dash
+from .core.column_store import steady_heap
+from .spec.errors import ScenarioError
+from .spec.units import duration_or_dash
 
 EXIT_SCENARIO = 2
 EXIT_INTERRUPTED = 130     # as a shell reports a command stopped by Ctrl-C (128 + SIGINT)
@@ -164,11 +164,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args) -> int:
-    from .report import make_console, print_summary, write_results
+    from .results.report import make_console, print_summary, write_results
     from .scenario import load_scenario
-    from . import trace
+    from .results import trace
     from .simulation import simulate
-    from .summary import summarize
+    from .results.summary import summarize
 
     tracing = args.trace or args.trace_window is not None or args.trace_requests is not None
     window = trace.parse_window(args.trace_window) if args.trace_window is not None else None  # before the run
@@ -197,11 +197,11 @@ def _run(args) -> int:
 
 
 def _compare(args) -> int:
-    from . import compare
-    from .report import make_console
+    from .tools import compare
+    from .results.report import make_console
     from .simulation import simulate
-    from .summary import summarize
-    from .units import format_duration
+    from .results.summary import summarize
+    from .spec.units import format_duration
 
     console = make_console()
     scenarios = compare.load_entries(compare.entries(args.scenarios), args.overrides)
@@ -230,7 +230,7 @@ def _compare(args) -> int:
             "goodput tok/s", "power kW", "J/out tok", "$/h", "$/M tok", "SLO")
     for c in cols:
         table.add_column(c, justify="left" if c in ("scenario", "fleet") else "right")
-    from .intervals import text as with_interval
+    from .results.intervals import text as with_interval
     for r in rows:
         def lat(key):
             lo = r.get(key.replace("_s", "_lo_s"))
@@ -269,9 +269,9 @@ def _sweep(args) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
         TimeRemainingColumn
 
-    from . import sweep as sw
-    from .executors import executor_for
-    from .report import make_console
+    from .tools import sweep as sw
+    from .tools.executors import executor_for
+    from .results.report import make_console
 
     console = make_console()
     if args.out:
@@ -321,10 +321,11 @@ def _cell(v) -> str:
 def _plan(args) -> int:
     import time
 
-    from . import catalog, economics
-    from .plan import Planner, parse_slo
-    from .report import make_console
-    from .units import parse_rate
+    from . import catalog
+    from .catalog import economics
+    from .tools.plan import Planner, parse_slo
+    from .results.report import make_console
+    from .spec.units import parse_rate
 
     console = make_console()
     wall0 = time.perf_counter()
@@ -428,8 +429,8 @@ def _plan(args) -> int:
 
 
 def _calibrate(args) -> int:
-    from .calibrate import Calibrator, write_overlay
-    from .report import make_console
+    from .tools.calibrate import Calibrator, write_overlay
+    from .results.report import make_console
 
     console = make_console()
     _writable(args.out, folder=False)
@@ -465,7 +466,7 @@ def _calibrate(args) -> int:
 def _writable(path: str, flag: str = "--out", folder: bool = True) -> str:
     """Check, before any simulation, that results can go to `path`: a folder (or for a file
     output, a file) that exists or can be created in a writable folder."""
-    from .results_folder import replaceable
+    from .results.folder import replaceable
     if folder and os.path.isdir(path) and not replaceable(path):
         raise ScenarioError.one(_loc(flag), "", f"{path} exists and is not a dcsim results folder (it holds other "
                                                 f"files, which a run would replace); choose a new folder")
@@ -484,7 +485,7 @@ def _writable(path: str, flag: str = "--out", folder: bool = True) -> str:
 
 
 def _loc(text):
-    from .errors import Loc
+    from .spec.errors import Loc
     return Loc(text)
 
 
@@ -530,7 +531,7 @@ def _write_plan(out, planner, plans, ok, fail, complete: bool = True) -> None:
 
 def _validate(args) -> int:
     from .scenario import load_scenario
-    from .units import format_bytes
+    from .spec.units import format_bytes
 
     scenario = load_scenario(args.scenario, args.overrides, args.variant)
     spec = scenario.spec
@@ -550,8 +551,9 @@ def _validate(args) -> int:
 
 
 def _validate_model(args) -> int:
-    from . import accuracy, fidelity
-    from .report import make_console
+    from .catalog import accuracy
+    from .tools import fidelity
+    from .results.report import make_console
     from .timing import crosscheck
 
     console = make_console()
@@ -614,8 +616,8 @@ def _validate_model(args) -> int:
 
 
 def _topology(args) -> int:
-    from .topology import draw_topology, load_topology, summarize_topology
-    from .units import format_bytes
+    from .fabric.topology import draw_topology, load_topology, summarize_topology
+    from .spec.units import format_bytes
 
     spec = load_topology(args.file)
     summary = summarize_topology(spec)
@@ -637,8 +639,8 @@ def _topology(args) -> int:
 
 
 def _report(args) -> int:
-    from .analysis import ResultsError
-    from .html_report import write_report
+    from .results.analysis import ResultsError
+    from .results.html_report import write_report
 
     try:
         out = write_report(args.results, args.out)
@@ -651,10 +653,10 @@ def _report(args) -> int:
 
 def _catalog(args) -> int:
     from . import catalog
-    from .hardware import DeviceSpec
-    from .models import ModelSpec
-    from .report import make_console
-    from .units import format_bytes
+    from .catalog.hardware import DeviceSpec
+    from .catalog.models import ModelSpec
+    from .results.report import make_console
+    from .spec.units import format_bytes
 
     if args.what == "devices":
         specs = {k: DeviceSpec.model_validate(v) for k, v in catalog.device_entries().items()}

@@ -1,8 +1,8 @@
 """Numba's on-disk cache, kept true to the sources.
 
 Numba keys a cached function on its own file's timestamp only, so the scheduler's compiled
-loop (serving/scheduler.py), which inlines the kernels (kernels.py), would keep running
-yesterday's kernels after kernels.py changes. Before anything compiles, this drops every
+loop (serving/scheduler.py), which inlines the kernels (timing/kernels.py), would keep running
+yesterday's kernels after they change. Before anything compiles, this drops every
 cached compilation under `sim/` when the compiled modules' sources have changed since the
 cache was written (their hash is kept next to the cache).
 """
@@ -12,7 +12,7 @@ import hashlib
 import os
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-COMPILED = ("kernels.py", os.path.join("serving", "scheduler.py"))
+COMPILED = (os.path.join("timing", "kernels.py"), os.path.join("serving", "scheduler.py"))
 STAMP = os.path.join(HERE, "__pycache__", "compiled-sources.sha256")
 
 

@@ -11,114 +11,28 @@ import os
 from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
-from pydantic_core import PydanticCustomError
 
-from . import calibration, catalog, economics, engines, limits, sharing, source, timing, trace_file
-from .partition import Partition
-from .deployment import Deployment, DeploymentError, EngineLimits, deploy
-from .errors import Loc, Problem, ScenarioError, did_you_mean, format_path
-from .hardware import DeviceSpec, Precision
-from .models import ModelSpec, a_kind
-from .units import UnitError, parse_duration
-from .spec_base import Bytes, Name, PerSecond, Seconds, Spec, Watts
-from .topology import TopologySpec, validate_topology
-from .arrivals import Arrival, Trace
-from .lengths import Length
-from .media import AudioSeconds, ImageRequest, VideoRequest, media_field
-from .sessions import Service, Session, SystemPrompt
+from . import catalog, timing
+from .catalog import economics, engines
+from .catalog.hardware import DeviceSpec, Precision
+from .catalog.models import ModelSpec, a_kind
+from .catalog.partition import Partition
+from .demand import trace_file
+from .demand.media import media_field
+from .demand.sessions import Service
+from .demand.streams import Stream
+from .fabric.topology import TopologySpec, validate_topology
 from .ops.admission import AdmissionSpec
 from .ops.autoscaler import AutoscaleSpec
 from .ops.failures import FailureSpec
-
-# ---- workload streams ------------------------------------------------------------------
-
-
-class Stream(Spec):
-    """Open loop (arrivals at a rate, or a trace) or closed loop (`concurrency` clients that
-    each send their next request when the last one ends, `think_time` later, until `requests`
-    have been sent; with concurrency = requests all arrive at once, as in offline benchmarks)."""
-
-    name: str
-    model: str | None = None
-    rate: PerSecond | None = None
-    arrival: Arrival = Arrival()
-    prompt_tokens: Length | None = None
-    output_tokens: Length | None = None
-    trace: Trace | None = None
-    requests: int | None = Field(default=None, ge=1, description="stop after this many requests")
-    concurrency: int | None = Field(default=None, ge=1, description="closed loop: requests kept outstanding")
-    think_time: Seconds = Field(default=0.0, ge=0)
-    tenant: str | None = Field(default=None, description="who sends it (default: the stream's name)")
-    priority: int = Field(default=0, description="class: higher goes first at routers and engines")
-    slo: "Slo | None" = Field(default=None, description="this tenant's targets (default: the scenario's)")
-    session: Session | None = Field(default=None, description="each arrival starts a session: a graph of calls")
-    system_prompt: SystemPrompt | None = Field(default=None, description="tokens every prompt starts with, one "
-                                                                        "of `variants` shared system prompts")
-    # requests beyond chat text (sim.media): their token counts are derived from these
-    audio_seconds: AudioSeconds | None = Field(default=None, description="speech models: seconds of audio "
-                                                                         "per request (to transcribe or to say)")
-    image: ImageRequest | None = Field(default=None, description="image models: {width, height, steps, images}")
-    video: VideoRequest | None = Field(default=None, description="video models: {width, height, frames, steps}")
-
-    @field_validator("arrival", mode="before")
-    @classmethod
-    def _arrival_shorthand(cls, v):
-        return {"process": v} if isinstance(v, str) else v
-
-    @field_validator("rate")
-    @classmethod
-    def _positive(cls, v):
-        if v is not None and v <= 0:
-            raise ValueError(f"rate must be positive, got {v:g}/s")
-        return v
-
-    @property
-    def closed_loop(self) -> bool:
-        return self.concurrency is not None
-
-    @model_validator(mode="after")
-    def _complete(self):
-        media = [f for f in ("audio_seconds", "image", "video") if getattr(self, f) is not None]
-        if len(media) > 1:
-            raise ValueError(f"give one of audio_seconds, image, video (got {', '.join(media)})")
-        if self.system_prompt is not None and (media or self.trace is not None or self.session is not None):
-            raise ValueError("system_prompt: applies to streams that draw prompt_tokens (a session gives its own "
-                             "under session:, a trace's prompts are as recorded, media requests have none)")
-        if media:
-            clash = [f for f in ("output_tokens", "trace", "session") if getattr(self, f) is not None]
-            if media[0] != "audio_seconds" and self.prompt_tokens is not None:
-                clash.insert(0, "prompt_tokens")
-            if clash:
-                raise ValueError(f"{media[0]}: sets the requests' sizes; remove {', '.join(clash)}")
-        if self.session is not None:
-            clash = [f for f in ("prompt_tokens", "output_tokens", "trace", "concurrency")
-                     if getattr(self, f) is not None]
-            if clash:
-                raise ValueError(f"a session stream draws its calls from session:; remove {', '.join(clash)}")
-            if self.rate is None:
-                raise ValueError("a session stream needs rate: (sessions started per second)")
-            return self
-        if self.closed_loop:
-            if self.requests is None:
-                raise ValueError("a closed-loop stream (concurrency:) needs requests: the number to send")
-            if self.rate is not None or self.trace is not None or self.arrival != Arrival():
-                raise ValueError("a closed-loop stream sends its next request when one ends; "
-                                 "remove rate/arrival/trace (or remove concurrency for open-loop arrivals)")
-            if (self.prompt_tokens is None or self.output_tokens is None) and not media:
-                raise ValueError("a closed-loop stream needs prompt_tokens and output_tokens")
-            return self
-        if self.think_time:
-            raise ValueError("think_time applies to closed-loop streams (with concurrency:) only")
-        if self.trace is None:
-            needed = ("rate",) if media else ("rate", "prompt_tokens", "output_tokens")
-            missing = [f for f in needed if getattr(self, f) is None]
-            if missing:
-                raise ValueError(f"a synthetic stream needs {', '.join(missing)} (or trace: to replay a file)")
-        elif self.prompt_tokens is not None or self.output_tokens is not None or self.arrival != Arrival():
-            raise ValueError("a trace stream takes arrivals and lengths from the file; "
-                             "remove arrival/prompt_tokens/output_tokens (rate: rescales its timing)")
-        return self
-
+from .serving import sharing
+from .spec import limits, source
+from .spec.base import Bytes, Name, Seconds, Spec, Watts
+from .spec.errors import Loc, Problem, ScenarioError, did_you_mean, format_path
+from .spec.slo import Slo
+from .spec.validate import validate
+from .timing import calibration
+from .timing.deployment import Deployment, DeploymentError, EngineLimits, deploy
 
 # ---- serving ---------------------------------------------------------------------------
 
@@ -267,36 +181,6 @@ class Ingress(Spec):
     bytes_per_token: float = Field(default=4.0, gt=0, description="payload per prompt or output token")
 
 
-SLO_METRICS = ("ttft", "tpot", "e2e", "queue_wait")
-SLO_STATS = ("p50", "p90", "p99", "mean")
-
-
-class Slo(Spec):
-    """Latency targets, e.g. ttft_p99: 2s. A request meets the SLO when every metric is within target."""
-
-    targets: dict[str, float] = Field(default_factory=dict)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _collect(cls, data):
-        if not isinstance(data, dict) or "targets" in data:
-            return data
-        valid = [f"{m}_{s}" for m in SLO_METRICS for s in SLO_STATS]
-        targets = {}
-        for key, value in data.items():
-            if key not in valid:
-                raise PydanticCustomError("unknown_field", "unknown field '{field}'{hint}",
-                                          {"field": key, "hint": did_you_mean(str(key), valid, "SLO targets")})
-            try:
-                targets[key] = parse_duration(value)
-            except UnitError as exc:
-                raise ValueError(f"{key}: {exc}") from None
-            if not targets[key] > 0 or targets[key] == float("inf"):
-                raise ValueError(f"{key}: a latency target must be a positive, finite duration, got {value!r}")
-        return {"targets": targets}
-
-
-Stream.model_rebuild()
 
 
 class Economics(Spec):
@@ -532,7 +416,7 @@ MEDIA_HINT = {"audio_seconds": "audio_seconds: (seconds of audio per request, e.
 
 
 def _check_modalities(spec: ScenarioSpec, pools: list[ResolvedPool], src: source.Source) -> list[Problem]:
-    """Each stream describes its requests the way its model's modality needs (sim.media), and
+    """Each stream describes its requests the way its model's modality needs (sim.demand.media), and
     pools serving a diffusion model run an engine that can."""
     problems = []
     models = {p.model_key: p.deployment.model for p in pools}
@@ -691,7 +575,7 @@ def _check_failures(spec: ScenarioSpec, pools: list[ResolvedPool], src: source.S
     if spec.failures is None:
         return []
     from .ops.failures import Components
-    from .simulation import place
+    from .serving.placement import place
     scenario = Scenario(spec, pools, src, "")
     problems = [Problem(src.loc_of(path), format_path(path), message)
                 for path, message in Components(scenario, place(scenario)).problems(spec.failures)]
@@ -774,53 +658,6 @@ def _check_roles(spec: ScenarioSpec, pools: list[ResolvedPool], src: source.Sour
     return problems
 
 
-def validate(cls, data, src: source.Source, prefix: tuple = ()):
-    """Validate `data` against a Spec class, turning pydantic errors into ScenarioError."""
-    try:
-        return cls.model_validate(data)
-    except ValidationError as exc:
-        raise ScenarioError(_problems(exc, src, data, prefix)) from None
-
-
-def _problems(exc: ValidationError, src: source.Source, data, prefix: tuple) -> list[Problem]:
-    out = []
-    for err in exc.errors(include_url=False):
-        path = _data_path(data, err["loc"])
-        if err["type"] == "unknown_field":
-            path = path + (err["ctx"]["field"],)
-        shown = prefix + path
-        if err["type"] == "missing":  # name the missing field; point at its parent's line
-            shown = shown + (err["loc"][-1],)
-        full = prefix + path
-        msg = err["msg"]
-        if err["type"] == "missing":
-            msg = "required field is missing"
-        elif err["type"] in ("literal_error", "union_tag_invalid", "enum"):
-            given = err.get("input")
-            expected = err.get("ctx", {}).get("expected") or err.get("ctx", {}).get("expected_tags", "")
-            choices = [c.strip(" '\"") for c in str(expected).replace(" or ", ",").split(",") if c.strip()]
-            if err["type"] == "union_tag_invalid":
-                given = err.get("ctx", {}).get("tag", given)
-            msg = f"'{given}' is not valid" + did_you_mean(str(given), choices)
-        elif msg.startswith("Value error, "):
-            msg = msg[len("Value error, "):]
-        out.append(Problem(src.loc_of(full), format_path(shown), msg))
-    return out
-
-
-def _data_path(data, loc) -> tuple:
-    """The part of a pydantic error location that names real keys in the data."""
-    path, node = [], data
-    for part in loc:
-        if isinstance(node, dict) and part in node:
-            path.append(part)
-            node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
-            path.append(part)
-            node = node[part]
-    return tuple(path)
-
-
 def _catalog_entry(ref, entries: dict, what: str, loc_path: tuple, src: source.Source) -> tuple[str, dict]:
     """Resolve a catalog name, or an inline mapping with an optional `base:` name to override."""
     field = format_path(loc_path)
@@ -844,7 +681,7 @@ def _catalog_entry(ref, entries: dict, what: str, loc_path: tuple, src: source.S
 
 
 def _check_sizes(spec: ScenarioSpec, src: source.Source) -> list[Problem]:
-    """Runs no capacity question needs (sim.limits): too long, too many requests or devices."""
+    """Runs no capacity question needs (sim.spec.limits): too long, too many requests or devices."""
     out = []
     if spec.duration > limits.DURATION_S.value:
         out.append(Problem(src.loc_of(("duration",)), "duration", limits.DURATION_S.message(f"{spec.duration:g}")))

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from sim import kernels
-from sim.serving.clock import at
+from sim.timing import kernels
+from sim.core.clock import at
 from sim.serving.scheduler import itl_bins
 from sim.serving.static import ProcessReplica
 

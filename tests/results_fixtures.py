@@ -10,11 +10,11 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from sim.report import _jsonable, write_results
+from sim.results.report import _jsonable, write_results
 from sim.scenario import load_scenario
 from sim.simulation import simulate
-from sim.summary import summarize
-from sim.sweep import flatten
+from sim.results.summary import summarize
+from sim.tools.sweep import flatten
 from tests.conftest import BASE, ROOT, deep_update
 
 RAIL = os.path.join(ROOT, "topologies", "rail-4x8-h100.yaml")

@@ -8,10 +8,12 @@ import os
 import numpy as np
 import pytest
 
-from sim import accuracy, fidelity, intervals
-from sim.accuracy import Entry, Interval
+from sim.catalog import accuracy
+from sim.tools import fidelity
+from sim.results import intervals
+from sim.catalog.accuracy import Entry, Interval
 from sim.cli import _within_error
-from sim.plan import Trial
+from sim.tools.plan import Trial
 from tests.conftest import ROOT
 
 

@@ -1,4 +1,4 @@
-"""sim.analysis: loaders give the same figures from a folder as from memory; the Pareto front
+"""sim.results.analysis: loaders give the same figures from a folder as from memory; the Pareto front
 and the SLO boundary by hand; every plot draws without error on the Agg backend."""
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from sim import analysis  # noqa: E402
+from sim.results import analysis  # noqa: E402
 from tests.results_fixtures import RAIL, full_run, sweep_folder  # noqa: E402
 
 

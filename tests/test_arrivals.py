@@ -1,4 +1,4 @@
-"""Arrival processes (sim.arrivals): rates, burstiness, rate profiles, trace slices, MMPP fits.
+"""Arrival processes (sim.demand.arrivals): rates, burstiness, rate profiles, trace slices, MMPP fits.
 
 Statistical checks use fixed seeds and runs long enough that each tolerance is several
 standard errors wide, so they pass by design rather than by the luck of one seed.
@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from sim.arrivals import (Arrival, OperationalClock, Trace, arrival_idc, dispersion, expected_arrivals,
-                          fit_mmpp, mmpp_idc, sample_times)
-from sim.errors import ScenarioError
+from sim.demand.arrivals import (
+    Arrival, OperationalClock, Trace, arrival_idc, dispersion, expected_arrivals, fit_mmpp,
+    mmpp_idc, sample_times)
+from sim.spec.errors import ScenarioError
 from sim.scenario import Stream, load_scenario
-from sim.workload import arrival_times, generate, read_trace, rng_for, trace_arrivals
+from sim.demand.workload import arrival_times, generate, read_trace, rng_for, trace_arrivals
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "workloads" / "traces" / "sample-conv.csv"

@@ -11,7 +11,7 @@ import yaml
 from sim.cli import main
 from sim.scenario import load_scenario
 from sim.simulation import simulate
-from sim.summary import summarize
+from sim.results.summary import summarize
 from tests.conftest import BASE, ROOT
 
 QUICKSTART = os.path.join(ROOT, "scenarios", "quickstart.yaml")

@@ -1,4 +1,4 @@
-"""Long runs keep their columns in scratch files (sim.column_store) and give the same results.
+"""Long runs keep their columns in scratch files (sim.core.column_store) and give the same results.
 
 The 24-hour memory figure is a benchmark (`make bench`, case bench-24h); here, that the
 spilling path changes nothing: same summary, same requests.parquet, same devices.parquet.
@@ -11,12 +11,13 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from sim import column_store, simulation
-from sim.column_store import ColumnStore, in_chunks
-from sim.metrics import BusyLog, RequestTable
-from sim.report import write_results
+from sim.core import column_store
+from sim import simulation
+from sim.core.column_store import ColumnStore, in_chunks
+from sim.core.metrics import BusyLog, RequestTable
+from sim.results.report import write_results
 from sim.scenario import load_scenario
-from sim.summary import summarize
+from sim.results.summary import summarize
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -11,11 +11,12 @@ import os
 import pytest
 import yaml
 
-from sim import bench_files, source
-from sim.bench_files import ServingRun, StepRow, model_name
-from sim.calibrate import Calibrator, Fit, _scaled, _step_time, benchmarked
+from sim.tools import bench_files
+from sim.spec import source
+from sim.tools.bench_files import ServingRun, StepRow, model_name
+from sim.tools.calibrate import Calibrator, Fit, _scaled, _step_time, benchmarked
 from sim.cli import main
-from sim.errors import ScenarioError
+from sim.spec.errors import ScenarioError
 from sim.scenario import load_scenario, scenario_from_source
 from sim.simulation import simulate
 from tests.conftest import ROOT
@@ -138,7 +139,7 @@ def test_the_shipped_examples_calibrate_and_a_calibrated_run_says_so(tmp_path, c
     # a scenario naming the overlay runs the pool scaled and takes its interval from it
     scenario = load_scenario(SCENARIO, [f"calibration={out}", "duration=40s", "warmup=5s"])
     plain = load_scenario(SCENARIO, ["duration=40s", "warmup=5s"])
-    from sim import kernels as K
+    from sim.timing import kernels as K
     assert scenario.pools[0].deployment.params[K.K_COMPUTE_SCALE] == pytest.approx(body["time_scale"])
     assert plain.pools[0].deployment.params[K.K_COMPUTE_SCALE] == 1.0
     assert main(["run", SCENARIO, "--set", f"calibration={out}", "--set", "duration=40s", "--set", "warmup=5s",

@@ -1,9 +1,10 @@
 """The shipped catalog: every entry loads, every number cites a source."""
 import pytest
 
-from sim import catalog, engines
-from sim.hardware import DeviceSpec
-from sim.models import ModelSpec
+from sim import catalog
+from sim.catalog import engines
+from sim.catalog.hardware import DeviceSpec
+from sim.catalog.models import ModelSpec
 
 REQUIRED_DEVICES = ["nvidia-a100-80gb", "nvidia-h100-sxm", "nvidia-h200", "nvidia-b200", "amd-mi300x",
                     "google-tpu-v5e", "google-tpu-v6e", "aws-inferentia2", "aws-trainium2", "intel-gaudi3"]

@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from sim import kernels
+from sim.timing import kernels
 from sim.scenario import load_scenario
 from sim.simulation import simulate
 from tests.conftest import ROOT
@@ -78,7 +78,7 @@ def tpu_slice(write_scenario, wraparound: bool, dims=(2, 4), tp=8):
 
 
 def test_a_torus_ring_by_hand():
-    from sim.topology import TorusGroup
+    from sim.fabric.topology import TorusGroup
     s, a, b = 1e6, 1e-6, 100e9
     ring = TorusGroup((2, 4), (True, True), b, a)
     line = TorusGroup((2, 4), (False, False), b, a)

@@ -53,7 +53,7 @@ def test_every_device_but_two_has_a_cited_hop_latency():
 
 
 def test_sram_chip_pipelines_pay_a_hop_between_stages(write_scenario):
-    from sim import kernels as K
+    from sim.timing import kernels as K
     from sim.serving.pipeline import Pipeline
     sc = load_scenario(write_scenario({"fleet.0.device": "groq-lpu", "fleet.0.count": 64,
                                        "fleet.0.serve.model": "llama-3.2-1b", "fleet.0.serve.tp": 8,

@@ -5,8 +5,8 @@ import os
 
 import pytest
 
-from sim import kernels
-from sim.errors import ScenarioError
+from sim.timing import kernels
+from sim.spec.errors import ScenarioError
 from sim.scenario import load_scenario
 from sim.simulation import simulate
 from tests.conftest import ROOT

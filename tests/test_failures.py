@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import simpy
 
-from sim.errors import ScenarioError
-from sim.metrics import COMPLETED, FAILED, IN_FLIGHT, REASON_CODES, REJECTED, SHED
-from sim.network import Fabric
+from sim.spec.errors import ScenarioError
+from sim.core.metrics import COMPLETED, FAILED, IN_FLIGHT, REASON_CODES, REJECTED, SHED
+from sim.fabric.network import Fabric
 from sim.scenario import load_scenario
 from sim.simulation import simulate
-from sim.summary import summarize
+from sim.results.summary import summarize
 from tests.conftest import BASE, ROOT
 
 RAIL = os.path.join(ROOT, "topologies", "rail-4x8-h100.yaml")
@@ -191,7 +191,7 @@ def test_bad_failures_name_the_field(write_scenario, failures, field, words):
 def test_a_server_without_power_draws_nothing_by_hand(write_scenario):
     """Server 1 (8 H100s) loses power at 5 s and stays down: over the window its GPUs and its
     overhead draw only until 5 s; a failed device alone would still draw idle power."""
-    from sim import economics
+    from sim.catalog import economics
     calm = {"workload.0.rate": "0.05/s"}
     down = simulate(fleet(write_scenario, {"events": [{"at": "5s", "fail": "server", "target": 1}]}, replicas=16,
                           **calm))
@@ -207,7 +207,7 @@ def test_a_server_without_power_draws_nothing_by_hand(write_scenario):
     none = simulate(fleet(write_scenario, {"events": []}, replicas=16, **calm))
     assert summarize(up)["power"]["it_watts"] == pytest.approx(summarize(none)["power"]["it_watts"], rel=1e-3)
     # the power time series knows it too: server 1's engines draw nothing once it is down
-    from sim.report import devices_frame
+    from sim.results.report import devices_frame
     frame = devices_frame(down)
     on_server_1 = list(range(8, 16))      # one replica per device, 8 devices a server
     late = frame[frame.replica.isin(on_server_1) & (frame.time >= 6.0)]

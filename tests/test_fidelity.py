@@ -6,9 +6,10 @@ import os
 import pytest
 import yaml
 
-from sim import accuracy, fidelity
+from sim.catalog import accuracy
+from sim.tools import fidelity
 from sim.cli import main
-from sim.errors import ScenarioError
+from sim.spec.errors import ScenarioError
 from tests.conftest import ROOT
 
 DEVICE = {"name": "toy", "vendor": "x", "kind": "gpu", "memory": "80GB", "memory_bandwidth": "1TB/s",

@@ -7,14 +7,15 @@ import json
 import numpy as np
 import pytest
 
-from sim import economics, kernels
+from sim.catalog import economics
+from sim.timing import kernels
 from sim.cli import main
-from sim.errors import ScenarioError
-from sim.plan import Planner
-from sim.report import devices_frame
+from sim.spec.errors import ScenarioError
+from sim.tools.plan import Planner
+from sim.results.report import devices_frame
 from sim.scenario import load_scenario
 from sim.simulation import simulate
-from sim.summary import summarize
+from sim.results.summary import summarize
 
 from conftest import BASE
 
@@ -63,7 +64,7 @@ def test_lowest_cost_fills_the_cheaper_pool_first(write_scenario):
     figures = {p["pool"]: p for p in s["pools"]}
     from sim.simulation import pool_figures
     sc = load_scenario(write_scenario({"router.policy": "lowest-cost"}, TWO_POOLS))
-    from sim.workload import generate
+    from sim.demand.workload import generate
     f = pool_figures(sc, generate(sc.spec.workload, sc.spec.duration, 1))
     cheap = min(f, key=lambda name: f[name].usd_per_token)
     dear = next(name for name in figures if name != cheap)
@@ -78,7 +79,7 @@ def test_lowest_latency_prefers_the_faster_pool_until_it_queues(write_scenario):
 
 
 def test_a_request_for_a_model_no_pool_serves_is_rejected_with_that_reason(write_scenario):
-    from sim.metrics import REJECTED, REASONS
+    from sim.core.metrics import REJECTED, REASONS
     sc = load_scenario(write_scenario({}, TWO_POOLS))
     object.__setattr__(sc.spec.workload[0], "model", "llama-3.1-70b")   # past validation
     res = simulate(sc)

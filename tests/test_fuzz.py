@@ -20,9 +20,9 @@ import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from sim import source
-from sim.errors import ScenarioError
-from sim.metrics import COMPLETED
+from sim.spec import source
+from sim.spec.errors import ScenarioError
+from sim.core.metrics import COMPLETED
 from sim.scenario import load_scenario
 from sim.simulation import simulate
 from tests.conftest import ROOT

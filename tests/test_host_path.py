@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import simpy
 
-from sim.network import Fabric
+from sim.fabric.network import Fabric
 from sim.scenario import load_scenario
 from sim.simulation import simulate
-from sim.summary import summarize
-from sim.topology import TopologySpec
+from sim.results.summary import summarize
+from sim.fabric.topology import TopologySpec
 from tests.conftest import ROOT
 
 
@@ -66,7 +66,7 @@ def test_tokenization_delays_admission_and_slows_on_a_weak_head_node():
 
 
 def test_tree_allreduce_in_the_kernel_by_hand():
-    from sim import kernels
+    from sim.timing import kernels
     assert kernels.tree_allreduce_time(1e6, 8, 100e9, 1e-6) == pytest.approx(2 * 3 * (1e6 / 100e9 + 1e-6))
     fast_ring = simulate(load_scenario(os.path.join(ROOT, "scenarios", "fast-head-node.yaml"),
                                        ["duration=10s", "warmup=1s", "fleet.serve.tp=8", "fleet.serve.model=llama-3.1-70b",

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from sim.errors import ScenarioError
+from sim.spec.errors import ScenarioError
 from sim.scenario import load_scenario
 from sim.simulation import simulate
 from tests.conftest import ROOT

@@ -2,10 +2,11 @@
 import numpy as np
 import pytest
 
-from sim import catalog, kernels
-from sim.deployment import cost_vector
-from sim.hardware import DeviceSpec
-from sim.models import ModelSpec
+from sim import catalog
+from sim.timing import kernels
+from sim.timing.deployment import cost_vector
+from sim.catalog.hardware import DeviceSpec
+from sim.catalog.models import ModelSpec
 
 
 def device(key):

@@ -8,16 +8,20 @@ import os
 import numpy as np
 import pytest
 
-from sim import catalog, kernels, media
-from sim.deployment import cost_vector
-from sim.errors import ScenarioError
-from sim.hardware import DeviceSpec
-from sim.metrics import COMPLETED, FAILED, IN_FLIGHT, REJECTED
-from sim.models import ModelSpec
-from sim.report import requests_frame
+from sim import catalog
+from sim.timing import kernels
+from sim.demand import media
+from sim.timing.deployment import cost_vector
+from sim.spec.errors import ScenarioError
+from sim.catalog.hardware import DeviceSpec
+from sim.core.metrics import COMPLETED, FAILED, IN_FLIGHT, REJECTED
+from sim.catalog.models import ModelSpec
+from sim.results.report import requests_frame
 from sim.scenario import load_scenario
 from sim.simulation import simulate
-from sim.summary import pool_of_requests, request_flops, summarize
+from sim.results.summary import summarize
+from sim.results.summary.usage import pool_of_requests
+from sim.results.summary.workloads import request_flops
 from tests.conftest import ROOT
 
 NEW_MODELS = ["flux.1-dev", "flux.1-schnell", "wan2.1-t2v-14b", "whisper-large-v3", "orpheus-3b"]

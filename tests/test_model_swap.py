@@ -11,12 +11,12 @@ import os
 import numpy as np
 import pytest
 
-from sim.errors import ScenarioError
-from sim.metrics import COMPLETED
+from sim.spec.errors import ScenarioError
+from sim.core.metrics import COMPLETED
 from sim.ops.lifecycle import POWERED
 from sim.scenario import load_scenario
 from sim.simulation import simulate
-from sim.summary import summarize
+from sim.results.summary import summarize
 from tests.conftest import BASE, ROOT
 
 NODE = os.path.join(ROOT, "topologies", "hgx-h100-node.yaml")
@@ -172,7 +172,7 @@ def test_the_devices_are_paid_once(write_scenario, pricing):
                             b={"rate": "3/s", "arrival": only(100, 200, 200)},
                             economics={"pricing": pricing}))
     s = summarize(res)
-    from sim import economics
+    from sim.catalog import economics
     eco = res.scenario.spec.economics
     dep = res.scenario.pools[0].deployment
     hourly = economics.device_cost_per_hour(dep.device, res.scenario.pricing.name, eco.amortize_years,

@@ -2,7 +2,7 @@
 import pytest
 
 from sim import catalog
-from sim.models import ModelSpec
+from sim.catalog.models import ModelSpec
 
 
 @pytest.mark.parametrize("key", sorted(catalog.model_entries()))

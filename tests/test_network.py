@@ -11,8 +11,8 @@ import simpy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sim import kernels
-from sim.network import MAX_ECMP_PATHS, Fabric
+from sim.timing import kernels
+from sim.fabric.network import MAX_ECMP_PATHS, Fabric
 from sim.scenario import load_scenario
 from tests.conftest import ROOT
 

@@ -9,16 +9,16 @@ import numpy as np
 import pytest
 import yaml
 
-from sim import kernels
-from sim.errors import ScenarioError
-from sim.metrics import COMPLETED
-from sim.report import requests_frame
+from sim.timing import kernels
+from sim.spec.errors import ScenarioError
+from sim.core.metrics import COMPLETED
+from sim.results.report import requests_frame
 from sim.scenario import load_scenario
 from sim.serving import replica as replica_module
 from sim.serving import scheduler as sch
 from sim.serving.prefix_cache import PrefixCache, PrefixIndex
 from sim.simulation import simulate
-from sim.summary import summarize
+from sim.results.summary import summarize
 from tests.conftest import BASE, ROOT
 
 CONVERSATION = {  # two turns: 1000-token prompt, 100-token answer; 5 s later 50 more tokens

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from sim import economics
+from sim.catalog import economics
 from sim.cli import main
 from sim.scenario import load_scenario
 
@@ -69,9 +69,9 @@ def test_auto_takes_one_basis_for_all_devices(write_scenario):
 def test_break_even_is_at_a_share_of_the_capacity_measured_by_hand(write_scenario):
     """One engine that prefills one 100-token prompt per iteration and answers with 1 token:
     its capacity is 101 tokens per iteration, whatever the load; break-even at half of it."""
-    from sim import kernels
+    from sim.timing import kernels
     from sim.simulation import simulate
-    from sim.summary import summarize
+    from sim.results.summary import summarize
     path = write_scenario({"duration": "60s", "warmup": "10s", "fleet.0.count": 1,
                            "fleet.0.serve.engine": {"max_batch_seqs": 1},
                            "workload.0": {"name": "w", "rate": "2/s", "prompt_tokens": 100, "output_tokens": 1},
@@ -120,8 +120,8 @@ def test_the_chat_service_2023_plan_answers_without_a_device_limit(tmp_path, cap
 
 
 def test_a_trial_that_cannot_be_built_ends_its_layout_not_the_plan(write_scenario, tmp_path, monkeypatch, capsys):
-    from sim.errors import Loc, ScenarioError
-    from sim.plan import Planner
+    from sim.spec.errors import Loc, ScenarioError
+    from sim.tools.plan import Planner
     real = Planner._scenario
 
     def flaky(self, device, precision, tp, pp, replicas, rate):
@@ -144,7 +144,7 @@ def test_a_trial_that_cannot_be_built_ends_its_layout_not_the_plan(write_scenari
 
 def test_a_run_says_whether_it_reached_steady_state_and_splits_ttft(write_scenario):
     from sim.simulation import simulate
-    from sim.summary import summarize
+    from sim.results.summary import summarize
     calm = summarize(simulate(load_scenario(write_scenario({"duration": "30s", "warmup": "5s"}))))
     assert calm["steady_state"]["steady"]
     # one GPU and 20x the load: the queue grows all through the window

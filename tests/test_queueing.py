@@ -12,8 +12,8 @@ import math
 import numpy as np
 import pytest
 
-from sim import oracles
-from sim.metrics import COMPLETED
+from sim.tools import oracles
+from sim.core.metrics import COMPLETED
 from sim.scenario import load_scenario
 from sim.simulation import simulate
 

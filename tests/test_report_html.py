@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from sim.cli import main
-from sim.results_folder import write_manifest
+from sim.results.folder import write_manifest
 from tests import browser as chromium
 from tests.results_fixtures import NASTY_NAME, full_run, scenario_file, sweep_folder
 
@@ -65,8 +65,8 @@ def test_sweep_report_shows_the_table_and_the_failed_run(sweep_report):
 
 
 def test_report_of_a_folder_dcsim_sweep_wrote(tmp_path):
-    """The hand-made sweep above follows the format; this one is written by sim.sweep itself."""
-    from sim import sweep
+    """The hand-made sweep above follows the format; this one is written by sim.tools.sweep itself."""
+    from sim.tools import sweep
     base = scenario_file(str(tmp_path / "in"), {"name": "tiny"})
     sweep.run({"name": "real", "base": base, "axes": [{"name": "count", "path": "fleet.0.count", "values": [1, 2]}],
                "seeds": 1}, out=str(tmp_path / "sweep"), workers=1)

@@ -13,9 +13,9 @@ import time
 
 import pytest
 
-from sim.analysis import load_run
+from sim.results.analysis import load_run
 from sim.cli import main
-from sim.results_folder import ResultsError, verify
+from sim.results.folder import ResultsError, verify
 from tests.conftest import ROOT
 
 QUICKSTART = os.path.join(ROOT, "scenarios", "quickstart.yaml")
@@ -97,7 +97,7 @@ def test_killed_mid_write_nothing_claims_to_be_complete(tmp_path):
     out = tmp_path / "r"
     run(out)
     before = (out / "summary.json").read_text()
-    code = ("import time, sim.report as r\n"
+    code = ("import time, sim.results.report as r\n"
             "real = r.requests_frame\n"
             "def slow(*a, **k):\n"
             "    time.sleep(60)\n"

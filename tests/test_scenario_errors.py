@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from sim.cli import main
-from sim.errors import ScenarioError
+from sim.spec.errors import ScenarioError
 from sim.scenario import load_scenario
 from tests.conftest import BASE
 

@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 import yaml
 
-from sim import oracles
-from sim.errors import ScenarioError
-from sim.metrics import COMPLETED
-from sim.report import requests_frame
+from sim.tools import oracles
+from sim.spec.errors import ScenarioError
+from sim.core.metrics import COMPLETED
+from sim.results.report import requests_frame
 from sim.scenario import load_scenario
-from sim.sessions import CALL, TOOL, Session, session_graph
+from sim.demand.sessions import CALL, TOOL, Session, session_graph
 from sim.simulation import simulate
-from sim.summary import summarize
+from sim.results.summary import summarize
 from tests.conftest import BASE, ROOT
 
 AGENT = {
@@ -195,7 +195,7 @@ def test_every_library_workload_loads(path, write_scenario):
     for s in streams:
         if "include" in s:
             s["include"] = os.path.join(os.path.dirname(path), s["include"])
-    # files for other request kinds (sim.media) go to a pool serving a model of that kind
+    # files for other request kinds (sim.demand.media) go to a pool serving a model of that kind
     model = {"embeddings.yaml": "bge-large-en-v1.5", "image-generation.yaml": "flux.1-dev",
              "video-generation.yaml": "wan2.1-t2v-14b", "speech-to-text.yaml": "whisper-large-v3",
              "text-to-speech.yaml": "orpheus-3b"}.get(os.path.basename(path), "llama-3.1-8b")

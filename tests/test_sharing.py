@@ -8,14 +8,15 @@ import os
 import numpy as np
 import pytest
 
-from sim import catalog, kernels as K
-from sim.compare import row
-from sim.economics import HOURS_PER_YEAR
-from sim.errors import ScenarioError
+from sim import catalog
+from sim.timing import kernels as K
+from sim.tools.compare import row
+from sim.catalog.economics import HOURS_PER_YEAR
+from sim.spec.errors import ScenarioError
 from sim.ops.device_share import shared_params
 from sim.scenario import load_scenario
 from sim.simulation import place, simulate
-from sim.summary import summarize
+from sim.results.summary import summarize
 from tests.conftest import BASE, ROOT
 
 E = np.zeros(0, np.int64)

@@ -6,10 +6,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sim.metrics import COMPLETED, IN_FLIGHT, REASON_CODES, REJECTED
+from sim.core.metrics import COMPLETED, IN_FLIGHT, REASON_CODES, REJECTED
 from sim.scenario import load_scenario
 from sim.simulation import simulate
-from sim.summary import summarize
+from sim.results.summary import summarize
 
 
 def run(path, overrides=(), seed=None):
@@ -210,7 +210,7 @@ def test_closed_loop_stops_at_the_arrival_window(write_scenario):
 
 
 def test_closed_loop_schema_errors(write_scenario):
-    from sim.errors import ScenarioError
+    from sim.spec.errors import ScenarioError
     with pytest.raises(ScenarioError, match="needs requests"):
         load_scenario(write_scenario({"workload": [{"name": "b", "concurrency": 2, "prompt_tokens": 8,
                                                     "output_tokens": 8}]}))

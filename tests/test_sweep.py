@@ -13,10 +13,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from sim import sweep as sw
+from sim.tools import sweep as sw
 from sim.cli import main
-from sim.errors import ScenarioError
-from sim.executors import DaskExecutor, ProcessExecutor
+from sim.spec.errors import ScenarioError
+from sim.tools.executors import DaskExecutor, ProcessExecutor
 from tests.conftest import BASE, ROOT
 
 # figures that depend on the machine, not on the simulation

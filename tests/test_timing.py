@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sim import kernels as K
-from sim.errors import ScenarioError
+from sim.timing import kernels as K
+from sim.spec.errors import ScenarioError
 from sim.scenario import load_scenario
 from sim.simulation import simulate
 from sim.timing import database as db
@@ -178,7 +178,7 @@ def test_a_device_without_data_falls_back_with_an_assumed_line(write_scenario):
 
 
 def test_catalog_figures_borrowed_from_another_device_are_listed_as_assumed(write_scenario):
-    from sim.summary import summarize
+    from sim.results.summary import summarize
     sc = load_scenario(write_scenario({"fleet.0.device": "amd-mi300x", "duration": "2s", "warmup": "0s"}))
     lines = summarize(simulate(sc))["assumptions"]
     assert "amd-mi300x: kernel_floors assumed, not measured on this device (its source in the device catalog says how)" in lines

@@ -11,11 +11,12 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from sim import catalog, units
-from sim.errors import ScenarioError, format_path
+from sim import catalog
+from sim.spec import units
+from sim.spec.errors import ScenarioError, format_path
 from sim.scenario import load_scenario
-from sim.topology import (TopologySpec, draw_topology, load_topology, summarize_topology,
-                          validate_topology)
+from sim.fabric.topology import (
+    TopologySpec, draw_topology, load_topology, summarize_topology, validate_topology)
 from tests.conftest import ROOT
 
 TOPOLOGIES = os.path.join(ROOT, "topologies")

@@ -12,11 +12,11 @@ import pytest
 import yaml
 
 from sim.cli import main
-from sim.errors import ScenarioError
-from sim.metrics import COMPLETED, FAILED, IN_FLIGHT, REJECTED, SHED
+from sim.spec.errors import ScenarioError
+from sim.core.metrics import COMPLETED, FAILED, IN_FLIGHT, REJECTED, SHED
 from sim.scenario import load_scenario
 from sim.simulation import simulate
-from sim.trace import build_trace, parse_window
+from sim.results.trace import build_trace, parse_window
 from tests.conftest import BASE, ROOT
 from tests.test_model_swap import only, swapping
 

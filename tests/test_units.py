@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from sim import units
+from sim.spec import units
 
 
 @pytest.mark.parametrize("text, seconds", [

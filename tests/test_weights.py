@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from sim.errors import ScenarioError
+from sim.spec.errors import ScenarioError
 from sim.scenario import load_scenario
 from sim.simulation import simulate
 from tests.conftest import ROOT

@@ -6,8 +6,8 @@ import os
 import numpy as np
 import pytest
 
-from sim.scenario import Stream
-from sim.workload import arrival_times, draw_lengths, generate, read_trace, rng_for, trace_arrivals
+from sim.demand.streams import Stream
+from sim.demand.workload import arrival_times, draw_lengths, generate, read_trace, rng_for, trace_arrivals
 from tests.conftest import ROOT, SHARED_TRACES
 
 SAMPLE = os.path.join(ROOT, "workloads", "traces", "sample-conv.csv")

@@ -2,7 +2,7 @@
 
 The "real" cluster of the examples is the scenario h100-llama8b.yaml with truth.yaml applied
 (device time x 1.25, 2.5 ms host time per iteration). Each file is that cluster's simulated
-run written as the benchmark client writes its own results (sim.bench_files):
+run written as the benchmark client writes its own results (sim.tools.bench_files):
 
 - vllm-bench-*.json: `vllm bench serve --save-result --save-detailed --metadata device=nvidia-h100-sxm tp=1`
   at 4, 8 and 12 requests/s and all at once with 32 outstanding, 300 prompts each, prompt
@@ -25,9 +25,11 @@ import os
 
 import numpy as np
 
-from sim import bench_files, calibration, source
-from sim.bench_files import ServingRun, StepRow
-from sim.calibrate import Fit, _scaled, _step_time, benchmarked
+from sim.tools import bench_files
+from sim.timing import calibration
+from sim.spec import source
+from sim.tools.bench_files import ServingRun, StepRow
+from sim.tools.calibrate import Fit, _scaled, _step_time, benchmarked
 from sim.scenario import scenario_from_source
 from sim.simulation import simulate
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import os
 
-from .. import source
+from ..spec import source
 
 HERE = os.path.dirname(__file__)
 DEVICES_FILE = os.path.join(HERE, "devices.yaml")

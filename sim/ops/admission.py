@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field, model_validator
 
-from ..spec_base import PerSecond, Spec
+from ..spec.base import PerSecond, Spec
 
 
 class RateLimit(Spec):

@@ -32,8 +32,10 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from ..spec_base import Seconds, Spec
+from ..serving import sharing
+from ..spec.base import Seconds, Spec
 from .lifecycle import LIVE, OFF, STARTING
+from .model_swap import ModelSwap
 
 
 class AutoscaleSpec(Spec):
@@ -186,3 +188,25 @@ class Autoscaler:
         """A request waits and nothing runs (scaled to zero, or all failed): start one now."""
         if self.current() == 0 and self.max > 0:
             self.scale_to(1, "wake-up")
+
+
+def attach_autoscalers(env, scenario, lifecycle, router, table) -> list[Autoscaler]:
+    """An autoscaler per pool with `autoscale:`; a request waiting for a model none of whose
+    replicas runs wakes the first of its pools that has none running."""
+    out = []
+    for pool in scenario.pools:
+        if pool.spec.autoscale is not None:
+            groups = [g for g, p in enumerate(lifecycle.pool_of) if p is pool]
+            out.append(Autoscaler(env, pool.spec.autoscale, pool, groups, lifecycle, router, table,
+                                  scenario.spec.duration))
+    by_pool = {a.pool.name: a for a in out}
+    for group in sharing.swap_groups(scenario):     # models taking turns on the same devices
+        ModelSwap(env, lifecycle, [by_pool[p.name] for p in group])
+    if out:
+        def starved(model):
+            for a in out:
+                if a.pool.model_key == model and a.current() == 0:
+                    a.wake()
+                    return
+        router.on_starved = starved
+    return out

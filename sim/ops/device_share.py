@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import kernels as K
-from .. import sharing
+from ..serving import sharing
+from ..timing import kernels as K
 
 SHARED = (K.K_COMPUTE_SCALE, K.K_MEMORY_SCALE, K.K_LINK_SCALE)
 

@@ -26,7 +26,7 @@ from typing import Literal, Union
 import numpy as np
 from pydantic import Field
 
-from ..spec_base import Seconds, Spec
+from ..spec.base import Seconds, Spec
 
 COMPONENTS = ("device", "server", "rack", "link", "switch")
 
@@ -126,7 +126,7 @@ class Components:
 
     def problems(self, spec) -> list[tuple[tuple, str]]:
         """Targets that name nothing, as (field path, message)."""
-        from ..errors import did_you_mean
+        from ..spec.errors import did_you_mean
         out = []
         for i, ev in enumerate(spec.events):
             path = ("failures", "events", i, "target")

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..serving.clock import at
+from ..core.clock import at
 
 OFF, STARTING, LIVE, DRAINING, FAILED = "off", "starting", "live", "draining", "failed"
 POWERED = (STARTING, LIVE, DRAINING)

@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import economics
-from .. import kernels as K
+from ..catalog import economics
+from ..timing import kernels as K
 
 STEP = 0.01     # clock changes smaller than this are not applied (each costs a replan)
 

@@ -1,7 +1,7 @@
 """A replica of an image or video diffusion transformer: step-level batching.
 
 A request is `samples` images (or one clip), each a sequence of L latent tokens (see
-`sim.media`), to be denoised in `output` steps; its `prompt` column holds L x samples. The
+`sim.demand.media`), to be denoised in `output` steps; its `prompt` column holds L x samples. The
 engine batches at step boundaries, as diffusion servers that batch across requests do:
 
 - at each boundary, waiting requests join in arrival order while the batch has room:
@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import kernels
-from ..hardware import BYTES_PER_ELEMENT
-from .clock import at
+from ..catalog.hardware import BYTES_PER_ELEMENT
+from ..core.clock import at
+from ..timing import kernels
 from .static import ProcessReplica
 
 

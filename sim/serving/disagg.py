@@ -8,8 +8,8 @@ request once the cache has arrived. The transfer shows in the time to the second
 """
 from __future__ import annotations
 
-from ..hardware import BYTES_PER_ELEMENT
-from ..metrics import RequestTable
+from ..catalog.hardware import BYTES_PER_ELEMENT
+from ..core.metrics import RequestTable
 from .replica import Replica
 
 

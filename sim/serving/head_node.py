@@ -7,13 +7,13 @@ Four kinds of work want a server's cores:
 - its front end tokenizes every prompt (`tokenize_per_token`) and detokenizes every output
   token as it streams (`detokenize_per_token`);
 - a NIC without GPUDirect RDMA (`nic_path: host-staged`) has the CPU stage every message
-  through host memory, at `host_staging_cost` of CPU time per message (sim.network).
+  through host memory, at `host_staging_cost` of CPU time per message (sim.fabric.network).
 
 The operating system shares the cores fairly, so while the work wants more cores than the
 server has, each piece gets cores / demand of what it asks for: the engines' host work per
 iteration and their tokenizers take demand / cores times as long (and 1 / cpu_speed on a
 slower CPU), and the accelerators wait for them (`K_HOST_SCALE`). Staged transfers are not
-slowed in turn: each flow's per-message cost already bounds it (sim.network).
+slowed in turn: each flow's per-message cost already bounds it (sim.fabric.network).
 
 The engine threads are a constant demand. The rest is measured: every `INTERVAL` the head
 node counts the CPU seconds its front ends and staged transfers used over the interval just
@@ -28,8 +28,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import kernels as K
-from ..metrics import Series
+from ..core.metrics import Series
+from ..timing import kernels as K
 
 INTERVAL = 0.1    # s: a governor's period, several iterations long, so demand is an average
 STEP = 0.01       # smallest change of the stretch that replans the engines

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import simpy
 
-from .. import kernels as K
+from ..timing import kernels as K
 
 
 class Pipeline:

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import scheduler as sch
+from .placement import pool_of_engines
 
 MAX_CHAIN = 64   # earlier calls a lookup walks back through to find a cached ancestor
 
@@ -295,3 +296,32 @@ def best_holders(directory: Directory, index: PrefixIndex, r: int, prompt: int, 
         for rep, e in directory.holders.get(PrefixIndex.system_key(int(index.system[r])), {}).items():
             best[rep] = max(best.get(rep, 0), min(e.tokens, limit))
     return best
+
+
+def attach_prefix_caches(scenario, replicas, table, arrivals) -> PrefixIndex | None:
+    """Replicas of pools with engine.prefix_cache get a cache; those serving one model share
+    a directory of who holds what (for cache-aware routing)."""
+    index = None
+    directories: dict[str, Directory] = {}
+    for rep, pool in zip(replicas, pool_of_engines(scenario)):
+        if not pool.spec.serve.engine.prefix_cache:
+            continue
+        if index is None:
+            index = prefix_index(table.n, arrivals)
+        directory = directories.setdefault(pool.model_key, Directory())
+        rep.cache = PrefixCache(rep.index, rep.bs, index, table, directory)
+    return index
+
+
+def prefix_index(n: int, arrivals) -> PrefixIndex:
+    """What each request of the run could reuse: calls that extend an earlier call's context
+    (the session plan), and shared system prompts (of sessions and of plain streams)."""
+    plan = arrivals.sessions
+    prefix_of = plan.prefix_of if plan is not None else None
+    system = np.full(n, -1, np.int64)
+    system_len = np.zeros(n, np.int64)
+    for source in (plan, arrivals):
+        if source is not None and source.system is not None:
+            has = source.system >= 0
+            system[has], system_len[has] = source.system[has], source.system_len[has]
+    return PrefixIndex(n, prefix_of, system, system_len)

@@ -41,11 +41,11 @@ from bisect import bisect_left, bisect_right
 import numpy as np
 import simpy
 
-from .. import kernels as K
-from ..deployment import Deployment
-from ..metrics import COMPLETED, BusyLog, RequestTable
 from . import scheduler as sch
-from .clock import at
+from ..core.clock import at
+from ..core.metrics import BusyLog, COMPLETED, RequestTable
+from ..timing import kernels as K
+from ..timing.deployment import Deployment
 from .waitqueue import WaitQueue
 
 MAX_HORIZON = 1024   # iterations one plan may cover

@@ -13,8 +13,8 @@ from collections import deque
 
 import numpy as np
 
-from .. import kernels
-from ..metrics import FAILED, REJECTED, SHED, RequestTable
+from ..core.metrics import FAILED, REJECTED, RequestTable, SHED
+from ..timing import kernels
 from .prefix_cache import best_holders
 from .replica import LoadBoard, Replica
 

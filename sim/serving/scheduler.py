@@ -51,7 +51,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ..kernels import batch_time
+from ..timing.kernels import batch_time
 
 # rows of S
 REQ, TGT, KV, BLK, GEN, LAST, GAP = 0, 1, 2, 3, 4, 5, 6

@@ -1,7 +1,7 @@
 """Sessions at run time: each call goes to the router when everything it depends on has
 finished; tools run in between, as delays or as calls queued at a service.
 
-The graphs are drawn before the run (`sim.sessions`); here only their timing unfolds. A
+The graphs are drawn before the run (`sim.demand.sessions`); here only their timing unfolds. A
 call that is rejected or fails ends its session: the calls that depended on it are never
 sent, and the session counts as failed.
 """
@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 import simpy
 
-from ..metrics import COMPLETED
-from ..sessions import CALL, SessionPlan, draw_delays
-from .clock import at
+from ..core.clock import at
+from ..core.metrics import COMPLETED
+from ..demand.sessions import CALL, SessionPlan, draw_delays
 
 
 class ServiceStation:

@@ -8,9 +8,9 @@ from collections import deque
 import numpy as np
 import simpy
 
-from .. import kernels
-from .clock import at
 from . import scheduler as sch
+from ..core.clock import at
+from ..timing import kernels
 from .replica import ReplicaBase
 
 

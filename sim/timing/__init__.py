@@ -9,7 +9,7 @@
    shape-aware roofline of `sim.timing.analytical` (datasheet rates, microbenchmark
    efficiencies, kernel floors); for models the composition does not cover (state-space,
    latent attention, encoders and diffusion transformers, expert parallelism), the
-   closed-form roofline of `sim.kernels` over aggregated operators.
+   closed-form roofline of `sim.timing.kernels` over aggregated operators.
 
 `build` returns the cost vector to use and a `Timing` that says which source each pool got
 (the console, summary.json and the report print its label) and what was assumed on the way.
@@ -20,8 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .. import kernels as K
-from . import database
+from . import database, kernels as K
 from .analytical import Analytical
 from .measured import Measured
 from .operators import operators, unsupported

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..hardware import BYTES_PER_ELEMENT, DeviceSpec
+from ..catalog.hardware import BYTES_PER_ELEMENT, DeviceSpec
 from .operators import ACT_BYTES, AllGather, AllReduce, Attention, Elementwise, Experts, Gemm
 
 COMPUTE, MEMORY, LINK = 0, 1, 2
@@ -28,7 +28,7 @@ class Analytical:
     def __init__(self, device: DeviceSpec, precision: str, torus=None):
         self.device = device
         self.precision = precision
-        self.torus = torus          # sim.topology.TorusGroup: the tensor-parallel group's collectives
+        self.torus = torus          # sim.fabric.topology.TorusGroup: the tensor-parallel group's collectives
         self.mem_rate = device.memory_bandwidth * device.mem_eff
         self.attn_rate = device.attention_rate()
         self.link_bw = (device.scale_up_bandwidth or 0.0) * (device.scale_up_eff or 1.0)

@@ -22,8 +22,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from ..hardware import BYTES_PER_ELEMENT
-from ..models import ModelSpec
+from ..catalog.hardware import BYTES_PER_ELEMENT
+from ..catalog.models import ModelSpec
 
 ACT_BYTES = 2.0   # activations travel in 16-bit
 

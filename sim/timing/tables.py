@@ -2,7 +2,7 @@
 
 `compose` evaluates every operator of `sim.timing.operators` with a source of operator times
 (`Measured`, or `Analytical`) on grids of the quantities an iteration's time depends on, and
-sums them into four tables (layout in `sim.kernels`): per-token kernels by tokens in the
+sums them into four tables (layout in `sim.timing.kernels`): per-token kernels by tokens in the
 iteration, per-sequence kernels by sequences producing a token, generation attention by
 (decoding sequences, mean KV length) and context attention by (prefill chunks, prompt
 length). Each table keeps the compute-, memory- and link-bound seconds apart, so a power
@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import kernels as K
-from .analytical import COMPUTE, LINK, MEMORY, Analytical
+from . import kernels as K
+from .analytical import Analytical, COMPUTE, LINK, MEMORY
 from .operators import AllGather, AllReduce, Elementwise, Experts, Gemm, Operators
 
 

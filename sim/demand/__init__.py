@@ -1,0 +1,1 @@
+"""The demand: arrival processes, length distributions, media, sessions, traces, the workload."""

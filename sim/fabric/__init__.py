@@ -1,0 +1,1 @@
+"""The network: topology specs and graphs, and flows over links."""

@@ -1,0 +1,1 @@
+"""What a run leaves: summary, intervals, tables, the HTML report, traces, analysis."""

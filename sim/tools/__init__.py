@@ -1,0 +1,1 @@
+"""Questions asked of many runs: sweep, plan, compare, calibrate, fidelity."""
