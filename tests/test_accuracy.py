@@ -12,7 +12,7 @@ from sim.catalog import accuracy
 from sim.tools import fidelity
 from sim.results import intervals
 from sim.catalog.accuracy import Entry, Interval
-from sim.cli import _within_error
+from sim.cli.sizing import within_error
 from sim.tools.plan import Trial
 from tests.conftest import ROOT
 
@@ -128,4 +128,4 @@ def test_the_most_load_comes_with_the_load_a_real_fleet_sustains():
 
 def test_a_cheapest_inside_the_error_is_flagged():
     cheap, close, far = trial("a", 100.0, 10), trial("b", 110.0, 11), trial("c", 300.0, 30)
-    assert _within_error(cheap, [cheap, close, far]) == [close]
+    assert within_error(cheap, [cheap, close, far]) == [close]

@@ -89,14 +89,14 @@ def test_no_import_circle():
 # Modules and functions still over the limits, at their size when the limit came in: they
 # may shrink, not grow, and a new one may not join them.
 LONG_MODULES = {
-    "sim.cli": 703, "sim.demand.arrivals": 568, "sim.demand.sessions": 501, "sim.fabric.network": 472,
+    "sim.demand.arrivals": 568, "sim.demand.sessions": 501, "sim.fabric.network": 472,
     "sim.fabric.topology": 704, "sim.results.analysis": 526, "sim.results.html_report": 448,
     "sim.results.report": 473, "sim.results.trace": 550, "sim.scenario": 779, "sim.serving.replica": 672,
     "sim.serving.scheduler": 547, "sim.timing.kernels": 500, "sim.tools.fidelity": 462,
     "sim.tools.plan": 479, "sim.tools.sweep": 467,
 }
 LONG_FUNCTIONS = {
-    "sim.cli._compare": 67, "sim.cli._plan": 108, "sim.cli._validate_model": 63, "sim.cli.main": 112,
+    "sim.cli.checking._validate_model": 63, "sim.cli.running._compare": 67, "sim.cli.sizing._plan": 108,
     "sim.demand.workload.generate": 85, "sim.results.intervals.section": 62,
     "sim.results.report.print_summary": 138, "sim.results.trace.build_trace": 85,
     "sim.scenario._check_modalities": 73, "sim.scenario.scenario_from_source": 85,

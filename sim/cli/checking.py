@@ -1,0 +1,201 @@
+"""Commands that check and list: validate, validate-model, topology, catalog."""
+from __future__ import annotations
+
+import json
+import os
+
+from rich.table import Table
+
+
+def add_validate(sub) -> None:
+    val = sub.add_parser("validate", help="check a scenario without running it")
+    val.add_argument("scenario")
+    val.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE")
+    val.add_argument("--variant", help="check this variant of the scenario")
+    val.set_defaults(handler=_validate)
+
+
+def add_validate_model(sub) -> None:
+    vm = sub.add_parser("validate-model", help="hold the simulator's predictions against published figures")
+    vm.add_argument("cases", nargs="?", default="validation/cases", help="folder of case files")
+    vm.add_argument("--level", action="append", choices=["kernel", "step", "serving", "queueing"],
+                    help="only these levels (repeatable)")
+    vm.add_argument("--fast", action="store_true", help="skip cases marked slow")
+    vm.add_argument("--report", default="validation/report.md", help="markdown report to write ('' for none)")
+    vm.add_argument("--strict", action="store_true", help="exit 1 when a case misses its tolerance")
+    vm.add_argument("--accuracy", default=None, metavar="JSON",
+                    help="where to record the held-out errors that every run's intervals come from "
+                         "(default: the catalog's accuracy.json, on a full run of the shipped cases only)")
+    vm.set_defaults(handler=_validate_model)
+
+
+def add_topology(sub) -> None:
+    topo = sub.add_parser("topology", help="summarize a topology file and optionally draw it")
+    topo.add_argument("file", help="topology YAML (topologies/*.yaml)")
+    topo.add_argument("--png", help="draw the graph to this PNG file")
+    topo.add_argument("--json", action="store_true")
+    topo.set_defaults(handler=_topology)
+
+
+def add_catalog(sub) -> None:
+    cat = sub.add_parser("catalog", help="list the devices or models in the catalog")
+    cat.add_argument("what", choices=["devices", "models"])
+    cat.add_argument("--json", action="store_true")
+    cat.set_defaults(handler=_catalog)
+
+
+def _validate(args) -> int:
+    from ..scenario import load_scenario
+    from ..spec.units import format_bytes
+
+    scenario = load_scenario(args.scenario, args.overrides, args.variant)
+    spec = scenario.spec
+    print(f"{args.scenario}: ok: scenario '{spec.name}', {len(spec.workload)} workload stream(s), "
+          f"duration {spec.duration:g}s")
+    for pool in scenario.pools:
+        d = pool.deployment
+        stages = f", pp={d.pp} ({d.pp} engines per replica)" if d.pp > 1 else ""
+        print(f"  pool {pool.name}: {pool.spec.count} x {pool.device_key}, {pool.replicas} replica(s) of "
+              f"{pool.model_key} at {d.precision}, tp={d.tp}{stages}; weights {format_bytes(d.weight_bytes)}/device, "
+              f"KV cache {d.max_tokens_in_cache * d.pp:,} tokens/replica")
+    if spec.topology is not None:
+        g = spec.topology.graph()
+        print(f"  topology {spec.topology.name}: {g.number_of_nodes()} nodes, {g.number_of_edges()} links, "
+              f"{len(spec.topology.accelerators())} accelerators, connected")
+    return 0
+
+
+def _validate_model(args) -> int:
+    from ..catalog import accuracy
+    from ..tools import fidelity
+    from ..results.report import make_console
+    from ..timing import crosscheck
+
+    console = make_console()
+    outcomes = fidelity.run_cases(args.cases, levels=args.level, fast=args.fast,
+                                  progress=lambda o: console.print(
+                                      f"{'ok  ' if o.ok else 'MISS' if o.error is not None else 'ERR '} "
+                                      f"{o.case.id}: predicted {fidelity._num(o.predicted)} vs "
+                                      f"{fidelity._num(o.reference)} {o.case.reference.unit} "
+                                      f"({fidelity._pct(o.error)}){' ' + o.failure if o.failure else ''}"))
+    table = Table(title="error by level (|predicted - reference| / reference)", title_justify="left")
+    for col in ("level", "role", "cases", "within tolerance", "median", "worst", "median signed"):
+        table.add_column(col, justify="left" if col in ("level", "role") else "right")
+    for r in fidelity.summary_rows(outcomes):
+        table.add_row(r["level"], r["role"], str(r["cases"]), str(r["within_tolerance"]),
+                      fidelity._pct(r["median_abs_error"]).lstrip("+"), fidelity._pct(r["worst_abs_error"]).lstrip("+"),
+                      fidelity._pct(r["median_error"]))
+    console.print(table)
+    head = fidelity.headline(outcomes)
+    console.print(f"held-out kernel/step/serving: {head['held_out_cases']} cases, median "
+                  f"{fidelity._pct(head['median_abs_error']).lstrip('+')}, worst "
+                  f"{fidelity._pct(head['worst_abs_error']).lstrip('+')}")
+    e2e = fidelity.headline(outcomes, ("step", "serving"))
+    console.print(f"held-out step/serving (end to end): {e2e['held_out_cases']} cases, median "
+                  f"{fidelity._pct(e2e['median_abs_error']).lstrip('+')}")
+    tp = fidelity.tensor_parallel_steps(outcomes)
+    console.print(f"held-out step cases at tp > 1: {tp['cases']}, median signed error "
+                  f"{fidelity._pct(tp['median_error'])}")
+    entries = [e for e in (o.entry() for o in outcomes) if e is not None]
+    cover = accuracy.coverage(entries) if entries else {}
+    for level, c in cover.items():
+        console.print(f"{accuracy.CONFIDENCE:.0%} intervals (each held-out case left out of its own): {level} "
+                      f"{c['inside']}/{c['cases']} inside, coverage {c['coverage']:.0%}")
+    full_run = not args.level and not args.fast and os.path.abspath(args.cases) == os.path.abspath("validation/cases")
+    target = args.accuracy or (accuracy.PATH if full_run else None)
+    if target and entries:
+        accuracy.save(entries, target)
+        console.print(f"held-out errors for the run intervals: {target}")
+    families = [] if args.level and "kernel" not in args.level else crosscheck.run()
+    if families:
+        table = Table(title="analytical model against every measured kernel (predicted / measured - 1)",
+                      title_justify="left")
+        for col in ("device", "family", "role", "kernels", "median", "p90", "median signed"):
+            table.add_column(col, justify="left" if col in ("device", "family", "role") else "right")
+        for f in families:
+            r = f.row()
+            table.add_row(r["device"], r["family"], r["role"], f"{r['kernels']:,}",
+                          fidelity._pct(r["median_abs_error"]).lstrip("+"), fidelity._pct(r["p90_abs_error"]).lstrip("+"),
+                          fidelity._pct(r["median_error"]))
+        console.print(table)
+        k = crosscheck.headline(families)
+        console.print(f"measured-kernel cross-device held-out: {k['kernels']:,} kernels, median "
+                      f"{fidelity._pct(k['median_abs_error']).lstrip('+')}")
+    if args.report:
+        os.makedirs(os.path.dirname(args.report) or ".", exist_ok=True)
+        with open(args.report, "w") as fh:
+            fh.write(fidelity.markdown_report(outcomes, families, cover))
+        console.print(f"report: {args.report}")
+    missed = [o for o in outcomes if not o.ok]
+    return 1 if args.strict and missed else 0
+
+
+def _topology(args) -> int:
+    from ..fabric.topology import draw_topology, load_topology, summarize_topology
+    from ..spec.units import format_bytes
+
+    spec = load_topology(args.file)
+    summary = summarize_topology(spec)
+    if args.json:
+        print(json.dumps(summary, indent=2, default=str))
+    else:
+        kinds = ", ".join(f"{n} {k}" for k, n in sorted(summary["nodes"].items()))
+        print(f"{args.file}: {spec.name}")
+        print(f"  nodes: {kinds}; {summary['links']} links; {summary['servers']} servers")
+        print(f"  accelerators: {summary['accelerators']}; diameter {summary['diameter_hops']} hops between "
+              f"accelerators ({summary['graph_diameter_hops']} over all nodes)")
+        print(f"  bisection bandwidth: {format_bytes(summary['bisection_bandwidth'])}/s per direction")
+        if "scale_out_per_server" in summary:
+            print(f"  scale-out per server: {format_bytes(summary['scale_out_per_server'])}/s")
+    if args.png:
+        draw_topology(spec, args.png)
+        print(f"  drawn: {args.png}")
+    return 0
+
+
+def _catalog(args) -> int:
+    from .. import catalog
+    from ..catalog.hardware import DeviceSpec
+    from ..catalog.models import ModelSpec
+    from ..results.report import make_console
+    from ..spec.units import format_bytes
+
+    if args.what == "devices":
+        specs = {k: DeviceSpec.model_validate(v) for k, v in catalog.device_entries().items()}
+        title = "devices (peak FLOP/s dense, per chip)"
+        columns = ("key", "name", "memory", "mem BW", "bf16", "fp8", "fp4", "scale-up/dir", "TDP", "eff c/m", "$/h")
+
+        def row(k, s):
+            pf = s.peak_flops
+            return (k, s.name, format_bytes(s.memory) + (f" {s.memory_type}" if s.memory_type != "hbm" else ""),
+                    f"{s.memory_bandwidth / 1e12:.2f} TB/s",
+                    _tf(pf.bf16), _tf(pf.fp8), _tf(pf.fp4),
+                    "-" if s.scale_up_bandwidth is None else f"{s.scale_up_bandwidth / 1e9:.0f} GB/s",
+                    "-" if s.tdp is None else f"{s.tdp:.0f} W", f"{s.compute_eff:.2f}/{s.mem_eff:.2f}",
+                    "-" if s.hourly_usd is None else f"{s.hourly_usd:.2f}")
+    else:
+        specs = {k: ModelSpec.model_validate(v) for k, v in catalog.model_entries().items()}
+        title = "models"
+        columns = ("key", "name", "kind", "arch", "params", "active", "layers", "hidden", "heads/kv", "experts",
+                   "context")
+
+        def row(k, s):
+            return (k, s.name, s.modality, s.architecture + ("/mla" if s.attention == "mla" else ""),
+                    f"{s.computed_params() / 1e9:.1f}B", f"{s.computed_active_params() / 1e9:.1f}B",
+                    str(s.layers), str(s.hidden), f"{s.heads}/{s.kv_heads}" if s.heads else "-",
+                    f"{s.active_experts}/{s.experts}" if s.experts else "-",
+                    "-" if s.max_context is None else f"{s.max_context:,}")
+    if args.json:
+        print(json.dumps({k: s.model_dump() for k, s in specs.items()}, indent=2))
+        return 0
+    table = Table(title=title, title_justify="left")
+    for col in columns:
+        table.add_column(col)
+    for k, s in specs.items():
+        table.add_row(*row(k, s))
+    make_console().print(table)
+    return 0
+
+
+def _tf(x):
+    return "-" if x is None else f"{x / 1e12:,.0f} T"
