@@ -57,6 +57,21 @@ def layer(module: str) -> int | None:
 GRAPH = {m: imports(m, p, modules()) for m, p in modules().items()}
 
 
+def test_every_relative_import_names_a_module():
+    """Imports inside functions run only when called: a wrong one would pass every other test."""
+    known = modules()
+    wrong = []
+    for module, path in known.items():
+        package = module if path.endswith("__init__.py") else module.rsplit(".", 1)[0]
+        for node in ast.walk(ast.parse(open(path).read())):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                parts = package.split(".")
+                base = ".".join(parts[:len(parts) - node.level + 1] + ([node.module] if node.module else []))
+                if base not in known:
+                    wrong.append(f"{module}:{node.lineno}: {base}")
+    assert wrong == []
+
+
 def test_every_module_has_a_layer():
     assert [m for m in GRAPH if layer(m) is None and m not in INFRASTRUCTURE] == []
 
@@ -91,15 +106,15 @@ def test_no_import_circle():
 LONG_MODULES = {
     "sim.demand.arrivals": 568, "sim.demand.sessions": 501, "sim.fabric.network": 472,
     "sim.fabric.topology": 704, "sim.results.analysis": 526, "sim.results.html_report": 448,
-    "sim.results.report": 473, "sim.results.trace": 550, "sim.scenario": 779, "sim.serving.replica": 672,
-    "sim.serving.scheduler": 547, "sim.timing.kernels": 500, "sim.tools.fidelity": 462,
+    "sim.results.report": 473, "sim.results.trace": 550, "sim.serving.replica": 672,
+    "sim.serving.scheduler": 547, "sim.timing.kernels": 500, "sim.tools.fidelity": 463,
     "sim.tools.plan": 479, "sim.tools.sweep": 467,
 }
 LONG_FUNCTIONS = {
     "sim.cli.checking._validate_model": 63, "sim.cli.running._compare": 67, "sim.cli.sizing._plan": 108,
     "sim.demand.workload.generate": 85, "sim.results.intervals.section": 62,
     "sim.results.report.print_summary": 138, "sim.results.trace.build_trace": 85,
-    "sim.scenario._check_modalities": 73, "sim.scenario.scenario_from_source": 85,
+    "sim.scenario.checks.check_modalities": 73, "sim.scenario.scenario_from_source": 85,
     "sim.serving.scheduler.engine_run": 288, "sim.serving.sharing.check": 70,
     "sim.timing.deployment._pack": 67, "sim.timing.deployment.deploy": 108,
     "sim.tools.fidelity.markdown_report": 66,

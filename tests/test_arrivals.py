@@ -16,7 +16,8 @@ from sim.demand.arrivals import (
     Arrival, OperationalClock, Trace, arrival_idc, dispersion, expected_arrivals, fit_mmpp,
     mmpp_idc, sample_times)
 from sim.spec.errors import ScenarioError
-from sim.scenario import Stream, load_scenario
+from sim.demand.streams import Stream
+from sim.scenario import load_scenario
 from sim.demand.workload import arrival_times, generate, read_trace, rng_for, trace_arrivals
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -24,7 +24,8 @@ from ..catalog import accuracy
 from ..catalog.hardware import BYTES_PER_ELEMENT, DeviceSpec, Precision
 from ..catalog.models import ModelSpec
 from ..results.summary import summarize
-from ..scenario import _catalog_entry, scenario_from_source
+from ..scenario import scenario_from_source
+from ..scenario.resolve import catalog_entry
 from ..simulation import simulate
 from ..spec import source
 from ..spec.base import Spec
@@ -173,12 +174,12 @@ def load_cases(root: str) -> list[tuple[Case, str, source.Source]]:
 
 
 def _device(ref, src, path) -> DeviceSpec:
-    key, raw = _catalog_entry(ref, catalog.device_entries(), "device", path, src)
+    key, raw = catalog_entry(ref, catalog.device_entries(), "device", path, src)
     return validate(DeviceSpec, raw, src, path)
 
 
 def _model(ref, src, path) -> ModelSpec:
-    key, raw = _catalog_entry(ref, catalog.model_entries(), "model", path, src)
+    key, raw = catalog_entry(ref, catalog.model_entries(), "model", path, src)
     return validate(ModelSpec, raw, src, path)
 
 
