@@ -7,10 +7,11 @@ import os
 
 import numpy as np
 import pytest
+from pydantic import TypeAdapter
 
 from sim import catalog
 from sim.timing import kernels
-from sim.demand import media
+from sim.demand import distributions, media
 from sim.timing.deployment import cost_vector
 from sim.spec.errors import ScenarioError
 from sim.catalog.hardware import DeviceSpec
@@ -415,10 +416,10 @@ def test_multimodal_scenario_conserves_requests_and_repeats_under_its_seed():
 
 
 def test_audio_seconds_accept_mixtures_and_units():
-    spec = media.MixtureSeconds.model_validate({"dist": "mixture", "weights": [3, 1],
-                                                "parts": ["4s", {"dist": "uniform", "min": "1min", "max": "3min"}]})
-    x = media.draw_seconds(spec, 20000, np.random.default_rng(0))
-    assert media.mean_seconds(spec) == pytest.approx(0.75 * 4 + 0.25 * 120)
+    spec = TypeAdapter(distributions.AudioSeconds).validate_python(
+        {"dist": "mixture", "weights": [3, 1], "parts": ["4s", {"dist": "uniform", "min": "1min", "max": "3min"}]})
+    x = distributions.draw(spec, 20000, np.random.default_rng(0))
+    assert distributions.mean(spec) == pytest.approx(0.75 * 4 + 0.25 * 120)
     assert x.mean() == pytest.approx(33.0, rel=0.03)
     assert set(np.round(x[x < 10], 6)) == {4.0} and x.max() <= 180.0
 

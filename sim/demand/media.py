@@ -31,141 +31,15 @@ pixels (x frames x images) the VAE decodes.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Literal, Union
-
 import numpy as np
-from pydantic import BeforeValidator, Field, model_validator
+from pydantic import Field
 
 from ..catalog.models import MODALITIES, ModelSpec
-from ..spec.base import Seconds, Spec
-from .lengths import draw_lengths, lognormal_parameters
+from ..spec.base import Spec
+from .distributions import draw
 
 KINDS = MODALITIES
 KIND_CODE = {k: i for i, k in enumerate(KINDS)}   # the request table's `modality` column
-
-
-# ---- seconds of audio per request ------------------------------------------------------------
-
-class FixedSeconds(Spec):
-    dist: Literal["fixed"] = "fixed"
-    value: Seconds = Field(gt=0)
-
-
-class UniformSeconds(Spec):
-    dist: Literal["uniform"]
-    min: Seconds = Field(gt=0)
-    max: Seconds = Field(gt=0)
-
-    @model_validator(mode="after")
-    def _ordered(self):
-        if self.max < self.min:
-            raise ValueError(f"max ({self.max:g}s) is below min ({self.min:g}s)")
-        return self
-
-
-class LognormalSeconds(Spec):
-    """Lognormal with the given mean and coefficient of variation, clipped to [min, max]."""
-
-    dist: Literal["lognormal"]
-    mean: Seconds = Field(gt=0)
-    cv: float = Field(gt=0)
-    min: Seconds = Field(default=0.1, gt=0)
-    max: Seconds = Field(default=86400.0, gt=0)
-
-
-class ExponentialSeconds(Spec):
-    dist: Literal["exponential"]
-    mean: Seconds = Field(gt=0)
-    max: Seconds = Field(default=86400.0, gt=0)
-
-
-class EmpiricalSeconds(Spec):
-    dist: Literal["empirical"]
-    values: list[Seconds] = Field(min_length=1)
-    weights: list[float] | None = None
-
-    @model_validator(mode="after")
-    def _positive(self):
-        if min(self.values) <= 0:
-            raise ValueError("values must be positive durations")
-        if self.weights is not None and (len(self.weights) != len(self.values) or min(self.weights) < 0
-                                         or sum(self.weights) <= 0):
-            raise ValueError("weights must be non-negative, one per value, with a positive sum")
-        return self
-
-
-def _seconds_shorthand(v):
-    return {"dist": "fixed", "value": v} if isinstance(v, (int, float, str)) and not isinstance(v, bool) else v
-
-
-SimpleSeconds = Annotated[
-    Annotated[Union[FixedSeconds, UniformSeconds, LognormalSeconds, ExponentialSeconds, EmpiricalSeconds],
-              Field(discriminator="dist")],
-    BeforeValidator(_seconds_shorthand),
-]
-
-
-class MixtureSeconds(Spec):
-    """Draws from `parts` in proportion to `weights` (e.g. short voice commands and a few
-    long recordings)."""
-
-    dist: Literal["mixture"]
-    weights: list[float] = Field(min_length=1)
-    parts: list[SimpleSeconds] = Field(min_length=1)
-
-    @model_validator(mode="after")
-    def _matched(self):
-        if len(self.weights) != len(self.parts) or min(self.weights) < 0 or sum(self.weights) <= 0:
-            raise ValueError("weights must be non-negative, one per part, with a positive sum")
-        return self
-
-
-AudioSeconds = Annotated[
-    Annotated[Union[FixedSeconds, UniformSeconds, LognormalSeconds, ExponentialSeconds, EmpiricalSeconds,
-                    MixtureSeconds], Field(discriminator="dist")],
-    BeforeValidator(_seconds_shorthand),
-]
-
-
-def draw_seconds(dist, n: int, rng: np.random.Generator) -> np.ndarray:
-    """n durations (> 0) from a seconds distribution."""
-    if isinstance(dist, FixedSeconds):
-        return np.full(n, float(dist.value))
-    if isinstance(dist, UniformSeconds):
-        return rng.uniform(dist.min, dist.max, n)
-    if isinstance(dist, LognormalSeconds):
-        return np.clip(rng.lognormal(*lognormal_parameters(dist.mean, dist.cv), n), dist.min, dist.max)
-    if isinstance(dist, ExponentialSeconds):
-        return np.minimum(rng.exponential(dist.mean, n), dist.max)
-    if isinstance(dist, EmpiricalSeconds):
-        w = None if dist.weights is None else np.asarray(dist.weights, float) / sum(dist.weights)
-        return rng.choice(np.asarray(dist.values, float), n, p=w)
-    if isinstance(dist, MixtureSeconds):
-        w = np.asarray(dist.weights, float) / sum(dist.weights)
-        which = rng.choice(len(dist.parts), n, p=w)
-        out = np.empty(n)
-        for k, part in enumerate(dist.parts):
-            mine = which == k
-            out[mine] = draw_seconds(part, int(mine.sum()), rng)
-        return out
-    raise TypeError(f"unknown seconds distribution {dist!r}")
-
-
-def mean_seconds(dist) -> float | None:
-    """The distribution's mean before clipping, where it has a closed form (for docs and checks)."""
-    if isinstance(dist, FixedSeconds):
-        return float(dist.value)
-    if isinstance(dist, UniformSeconds):
-        return (dist.min + dist.max) / 2.0
-    if isinstance(dist, (LognormalSeconds, ExponentialSeconds)):
-        return float(dist.mean)
-    if isinstance(dist, EmpiricalSeconds):
-        w = np.ones(len(dist.values)) if dist.weights is None else np.asarray(dist.weights, float)
-        return float(np.dot(w, dist.values) / w.sum())
-    if isinstance(dist, MixtureSeconds):
-        w = np.asarray(dist.weights, float) / sum(dist.weights)
-        return float(sum(wk * mean_seconds(p) for wk, p in zip(w, dist.parts)))
-    return None
 
 
 # ---- images and video --------------------------------------------------------------------------
@@ -225,17 +99,17 @@ def stream_requests(stream, model: ModelSpec, t: np.ndarray, rng_for) -> MediaCo
     kind = model.modality
     code = KIND_CODE[kind]
     if kind == "speech_to_text":
-        seconds = draw_seconds(stream.audio_seconds, n, rng_for("audio"))
+        seconds = draw(stream.audio_seconds, n, rng_for("audio"))
         clip, offset, length, output = stt_windows(model, seconds)
         prompt = np.full(len(clip), model.speech.encoder_positions + model.speech.prompt_tokens, np.int64)
         zeros = np.zeros(len(clip), np.int64)
         return MediaColumns(t[clip], prompt, output, code, offset, length, zeros, zeros.astype(float))
     if kind == "text_to_speech":
         sp = model.speech
-        seconds = draw_seconds(stream.audio_seconds, n, rng_for("audio"))
+        seconds = draw(stream.audio_seconds, n, rng_for("audio"))
         output = np.maximum(1, np.rint(sp.audio_tokens_per_second * seconds)).astype(np.int64)
         if stream.prompt_tokens is not None:
-            prompt = draw_lengths(stream.prompt_tokens, n, rng_for("prompt"))
+            prompt = draw(stream.prompt_tokens, n, rng_for("prompt"))
         else:
             prompt = np.maximum(1, np.rint(sp.text_tokens_per_second * seconds)).astype(np.int64) + sp.prompt_tokens
         zeros = np.zeros(n, np.int64)
@@ -289,5 +163,5 @@ def request_flops(model: ModelSpec, prompt: np.ndarray, output: np.ndarray, samp
     return 2.0 * stack * (prompt + output) + 2.0 * head * output
 
 
-__all__ = ["AudioSeconds", "ImageRequest", "VideoRequest", "KINDS", "KIND_CODE", "draw_seconds", "mean_seconds",
-           "stream_requests", "stt_windows", "request_flops", "media_field"]
+__all__ = ["ImageRequest", "VideoRequest", "KINDS", "KIND_CODE", "stream_requests", "stt_windows",
+           "request_flops", "media_field"]

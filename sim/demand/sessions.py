@@ -43,66 +43,15 @@ output to it), `read` (reads the context, adds nothing: an embedding of the quer
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Annotated, Literal, Union
+from typing import Literal
 
 import numpy as np
-from pydantic import BeforeValidator, Field, model_validator
+from pydantic import Field, model_validator
 
-from ..spec.base import Seconds, Spec, Tokens
-from .lengths import FixedLength, Length, draw_lengths, lognormal_parameters
+from ..spec.base import Spec, Tokens
+from .distributions import Delay, FixedLength, Length, draw
 
 # ---- durations (tool latency, think time, service time) ---------------------------------
-
-
-class FixedDelay(Spec):
-    dist: Literal["fixed"] = "fixed"
-    value: Seconds = Field(ge=0)
-
-
-class ExponentialDelay(Spec):
-    dist: Literal["exponential"]
-    mean: Seconds = Field(gt=0)
-
-
-class LognormalDelay(Spec):
-    dist: Literal["lognormal"]
-    mean: Seconds = Field(gt=0)
-    cv: float = Field(gt=0)
-
-
-class UniformDelay(Spec):
-    dist: Literal["uniform"]
-    min: Seconds = Field(ge=0)
-    max: Seconds = Field(ge=0)
-
-    @model_validator(mode="after")
-    def _ordered(self):
-        if self.max < self.min:
-            raise ValueError(f"max ({self.max:g}s) is below min ({self.min:g}s)")
-        return self
-
-
-def _delay_shorthand(v):
-    return {"dist": "fixed", "value": v} if isinstance(v, (str, int, float)) and not isinstance(v, bool) else v
-
-
-Delay = Annotated[
-    Annotated[Union[FixedDelay, ExponentialDelay, LognormalDelay, UniformDelay], Field(discriminator="dist")],
-    BeforeValidator(_delay_shorthand),
-]
-
-
-def draw_delays(dist, n: int, rng: np.random.Generator) -> np.ndarray:
-    """n durations in seconds."""
-    if isinstance(dist, FixedDelay):
-        return np.full(n, dist.value)
-    if isinstance(dist, ExponentialDelay):
-        return rng.exponential(dist.mean, n)
-    if isinstance(dist, LognormalDelay):
-        return rng.lognormal(*lognormal_parameters(dist.mean, dist.cv), n)
-    if isinstance(dist, UniformDelay):
-        return rng.uniform(dist.min, dist.max, n)
-    raise TypeError(f"unknown delay distribution {dist!r}")
 
 
 # ---- schema ------------------------------------------------------------------------------
@@ -265,10 +214,10 @@ class _Draw:
         return block[i]
 
     def tokens(self, dist) -> int:
-        return int(self._next(dist, draw_lengths))
+        return int(self._next(dist, draw))
 
     def seconds(self, dist) -> float:
-        return float(self._next(dist, draw_delays))
+        return float(self._next(dist, draw))
 
     def chance(self, p: float) -> bool:
         return p > 0 and self.rng.random() < p

@@ -6,8 +6,8 @@ from pydantic import Field, field_validator, model_validator
 from ..spec.base import PerSecond, Seconds, Spec
 from ..spec.slo import Slo
 from .arrivals import Arrival, Trace
-from .lengths import Length
-from .media import AudioSeconds, ImageRequest, VideoRequest
+from .distributions import AudioSeconds, Length
+from .media import ImageRequest, VideoRequest
 from .sessions import Session, SystemPrompt
 
 

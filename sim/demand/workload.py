@@ -13,7 +13,7 @@ import numpy as np
 
 from ..catalog.models import ModelSpec
 from .arrivals import sample_times
-from .lengths import draw_lengths
+from .distributions import draw
 from .media import KIND_CODE, media_field, stream_requests
 from .sessions import SessionPlan, link, plan_sessions, session_graph
 from .streams import Stream
@@ -121,8 +121,8 @@ def generate(streams: list[Stream], duration: float, seed: int,
                 t = np.full(stream.requests, np.nan)
             else:
                 t = arrival_times(stream, duration, rng_for(seed, "workload", stream.name, "arrivals"))
-            prompt = draw_lengths(stream.prompt_tokens, len(t), rng_for(seed, "workload", stream.name, "prompt"))
-            output = draw_lengths(stream.output_tokens, len(t), rng_for(seed, "workload", stream.name, "output"))
+            prompt = draw(stream.prompt_tokens, len(t), rng_for(seed, "workload", stream.name, "prompt"))
+            output = draw(stream.output_tokens, len(t), rng_for(seed, "workload", stream.name, "output"))
         if stream.requests is not None and not stream.closed_loop:
             t, prompt, output = t[: stream.requests], prompt[: stream.requests], output[: stream.requests]
         variant = None

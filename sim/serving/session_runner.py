@@ -12,7 +12,8 @@ import simpy
 
 from ..core.clock import at
 from ..core.metrics import COMPLETED
-from ..demand.sessions import CALL, SessionPlan, draw_delays
+from ..demand.distributions import draw
+from ..demand.sessions import CALL, SessionPlan
 
 
 class ServiceStation:
@@ -31,7 +32,7 @@ class ServiceStation:
         with self.resource.request() as slot:
             yield slot
             self.waits.append(env.now - arrived)
-            duration = float(draw_delays(self.service_time, 1, self.rng)[0])
+            duration = float(draw(self.service_time, 1, self.rng)[0])
             yield env.timeout(duration)
             self.busy += duration
         done()
