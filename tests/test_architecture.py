@@ -112,11 +112,11 @@ LONG_MODULES = {
 }
 LONG_FUNCTIONS = {
     "sim.cli.checking._validate_model": 63, "sim.cli.running._compare": 67, "sim.cli.sizing._plan": 108,
-    "sim.demand.distributions._family": 84, "sim.demand.workload.generate": 85,
-    "sim.results.intervals.section": 62, "sim.results.report.print_summary": 138,
-    "sim.results.trace.build_trace": 85, "sim.scenario.checks.check_modalities": 73,
-    "sim.scenario.scenario_from_source": 85, "sim.serving.scheduler.engine_run": 288,
-    "sim.serving.sharing.check": 70, "sim.timing.deployment._pack": 67, "sim.timing.deployment.deploy": 108,
+    "sim.demand.workload.generate": 85, "sim.results.intervals.section": 62,
+    "sim.results.report.print_summary": 138, "sim.results.trace.build_trace": 85,
+    "sim.scenario.checks.check_modalities": 73, "sim.scenario.scenario_from_source": 85,
+    "sim.serving.scheduler.engine_run": 288, "sim.serving.sharing.check": 70,
+    "sim.timing.deployment._pack": 67, "sim.timing.deployment.deploy": 108,
     "sim.tools.fidelity.markdown_report": 66,
 }
 MAX_FUNCTION_LINES = 60

@@ -55,9 +55,21 @@ class Quantity:
 
 
 def _family(q: Quantity):
-    """The distribution classes of one quantity, and the YAML type that accepts any of them."""
+    """The YAML type that accepts any kind of distribution of quantity q, and its fixed kind."""
+    def shorthand(v):
+        scalar = isinstance(v, q.shorthand) and not isinstance(v, bool)
+        return {"dist": "fixed", "value": v} if scalar else v
+
+    simple = (*_parametric(q), _empirical(q))
+    kinds = (*simple, _mixture(q, Annotated[Annotated[Union[simple], Field(discriminator="dist")],
+                                            BeforeValidator(shorthand)]))
+    for cls, kind in zip(kinds, KINDS):
+        cls.__name__ = cls.__qualname__ = f"{kind.capitalize()}{q.name}"
+    return Annotated[Annotated[Union[kinds], Field(discriminator="dist")], BeforeValidator(shorthand)], kinds[0]
+
+
+def _parametric(q: Quantity) -> tuple:
     V = q.value
-    low = 1 if q.whole else 0.0
 
     class Fixed(Spec):
         quantity: ClassVar[Quantity] = q
@@ -92,11 +104,17 @@ def _family(q: Quantity):
         mean: q.exponential_mean
         max: V | None = q.exponential_max
 
+    return Fixed, Uniform, Lognormal, Exponential
+
+
+def _empirical(q: Quantity):
+    low = 1 if q.whole else 0.0
+
     class Empirical(Spec):
         """Draws from listed values (with optional weights) or a column of a CSV file."""
         quantity: ClassVar[Quantity] = q
         dist: Literal["empirical"]
-        values: list[V] | None = None
+        values: list[q.value] | None = None
         weights: list[float] | None = None
         path: str | None = None
         column: str | None = None
@@ -113,31 +131,24 @@ def _family(q: Quantity):
                 _check_weights(self.weights, len(self.values), "value")
             return self
 
-    simple = Union[Fixed, Uniform, Lognormal, Exponential, Empirical]
+    return Empirical
 
-    def shorthand(v):
-        scalar = isinstance(v, q.shorthand) and not isinstance(v, bool)
-        return {"dist": "fixed", "value": v} if scalar else v
 
+def _mixture(q: Quantity, part):
     class Mixture(Spec):
         """Draws from `parts` in proportion to `weights` (e.g. short voice commands and a few
         long recordings)."""
         quantity: ClassVar[Quantity] = q
         dist: Literal["mixture"]
         weights: list[float] = Field(min_length=1)
-        parts: list[Annotated[Annotated[simple, Field(discriminator="dist")], BeforeValidator(shorthand)]] = \
-            Field(min_length=1)
+        parts: list[part] = Field(min_length=1)
 
         @model_validator(mode="after")
         def _matched(self):
             _check_weights(self.weights, len(self.parts), "part")
             return self
 
-    kinds = (Fixed, Uniform, Lognormal, Exponential, Empirical, Mixture)
-    for cls, kind in zip(kinds, KINDS):
-        cls.__name__ = cls.__qualname__ = f"{kind.capitalize()}{q.name}"
-    accepted = Annotated[Annotated[Union[kinds], Field(discriminator="dist")], BeforeValidator(shorthand)]
-    return accepted, Fixed
+    return Mixture
 
 
 def _check_weights(weights, n: int, what: str) -> None:
