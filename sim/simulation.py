@@ -218,17 +218,17 @@ def build_fabric(w: World, trace: bool) -> None:
         disagg = Disaggregation(w.env, w.fabric, w.placement, w.decoders, w.table, model_of)
         for rep in w.replicas:
             if rep.role == "prefill":
-                rep.on_prefilled = disagg.hand_off
+                rep.prefilled.subscribe(disagg.hand_off)
 
 
 def build_operations(w: World) -> None:
     """Failures and repairs, autoscalers and model swaps; then the first replicas start."""
     spec = w.spec
     w.router.model_of_request = w.model_of
+    for rep in w.replicas:   # a request that reaches a replica gone down: retried, or failed with a reason
+        rep.lost.subscribe(w.router.lost)
     if spec.failures is not None:
         w.router.retry_limit = spec.failures.retries
-        for rep in w.replicas:
-            rep.on_lost = w.router.lost
         components = Components(w.scenario, w.placement or place(w.scenario))
     w.scalers = attach_autoscalers(w.env, w.scenario, w.lifecycle, w.router, w.table)
     scaled = {g for a in w.scalers for g in a.groups}

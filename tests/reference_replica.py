@@ -193,7 +193,7 @@ class SteppingReplica(ProcessReplica):
             r, blocks = self.req[i], self.blocks[i]
             self._remove(i)
             if i in handoff:
-                self.on_prefilled(self, r, blocks)
+                self.prefilled(self, r, blocks)
             else:
                 self.free_blocks += blocks
                 table.longest_stall[r] = self.gap.get(r, 0) / 1e9

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from . import column_store
+from .events import Topic
 from .column_store import ColumnStore, spill_rows
 
 # Final states. Every request ends in exactly one of them: completed; rejected (a limit or a
@@ -86,13 +87,13 @@ class RequestTable:
         self.window_start = 0.0                 # when measurement starts (the warm-up's end)
         self.settled = 0                        # rows below this have all ended (see `settle`)
 
-        self.on_done = None  # called as on_done(i, time) when request i completes or ends unserved
+        self.ended = Topic("ended")   # (i, time) when request i completes or ends unserved
 
     def complete(self, i: int, when: float) -> None:
         self.state[i] = COMPLETED
         self.finished[i] = when
-        if self.on_done is not None:
-            self.on_done(i, when)
+        for fn in self.ended.subscribers:
+            fn(i, when)
 
     def reject(self, i: int, reason: str, now: float) -> None:
         self.end(i, REJECTED, reason, now)
@@ -102,8 +103,8 @@ class RequestTable:
         self.state[i] = state
         self.reason[i] = REASON_CODES[reason]
         self.finished[i] = now
-        if self.on_done is not None:
-            self.on_done(i, now)
+        for fn in self.ended.subscribers:
+            fn(i, now)
 
     def _input(self, values: np.ndarray, dtype) -> np.ndarray:
         """A column given at the start: the array itself in memory, copied when spilling."""

@@ -15,8 +15,7 @@ class ClosedLoop:
         self.env, self.spec, self.table, self.router = env, spec, table, router
         self.model_of_stream = model_of_stream
         self.pending = {s: list(np.nonzero(arrivals.stream == s)[0][::-1]) for s in streams}
-        self._previous = table.on_done
-        table.on_done = self._done
+        table.ended.subscribe(self._done)
         for s in streams:
             for _ in range(spec.workload[s].concurrency):
                 self._send(s, 0.0)
@@ -33,8 +32,6 @@ class ClosedLoop:
         self.router.arrive(r, self.model_of_stream[s])
 
     def _done(self, r: int, when: float) -> None:
-        if self._previous is not None:
-            self._previous(r, when)
         s = int(self.table.stream[r])
         if s in self.pending:
             self._send(s, when + self.spec.workload[s].think_time)

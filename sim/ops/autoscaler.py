@@ -208,5 +208,5 @@ def attach_autoscalers(env, scenario, lifecycle, router, table) -> list[Autoscal
                 if a.pool.model_key == model and a.current() == 0:
                     a.wake()
                     return
-        router.on_starved = starved
+        router.starved.subscribe(starved)
     return out

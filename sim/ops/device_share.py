@@ -7,7 +7,7 @@ also own). An engine with the devices to itself runs at full speed. The host wor
 iteration (scheduling, kernel launch) runs on the CPU and is not shared.
 
 The controller hears from each replica when it starts and stops computing (its plan becomes
-non-empty or empty; `Replica.on_busy`) and sets the speed of each engine of the group with
+non-empty or empty; `Replica.busy`, core.events) and sets the speed of each engine of the group with
 `set_params`, which takes effect at the engine's next iteration boundary: busy engines run
 at 1/k, and an idle one is set to the speed it would get by joining, 1/(k+1), so its first
 iteration already runs at the shared speed.
@@ -54,7 +54,7 @@ class DeviceShare:
                 self.base[rep.index] = rep.params.copy()
                 self.busy[rep.index] = False
                 self.level[rep.index] = 1
-                rep.on_busy = self.report
+                rep.busy.subscribe(self.report)
 
     def report(self, rep, busy: bool) -> None:
         """Replica `rep` starts (busy) or stops computing: re-divide its devices."""

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..core.clock import at
+from ..core.events import Topic
 
 OFF, STARTING, LIVE, DRAINING, FAILED = "off", "starting", "live", "draining", "failed"
 POWERED = (STARTING, LIVE, DRAINING)
@@ -60,7 +61,7 @@ class Lifecycle:
         self.history: list[list[tuple[float, str]]] = [[(0.0, LIVE)] for _ in self.groups]
         self.starts: list[ColdStart] = []
         self.load_time: dict[int, float] = {}    # engine -> when its first weights arrived
-        self.on_change = []                       # called as f(group, state) after each change
+        self.changed = Topic("changed")           # (group, state) after each change
         self._watched: set[int] = set()           # engines whose completions a drain waits on
 
     # ---- the run's first replicas ---------------------------------------------------------
@@ -135,8 +136,7 @@ class Lifecycle:
             self.router.stop(rep)
             if rep.index not in self._watched:    # hear of its completions from now on
                 self._watched.add(rep.index)
-                previous = rep.on_capacity
-                rep.on_capacity = lambda r, prev=previous: self._capacity(r, prev)
+                rep.capacity_freed.subscribe(self._capacity)
         self._maybe_off(g)
 
     def fail(self, groups: list[int]) -> list[int]:
@@ -157,9 +157,7 @@ class Lifecycle:
             self._set(g, OFF)
 
     # ---- internals -------------------------------------------------------------------------
-    def _capacity(self, rep, previous) -> None:
-        if previous is not None:
-            previous(rep)
+    def _capacity(self, rep) -> None:
         g = self.group_of[rep.index]
         if self.state[g] == DRAINING:
             self._maybe_off(g)
@@ -173,8 +171,7 @@ class Lifecycle:
     def _set(self, g: int, state: str) -> None:
         self.state[g] = state
         self.history[g].append((self.env.now, state))
-        for f in self.on_change:
-            f(g, state)
+        self.changed(g, state)
 
     def _load(self, g: int):
         """An event that fires when group g's weights are on its devices."""

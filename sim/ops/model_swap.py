@@ -58,7 +58,7 @@ class ModelSwap:
             for r in range(k, k + s.initial_count()):
                 self.last[r] = s
             k += s.initial_count()
-        lifecycle.on_change.append(self._changed)
+        lifecycle.changed.subscribe(self._changed)
 
     # ---- what the autoscalers ask ------------------------------------------------------
     def initial_off(self, scaler) -> set[int]:

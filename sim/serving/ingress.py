@@ -14,11 +14,7 @@ def carry_requests(env, spec, router, table, fabric, placement) -> None:
         flow.callbacks.append(lambda _: rep.submit(r))
     router.deliver = deliver
 
-    previous = table.on_done
-
     def reply(r, when):
         if table.state[r] == 1 and table.replica[r] >= 0:
             fabric.transfer(host[int(table.replica[r])], node, float(table.output[r]) * per_token, "reply")
-        if previous is not None:
-            previous(r, when)
-    table.on_done = reply
+    table.ended.subscribe(reply)

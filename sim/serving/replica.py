@@ -43,6 +43,7 @@ import simpy
 
 from . import scheduler as sch
 from ..core.clock import at
+from ..core.events import Topic
 from ..core.metrics import BusyLog, COMPLETED, RequestTable
 from ..timing import kernels as K
 from ..timing.deployment import Deployment
@@ -83,7 +84,7 @@ class ReplicaBase:
         # (holding its KV until the transfer ends); a decode replica takes sequences whose KV
         # has arrived and only decodes them
         self.role = role
-        self.on_prefilled = None           # prefill role: called as on_prefilled(replica, r, blocks)
+        self.prefilled = Topic("prefilled")   # prefill role: (replica, r, blocks) after a prefill (core.events)
         self.params = deployment.params
         self.total_blocks = deployment.total_blocks
         self.per_seq_blocks = deployment.per_seq_blocks
@@ -92,8 +93,8 @@ class ReplicaBase:
         self.busy_time = 0.0
         self.iterations = 0            # committed iterations (host work: iterations x overhead)
         self.clock = 1.0               # clock as a fraction of full speed (power capping)
-        self.on_capacity = None        # set by the router: called when sequences leave
-        self.on_busy = None            # set by ops.device_share: on_busy(replica, computing) after each plan
+        self.capacity_freed = Topic("capacity_freed")   # (replica) when sequences leave
+        self.busy = Topic("busy")      # (replica, computing) after each plan
         # host CPU seconds to tokenize one prompt token (after the head node's slowdown)
         self.tokenize_per_token = engine.tokenize_per_token
         self.tokenized = 0             # prompt tokens its front end has tokenized (head-node CPU work)
@@ -103,7 +104,7 @@ class ReplicaBase:
         self.ready = env.event()       # weights in place; succeeded at once when preloaded
         self.up = True                 # takes new requests (False while failed, stopped or starting again)
         self.life = 0                  # starts so far: callbacks of an earlier life are void
-        self.on_lost = None            # called as on_lost(r) for a request that reaches it while down
+        self.lost = Topic("lost")      # (r) for a request that reaches it while down
         # A tensor-parallel group that spans scale-up domains runs each iteration's
         # all-reduces over the fabric (set by the simulation): a generator taking the
         # iteration's token count.
@@ -118,7 +119,7 @@ class ReplicaBase:
     def submit(self, r: int) -> None:
         """A new request for this replica: its host tokenizes the prompt, then it queues."""
         if not self.up:      # went down while the request crossed the fabric to it
-            self.on_lost(r)
+            self.lost(r)
             return
         self.table.replica[r] = self.index
         self.tokenized += int(self.table.prompt[r])
@@ -160,8 +161,8 @@ class ReplicaBase:
         return self.outstanding() < self.max_seqs
 
     def _notify(self) -> None:
-        if self.on_capacity is not None:
-            self.on_capacity(self)
+        for fn in self.capacity_freed.subscribers:
+            fn(self)
 
     def fail(self) -> list[int]:
         """The replica goes down now: work in progress is lost. Returns the requests it held
@@ -276,8 +277,8 @@ class Replica(ReplicaBase):
 
     def _publish_plan(self) -> None:
         """Post the current load and the end of the iteration that next changes it."""
-        if self.on_busy is not None:
-            self.on_busy(self, self._active())
+        if self.busy:
+            self.busy(self, self._active())
         if not self._active():
             self._publish()
             return
@@ -352,7 +353,7 @@ class Replica(ReplicaBase):
 
     def _enqueue(self, r: int) -> None:
         if not self.up:      # went down while its prompt was being tokenized
-            self.on_lost(r)
+            self.lost(r)
             return
         table = self.table
         table.replica[r] = self.index
@@ -630,13 +631,12 @@ class Replica(ReplicaBase):
         """Completions and hand-offs of events lo..hi, to whoever waits for them (once the
         committed state is in place: what they do next may queue requests here)."""
         table = self.table
-        if leaving and (table.on_done is not None or self.on_prefilled is not None):
+        if leaving and (table.ended or self.prefilled):
             for kind, j, r, v in self.events[lo:hi].tolist():
                 if kind == sch.EV_DONE:
-                    if table.on_done is not None:
-                        table.on_done(r, float(self.ends[j]))
+                    table.ended(r, float(self.ends[j]))
                 elif kind == sch.EV_HANDOFF:
-                    self.on_prefilled(self, r, v)
+                    self.prefilled(self, r, v)
 
     def _written_back(self) -> None:
         """Running sequences' generated tokens into the request table."""

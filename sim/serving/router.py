@@ -13,6 +13,7 @@ from collections import deque
 
 import numpy as np
 
+from ..core.events import Topic
 from ..core.metrics import FAILED, REJECTED, RequestTable, SHED
 from ..timing import kernels
 from .prefix_cache import best_holders
@@ -59,7 +60,7 @@ class Router:
         # had no replica up (its backlog's wait from then on is a wait for a start)
         self._queued_at: dict[int, float] = {}
         self._none_up_since: dict[str, float] = {}
-        self.on_starved = None             # called as on_starved(model) when a request parks
+        self.starved = Topic("starved")    # (model) when a request parks with no replica of its model up
         self.retry_limit = 0               # times a request is sent again after its replica failed
         self.model_of_request = None       # request -> the model it asks for
         self.rng = rng
@@ -80,7 +81,7 @@ class Router:
             for k, rep in enumerate(reps):
                 self.replica[rep.index] = rep
                 self.model_of[rep.index] = model
-                rep.on_capacity = self._capacity_freed
+                rep.capacity_freed.subscribe(self._capacity_freed)
                 if not spans or spans[-1][0].pool != rep.pool:
                     spans.append([rep, k, k + 1])
                 else:
@@ -129,8 +130,7 @@ class Router:
         if fits is None:
             self.parked[model].append(r)
             self._parked_at[r] = now
-            if self.on_starved is not None:
-                self.on_starved(model)
+            self.starved(model)
             return
         self._current = r
         rep = self._choose(model, *fits)
@@ -343,8 +343,7 @@ class Router:
             fits = self._candidates(model, r)
             if fits is None:
                 self._none_up_since.setdefault(model, self.env.now)
-                if self.on_starved is not None:
-                    self.on_starved(model)
+                self.starved(model)
                 return
             reps, idx = fits
             room = np.flatnonzero(self._loads(idx) < self.max_seqs[idx])

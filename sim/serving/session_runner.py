@@ -47,16 +47,13 @@ class SessionRunner:
         self.failed = np.zeros(len(plan.start), bool)
         self.tool_start = np.full(len(plan.kind), np.nan)
         self.tool_done = np.full(len(plan.kind), np.nan)
-        self._previous = table.on_done
-        table.on_done = self._done
+        table.ended.subscribe(self._done)
         # sessions that start with a tool: their first nodes run at the session's start
         for node in plan.roots():
             if plan.kind[node] != CALL:
                 at(env, plan.start[plan.session[node]]).callbacks.append(lambda _, n=int(node): self._start(n))
 
     def _done(self, r: int, when: float) -> None:
-        if self._previous is not None:
-            self._previous(r, when)
         node = int(self.plan.node_of[r])
         if node < 0:
             return

@@ -56,7 +56,7 @@ class ProcessReplica(ReplicaBase):
 
     def _enqueue(self, r: int) -> None:
         if not self.up:
-            self.on_lost(r)
+            self.lost(r)
             return
         self.table.replica[r] = self.index
         self.waiting.append(r)
