@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test fuzz bench validate clean
+.PHONY: run test fuzz bench validate same-results clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,12 @@ validate: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
+
+# results of the quickstart, bench-1m's fleet at 100k requests and every scenario, against
+# those of commit BASE (default: the last commit): a change meant to keep results must pass
+BASE ?= HEAD
+same-results: $(STAMP)
+	$(BIN)/python -m benchmarks.same_results against $(BASE)
 
 clean:
 	rm -rf $(VENV) results .pytest_cache

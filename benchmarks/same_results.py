@@ -1,9 +1,11 @@
 """Check that a change to the code leaves results unchanged.
 
+    python -m benchmarks.same_results against REV    # this tree's results against commit REV's
     python -m benchmarks.same_results capture DIR    # run every case into DIR/<case>/
     python -m benchmarks.same_results compare A B    # exit 1 if any case differs
 
-Capture once on the old code (a `git worktree` of it) and once on the new, then compare.
+`against` checks out REV in a temporary `git worktree`, captures there and here, and
+compares (`make same-results BASE=REV`). Both runs use this environment's packages.
 The cases are the quickstart, bench-1m's fleet at 100k requests, and every scenario in
 scenarios/ cut to one simulated minute. Each case's summary.json (less wall-clock fields
 and the run's own paths), requests.parquet and devices.parquet must be equal.
@@ -14,8 +16,10 @@ import argparse
 import glob
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 
 import pandas as pd
@@ -94,6 +98,24 @@ def compare(old: str, new: str) -> int:
     return 1 if differ else 0
 
 
+def against(rev: str, jobs: int) -> int:
+    """Capture at commit `rev` (in a temporary worktree, with this script copied in) and here."""
+    with tempfile.TemporaryDirectory() as tmp:
+        tree = os.path.join(tmp, "tree")
+        subprocess.run(["git", "worktree", "add", "--detach", "-q", tree, rev], cwd=ROOT, check=True)
+        try:
+            shutil.copy(os.path.abspath(__file__), os.path.join(tree, "benchmarks", "same_results.py"))
+            old, new = os.path.join(tmp, "old"), os.path.join(tmp, "new")
+            # `python -m` puts the working folder first on the path: the worktree's code runs there
+            subprocess.run([sys.executable, "-m", "benchmarks.same_results", "capture", old, "--jobs", str(jobs)],
+                           cwd=tree, check=True)
+            if capture(new, jobs):
+                return 1
+            return compare(old, new)
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", tree], cwd=ROOT)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="what", required=True)
@@ -103,7 +125,12 @@ def main(argv: list[str] | None = None) -> int:
     cmp_ = sub.add_parser("compare")
     cmp_.add_argument("old")
     cmp_.add_argument("new")
+    base = sub.add_parser("against")
+    base.add_argument("rev")
+    base.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args(argv)
+    if args.what == "against":
+        return against(args.rev, args.jobs)
     if args.what == "capture":
         return capture(os.path.abspath(args.folder), args.jobs)
     return compare(args.old, args.new)
