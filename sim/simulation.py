@@ -182,7 +182,7 @@ def build_replicas(w: World) -> None:
     served = sorted(w.by_model)
     w.model_of_stream = [s.model or (s.session.model if s.session else None) or served[0] for s in spec.workload]
     w.pipelines = pipeline.attach(w.env, scenario.pools, w.replicas)
-    w.prefix = attach_prefix_caches(scenario, w.replicas, table, w.arrivals)
+    w.prefix = attach_prefix_caches(w.engine_pools, w.replicas, table, w.arrivals)
 
 
 def build_router(w: World) -> None:

@@ -12,8 +12,8 @@ from collections.abc import Mapping
 import numpy as np
 
 from . import column_store
-from .events import Topic
 from .column_store import ColumnStore, spill_rows
+from .events import Topic
 
 # Final states. Every request ends in exactly one of them: completed; rejected (a limit or a
 # check said no: it could never be served as asked, or its tenant was over its rate); shed

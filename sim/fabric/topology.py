@@ -21,9 +21,10 @@ from typing import Annotated, Literal, Union
 import networkx as nx
 from pydantic import Field, PrivateAttr
 
-from ..spec import limits
+from ..spec import limits, source
 from ..spec.base import Bytes, BytesPerSecond, Seconds, Spec
-from ..spec.errors import did_you_mean
+from ..spec.errors import Problem, ScenarioError, did_you_mean, format_path
+from ..spec.validate import validate
 
 NodeKind = Literal["accelerator", "cpu", "host-memory", "nic", "pcie-switch", "scale-up-switch", "switch",
                    "storage"]
@@ -520,10 +521,6 @@ def _connectivity_problems(g: nx.Graph) -> Problems:
 
 def load_topology(path: str, accelerators_needed: int = 0) -> TopologySpec:
     """Read and check a topology file; raises ScenarioError with file:line for each problem."""
-    from ..spec import source
-    from ..spec.errors import Problem, ScenarioError, format_path
-    from ..spec.validate import validate
-
     src = source.load(path)
     spec = validate(TopologySpec, src.data, src)
     problems = validate_topology(spec, accelerators_needed)

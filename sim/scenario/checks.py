@@ -5,7 +5,9 @@ from ..catalog.models import ModelSpec, a_kind
 from ..demand.media import media_field
 from ..demand.streams import Stream
 from ..fabric.topology import validate_topology
+from ..ops.failures import Components
 from ..serving import sharing
+from ..serving.placement import place
 from ..spec import limits, source
 from ..spec.errors import Problem, did_you_mean, format_path
 from .resolved import ResolvedPool, Scenario
@@ -180,8 +182,6 @@ def check_failures(spec: ScenarioSpec, pools: list[ResolvedPool], src: source.So
     """Failure targets name components the fleet has; failed replicas' requests can go elsewhere."""
     if spec.failures is None:
         return []
-    from ..ops.failures import Components
-    from ..serving.placement import place
     scenario = Scenario(spec, pools, src, "")
     problems = [Problem(src.loc_of(path), format_path(path), message)
                 for path, message in Components(scenario, place(scenario)).problems(spec.failures)]

@@ -30,7 +30,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import scheduler as sch
-from .placement import pool_of_engines
 
 MAX_CHAIN = 64   # earlier calls a lookup walks back through to find a cached ancestor
 
@@ -298,12 +297,12 @@ def best_holders(directory: Directory, index: PrefixIndex, r: int, prompt: int, 
     return best
 
 
-def attach_prefix_caches(scenario, replicas, table, arrivals) -> PrefixIndex | None:
-    """Replicas of pools with engine.prefix_cache get a cache; those serving one model share
-    a directory of who holds what (for cache-aware routing)."""
+def attach_prefix_caches(engine_pools, replicas, table, arrivals) -> PrefixIndex | None:
+    """Replicas of pools with engine.prefix_cache get a cache (`engine_pools`: each replica's
+    pool); those serving one model share a directory of who holds what (cache-aware routing)."""
     index = None
     directories: dict[str, Directory] = {}
-    for rep, pool in zip(replicas, pool_of_engines(scenario)):
+    for rep, pool in zip(replicas, engine_pools):
         if not pool.spec.serve.engine.prefix_cache:
             continue
         if index is None:

@@ -29,6 +29,7 @@ from ..catalog import accuracy
 from ..spec import source
 from ..spec.base import Seconds, Spec
 from ..spec.errors import Loc, ScenarioError
+from ..spec.validate import validate
 
 # Student's t, one-sided 0.95, by degrees of freedom: the 90 % prediction interval of a few cases
 T95 = {1: 6.314, 2: 2.920, 3: 2.353, 4: 2.132, 5: 2.015, 6: 1.943, 7: 1.895}
@@ -57,7 +58,6 @@ class Overlay(Spec):
 
 
 def load(path: str, at: Loc | None) -> Overlay:
-    from ..spec.validate import validate
     if not os.path.isfile(path):
         raise ScenarioError.one(at, "calibration", f"no such file: {path} (dcsim calibrate writes one)")
     src = source.load(path)

@@ -35,6 +35,8 @@ class Window:
     measured: np.ndarray      # arrived inside [warmup, duration)
     done: np.ndarray          # measured and completed
     finished_in: np.ndarray   # completed inside [w0, w1], whenever it arrived
+    input_tokens: float       # prompt tokens of those requests
+    output_tokens: float      # and output tokens
 
     @property
     def spec(self):
@@ -55,7 +57,8 @@ def window_of(result: RunResult) -> Window:
     measured = (table.arrival >= w0) & (table.arrival < spec.duration)
     done = measured & (state == COMPLETED)
     finished_in = (state == COMPLETED) & (table.finished >= w0) & (table.finished <= w1)
-    return Window(result, table.columns(), w0, w1, max(w1 - w0, 1e-12), measured, done, finished_in)
+    return Window(result, table.columns(), w0, w1, max(w1 - w0, 1e-12), measured, done, finished_in,
+                  float(table.prompt[finished_in].sum()), float(table.output[finished_in].sum()))
 
 
 def summarize(result: RunResult) -> dict:
@@ -134,11 +137,10 @@ def latencies(v: Window) -> dict:
 
 
 def throughputs(v: Window) -> dict:
-    table = v.table
     return {
         "requests_per_s": float(v.finished_in.sum()) / v.seconds,
-        "input_tokens_per_s": float(table.prompt[v.finished_in].sum()) / v.seconds,
-        "output_tokens_per_s": float(table.output[v.finished_in].sum()) / v.seconds,
+        "input_tokens_per_s": v.input_tokens / v.seconds,
+        "output_tokens_per_s": v.output_tokens / v.seconds,
     }
 
 

@@ -125,8 +125,7 @@ def power(v, fleet: Fleet) -> dict:
         out = {"it_watts": None, "pue": eco.pue, "facility_watts": None, "energy_kwh": None,
                "joules_per_output_token": None, "joules_per_token": None, "notes": fleet.power_notes}
     else:
-        in_tok = float(v.table.prompt[v.finished_in].sum())
-        out_tok = float(v.table.output[v.finished_in].sum())
+        in_tok, out_tok = v.input_tokens, v.output_tokens
         facility_watts = fleet.it_watts * eco.pue
         energy_j = facility_watts * v.seconds
         out = {
