@@ -54,7 +54,7 @@ class ReplicaInfo:
     iteration_overhead: float = 0.0                         # host time per iteration at the end, after CPU sharing
     evicted_blocks: int = 0                                 # prefix cache: blocks evicted during the run
     cached_blocks: int = 0                                  # prefix cache: blocks held when it ended
-    itl: np.ndarray | None = None                           # inter-token gaps in the window (scheduler.itl_edges)
+    itl: np.ndarray | None = None                           # inter-token gaps in the window (event_log.itl_edges)
 
 
 @dataclass

@@ -10,7 +10,7 @@ import numpy as np
 
 from sim.timing import kernels
 from sim.core.clock import at
-from sim.serving.scheduler import itl_bins
+from sim.serving.event_log import itl_bins
 from sim.serving.static import ProcessReplica
 
 

@@ -15,7 +15,7 @@ from sim.core.metrics import COMPLETED
 from sim.results.report import requests_frame
 from sim.scenario import load_scenario
 from sim.serving import replica as replica_module
-from sim.serving import scheduler as sch
+from sim.serving import engine_state as es
 from sim.serving.prefix_cache import PrefixCache, PrefixIndex
 from sim.simulation import simulate
 from sim.results.summary import summarize
@@ -76,7 +76,7 @@ def _lengths_cache(n_requests: int) -> tuple[PrefixCache, np.ndarray]:
         cached = np.zeros(n_requests, np.int64)
         keep_blocks = np.zeros(n_requests, np.int64)
     index = PrefixIndex(n_requests, prefix_of=[-1, -1, 0, -1][:n_requests] + [-1] * max(0, n_requests - 4))
-    st = np.zeros(sch.ST_SIZE, np.int64)
+    st = np.zeros(es.COUNTERS, np.int64)
     return PrefixCache(0, 16, index, Table()), st
 
 
@@ -87,25 +87,25 @@ def test_eviction_takes_least_recently_used_leaves_block_by_block():
     for r in (0, 1):                      # two conversations' first turns finish; 0 is older
         cache.lookup(r, st)
         assert cache.table.keep_blocks[r] == (1000 + 100 - 1) // 16 == 68
-        st[sch.EVICT] += cache.table.keep_blocks[r]     # what the engine does at completion
+        st[es.EVICT] += cache.table.keep_blocks[r]     # what the engine does at completion
         cache.finished(r)
     cache.reconcile(st)
-    assert cache.evictable == st[sch.EVICT] == 136
-    st[sch.EVICT] -= 10                   # the engine took 10 blocks back
+    assert cache.evictable == st[es.EVICT] == 136
+    st[es.EVICT] -= 10                   # the engine took 10 blocks back
     cache.reconcile(st)
     assert cache.entries[0].own == 58 and cache.entries[1].own == 68   # from the older entry's end
     assert cache.entries[0].tokens == 58 * 16
     # request 2 extends request 0: it finds the truncated entry and pins it
     cache.lookup(2, st)
     assert cache.table.cached[2] == 58 * 16
-    assert st[sch.EVICT] == cache.evictable == 68       # pinned blocks are not evictable
-    st[sch.EVICT] -= 68
+    assert st[es.EVICT] == cache.evictable == 68       # pinned blocks are not evictable
+    st[es.EVICT] -= 68
     cache.reconcile(st)                   # now only entry 1 could go
     assert 1 not in cache.entries and cache.entries[0].own == 58
     cache.finished(2)                     # done: its pin is dropped at the next boundary
     assert cache.entries[0].pins == 1
     cache.release(st)
-    assert cache.entries[0].pins == 0 and st[sch.EVICT] == cache.evictable == 58
+    assert cache.entries[0].pins == 0 and st[es.EVICT] == cache.evictable == 58
 
 
 def _collect_replicas(monkeypatch) -> list:
@@ -144,11 +144,11 @@ def test_plans_equal_stepping_and_blocks_are_conserved(write_scenario, monkeypat
     assert sum(r.evicted_blocks for r in fast.replicas) > 0          # the cache was under pressure
     for rep in made:
         c = rep.cache
-        c.release(rep.st)
+        c.release(rep.committed.counters)
         # every block is free or held by the cache, and the engine's count is the cache's
-        assert rep.st[sch.N] == 0
-        assert rep.st[sch.FREE] + rep.st[sch.EVICT] == rep.total_blocks
-        assert rep.st[sch.EVICT] == c.evictable == c.blocks_held()
+        assert rep.committed.counters[es.RUNNING] == 0
+        assert rep.committed.counters[es.FREE] + rep.committed.counters[es.EVICT] == rep.total_blocks
+        assert rep.committed.counters[es.EVICT] == c.evictable == c.blocks_held()
         assert all(e.pins == 0 for e in c.entries.values())
 
 

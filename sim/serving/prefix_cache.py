@@ -13,7 +13,7 @@ request and one per replica:
              than its prompt: the last token is always computed, as engines do); its
              prefill starts after them and its own blocks exclude them
   keep[r]    r's own blocks that stay cached when it completes, instead of being freed
-  st[EVICT]  blocks of entries no queued or running request uses: the engine takes them
+  counters[EVICT]  blocks of entries no queued or running request uses: the engine takes them
              back when its free pool runs short
 An entry a queued or running request reads is pinned: its blocks are neither free nor
 evictable. The engine only counts evictable blocks; which entries lose blocks is decided
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import scheduler as sch
+from . import engine_state as es
 
 MAX_CHAIN = 64   # earlier calls a lookup walks back through to find a cached ancestor
 
@@ -92,7 +92,7 @@ class PrefixCache:
         self.table = table
         self.directory = directory
         self.entries: dict[int, Entry] = {}
-        self.evictable = 0             # blocks of entries nobody pins (the engine's st[EVICT])
+        self.evictable = 0             # blocks of entries nobody pins (the engine's counters[EVICT])
         self.leaves: list[tuple[int, int]] = []   # heap of (stamp, key): eviction candidates
         self.clock = 0
         self.reader: dict[int, Entry] = {}        # request -> the entry it pinned
@@ -131,10 +131,10 @@ class PrefixCache:
         """Prompt tokens of r this cache would serve now (no side effects)."""
         return max((self._usable(r, e) for e in self._candidates(r)), default=0)
 
-    def lookup(self, r: int, st: np.ndarray) -> None:
+    def lookup(self, r: int, counters: np.ndarray) -> None:
         """A request queued here: take what the cache holds of its prompt (pinning it), and
         decide how many of its own blocks to keep when it completes. Only where no plan is
-        running: it changes st[EVICT]."""
+        running: it changes counters[EVICT]."""
         idx, table = self.index, self.table
         best, got = None, 0
         for e in self._candidates(r):
@@ -147,7 +147,7 @@ class PrefixCache:
         if best is not None:
             self.hits += 1
             self.hit_tokens += got
-            self._pin(best, st)
+            self._pin(best, counters)
             self.reader[r] = best
         # blocks to keep: its whole context when a later call extends it, else the part of
         # its system prompt not cached yet (nothing is kept past a partly read entry)
@@ -162,30 +162,30 @@ class PrefixCache:
             keep = 0
         table.keep_blocks[r] = max(keep, 0)
 
-    def _pin(self, e: Entry, st: np.ndarray) -> None:
+    def _pin(self, e: Entry, counters: np.ndarray) -> None:
         self.clock += 1
         while e is not None:
             if e.pins == 0:
                 self.evictable -= e.own
-                st[sch.EVICT] -= e.own
+                counters[es.EVICT] -= e.own
             e.pins += 1
             e.stamp = self.clock
             e = e.parent
 
-    def _unpin(self, e: Entry, st: np.ndarray) -> None:
+    def _unpin(self, e: Entry, counters: np.ndarray) -> None:
         while e is not None:
             e.pins -= 1
             if e.pins == 0:
                 self.evictable += e.own
-                st[sch.EVICT] += e.own
+                counters[es.EVICT] += e.own
                 if e.children == 0:
                     heapq.heappush(self.leaves, (e.stamp, e.key))
             e = e.parent
 
-    def release(self, st: np.ndarray) -> None:
+    def release(self, counters: np.ndarray) -> None:
         """At a boundary with no plan running: drop the pins of requests that have finished."""
         for e in self.unpin_later:
-            self._unpin(e, st)
+            self._unpin(e, counters)
         self.unpin_later.clear()
 
     # ---- completions ----------------------------------------------------------------------
@@ -227,15 +227,15 @@ class PrefixCache:
         return e
 
     # ---- the engine's count ------------------------------------------------------------------
-    def reconcile(self, st: np.ndarray) -> None:
+    def reconcile(self, counters: np.ndarray) -> None:
         """After a commit: blocks the engine took back from the evictable count come off the
         least recently used entries; evictable blocks no entry holds (duplicates) are free."""
-        if st[sch.EVICT] < self.evictable:
-            self._evict(self.evictable - int(st[sch.EVICT]))
-        elif st[sch.EVICT] > self.evictable:
-            extra = int(st[sch.EVICT]) - self.evictable
-            st[sch.EVICT] -= extra
-            st[sch.FREE] += extra
+        if counters[es.EVICT] < self.evictable:
+            self._evict(self.evictable - int(counters[es.EVICT]))
+        elif counters[es.EVICT] > self.evictable:
+            extra = int(counters[es.EVICT]) - self.evictable
+            counters[es.EVICT] -= extra
+            counters[es.FREE] += extra
 
     def _evict(self, blocks: int) -> None:
         self.evicted_blocks += blocks

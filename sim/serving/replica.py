@@ -41,7 +41,9 @@ from bisect import bisect_left, bisect_right
 import numpy as np
 import simpy
 
-from . import scheduler as sch
+from . import engine_state as es
+from .engine_state import EngineState
+from . import event_log, scheduler
 from ..core.clock import at
 from ..core.events import Topic
 from ..core.metrics import BusyLog, COMPLETED, RequestTable
@@ -99,8 +101,8 @@ class ReplicaBase:
         self.tokenize_per_token = engine.tokenize_per_token
         self.tokenized = 0             # prompt tokens its front end has tokenized (head-node CPU work)
         # gaps between consecutive tokens of a sequence from the window's start: a histogram
-        # over scheduler.itl_edges()
-        self.itl = np.zeros(sch.ITL_BINS, np.int64)
+        # over event_log.itl_edges()
+        self.itl = np.zeros(event_log.ITL_BINS, np.int64)
         self.ready = env.event()       # weights in place; succeeded at once when preloaded
         self.up = True                 # takes new requests (False while failed, stopped or starting again)
         self.life = 0                  # starts so far: callbacks of an earlier life are void
@@ -209,26 +211,23 @@ class Replica(ReplicaBase):
         cap = self.max_seqs
         # with a prefix cache every completion ends a plan: its pins are dropped at that boundary
         stop_done = stop_at_completions or engine.prefix_cache
-        self.cfg = np.array([self.bs, cap, self.max_tokens, self.chunk_limit, int(self.chunked), int(self.kv_grows),
-                             self.per_seq_blocks, self.total_blocks, int(stop_done),
-                             int(role == "prefill"), int(self.prioritized), int(engine.preempt_lower),
-                             int(engine.prefix_cache), int(engine.mixed_batches)], np.int64)
+        self.rules = es.rules(block_size=self.bs, max_seqs=cap, max_tokens=self.max_tokens, chunk=self.chunk_limit,
+                              chunked=self.chunked, kv_grows=self.kv_grows, per_seq_blocks=self.per_seq_blocks,
+                              total_blocks=self.total_blocks, stop_at_completions=stop_done,
+                              prefill_only=role == "prefill", priority_classes=self.prioritized,
+                              preempt_lower=engine.preempt_lower, stop_at_evictions=engine.prefix_cache,
+                              mixed_batches=engine.mixed_batches)
         # committed state (at time t_free), the plan's end state, and its checkpoint
-        self.S = np.zeros((sch.S_ROWS, cap), np.int64)
-        self.st = np.zeros(sch.ST_SIZE, np.int64)
-        self.st[sch.FREE] = self.total_blocks
-        self.S_end, self.st_end = self.S.copy(), self.st.copy()
-        self.S_ck, self.st_ck = self.S.copy(), self.st.copy()
-        self.F = np.zeros((sch.F_ROWS, 2 * cap + 16), np.int64)
-        self.F_ck = self.F.copy()
-        self.pre = self.F.copy()   # preempted sequences waiting to run again (a stack: top last)
-        self.n_pre = 0
+        self.committed = EngineState(cap, self.total_blocks)
+        self.planned = EngineState(cap, self.total_blocks)
+        self.checkpoint = EngineState(cap, self.total_blocks)
         self.pending: list[tuple[int, float]] = []   # with classes: arrivals queued at the next boundary
-        self.res = np.zeros(sch.RES_SIZE, np.int64)
-        self.counts = np.zeros(1, np.int64)   # apply_log: preemptions
+        # what the last plan recorded (engine_state.py)
         self.ends = np.zeros(MAX_HORIZON + 1)
-        self.obs = np.zeros((sch.OBS_ROWS, MAX_HORIZON + 2), np.int64)
+        self.batch = np.zeros((es.BATCH_ROWS, MAX_HORIZON + 2), np.int64)
         self.events = np.zeros((16 * cap + 1024, 4), np.int64)
+        self.outcome = np.zeros(es.OUTCOME_SIZE, np.int64)
+        self.record = (self.ends, self.batch, self.events, self.outcome)
         self.t_free = 0.0       # when the committed state holds (the end of its last iteration)
         self.late_at = 0        # iteration of the next plan from which st[LATE] blocks are free
         # the plan: iterations it0..k-1 of the last engine_run, events lo..hi of its log
@@ -253,26 +252,28 @@ class Replica(ReplicaBase):
 
     def _load_at(self, j: int) -> int:
         """Outstanding requests while plan column j holds."""
-        return int(self.obs[sch.O_RUNNING, j] + self.obs[sch.O_WAITING, j]) + self.extra_n + len(self.pending)
+        return int(self.batch[es.B_RUNNING, j] + self.batch[es.B_WAITING, j]) + self.extra_n + len(self.pending)
 
     def outstanding(self) -> int:
         if not self._active():
-            return int(self.st[sch.N]) + len(self.queue) + self.n_pre + len(self.pending)
+            held = self.committed.counters
+            return int(held[es.RUNNING] + held[es.PREEMPTED]) + len(self.queue) + len(self.pending)
         return self._load_at(self._seen())
 
     def waiting_count(self) -> int:
         if not self._active():
-            return len(self.queue) + self.n_pre + len(self.pending)
-        return int(self.obs[sch.O_WAITING, self._seen()]) + self.extra_n + len(self.pending)
+            return len(self.queue) + int(self.committed.counters[es.PREEMPTED]) + len(self.pending)
+        return int(self.batch[es.B_WAITING, self._seen()]) + self.extra_n + len(self.pending)
 
     def kv_load(self) -> float:
         """KV blocks in use plus those waiting requests will need, over the total."""
         if not self._active():
-            used = self.total_blocks - self.st[sch.FREE] - self.st[sch.EVICT]
-            demand = self.st[sch.DEMAND]
+            held = self.committed.counters
+            used = self.total_blocks - held[es.FREE] - held[es.EVICT]
+            demand = held[es.DEMAND]
         else:
             j = self._seen()
-            used, demand = self.obs[sch.O_USED, j], self.obs[sch.O_DEMAND, j]
+            used, demand = self.batch[es.B_USED, j], self.batch[es.B_DEMAND, j]
         return float(used + demand + self.extra_demand) / self.total_blocks
 
     def _publish_plan(self) -> None:
@@ -283,7 +284,7 @@ class Replica(ReplicaBase):
             self._publish()
             return
         j = self._seen()
-        change = self.obs[sch.O_NEXT, j]
+        change = self.batch[es.B_NEXT, j]
         self.board.outstanding[self.index] = self._load_at(j)
         self.board.until[self.index] = self.ends[change] if change >= 0 else np.inf
 
@@ -324,7 +325,7 @@ class Replica(ReplicaBase):
         if j >= self.k:
             return 0.0
         start = self.t_free if j == self.it0 else self.ends[j - 1]
-        return float(self.obs[sch.O_RUNNING, j]) / max(self.ends[j] - start, 1e-9)
+        return float(self.batch[es.B_RUNNING, j]) / max(self.ends[j] - start, 1e-9)
 
     def _switch(self, _) -> None:
         if self._next is None:
@@ -390,7 +391,7 @@ class Replica(ReplicaBase):
     def _queue_new(self, r: int, when: float) -> None:
         """Into the waiting queue (by class when there are classes), after a prefix-cache lookup."""
         if self.cache is not None:
-            self.cache.lookup(r, self.st)
+            self.cache.lookup(r, self.committed.counters)
         if self.prioritized:
             self.queue.insert(r, when, self.table.priority, self.queue.head)
         else:
@@ -439,7 +440,7 @@ class Replica(ReplicaBase):
             self.pending_free += n
             return
         if not self._active():
-            self.st[sch.FREE] += n
+            self.committed.counters[es.FREE] += n
             if self.stepper is not None:
                 self._wake()
             elif self.ready.triggered:
@@ -449,8 +450,9 @@ class Replica(ReplicaBase):
         m = self._ended()
         start = self.t_free if m == 0 else self.ends[self.it0 + m - 1]
         late_at = m if start >= self.env.now else m + 1
-        self.late_at = min(self.late_at, late_at) if self.st[sch.LATE] else late_at
-        self.st[sch.LATE] += n
+        held = self.committed.counters
+        self.late_at = min(self.late_at, late_at) if held[es.LATE] else late_at
+        held[es.LATE] += n
         self._interrupt()
 
     def _joins_later(self) -> bool:
@@ -461,7 +463,7 @@ class Replica(ReplicaBase):
             j0 = self.it0
         else:
             j0 = 1 + bisect_left(self.ends, now, self.it0, self.k)
-        return j0 >= self.k or bool(self.obs[sch.O_WAITING, j0:self.k].min() > 0)
+        return j0 >= self.k or bool(self.batch[es.B_WAITING, j0:self.k].min() > 0)
 
     # ---- plans ---------------------------------------------------------------------------
     def restart(self) -> simpy.Event:
@@ -476,16 +478,14 @@ class Replica(ReplicaBase):
                                "fabric, pipeline stages) are not modelled")
         self.sync()
         self.plan_id += 1                # the plan made by sync() never runs
-        st = self.st
-        lost = self.S[sch.REQ, :int(st[sch.N])].tolist() + list(self.queue) + self.pre[0, :self.n_pre].tolist()
+        held = self.committed
+        lost = held.running().tolist() + list(self.queue) + held.preempted().tolist()
         lost += [r for r, _ in self.pending]
-        for a in (self.S, self.S_end, self.S_ck, self.F, self.F_ck, self.pre, self.st_end, self.st_ck):
-            a[:] = 0
-        st[:] = 0
-        st[sch.FREE] = self.total_blocks
+        for state in (self.committed, self.planned, self.checkpoint):
+            state.clear(self.total_blocks)
         self.queue = WaitQueue()
         self.pending.clear()
-        self.n_pre = self.extra_n = self.extra_demand = self.pending_free = self.late_at = 0
+        self.extra_n = self.extra_demand = self.pending_free = self.late_at = 0
         self.it0 = self.k = self.lo = self.hi = self.consumed_base = 0
         self.horizon = FIRST_HORIZON if self.adaptive else 1
         self._next = None
@@ -500,7 +500,7 @@ class Replica(ReplicaBase):
         self.t_free = self.env.now
         if self.stepper is not None:
             self.env.process(self._stepped_loop())
-        elif len(self.queue) or self.n_pre:
+        elif len(self.queue) or self.committed.counters[es.PREEMPTED]:
             self._plan(0)
         else:
             self._publish()
@@ -521,24 +521,23 @@ class Replica(ReplicaBase):
     def _plan(self, ckpt: int) -> None:
         """engine_run from the committed state: the first `ckpt` iterations (those of the
         previous plan that have ended) are committed at once, the rest become the plan."""
-        st = self.st
+        held = self.committed.counters
         if self.cache is not None and ckpt == 0:
-            self.cache.release(st)   # from a boundary: no plan counts on the pinned blocks
-        st[sch.DEMAND] += self.extra_demand
+            self.cache.release(held)   # from a boundary: no plan counts on the pinned blocks
+        held[es.DEMAND] += self.extra_demand
         self.extra_n = self.extra_demand = 0
         q, table = self.queue, self.table
         horizon = min(self.horizon, MAX_HORIZON - ckpt)
         late_at = self.late_at
-        steps = sch.engine_run(
-            self.t_free, self.S, st, self.S_end, self.st_end, self.F, q.req, q.time, q.head, q.tail, table.prompt,
-            table.output, table.generated, table.kv_ready, self.cfg, self.params, ckpt + horizon, ckpt,
-            self.S_ck, self.st_ck, self.F_ck, self.ends, self.obs, self.events, self.res, late_at,
-            self.pre, self.n_pre, table.priority, table.cached, table.keep_blocks, table.first_token)
-        self.it0, self.k, self.lo, self.hi = 0, steps, 0, int(self.res[sch.R_LOG])
+        steps = scheduler.engine_run(self.t_free, self.committed.arrays(), self.planned.arrays(),
+                                     self.checkpoint.arrays(),
+                                     (q.req, q.time, q.head, q.tail), es.requests(table), self.rules,
+                                     self.params, ckpt + horizon, ckpt, late_at, self.record)
+        self.it0, self.k, self.lo, self.hi = 0, steps, 0, int(self.outcome[es.LOGGED])
         self.consumed_base = 0
         if ckpt:
             self._commit_checkpoint(ckpt)
-            self.late_at = max(late_at - ckpt, 0) if self.st[sch.LATE] else 0
+            self.late_at = max(late_at - ckpt, 0) if held[es.LATE] else 0
         if self.adaptive:
             # Iterations planned past an interruption are computed for nothing, and a plan
             # that runs out costs another call: plan about twice as far as the last plan got
@@ -567,40 +566,29 @@ class Replica(ReplicaBase):
         wait for its completions and hand-offs hear of them."""
         lo, hi = self.lo, self.hi
         leaving = self._record(self.it0, self.k, lo, hi)
-        self.queue.pop(int(self.res[sch.R_CONSUMED]) - self.consumed_base)
-        self._hold_preempted(self.F, int(self.res[sch.R_FRONT]))
-        self.S, self.S_end = self.S_end, self.S
-        self.st[:] = self.st_end
-        self.st[sch.FREE] += self.pending_free
+        self.queue.pop(int(self.outcome[es.CONSUMED]) - self.consumed_base)
+        self.committed.take(self.planned)
+        self.committed.counters[es.FREE] += self.pending_free
         self.pending_free = 0
         self.late_at = 0
         if self.cache is not None:
-            self.cache.reconcile(self.st)
+            self.cache.reconcile(self.committed.counters)
         self._written_back()
         self.it0 = self.k
         self._announce(lo, hi, leaving)
 
     def _commit_checkpoint(self, m: int) -> None:
         """The first m iterations of the new run have ended: commit them."""
-        res = self.res.tolist()
-        ck_log, ck_consumed, ck_front = res[sch.R_CK_LOG], res[sch.R_CK_CONSUMED], res[sch.R_CK_FRONT]
+        ck_log, ck_consumed = int(self.outcome[es.CK_LOGGED]), int(self.outcome[es.CK_CONSUMED])
         leaving = self._record(0, m, 0, ck_log)
         self.queue.pop(ck_consumed)
-        self._hold_preempted(self.F_ck, ck_front)
-        self.S, self.S_ck = self.S_ck, self.S
-        self.st[:] = self.st_ck
+        self.committed.take(self.checkpoint)
         if self.cache is not None:
-            self.cache.reconcile(self.st)
+            self.cache.reconcile(self.committed.counters)
         self._written_back()
         self.it0, self.lo = m, ck_log
         self.consumed_base = ck_consumed
         self._announce(0, ck_log, leaving)
-
-    def _hold_preempted(self, F: np.ndarray, n: int) -> None:
-        """The stack of preempted sequences a committed stretch ended with: the next plan
-        starts from it."""
-        self.pre[:, :n] = F[:, :n]
-        self.n_pre = n
 
     def _record(self, a: int, b: int, lo: int, hi: int) -> int:
         """Iterations a..b-1 have run: their events go into the request table (and finished
@@ -609,21 +597,19 @@ class Replica(ReplicaBase):
         table = self.table
         ends = self.ends
         start = self.t_free
-        leaving = sch.apply_log(self.events, lo, hi, a, start, ends, table.output, table.admitted,
-                                table.first_token, table.finished, table.state, table.generated,
-                                table.preemptions, table.kv_ready, COMPLETED, self.counts, table.longest_stall,
-                                self.itl, table.window_start)
-        self.preemptions += int(self.counts[0])
+        leaving, preempted = event_log.apply_log(self.events, lo, hi, a, start, ends, event_log.written_columns(table),
+                                                 COMPLETED, self.itl, table.window_start)
+        self.preemptions += preempted
         end = ends[b - 1]
-        tokens = int(self.obs[sch.O_TOKENS, a:b].sum())
-        self.log.add(self.index, start, end, b - a, tokens, int(self.obs[sch.O_USED, b - 1]), self.clock,
+        tokens = int(self.batch[es.B_TOKENS, a:b].sum())
+        self.log.add(self.index, start, end, b - a, tokens, int(self.batch[es.B_USED, b - 1]), self.clock,
                      self.host_wait())
         self.busy_time += end - start
         self.iterations += b - a
         self.t_free = end
         if leaving and self.cache is not None:
             for kind, j, r, v in self.events[lo:hi].tolist():
-                if kind == sch.EV_DONE:
+                if kind == es.EV_DONE:
                     self.cache.finished(r)
         return leaving
 
@@ -633,15 +619,16 @@ class Replica(ReplicaBase):
         table = self.table
         if leaving and (table.ended or self.prefilled):
             for kind, j, r, v in self.events[lo:hi].tolist():
-                if kind == sch.EV_DONE:
+                if kind == es.EV_DONE:
                     table.ended(r, float(self.ends[j]))
-                elif kind == sch.EV_HANDOFF:
+                elif kind == es.EV_HANDOFF:
                     self.prefilled(self, r, v)
 
     def _written_back(self) -> None:
         """Running sequences' generated tokens into the request table."""
-        n = int(self.st[sch.N])
-        self.table.generated[self.S[sch.REQ, :n]] = self.S[sch.GEN, :n]
+        held = self.committed
+        n = int(held.counters[es.RUNNING])
+        self.table.generated[held.seqs[es.REQ, :n]] = held.seqs[es.GEN, :n]
 
     def sync(self) -> None:
         """Commit the iterations that have ended by now (the run's end calls this)."""
@@ -667,6 +654,6 @@ class Replica(ReplicaBase):
                 continue
             kernel = self.ends[0] - self.t_free
             self.ends[0] = np.inf  # until the stepper says so, the iteration is running
-            yield from self.stepper(self, kernel, int(self.obs[sch.O_TOKENS, 0]), int(self.obs[sch.O_RUNNING, 0]))
+            yield from self.stepper(self, kernel, int(self.batch[es.B_TOKENS, 0]), int(self.batch[es.B_RUNNING, 0]))
             self.ends[0] = env.now
             self._finish_plan()

@@ -8,7 +8,7 @@ from collections import deque
 import numpy as np
 import simpy
 
-from . import scheduler as sch
+from .event_log import itl_bins
 from ..core.clock import at
 from ..timing import kernels
 from .replica import ReplicaBase
@@ -97,7 +97,7 @@ class ProcessReplica(ReplicaBase):
                                                  if len(gaps) else 0.0, 0.0)
         decoding = len(remaining) - np.searchsorted(np.sort(remaining), np.arange(len(gaps)), side="right")
         counted = ends >= self.table.window_start
-        np.add.at(self.itl, sch.itl_bins(gaps[counted]), decoding[counted])
+        np.add.at(self.itl, itl_bins(gaps[counted]), decoding[counted])
 
 
 class StaticReplica(ProcessReplica):

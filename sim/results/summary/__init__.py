@@ -12,7 +12,7 @@ import numpy as np
 
 from .. import capacity as capacity_mod, intervals
 from ...core.metrics import COMPLETED, FAILED, IN_FLIGHT, REASONS, REJECTED, SHED
-from ...serving.scheduler import itl_edges
+from ...serving.event_log import itl_edges
 from ...simulation import RunResult
 from .latency import makespan_section, slo_section, steady_state
 from .money import cost_section, request_costs
