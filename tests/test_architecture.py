@@ -107,8 +107,7 @@ LONG_MODULES = {
     "sim.demand.arrivals": 568, "sim.demand.sessions": 450, "sim.fabric.network": 472,
     "sim.fabric.topology": 701, "sim.results.analysis": 526, "sim.results.html_report": 448,
     "sim.results.report": 473, "sim.results.trace": 550, "sim.serving.replica": 659,
-    "sim.serving.scheduler": 505, "sim.timing.kernels": 500, "sim.tools.fidelity": 463,
-    "sim.tools.plan": 479, "sim.tools.sweep": 467,
+    "sim.timing.kernels": 500, "sim.tools.fidelity": 463, "sim.tools.plan": 479, "sim.tools.sweep": 467,
 }
 LONG_FUNCTIONS = {
     "sim.cli.checking._validate_model": 63, "sim.cli.running._compare": 67, "sim.cli.sizing._plan": 108,

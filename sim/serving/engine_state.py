@@ -40,6 +40,7 @@ Record, what one run writes: (ends, batch, events, outcome)
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
 # rows of seqs
 REQ, TGT, KV, BLK, GEN, LAST, GAP = range(7)
@@ -125,3 +126,18 @@ def requests(table) -> tuple:
     """The request table's columns the scheduler reads, in the order it unpacks them."""
     return (table.prompt, table.output, table.generated, table.kv_ready, table.priority, table.cached,
             table.keep_blocks, table.first_token)
+
+
+# ---- the two operations every phase of the compiled scheduler uses ------------------------
+@njit(cache=True, inline="always")
+def blocks_for(tokens, rules):
+    """KV blocks a sequence of `tokens` holds."""
+    bs = rules[BLOCK_SIZE]
+    return ((tokens + bs - 1) // bs if rules[KV_GROWS] else 0) + rules[PER_SEQ]
+
+
+@njit(cache=True, inline="always")
+def log_event(events, lp, kind, j, r, v):
+    """Append event (kind, iteration, request, value) at events[lp]; the next free row."""
+    events[lp, 0], events[lp, 1], events[lp, 2], events[lp, 3] = kind, j, r, v
+    return lp + 1

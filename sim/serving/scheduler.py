@@ -12,10 +12,11 @@ one call. The data it works on is laid out and named in `engine_state.py`.
 
 One iteration, in order:
   1. with PREEMPT_LOWER, a waiting head of a higher class than the last running sequence
-     preempts lower classes until it has a slot and KV space (`_make_room_for_head`);
+     preempts lower classes until it has a slot and KV space (`admission.py`, as are the
+     helpers of step 3);
   2. decoding sequences each take one token's KV;
-  3. partially prefilled prompts continue (`_continue_prefills`), then waiting requests
-     join while slots, KV and the token budget allow (`_next_waiting` says who is next);
+  3. partially prefilled prompts continue (`continue_prefills`), then waiting requests
+     join while slots, KV and the token budget allow (`next_waiting` says who is next);
   4. the iteration takes `batch_time` of its prefill chunks and decode contexts;
   5. its results: a token per decoding sequence, prefill progress, first tokens (`_advance`);
   6. finished and handed-off sequences leave (`_depart`).
@@ -50,11 +51,13 @@ import numpy as np
 from numba import njit
 
 from ..timing.kernels import batch_time
+from .admission import (
+    arrived_head, continue_prefills, make_room_for_head, next_waiting, prefill_ready, preempt_last, sort_by_priority,
+)
 from .engine_state import (
-    BLK, BLOCK_SIZE, B_DEMAND, B_NEXT, B_RUNNING, B_TOKENS, B_USED, B_WAITING, CACHED, CK_CONSUMED, CK_LOGGED,
-    CONSUMED, DEMAND, EVENT, EVICT, EV_ADMIT, EV_DONE, EV_FIRST, EV_GAP, EV_HANDOFF, EV_PREEMPT, EV_TOKENS,
-    FIRST_TOKEN, FREE, GAP, GEN, GENERATED, HORIZON, IDLE, KV, KV_GROWS, KV_READY, LAST, LATE, LOGGED, MAX_SEQS, NS,
-    PER_SEQ, PREEMPTED, PRIORITY, PROMPT, REQ, ROOM, RUNNING, STEPS, STOPPED, S_GAP, S_GEN, S_LAST, S_REQ, TGT,
+    BLK, B_DEMAND, B_NEXT, B_RUNNING, B_TOKENS, B_USED, B_WAITING, CK_CONSUMED, CK_LOGGED, CONSUMED, DEMAND, EVENT,
+    EVICT, EV_ADMIT, EV_DONE, EV_FIRST, EV_GAP, EV_HANDOFF, EV_TOKENS, FREE, GAP, GEN, HORIZON, IDLE, KV, LAST, LATE,
+    LOGGED, NS, PREEMPTED, REQ, ROOM, RUNNING, STEPS, STOPPED, S_REQ, TGT, blocks_for, log_event,
 )
 
 LOWEST_CLASS = -(1 << 62)
@@ -80,7 +83,7 @@ def engine_run(t0, start, end, checkpoint, queue, requests, rules, params, max_s
     One function on purpose: its counters (n running, free blocks, ...) live in locals,
     which the compiler keeps in registers. Kept in an array and shared with helper
     functions, the same rules ran 35 % slower (measured on bench-1m's fleet); the helpers
-    below take and return them as plain numbers and are inlined.
+    here and in `admission.py` take and return them as plain numbers and are inlined.
     """
     seqs0, counters0, stack0 = start
     seqs, counters, stack = end
@@ -113,13 +116,13 @@ def engine_run(t0, start, end, checkpoint, queue, requests, rules, params, max_s
         if steps == late_at:
             free += late
             late = 0
-        head = _arrived_head(queue, consumed, t)
+        head = arrived_head(queue, consumed, t)
         if preempt_lower and n > 0 and head >= 0:
-            n, free, demand, nf, lp = _make_room_for_head(head, seqs, n, free, demand, evict, stack, nf, events, lp,
+            n, free, demand, nf, lp = make_room_for_head(head, seqs, n, free, demand, evict, stack, nf, events, lp,
                                                           steps, requests, rules)
         evict_before = evict
         # an engine that does not mix runs all prefill (when a prefill can run) or all decode
-        prefill_turn = mixed == 0 and not decode_turn and _prefill_ready(seqs, n, stack, nf, head, free + evict,
+        prefill_turn = mixed == 0 and not decode_turn and prefill_ready(seqs, n, stack, nf, head, free + evict,
                                                                          requests, rules)
         # -- decoding sequences each take one token; a new block comes from the free pool,
         #    then from the prefix cache, or by preempting the latest-admitted sequence
@@ -135,7 +138,7 @@ def engine_run(t0, start, end, checkpoint, queue, requests, rules, params, max_s
                 gave_up = False
                 while need > free:
                     victim = n - 1
-                    n, free, demand, nf, lp = _preempt_last(seqs, n, free, demand, stack, nf, events, lp, steps,
+                    n, free, demand, nf, lp = preempt_last(seqs, n, free, demand, stack, nf, events, lp, steps,
                                                             requests, rules)
                     if victim == i:
                         gave_up = True
@@ -158,22 +161,22 @@ def engine_run(t0, start, end, checkpoint, queue, requests, rules, params, max_s
             if head >= 0 and prio[head] > waiting_class:
                 waiting_class = prio[head]
         n_before = n
-        npf, pb, resume = _continue_prefills(seqs, 0, n, prio, waiting_class, pf_i, pf_len, 0, pb)
+        npf, pb, resume = continue_prefills(seqs, 0, n, prio, waiting_class, pf_i, pf_len, 0, pb)
         # -- waiting requests join in order while slots, KV and the token budget allow
         admitted = 0
         while n < max_seqs:
-            r, g, ready, last, gap, from_stack = _next_waiting(_arrived_head(queue, consumed, t), stack, nf, requests,
+            r, g, ready, last, gap, from_stack = next_waiting(arrived_head(queue, consumed, t), stack, nf, requests,
                                                                classes)
             if r < 0 or not (pb > 0 or ready):
                 break
             if ready:  # its prompt was prefilled elsewhere and the KV cache is here: decode now
                 tgt = kv0 = prompt[r]
-                need = _blocks_for(tgt, rules) + (1 if (kv_grows and tgt % bs == 0) else 0)
+                need = blocks_for(tgt, rules) + (1 if (kv_grows and tgt % bs == 0) else 0)
                 if nd >= max_tokens:
                     break
             else:
                 tgt, kv0 = prompt[r] + g, cached[r]
-                need = _blocks_for(tgt, rules) - kv0 // bs
+                need = blocks_for(tgt, rules) - kv0 // bs
                 if not chunked and min(tgt - kv0, max_tokens) > pb:
                     break
             if need > free + evict:
@@ -186,10 +189,10 @@ def engine_run(t0, start, end, checkpoint, queue, requests, rules, params, max_s
             else:
                 consumed += 1
             free -= need
-            demand -= _blocks_for(prompt[r] + g, rules) - (0 if ready else cached[r] // bs)
+            demand -= blocks_for(prompt[r] + g, rules) - (0 if ready else cached[r] // bs)
             seqs[REQ, n], seqs[TGT, n], seqs[KV, n], seqs[BLK, n], seqs[GEN, n] = r, tgt, kv0, need, g
             seqs[LAST, n], seqs[GAP, n] = last, gap
-            lp = _log(events, lp, EV_ADMIT, steps, r, 0)
+            lp = log_event(events, lp, EV_ADMIT, steps, r, 0)
             if ready:
                 dec[nd] = n
                 nd += 1
@@ -202,9 +205,9 @@ def engine_run(t0, start, end, checkpoint, queue, requests, rules, params, max_s
             n += 1
             admitted += 1
         # -- the lower classes' prefills that waited for the head take what budget is left
-        npf, pb, _ = _continue_prefills(seqs, resume, n_before, prio, LOWEST_CLASS, pf_i, pf_len, npf, pb)
+        npf, pb, _ = continue_prefills(seqs, resume, n_before, prio, LOWEST_CLASS, pf_i, pf_len, npf, pb)
         if classes and admitted and n > 1:
-            _sort_by_priority(seqs, n, prio, dec, nd, pf_i, npf)
+            sort_by_priority(seqs, n, prio, dec, nd, pf_i, npf)
         if free < 0 or free + evict > total:
             raise RuntimeError("KV block accounting broken")
         if nd == 0 and npf == 0:
@@ -253,141 +256,6 @@ def engine_run(t0, start, end, checkpoint, queue, requests, rules, params, max_s
 
 # ---- the phases of an iteration: counters in, counters out -----------------------------------
 @njit(cache=True, inline="always")
-def _arrived_head(queue, consumed, t):
-    """The request at the queue's head (past the `consumed` entries) if it had arrived by
-    time t, else -1."""
-    q_req, q_time, q_head, q_tail = queue
-    k = q_head + consumed
-    return q_req[k] if k < q_tail and q_time[k] <= t else np.int64(-1)
-
-
-@njit(cache=True, inline="always")
-def _blocks_for(tokens, rules):
-    bs = rules[BLOCK_SIZE]
-    return ((tokens + bs - 1) // bs if rules[KV_GROWS] else 0) + rules[PER_SEQ]
-
-
-@njit(cache=True, inline="always")
-def _log(events, lp, kind, j, r, v):
-    """Append event (kind, iteration, request, value) at events[lp]; the next free row."""
-    events[lp, 0], events[lp, 1], events[lp, 2], events[lp, 3] = kind, j, r, v
-    return lp + 1
-
-
-@njit(cache=True, inline="always")
-def _preempt_last(seqs, n, free, demand, stack, nf, events, lp, steps, requests, rules):
-    """The latest-admitted running sequence goes onto the preempted stack: its blocks are
-    freed, and what it will need again joins the waiting demand. Returns n, free, demand,
-    nf, lp."""
-    prompt, cached, bs = requests[PROMPT], requests[CACHED], rules[BLOCK_SIZE]
-    i = n - 1
-    r, gen = seqs[REQ, i], seqs[GEN, i]
-    stack[S_REQ, nf], stack[S_GEN, nf], stack[S_LAST, nf], stack[S_GAP, nf] = r, gen, seqs[LAST, i], seqs[GAP, i]
-    lp = _log(events, lp, EV_PREEMPT, steps, r, gen)
-    free += seqs[BLK, i]
-    demand += _blocks_for(prompt[r] + gen, rules) - cached[r] // bs
-    return i, free, demand, nf + 1, lp
-
-
-@njit(cache=True, inline="always")
-def _make_room_for_head(r, seqs, n, free, demand, evict, stack, nf, events, lp, steps, requests, rules):
-    """Waiting head r, if of a higher class than the stack's top, preempts running sequences
-    of lower classes until it has a slot and KV space. Returns n, free, demand, nf, lp."""
-    prompt, generated, kv_ready = requests[PROMPT], requests[GENERATED], requests[KV_READY]
-    prio, cached = requests[PRIORITY], requests[CACHED]
-    h = prio[r]
-    if nf > 0 and prio[stack[S_REQ, nf - 1]] >= h:
-        return n, free, demand, nf, lp
-    if kv_ready[r]:
-        want = _blocks_for(prompt[r], rules) + 1
-    else:
-        want = _blocks_for(prompt[r] + generated[r], rules) - cached[r] // rules[BLOCK_SIZE]
-    while n > 0 and prio[seqs[REQ, n - 1]] < h and (n >= rules[MAX_SEQS] or want > free + evict):
-        n, free, demand, nf, lp = _preempt_last(seqs, n, free, demand, stack, nf, events, lp, steps, requests, rules)
-    return n, free, demand, nf, lp
-
-
-@njit(cache=True, inline="always")
-def _prefill_ready(seqs, n, stack, nf, head, room, requests, rules):
-    """Whether a prefill can run now: a running prompt has chunks left, or the next waiting
-    request (the preempted stack's top, else the queue's arrived head; -1: none) fits a slot
-    and `room` KV blocks. An engine that does not mix prefill and decode runs a prefill
-    iteration then, and otherwise a decode iteration."""
-    prompt, generated, kv_ready, cached = requests[PROMPT], requests[GENERATED], requests[KV_READY], requests[CACHED]
-    bs = rules[BLOCK_SIZE]
-    for i in range(n):
-        if seqs[KV, i] < seqs[TGT, i]:
-            return True
-    if n >= rules[MAX_SEQS]:
-        return False
-    if nf > 0:
-        r = stack[S_REQ, nf - 1]
-        return _blocks_for(prompt[r] + stack[S_GEN, nf - 1], rules) - cached[r] // bs <= room
-    if head >= 0 and not kv_ready[head]:
-        return _blocks_for(prompt[head] + generated[head], rules) - cached[head] // bs <= room
-    return False
-
-
-@njit(cache=True, inline="always")
-def _continue_prefills(seqs, lo, hi, prio, below, pf_i, pf_len, npf, pb):
-    """Running sequences lo..hi-1 with prompt left to prefill take chunks of the prefill
-    budget pb in order, until it is spent or a sequence of a class below `below` comes.
-    Returns npf, pb and where it stopped (hi when it went through, or the budget ran out)."""
-    for i in range(lo, hi):
-        if pb <= 0:
-            return npf, pb, hi
-        if prio[seqs[REQ, i]] < below:
-            return npf, pb, i
-        left = seqs[TGT, i] - seqs[KV, i]
-        if left > 0:
-            chunk = left if left < pb else pb
-            pf_i[npf] = i
-            pf_len[npf] = chunk
-            npf += 1
-            pb -= chunk
-    return npf, pb, hi
-
-
-@njit(cache=True, inline="always")
-def _next_waiting(head, stack, nf, requests, classes):
-    """Who joins next: the preempted stack's top, unless (with classes) the queue's arrived
-    head (-1: none) is of a higher class; else that head. Returns its request (-1:
-    none), tokens generated, whether its KV cache is here already, when its last token came,
-    its longest gap, and whether it comes off the stack."""
-    generated, kv_ready, prio, first_token = (requests[GENERATED], requests[KV_READY], requests[PRIORITY],
-                                              requests[FIRST_TOKEN])
-    if nf > 0 and not (classes and head >= 0 and prio[head] > prio[stack[S_REQ, nf - 1]]):
-        top = nf - 1
-        return stack[S_REQ, top], stack[S_GEN, top], False, stack[S_LAST, top], stack[S_GAP, top], True
-    if head >= 0:
-        ready = kv_ready[head]
-        last = np.int64(first_token[head] * NS) if ready and first_token[head] == first_token[head] else np.int64(0)
-        return head, generated[head], ready, last, np.int64(0), False
-    return np.int64(-1), np.int64(0), False, np.int64(0), np.int64(0), False
-
-
-@njit(cache=True)
-def _sort_by_priority(seqs, n, prio, dec, nd, pf_i, npf):
-    """Stable-sort running sequences by class, highest first, and renumber dec and pf_i."""
-    order = np.arange(n)
-    for a in range(1, n):
-        x = order[a]
-        b = a
-        while b > 0 and prio[seqs[REQ, order[b - 1]]] < prio[seqs[REQ, x]]:
-            order[b] = order[b - 1]
-            b -= 1
-        order[b] = x
-    inv = np.empty(n, np.int64)
-    for k in range(n):
-        inv[order[k]] = k
-    seqs[:, :n] = seqs[:, order]
-    for d in range(nd):
-        dec[d] = inv[dec[d]]
-    for q in range(npf):
-        pf_i[q] = inv[pf_i[q]]
-
-
-@njit(cache=True, inline="always")
 def _observe(batch, j, n, waiting, used, demand, tokens):
     """Column j of the batch record: the batch as it stands."""
     batch[B_RUNNING, j], batch[B_WAITING, j], batch[B_USED, j], batch[B_DEMAND, j], batch[B_TOKENS, j] = \
@@ -406,7 +274,7 @@ def _token(seqs, i, t_ns, start_ns, events, lp, steps):
     seqs[GAP, i] = max(seqs[GAP, i], t_ns - last)
     if last == start_ns:       # counted in bulk by the iteration's EV_TOKENS
         return lp, 1
-    return _log(events, lp, EV_GAP, steps, seqs[REQ, i], t_ns - last), 0
+    return log_event(events, lp, EV_GAP, steps, seqs[REQ, i], t_ns - last), 0
 
 
 @njit(cache=True, inline="always")
@@ -432,13 +300,13 @@ def _advance(t_ns, start_ns, seqs, dec, nd, pf_i, pf_len, npf, flag, events, lp,
             # after a preemption's recompute this is the token after a stall
             lp, one = _token(seqs, i, t_ns, start_ns, events, lp, steps)
             steady += one
-            lp = _log(events, lp, EV_FIRST, steps, r, 0)
+            lp = log_event(events, lp, EV_FIRST, steps, r, 0)
             if seqs[GEN, i] >= output[r]:
                 flag[i] = 1
             elif prefill_only:
                 flag[i] = 2
     if steady:
-        lp = _log(events, lp, EV_TOKENS, steps, steady, 0)
+        lp = log_event(events, lp, EV_TOKENS, steps, steady, 0)
     return lp
 
 
@@ -458,11 +326,11 @@ def _depart(seqs, n, free, evict, flag, events, lp, steps, keep, stop_done):
             kept = min(keep[r], seqs[BLK, i])
             free += seqs[BLK, i] - kept
             evict += kept
-            lp = _log(events, lp, EV_DONE, steps, r, seqs[GAP, i])
+            lp = log_event(events, lp, EV_DONE, steps, r, seqs[GAP, i])
             if stop_done:
                 event = True
         else:
-            lp = _log(events, lp, EV_HANDOFF, steps, r, seqs[BLK, i])
+            lp = log_event(events, lp, EV_HANDOFF, steps, r, seqs[BLK, i])
             event = True
         gone += 1
     if gone:
