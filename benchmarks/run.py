@@ -43,7 +43,7 @@ LOAD = 0.85
 # microsecond), runs `dcsim`, and reports peak RSS (KiB) and kernel seconds on stderr.
 CHILD = """
 import resource, sys, time
-import sim.timing.kernels as K, sim.serving.scheduler as S, sim.serving.event_log as E
+import sim.timing.kernels as K, sim.timing.fair_share as F, sim.serving.scheduler as S, sim.serving.event_log as E
 spent = [0.0]
 def timed(f):
     def call(*args):
@@ -52,7 +52,8 @@ def timed(f):
         spent[0] += time.perf_counter() - t
         return out
     return call
-for module, names in ((S, ("engine_run",)), (E, ("apply_log",)), (K, ("batch_time", "decode_run", "maxmin_rates"))):
+for module, names in ((S, ("engine_run",)), (E, ("apply_log",)), (K, ("batch_time", "decode_run")),
+                      (F, ("maxmin_rates",))):
     for name in names:
         setattr(module, name, timed(getattr(module, name)))
 from sim.cli import main

@@ -31,7 +31,8 @@ from .serving.ingress import carry_requests
 from .serving.placement import place, pool_of_engines
 from .serving.pool_figures import pool_figures
 from .serving.prefix_cache import PrefixIndex, attach_prefix_caches
-from .serving.replica import LoadBoard, Replica
+from .serving.replica import Replica
+from .serving.replica_base import LoadBoard
 from .serving.router import Router
 from .serving.session_runner import ServiceStation, SessionRunner
 from .serving.static import StaticReplica
@@ -188,12 +189,14 @@ def build_replicas(w: World) -> None:
 def build_router(w: World) -> None:
     """The router in front of the replicas, with admission at the front door."""
     spec = w.spec
+    admission = None
+    if spec.admission is not None:
+        admission = Admission(spec.admission, w.table, [s.tenant or s.name for s in spec.workload])
     w.router = Router(w.env, w.by_model, spec.router.policy, spec.router.queue_limit, spec.router.dispatch,
                       rng_for(w.seed, "router"), w.table, w.board, pool_figures(w.scenario, w.arrivals),
                       w.prioritized, (spec.router.cache_threshold, spec.router.balance_abs_threshold,
-                                      spec.router.balance_rel_threshold))
-    if spec.admission is not None:
-        w.router.admission = Admission(spec.admission, w.table, [s.tenant or s.name for s in spec.workload])
+                                      spec.router.balance_rel_threshold),
+                      model_of_request=w.model_of, admission=admission)
 
 
 def build_fabric(w: World, trace: bool) -> None:
@@ -224,7 +227,6 @@ def build_fabric(w: World, trace: bool) -> None:
 def build_operations(w: World) -> None:
     """Failures and repairs, autoscalers and model swaps; then the first replicas start."""
     spec = w.spec
-    w.router.model_of_request = w.model_of
     for rep in w.replicas:   # a request that reaches a replica gone down: retried, or failed with a reason
         rep.lost.subscribe(w.router.lost)
     if spec.failures is not None:

@@ -13,7 +13,7 @@ from sim.tools import fidelity
 from sim.results import intervals
 from sim.catalog.accuracy import Entry, Interval
 from sim.cli.sizing import within_error
-from sim.tools.plan import Trial
+from sim.tools.plan_records import Trial
 from tests.conftest import ROOT
 
 

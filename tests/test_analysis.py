@@ -1,5 +1,6 @@
-"""sim.results.analysis: loaders give the same figures from a folder as from memory; the Pareto front
-and the SLO boundary by hand; every plot draws without error on the Agg backend."""
+"""sim.results.analysis and sweep_analysis: loaders give the same figures from a folder as from
+memory; the Pareto front and the SLO boundary by hand; every plot draws without error on the Agg
+backend."""
 from __future__ import annotations
 
 import json
@@ -13,7 +14,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from sim.results import analysis  # noqa: E402
+from sim.results import analysis, sweep_analysis  # noqa: E402
 from tests.results_fixtures import RAIL, full_run, sweep_folder  # noqa: E402
 
 
@@ -70,10 +71,10 @@ def test_load_sweep_has_the_axes_and_every_figure(sweep):
 def test_pareto_front_by_hand():
     df = pd.DataFrame({"cost": [1, 2, 3, 4, 2, 5, np.nan, 4],
                        "p99": [5, 3, 4, 1, 3, 5, 0.1, 2], "name": list("abcdefgh")})
-    front = analysis.pareto_front(df, "cost", "p99")
+    front = sweep_analysis.pareto_front(df, "cost", "p99")
     # c is beaten by b, f by everything, h by d; g has no cost; b and e tie and both stay
     assert front["name"].tolist() == ["a", "b", "e", "d"]
-    ax = analysis.pareto(df, "cost", "p99", label="name")
+    ax = sweep_analysis.pareto(df, "cost", "p99", label="name")
     assert len(ax.texts) == 4
 
 
@@ -91,13 +92,13 @@ def grid_frame():
 
 def test_slo_boundary_by_hand():
     df = grid_frame()
-    grid = analysis.slo_grid(df, "count", "rate")
+    grid = sweep_analysis.slo_grid(df, "count", "rate")
     assert grid.index.tolist() == [10, 20, 30] and grid.columns.tolist() == [1, 2, 3, 4]
     assert grid.at[20, 3] is False and grid.at[20, 4] is True and grid.at[30, 4] is None
     assert grid.at[10, 3] is None          # never run
-    edge = analysis.slo_boundary_points(df, "count", "rate")
+    edge = sweep_analysis.slo_boundary_points(df, "count", "rate")
     assert edge[10] == 1 and edge[20] == 4 and pd.isna(edge[30])
-    ax = analysis.slo_boundary(df, "count", "rate")
+    ax = sweep_analysis.slo_boundary(df, "count", "rate")
     line = ax.lines[-1]
     assert line.get_xdata().tolist() == [1, 4] and line.get_ydata().tolist() == [10, 20]
 
@@ -105,7 +106,7 @@ def test_slo_boundary_by_hand():
 def test_sweep_lines_show_the_mean_and_the_spread_over_seeds():
     df = pd.DataFrame({"count": [1, 1, 2, 2, 1, 1, 2, 2], "rate": [5] * 4 + [9] * 4,
                        "y": [1.0, 3.0, 10.0, 20.0, 2.0, 2.0, np.nan, 7.0]})
-    fig = analysis.sweep_lines(df, "count", ["y"], hue="rate")
+    fig = sweep_analysis.sweep_lines(df, "count", ["y"], hue="rate")
     ax = fig.axes[0]
     assert ax.lines[0].get_ydata().tolist() == [2.0, 15.0] and ax.lines[1].get_ydata().tolist() == [2.0, 7.0]
     band = ax.collections[0].get_paths()[0].vertices[:, 1]
@@ -115,11 +116,11 @@ def test_sweep_lines_show_the_mean_and_the_spread_over_seeds():
 def test_sweep_lines_and_pareto_draw_the_90_percent_intervals():
     df = pd.DataFrame({"count": [1, 2], "y": [2.0, 4.0], "y.lo": [1.5, 3.0], "y.hi": [3.0, 6.0],
                        "x": [1.0, 2.0], "x.lo": [0.9, 1.8], "x.hi": [1.2, 2.4]})
-    ax = analysis.sweep_lines(df, "count", ["y"]).axes[0]
+    ax = sweep_analysis.sweep_lines(df, "count", ["y"]).axes[0]
     bars = [c for c in ax.containers if c.has_yerr]
     segments = bars[0].lines[2][0].get_segments()
     assert [(s[0][1], s[1][1]) for s in segments] == [(1.5, 3.0), (3.0, 6.0)]
-    ax = analysis.pareto(df, x="x", y="y")
+    ax = sweep_analysis.pareto(df, x="x", y="y")
     assert any(c.has_xerr and c.has_yerr for c in ax.containers)
 
 
@@ -145,9 +146,9 @@ def test_every_plot_draws(run_and_folder, sweep):
     analysis.link_heatmap(run, RAIL, stat="max")                      # a topology file given
     analysis.link_heatmap(run, analysis._topology_graph(run, None))   # or a graph
     df = analysis.load_sweep(sweep)
-    analysis.pareto(df, label="point")
-    analysis.slo_boundary(df, "count", "rate")
-    fig = analysis.sweep_lines(df, "rate", ["latency_s.ttft.p99", "cost.usd_per_m_tokens"], hue="count")
+    sweep_analysis.pareto(df, label="point")
+    sweep_analysis.slo_boundary(df, "count", "rate")
+    fig = sweep_analysis.sweep_lines(df, "rate", ["latency_s.ttft.p99", "cost.usd_per_m_tokens"], hue="count")
     assert len([a for a in fig.axes if a.lines]) == 2
 
 

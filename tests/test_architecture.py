@@ -101,22 +101,12 @@ def test_no_import_circle():
             visit(m, [m])
 
 
-# Modules and functions still over the limits, at their size when the limit came in: they
-# may shrink, not grow, and a new one may not join them.
-LONG_MODULES = {
-    "sim.demand.arrivals": 568, "sim.demand.sessions": 450, "sim.fabric.network": 472,
-    "sim.fabric.topology": 701, "sim.results.analysis": 526, "sim.results.html_report": 448,
-    "sim.results.report": 473, "sim.results.trace": 550, "sim.serving.replica": 659,
-    "sim.timing.kernels": 500, "sim.tools.fidelity": 463, "sim.tools.plan": 479, "sim.tools.sweep": 467,
-}
+# Functions over the limit, at their size: they may shrink, not grow, and one joins them only
+# where a longer function reads better and its docstring says why.
+LONG_MODULES: dict[str, int] = {}
 LONG_FUNCTIONS = {
-    "sim.cli.checking._validate_model": 63, "sim.cli.running._compare": 67, "sim.cli.sizing._plan": 108,
-    "sim.demand.workload.generate": 85, "sim.results.intervals.section": 62,
-    "sim.results.report.print_summary": 138, "sim.results.trace.build_trace": 85,
-    "sim.scenario.checks.check_modalities": 73, "sim.scenario.scenario_from_source": 85,
-    "sim.serving.scheduler.engine_run": 188, "sim.serving.sharing.check": 70,
-    "sim.timing.deployment._pack": 67, "sim.timing.deployment.deploy": 108,
-    "sim.tools.fidelity.markdown_report": 66,
+    # counters kept in registers: split through shared arrays it ran 35 % slower (its docstring)
+    "sim.serving.scheduler.engine_run": 188,
 }
 MAX_FUNCTION_LINES = 60
 

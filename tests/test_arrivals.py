@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from sim.demand.arrivals import (
-    Arrival, OperationalClock, Trace, arrival_idc, dispersion, expected_arrivals, fit_mmpp,
-    mmpp_idc, sample_times)
+from sim.demand.arrival_times import OperationalClock, expected_arrivals, sample_times
+from sim.demand.arrivals import Arrival, Trace
+from sim.demand.mmpp import arrival_idc, dispersion, fit_mmpp, mmpp_idc
 from sim.spec.errors import ScenarioError
 from sim.demand.streams import Stream
 from sim.scenario import load_scenario

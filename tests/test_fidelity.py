@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from sim.catalog import accuracy
-from sim.tools import fidelity
+from sim.tools import fidelity, fidelity_report
 from sim.cli import main
 from sim.spec.errors import ScenarioError
 from tests.conftest import ROOT
@@ -40,7 +40,7 @@ def test_known_answers_pass_and_misses_fail(tmp_path):
     assert not out["bw-off"].ok and out["bw-off"].error == pytest.approx(-0.2)
     assert out["gemm-exact"].ok and out["gemm-exact"].error == pytest.approx(0.0, abs=1e-9)
     assert out["gemm-rate"].error == pytest.approx(0.0, abs=1e-9)
-    report = fidelity.markdown_report(list(out.values()))
+    report = fidelity_report.markdown_report(list(out.values()))
     assert "| `bw-off` |" in report and "FAIL" in report
     assert "worst" in report.lower()
 

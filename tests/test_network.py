@@ -11,7 +11,7 @@ import simpy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sim.timing import kernels
+from sim.timing import fair_share, kernels
 from sim.fabric.network import MAX_ECMP_PATHS, Fabric
 from sim.scenario import load_scenario
 from tests.conftest import ROOT
@@ -84,7 +84,7 @@ def test_maxmin_fairness_on_random_graphs(seed, n_nodes, n_flows):
         paths.append(fabric.route(int(a), int(b), f))
     ptr = np.cumsum([0] + [len(p) for p in paths])
     caps = np.where(rng.random(n_flows) < 0.2, rng.uniform(0.1, 5, n_flows), np.inf)
-    rates = kernels.maxmin_rates(fabric.capacity, ptr, np.concatenate(paths), caps)
+    rates = fair_share.maxmin_rates(fabric.capacity, ptr, np.concatenate(paths), caps)
     load = np.zeros(len(fabric.capacity))
     for p, r in zip(paths, rates):
         load[p] += r
@@ -188,6 +188,6 @@ def test_a_lone_flow_gets_what_the_maxmin_kernel_gives():
     g = line(("a", "b", 10 * GB, 0.0), ("b", "c", 4 * GB, 0.0))
     done, fabric = finish_times(g, [(0.0, "a", "c", 2 * GB)])
     links = fabric.route("a", "c", 0)
-    rate = kernels.maxmin_rates(fabric.capacity, np.array([0, len(links)]), links, np.array([math.inf]))[0]
+    rate = fair_share.maxmin_rates(fabric.capacity, np.array([0, len(links)]), links, np.array([math.inf]))[0]
     assert rate == 4 * GB and done[0] == pytest.approx(2 * GB / rate)
     assert fabric.bytes[links].tolist() == [2 * GB, 2 * GB]  # per-route accounting spread over its links

@@ -11,6 +11,7 @@ from sim.spec.errors import ScenarioError
 from sim.scenario import load_scenario
 from sim.simulation import simulate
 from sim.timing import database as db
+from sim.timing import table_lookup
 from sim.timing.analytical import Analytical
 from sim.timing.grid import Grid
 from sim.timing.measured import Measured
@@ -107,7 +108,7 @@ def test_one_layer_is_the_hand_sum_of_its_measured_operators(write_scenario):
     assert table.sum() == pytest.approx(hand, rel=1e-12)
     # and the compiled lookup reads the same value back from the packed cost vector
     p = dep.params
-    rows = K.table1(p, int(p[int(p[K.K_TABLES]) + K.TAB_ROWS]), float(tokens), 1.0, 1.0, 1.0, False)
+    rows = table_lookup.table1(p, int(p[int(p[K.K_TABLES]) + K.TAB_ROWS]), float(tokens), 1.0, 1.0, 1.0, False)
     assert rows == pytest.approx(hand, rel=1e-12)
 
 
@@ -121,7 +122,7 @@ def test_decode_attention_is_the_measured_kernel_at_a_grid_point(write_scenario)
                  & (frame.num_key_value_heads == 8) & (frame.head_dim == 128) & (frame.kv_cache_dtype == "bfloat16")
                  & (frame.window_size == 0) & (frame.kernel_source == "vllm_flash_attn_fa3")]
     by_hand = float(rows.latency.mean()) * 1e-3
-    table = K.table2(p, int(p[int(p[K.K_TABLES]) + K.TAB_DECODE]), 32.0, 1024.0, 1.0, 1.0, 1.0, False)
+    table = table_lookup.table2(p, int(p[int(p[K.K_TABLES]) + K.TAB_DECODE]), 32.0, 1024.0, 1.0, 1.0, 1.0, False)
     assert table == pytest.approx(by_hand, rel=1e-12)
 
 
@@ -131,7 +132,7 @@ def test_prompts_longer_than_the_tables_cost_the_square_of_their_length(write_sc
     cost their query-key pairs, and the table the hot path reads holds points out there."""
     sc = h100_scenario(write_scenario, one_layer_model(max_context=131072))
     p = sc.pools[0].deployment.params
-    at = lambda s: K.table2(p, int(p[int(p[K.K_TABLES]) + K.TAB_PREFILL]), 1.0, float(s), 1.0, 1.0, 1.0, False)
+    at = lambda s: table_lookup.table2(p, int(p[int(p[K.K_TABLES]) + K.TAB_PREFILL]), 1.0, float(s), 1.0, 1.0, 1.0, False)
     top = 16384.0
     for s in (2 * top, 4 * top):
         assert at(s) / at(top) == pytest.approx(s * (s + 1) / (top * (top + 1)), rel=0.02)

@@ -68,36 +68,59 @@ def _validate(args) -> int:
 def _validate_model(args) -> int:
     from ..catalog import accuracy
     from ..tools import fidelity
-    from ..results.report import make_console
-    from ..timing import crosscheck
+    from ..tools.fidelity_report import _num, _pct, markdown_report
+    from ..results.console import make_console
 
     console = make_console()
     outcomes = fidelity.run_cases(args.cases, levels=args.level, fast=args.fast,
                                   progress=lambda o: console.print(
                                       f"{'ok  ' if o.ok else 'MISS' if o.error is not None else 'ERR '} "
-                                      f"{o.case.id}: predicted {fidelity._num(o.predicted)} vs "
-                                      f"{fidelity._num(o.reference)} {o.case.reference.unit} "
-                                      f"({fidelity._pct(o.error)}){' ' + o.failure if o.failure else ''}"))
+                                      f"{o.case.id}: predicted {_num(o.predicted)} vs "
+                                      f"{_num(o.reference)} {o.case.reference.unit} "
+                                      f"({_pct(o.error)}){' ' + o.failure if o.failure else ''}"))
+    _print_errors(console, outcomes)
+    entries = [e for e in (o.entry() for o in outcomes) if e is not None]
+    cover = accuracy.coverage(entries) if entries else {}
+    _record_accuracy(console, args, entries, cover)
+    families = [] if args.level and "kernel" not in args.level else _crosscheck_kernels(console)
+    if args.report:
+        os.makedirs(os.path.dirname(args.report) or ".", exist_ok=True)
+        with open(args.report, "w") as fh:
+            fh.write(markdown_report(outcomes, families, cover))
+        console.print(f"report: {args.report}")
+    missed = [o for o in outcomes if not o.ok]
+    return 1 if args.strict and missed else 0
+
+
+def _print_errors(console, outcomes) -> None:
+    """The error per level and role, and the held-out headlines."""
+    from ..tools.fidelity_report import _pct, headline, summary_rows, tensor_parallel_steps
+
     table = Table(title="error by level (|predicted - reference| / reference)", title_justify="left")
     for col in ("level", "role", "cases", "within tolerance", "median", "worst", "median signed"):
         table.add_column(col, justify="left" if col in ("level", "role") else "right")
-    for r in fidelity.summary_rows(outcomes):
+    for r in summary_rows(outcomes):
         table.add_row(r["level"], r["role"], str(r["cases"]), str(r["within_tolerance"]),
-                      fidelity._pct(r["median_abs_error"]).lstrip("+"), fidelity._pct(r["worst_abs_error"]).lstrip("+"),
-                      fidelity._pct(r["median_error"]))
+                      _pct(r["median_abs_error"]).lstrip("+"), _pct(r["worst_abs_error"]).lstrip("+"),
+                      _pct(r["median_error"]))
     console.print(table)
-    head = fidelity.headline(outcomes)
+    head = headline(outcomes)
     console.print(f"held-out kernel/step/serving: {head['held_out_cases']} cases, median "
-                  f"{fidelity._pct(head['median_abs_error']).lstrip('+')}, worst "
-                  f"{fidelity._pct(head['worst_abs_error']).lstrip('+')}")
-    e2e = fidelity.headline(outcomes, ("step", "serving"))
+                  f"{_pct(head['median_abs_error']).lstrip('+')}, worst "
+                  f"{_pct(head['worst_abs_error']).lstrip('+')}")
+    e2e = headline(outcomes, ("step", "serving"))
     console.print(f"held-out step/serving (end to end): {e2e['held_out_cases']} cases, median "
-                  f"{fidelity._pct(e2e['median_abs_error']).lstrip('+')}")
-    tp = fidelity.tensor_parallel_steps(outcomes)
+                  f"{_pct(e2e['median_abs_error']).lstrip('+')}")
+    tp = tensor_parallel_steps(outcomes)
     console.print(f"held-out step cases at tp > 1: {tp['cases']}, median signed error "
-                  f"{fidelity._pct(tp['median_error'])}")
-    entries = [e for e in (o.entry() for o in outcomes) if e is not None]
-    cover = accuracy.coverage(entries) if entries else {}
+                  f"{_pct(tp['median_error'])}")
+
+
+def _record_accuracy(console, args, entries, cover) -> None:
+    """The intervals' coverage, and the held-out errors saved for every run's intervals (to
+    --accuracy, or the catalog's file on a full run of the shipped cases)."""
+    from ..catalog import accuracy
+
     for level, c in cover.items():
         console.print(f"{accuracy.CONFIDENCE:.0%} intervals (each held-out case left out of its own): {level} "
                       f"{c['inside']}/{c['cases']} inside, coverage {c['coverage']:.0%}")
@@ -106,7 +129,14 @@ def _validate_model(args) -> int:
     if target and entries:
         accuracy.save(entries, target)
         console.print(f"held-out errors for the run intervals: {target}")
-    families = [] if args.level and "kernel" not in args.level else crosscheck.run()
+
+
+def _crosscheck_kernels(console) -> list:
+    """The analytical model against every measured kernel: its families, printed."""
+    from ..timing import crosscheck
+    from ..tools.fidelity_report import _pct
+
+    families = crosscheck.run()
     if families:
         table = Table(title="analytical model against every measured kernel (predicted / measured - 1)",
                       title_justify="left")
@@ -115,23 +145,18 @@ def _validate_model(args) -> int:
         for f in families:
             r = f.row()
             table.add_row(r["device"], r["family"], r["role"], f"{r['kernels']:,}",
-                          fidelity._pct(r["median_abs_error"]).lstrip("+"), fidelity._pct(r["p90_abs_error"]).lstrip("+"),
-                          fidelity._pct(r["median_error"]))
+                          _pct(r["median_abs_error"]).lstrip("+"), _pct(r["p90_abs_error"]).lstrip("+"),
+                          _pct(r["median_error"]))
         console.print(table)
         k = crosscheck.headline(families)
         console.print(f"measured-kernel cross-device held-out: {k['kernels']:,} kernels, median "
-                      f"{fidelity._pct(k['median_abs_error']).lstrip('+')}")
-    if args.report:
-        os.makedirs(os.path.dirname(args.report) or ".", exist_ok=True)
-        with open(args.report, "w") as fh:
-            fh.write(fidelity.markdown_report(outcomes, families, cover))
-        console.print(f"report: {args.report}")
-    missed = [o for o in outcomes if not o.ok]
-    return 1 if args.strict and missed else 0
+                      f"{_pct(k['median_abs_error']).lstrip('+')}")
+    return families
 
 
 def _topology(args) -> int:
-    from ..fabric.topology import draw_topology, load_topology, summarize_topology
+    from ..fabric.topology import load_topology, summarize_topology
+    from ..fabric.topology_drawing import draw_topology
     from ..spec.units import format_bytes
 
     spec = load_topology(args.file)
@@ -157,7 +182,7 @@ def _catalog(args) -> int:
     from .. import catalog
     from ..catalog.hardware import DeviceSpec
     from ..catalog.models import ModelSpec
-    from ..results.report import make_console
+    from ..results.console import make_console
     from ..spec.units import format_bytes
 
     if args.what == "devices":

@@ -48,7 +48,8 @@ def add_report(sub) -> None:
 
 
 def _run(args) -> int:
-    from ..results.report import make_console, print_summary, write_results
+    from ..results.console import make_console, print_summary
+    from ..results.report import write_results
     from ..scenario import load_scenario
     from ..results import trace
     from ..simulation import simulate
@@ -82,31 +83,44 @@ def _run(args) -> int:
 
 def _compare(args) -> int:
     from ..tools import compare
-    from ..results.report import make_console
-    from ..simulation import simulate
-    from ..results.summary import summarize
-    from ..spec.units import format_duration
+    from ..results.console import make_console
 
     console = make_console()
     scenarios = compare.load_entries(compare.entries(args.scenarios), args.overrides)
     out = writable(args.out or os.path.join("results", f"compare-{scenarios[0].name}"))
-    rows = []
-    for sc in scenarios:
-        console.print(f"running {sc.name} ...")
-        r = compare.row(summarize(simulate(sc)))
-        if r["slo_within_error"] and args.seeds > 1:
-            # near the SLO boundary: one seed's verdict is not enough
-            seeds = [sc.spec.seed + k for k in range(1, args.seeds)]
-            console.print(f"  near the SLO boundary: seeds {', '.join(map(str, seeds))} too")
-            met = [r["slo_met"]] + [summarize(simulate(sc, seed=k))["slo"].get("met") for k in seeds]
-            r["slo_seeds_met"] = f"{sum(bool(m) for m in met)}/{len(met)}"
-            r["slo_met"] = all(met)
-        rows.append(r)
+    rows = [_compare_row(console, sc, args.seeds) for sc in scenarios]
     files = compare.write(rows, out)
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    ref = scenarios[0].spec
+    console.print(_compare_table(scenarios[0].spec, rows))
+    _print_comparison(console, rows, files)
+    return 0
+
+
+def _compare_row(console, sc, n_seeds: int) -> dict:
+    """One fleet's row, run again on more seeds when its SLO verdict lies inside the error."""
+    from ..tools import compare
+    from ..simulation import simulate
+    from ..results.summary import summarize
+
+    console.print(f"running {sc.name} ...")
+    r = compare.row(summarize(simulate(sc)))
+    if r["slo_within_error"] and n_seeds > 1:
+        # near the SLO boundary: one seed's verdict is not enough
+        seeds = [sc.spec.seed + k for k in range(1, n_seeds)]
+        console.print(f"  near the SLO boundary: seeds {', '.join(map(str, seeds))} too")
+        met = [r["slo_met"]] + [summarize(simulate(sc, seed=k))["slo"].get("met") for k in seeds]
+        r["slo_seeds_met"] = f"{sum(bool(m) for m in met)}/{len(met)}"
+        r["slo_met"] = all(met)
+    return r
+
+
+def _compare_table(ref, rows) -> Table:
+    """The fleets side by side, each figure with its interval where it has one."""
+    from ..results.intervals import text as with_interval
+    from ..spec.units import format_duration
+
     table = Table(title=f"same workload and seed {ref.seed} ({len(ref.workload)} stream(s), "
                         f"{format_duration(ref.duration)}); SLO {', '.join(f'{k} {format_duration(v)}' for k, v in ref.slo.targets.items()) or 'none'}",
                   title_justify="left")
@@ -114,7 +128,6 @@ def _compare(args) -> int:
             "goodput tok/s", "power kW", "J/out tok", "$/h", "$/M tok", "SLO")
     for c in cols:
         table.add_column(c, justify="left" if c in ("scenario", "fleet") else "right")
-    from ..results.intervals import text as with_interval
     for r in rows:
         def lat(key):
             lo = r.get(key.replace("_s", "_lo_s"))
@@ -132,7 +145,13 @@ def _compare(args) -> int:
                       "-" if r["usd_per_hour"] is None else f"{r['usd_per_hour']:,.2f}",
                       with_interval(r["usd_per_m_tokens"], usd, "{:.3f}".format),
                       verdict + (" (within error)" if r["slo_within_error"] else ""))
-    console.print(table)
+    return table
+
+
+def _print_comparison(console, rows, files) -> None:
+    """The pricing basis, each fleet's interval, the cheapest and whether it is decisive."""
+    from ..tools import compare
+
     console.print(f"pricing: {rows[0]['pricing_basis']}" if rows else "")
     for r in rows:
         console.print(f"interval {r['scenario']}: {r['interval']}")
@@ -146,7 +165,6 @@ def _compare(args) -> int:
         console.print("(within error): an SLO target lies inside its figure's 90% interval; a real system could "
                       "land on either side")
     console.print(f"results: {', '.join(files)}")
-    return 0
 
 
 def _report(args) -> int:

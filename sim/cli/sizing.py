@@ -50,10 +50,8 @@ def add_calibrate(sub) -> None:
 def _plan(args) -> int:
     import time
 
-    from .. import catalog
-    from ..catalog import economics
     from ..tools.plan import Planner, parse_slo
-    from ..results.report import make_console
+    from ..results.console import make_console
     from ..spec.units import parse_rate
 
     console = make_console()
@@ -62,11 +60,7 @@ def _plan(args) -> int:
     def progress(t):
         # runs only once the search has started, after `planner` and `out` below are set
         _write_plan(out, planner, [], None, None, complete=False)   # every finished trial on disk
-        load = f" at {t.rate:,.1f}/s" if t.rate is not None else ""
-        seed = f" seed {t.seed}" if t.seed != planner.base.spec.seed else ""
-        console.print(f"  {t.device} {t.precision} tp{t.tp}" + (f" pp{t.pp}" if t.pp > 1 else "")
-                      + f" x {t.replicas} replicas ({t.devices} devices){load}{seed}: "
-                      + ("meets" if t.met else f"misses ({t.why})") + f"  [{t.wall_s:.1f}s]")
+        _print_trial(console, t, planner.base.spec.seed)
 
     slo = parse_slo(args.slo) if args.slo else None
     try:
@@ -81,19 +75,43 @@ def _plan(args) -> int:
     targets = ", ".join(f"{k} {duration_or_dash(v)}" for k, v in planner.base.spec.slo.targets.items())
     load = rate or planner.rate0
     if args.max_load:
-        console.print(f"[bold]{name}[/bold]: highest load within {targets} for its fleet")
-        ok, fail = planner.max_rate()
-        if ok is None:
-            console.print(f"the fleet misses the SLO even at {fail.rate:,.3g}/s ({fail.why})")
-        else:
-            lo, hi = ok.rate_range()
-            console.print(f"sustains {ok.rate:,.2f}/s ({lo:,.2f}-{hi:,.2f}/s on a real system; TTFT p99 "
-                          f"{duration_or_dash(ok.ttft_p99)}, TPOT p99 {duration_or_dash(ok.tpot_p99)}); "
-                          + (f"misses at {fail.rate:,.2f}/s ({fail.why})" if fail else "no failing load found"))
-            console.print(f"interval: {ok.interval_basis}")
-        _write_plan(out, planner, [], ok, fail)
-        console.print(f"{len(planner.trials)} simulations in {time.perf_counter() - wall0:.1f}s; {out}/plan.json")
-        return 0
+        code = _max_load(console, planner, out, name, targets)
+    else:
+        code = _smallest_fleets(console, args, planner, out, name, targets, load)
+    console.print(f"{len(planner.trials)} simulations in {time.perf_counter() - wall0:.1f}s; {out}/plan.json")
+    return code
+
+
+def _print_trial(console, t, base_seed) -> None:
+    """One line per simulation the search ran, as it finishes."""
+    load = f" at {t.rate:,.1f}/s" if t.rate is not None else ""
+    seed = f" seed {t.seed}" if t.seed != base_seed else ""
+    console.print(f"  {t.device} {t.precision} tp{t.tp}" + (f" pp{t.pp}" if t.pp > 1 else "")
+                  + f" x {t.replicas} replicas ({t.devices} devices){load}{seed}: "
+                  + ("meets" if t.met else f"misses ({t.why})") + f"  [{t.wall_s:.1f}s]")
+
+
+def _max_load(console, planner, out, name, targets) -> int:
+    """--max-load: the highest rate the scenario's own fleet sustains within the SLO."""
+    console.print(f"[bold]{name}[/bold]: highest load within {targets} for its fleet")
+    ok, fail = planner.max_rate()
+    if ok is None:
+        console.print(f"the fleet misses the SLO even at {fail.rate:,.3g}/s ({fail.why})")
+    else:
+        lo, hi = ok.rate_range()
+        console.print(f"sustains {ok.rate:,.2f}/s ({lo:,.2f}-{hi:,.2f}/s on a real system; TTFT p99 "
+                      f"{duration_or_dash(ok.ttft_p99)}, TPOT p99 {duration_or_dash(ok.tpot_p99)}); "
+                      + (f"misses at {fail.rate:,.2f}/s ({fail.why})" if fail else "no failing load found"))
+        console.print(f"interval: {ok.interval_basis}")
+    _write_plan(out, planner, [], ok, fail)
+    return 0
+
+
+def _smallest_fleets(console, args, planner, out, name, targets, load) -> int:
+    """The forward search: the smallest fleet per device, its price basis and the cheapest."""
+    from .. import catalog
+    from ..catalog import economics
+
     if args.all_devices:
         devices = list(catalog.device_entries())
     elif args.devices:
@@ -103,7 +121,23 @@ def _plan(args) -> int:
     console.print(f"[bold]{name}[/bold]: smallest fleet meeting {targets} at "
                   f"{'-' if load is None else f'{load:,.2f}/s'} for {planner.base.pools[0].model_key}")
     plans = planner.plan(devices)
-    table = Table(title=f"smallest fleet per device meeting the SLO with {args.seeds} seed(s); one replica fewer "
+    table, answers = _plan_table(plans, args.seeds)
+    console.print(table)
+    eco = planner.base.spec.economics
+    console.print(f"pricing: {economics.describe(planner.basis.name, eco.amortize_years, eco.cost_of_capital, eco.usd_per_kwh, eco.pue)}"
+                  + (f" ({planner.basis.chosen_by})" if planner.basis.chosen_by else ""))
+    for b in answers:
+        console.print(f"interval {b.device}: {b.interval_basis}")
+    best_overall = _print_cheapest(console, answers)
+    for note in sorted(planner.notes):
+        console.print(f"note: {note}")
+    _write_plan(out, planner, plans, None, None)
+    return 0 if best_overall is not None else 1
+
+
+def _plan_table(plans, seeds):
+    """The table of each device's answer (or why it has none), and the answers."""
+    table = Table(title=f"smallest fleet per device meeting the SLO with {seeds} seed(s); one replica fewer "
                         f"misses; (range): the fleet a real system needs, from the 90% interval", title_justify="left")
     for c in ("device", "precision", "layout", "replicas", "devices", "TTFT p99", "TPOT p99", "pricing", "$/h",
               "$/M tok", "fewer misses"):
@@ -129,12 +163,11 @@ def _plan(args) -> int:
                       "-" if usd is None else f"{b.usd_per_hour:,.2f} ({usd[0]:,.2f}-{usd[1]:,.2f})",
                       "-" if b.usd_per_m_tokens is None else f"{b.usd_per_m_tokens:.3f}",
                       "-" if below is None else f"{below.devices:,}: {below.why}" + (f" [{p.note}]" if p.note else ""))
-    console.print(table)
-    eco = planner.base.spec.economics
-    console.print(f"pricing: {economics.describe(planner.basis.name, eco.amortize_years, eco.cost_of_capital, eco.usd_per_kwh, eco.pue)}"
-                  + (f" ({planner.basis.chosen_by})" if planner.basis.chosen_by else ""))
-    for b in answers:
-        console.print(f"interval {b.device}: {b.interval_basis}")
+    return table, answers
+
+
+def _print_cheapest(console, answers):
+    """The cheapest answer, and the others whose cost lies inside its error; returns it."""
     best_overall = _cheapest(answers)
     if best_overall is not None:
         b = best_overall
@@ -150,11 +183,7 @@ def _plan(args) -> int:
                           f"(${o_lo:,.2f}-{o_hi:,.2f}), inside the error of the cheapest (${lo:,.2f}-{hi:,.2f})")
     else:
         console.print("no device in the search meets the SLO")
-    for note in sorted(planner.notes):
-        console.print(f"note: {note}")
-    _write_plan(out, planner, plans, None, None)
-    console.print(f"{len(planner.trials)} simulations in {time.perf_counter() - wall0:.1f}s; {out}/plan.json")
-    return 0 if best_overall is not None else 1
+    return best_overall
 
 
 def _cheapest(answers):
@@ -199,7 +228,7 @@ def _write_plan(out, planner, plans, ok, fail, complete: bool = True) -> None:
 
 def _calibrate(args) -> int:
     from ..tools.calibrate import Calibrator, write_overlay
-    from ..results.report import make_console
+    from ..results.console import make_console
 
     console = make_console()
     writable(args.out, folder=False)

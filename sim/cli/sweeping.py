@@ -27,7 +27,7 @@ def _sweep(args) -> int:
 
     from ..tools import sweep as sw
     from ..tools.executors import executor_for
-    from ..results.report import make_console
+    from ..results.console import make_console
 
     console = make_console()
     if args.out:

@@ -12,10 +12,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..catalog.models import ModelSpec
-from .arrivals import sample_times
+from .arrival_times import sample_times
 from .distributions import draw
 from .media import KIND_CODE, media_field, stream_requests
-from .sessions import SessionPlan, link, plan_sessions, session_graph
+from .session_plan import SessionPlan, link, plan_sessions
+from .sessions import Graph, session_graph
 from .streams import Stream
 from .trace_file import read_trace
 
@@ -94,51 +95,84 @@ def generate(streams: list[Stream], duration: float, seed: int,
         model = models[index]
         kind = KIND_CODE[model.modality] if model is not None else 0
         if media_field(stream) is not None:
-            if model is None:
-                raise ValueError(f"stream {stream.name} gives {media_field(stream)}: its requests' sizes depend on "
-                                 f"the model it asks for; pass models= to generate()")
-            if stream.closed_loop:
-                t = np.full(stream.requests, np.nan)
-            else:
-                t = arrival_times(stream, duration, rng_for(seed, "workload", stream.name, "arrivals"))
-                t = t[: stream.requests] if stream.requests is not None else t
-            m = stream_requests(stream, model, t, lambda part, name=stream.name: rng_for(seed, "workload", name, part))
-            part = (m.time, np.full(len(m.time), index, np.int32), m.prompt, m.output, np.full(len(m.time), -1, np.int64),
-                    np.full(len(m.time), m.modality, np.int8), m.offset, m.media_seconds, m.samples, m.pixels,
-                    np.full(len(m.time), -1, np.int64))
-            (closed_parts if stream.closed_loop else open_parts).append(part)
+            part = _media_part(stream, index, model, duration, seed)
+        elif stream.session is not None:
+            graphs.append(_session_stream(stream, index, duration, seed))
             continue
-        if stream.session is not None:
-            t = arrival_times(stream, duration, rng_for(seed, "workload", stream.name, "arrivals"))
-            t = t[: stream.requests] if stream.requests is not None else t
-            graphs.append((index, session_graph(stream.session, len(t),
-                                                rng_for(seed, "workload", stream.name, "sessions")), t))
-            continue
-        if stream.trace is not None:
-            t, prompt, output = trace_arrivals(stream, duration)
         else:
-            if stream.closed_loop:
-                t = np.full(stream.requests, np.nan)
-            else:
-                t = arrival_times(stream, duration, rng_for(seed, "workload", stream.name, "arrivals"))
-            prompt = draw(stream.prompt_tokens, len(t), rng_for(seed, "workload", stream.name, "prompt"))
-            output = draw(stream.output_tokens, len(t), rng_for(seed, "workload", stream.name, "output"))
-        if stream.requests is not None and not stream.closed_loop:
-            t, prompt, output = t[: stream.requests], prompt[: stream.requests], output[: stream.requests]
-        variant = None
-        if stream.system_prompt is not None:   # its first tokens: one of the stream's system prompts
-            sp = stream.system_prompt
-            variant = rng_for(seed, "workload", stream.name, "system").integers(sp.variants, size=len(t))
-            system_of[index] = (sp.variants, sp.tokens)
-            prompt = prompt + sp.tokens
-        if model is not None and model.modality == "text_to_speech":   # given as tokens: seconds from the codec rate
-            seconds = output / model.speech.audio_tokens_per_second
-        else:
-            seconds = None
-        part = (t, np.full(len(t), index, np.int32), prompt, output, np.full(len(t), -1, np.int64)) + \
-            _plain(len(t), kind, seconds) + (variant,)
+            part = _token_part(stream, index, model, kind, duration, seed, system_of)
         (closed_parts if stream.closed_loop else open_parts).append(part)
     plan, session_parts = plan_sessions(graphs) if graphs else (None, [])
+    _add_session_calls(session_parts, open_parts, closed_parts)
+    parts = [_in_time_order(_concat(open_parts))] if open_parts else []
+    cols = _concat(parts + closed_parts)
+    if plan is not None:
+        link(plan, session_parts, cols[4].astype(np.int64))
+    media = _media_columns(cols)
+    system = _system_keys(cols[1], cols[10].astype(np.int64), system_of, plan) if system_of else {}
+    return Arrivals(time=cols[0].astype(float, copy=False), stream=cols[1].astype(np.int32, copy=False),
+                    prompt=cols[2].astype(np.int64, copy=False), output=cols[3].astype(np.int64, copy=False),
+                    sessions=plan,
+                    **(media or {}), **system)
+
+
+def _media_part(stream: Stream, index: int, model: ModelSpec | None, duration: float, seed: int) -> tuple:
+    """The columns of a stream that describes its requests by their media: requests by its
+    model's modality (`sim.demand.media`)."""
+    if model is None:
+        raise ValueError(f"stream {stream.name} gives {media_field(stream)}: its requests' sizes depend on "
+                         f"the model it asks for; pass models= to generate()")
+    if stream.closed_loop:
+        t = np.full(stream.requests, np.nan)
+    else:
+        t = arrival_times(stream, duration, rng_for(seed, "workload", stream.name, "arrivals"))
+        t = t[: stream.requests] if stream.requests is not None else t
+    m = stream_requests(stream, model, t, lambda part, name=stream.name: rng_for(seed, "workload", name, part))
+    return (m.time, np.full(len(m.time), index, np.int32), m.prompt, m.output, np.full(len(m.time), -1, np.int64),
+            np.full(len(m.time), m.modality, np.int8), m.offset, m.media_seconds, m.samples, m.pixels,
+            np.full(len(m.time), -1, np.int64))
+
+
+def _session_stream(stream: Stream, index: int, duration: float, seed: int) -> tuple[int, Graph, np.ndarray]:
+    """A session stream's (index, call graph of its sessions, their start times)."""
+    t = arrival_times(stream, duration, rng_for(seed, "workload", stream.name, "arrivals"))
+    t = t[: stream.requests] if stream.requests is not None else t
+    return (index, session_graph(stream.session, len(t),
+                                 rng_for(seed, "workload", stream.name, "sessions")), t)
+
+
+def _token_part(stream: Stream, index: int, model: ModelSpec | None, kind: int, duration: float, seed: int,
+                system_of: dict) -> tuple:
+    """The columns of a stream of token requests (synthetic or a trace's); a stream with
+    `system_prompt:` records its (variants, tokens) in `system_of`."""
+    if stream.trace is not None:
+        t, prompt, output = trace_arrivals(stream, duration)
+    else:
+        if stream.closed_loop:
+            t = np.full(stream.requests, np.nan)
+        else:
+            t = arrival_times(stream, duration, rng_for(seed, "workload", stream.name, "arrivals"))
+        prompt = draw(stream.prompt_tokens, len(t), rng_for(seed, "workload", stream.name, "prompt"))
+        output = draw(stream.output_tokens, len(t), rng_for(seed, "workload", stream.name, "output"))
+    if stream.requests is not None and not stream.closed_loop:
+        t, prompt, output = t[: stream.requests], prompt[: stream.requests], output[: stream.requests]
+    variant = None
+    if stream.system_prompt is not None:   # its first tokens: one of the stream's system prompts
+        sp = stream.system_prompt
+        variant = rng_for(seed, "workload", stream.name, "system").integers(sp.variants, size=len(t))
+        system_of[index] = (sp.variants, sp.tokens)
+        prompt = prompt + sp.tokens
+    if model is not None and model.modality == "text_to_speech":   # given as tokens: seconds from the codec rate
+        seconds = output / model.speech.audio_tokens_per_second
+    else:
+        seconds = None
+    return (t, np.full(len(t), index, np.int32), prompt, output, np.full(len(t), -1, np.int64)) + \
+        _plain(len(t), kind, seconds) + (variant,)
+
+
+def _add_session_calls(session_parts: list[dict], open_parts: list, closed_parts: list) -> None:
+    """The sessions' calls as parts: each session's first call with the open-loop arrivals,
+    its later calls (time NaN until sent) with the closed-loop requests."""
     for sp in session_parts:
         first = ~np.isnan(sp["time"])
         for mask, parts in ((first, open_parts), (~first, closed_parts)):
@@ -146,10 +180,10 @@ def generate(streams: list[Stream], duration: float, seed: int,
             parts.append((sp["time"][mask], np.full(n, sp["stream"], np.int32), sp["prompt"][mask],
                           sp["output"][mask], sp["node"][mask]) + _plain(n, 0, None)
                          + (np.full(n, -1, np.int64),))
-    parts = [_in_time_order(_concat(open_parts))] if open_parts else []
-    cols = _concat(parts + closed_parts)
-    if plan is not None:
-        link(plan, session_parts, cols[4].astype(np.int64))
+
+
+def _media_columns(cols: tuple) -> dict | None:
+    """Arrivals' media fields from the joined columns; None when every request is text."""
     media = None
     if cols[5] is not None and np.any(cols[5]):
         # a window's clip is the row of its first window: the stable sort keeps a clip's
@@ -158,11 +192,7 @@ def generate(streams: list[Stream], duration: float, seed: int,
         clip = np.where(cols[5] == KIND_CODE["speech_to_text"], np.arange(len(offset)) - offset, -1)
         media = dict(modality=cols[5].astype(np.int8), clip=clip, media_seconds=cols[7].astype(float),
                      samples=cols[8].astype(np.int64), pixels=cols[9].astype(float))
-    system = _system_keys(cols[1], cols[10].astype(np.int64), system_of, plan) if system_of else {}
-    return Arrivals(time=cols[0].astype(float, copy=False), stream=cols[1].astype(np.int32, copy=False),
-                    prompt=cols[2].astype(np.int64, copy=False), output=cols[3].astype(np.int64, copy=False),
-                    sessions=plan,
-                    **(media or {}), **system)
+    return media
 
 
 def _system_keys(stream: np.ndarray, variant: np.ndarray, system_of: dict, plan) -> dict:

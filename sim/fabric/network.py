@@ -3,7 +3,7 @@
 A flow is a transfer of some bytes from one node of the topology graph to another. It takes
 one of the shortest paths (by hops; among equal-cost paths, ECMP picks one by hashing the
 flow's id), crosses directed links (every cable is full duplex), and moves at the rate
-`kernels.maxmin_rates` gives it among the flows active at the same time. Rates change only
+`fair_share.maxmin_rates` gives it among the flows active at the same time. Rates change only
 when a flow starts or ends, so the fabric sleeps from one such event to the next. A flow is
 delivered when its last byte has crossed its bottleneck plus the path's latency.
 
@@ -25,7 +25,9 @@ import numpy as np
 import simpy
 
 from ..core.clock import at
-from ..timing import kernels
+from ..timing import fair_share
+from .link_log import LinkLog
+from .shortest_paths import paths_from_predecessors
 
 MAX_ECMP_PATHS = 16
 
@@ -47,59 +49,6 @@ class Flow:
     a: object = None             # endpoints, to route it again when a link on its path fails
     b: object = None
     own_cap: float = math.inf    # the cap it was sent with (before its route's NIC caps)
-
-
-class LinkLog:
-    """Bytes carried per directed link per time bin. While a bin is open, bytes are added up
-    per route (one number per flow and advance); when it closes they are spread over the
-    routes' links, and only the links that carried something are kept."""
-
-    def __init__(self, bin_width: float, n_links: int, route_links: list):
-        self.bin_width = bin_width
-        self.n_links = n_links
-        self.route_links = route_links     # route id -> its directed links
-        self.pending: dict[int, float] = {}
-        self.bin = 0                       # index of the open bin
-        self.done_bins: list[np.ndarray] = []
-        self.done_links: list[np.ndarray] = []
-        self.done_bytes: list[np.ndarray] = []
-
-    def add(self, flows, t0: float, t1: float) -> None:
-        """Flows (with .route and .rate) running from t0 to t1; time only moves forward."""
-        if t1 <= t0:
-            return
-        w = self.bin_width
-        b0, b1 = int(t0 // w), int(t1 // w)
-        for b in range(b0, b1 + 1):
-            overlap = min(t1, (b + 1) * w) - max(t0, b * w)
-            if overlap > 0:
-                if b != self.bin:
-                    self._close()
-                    self.bin = b
-                pending = self.pending
-                for f in flows:
-                    pending[f.route] = pending.get(f.route, 0.0) + f.rate * overlap
-
-    def _spread(self) -> tuple[np.ndarray, np.ndarray]:
-        per_link = np.zeros(self.n_links)
-        for route, carried in self.pending.items():
-            per_link[self.route_links[route]] += carried
-        used = np.flatnonzero(per_link)
-        return used, per_link[used]
-
-    def _close(self) -> None:
-        if self.pending:
-            used, carried = self._spread()
-            self.done_bins.append(np.full(len(used), self.bin, np.int64))
-            self.done_links.append(used)
-            self.done_bytes.append(carried)
-            self.pending = {}
-
-    def sparse(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(bin, link, bytes) for every bin and link that carried bytes."""
-        used, carried = self._spread()
-        return (np.concatenate(self.done_bins + [np.full(len(used), self.bin, np.int64)]),
-                np.concatenate(self.done_links + [used]), np.concatenate(self.done_bytes + [carried]))
 
 
 class Fabric:
@@ -170,7 +119,7 @@ class Fabric:
             if src not in self._pred:
                 self._pred[src] = nx.predecessor(self.routing, src)
             found = []
-            for nodes in _paths_from_predecessors(src, dst, self._pred[src]) if dst in self._pred[src] else ():
+            for nodes in paths_from_predecessors(src, dst, self._pred[src]) if dst in self._pred[src] else ():
                 if src != a:
                     nodes = nodes[::-1]
                 found.append(np.array([self.link_index[(u, v)] for u, v in zip(nodes, nodes[1:])], np.int64))
@@ -355,7 +304,7 @@ class Fabric:
                 ptr[i + 1] = ptr[i] + len(f.links)
             links = np.concatenate([f.links for f in flows])
             caps = np.array([f.cap for f in flows])
-            rates = kernels.maxmin_rates(self.live_capacity, ptr, links, caps)
+            rates = fair_share.maxmin_rates(self.live_capacity, ptr, links, caps)
         soonest = math.inf
         for f, r in zip(flows, rates):
             f.rate = r
@@ -442,31 +391,3 @@ class Fabric:
             "bytes": carried,
             "utilization": carried / (self.capacity[l] * w),
         })
-
-
-def _paths_from_predecessors(source, target, pred):
-    """Every shortest path from source to target (lists of nodes) given BFS predecessors,
-    in the order networkx's all_shortest_paths gives them."""
-    if target not in pred:
-        raise nx.NetworkXNoPath(f"no path from {source} to {target}")
-    seen = {target}
-    stack = [[target, 0]]
-    top = 0
-    while top >= 0:
-        node, i = stack[top]
-        if node == source:
-            yield [p for p, _ in reversed(stack[:top + 1])]
-        if len(pred[node]) > i:
-            stack[top][1] = i + 1
-            nxt = pred[node][i]
-            if nxt in seen:
-                continue
-            seen.add(nxt)
-            top += 1
-            if top == len(stack):
-                stack.append([nxt, 0])
-            else:
-                stack[top][:] = [nxt, 0]
-        else:
-            seen.discard(node)
-            top -= 1

@@ -1,4 +1,5 @@
-"""Interconnect topologies: schema, builders, queries, validation, summary and drawing.
+"""Interconnect topologies: schema, queries, validation and summary (the builders are in
+`topology_builders`, the drawing in `topology_drawing`).
 
 A topology is an undirected networkx graph. Nodes are accelerators, CPUs, NICs, PCIe
 switches, scale-up switches (NVSwitch), fabric switches and storage; every link is full
@@ -12,24 +13,23 @@ scale-up domain).
 """
 from __future__ import annotations
 
-import itertools
 import math
 from collections import Counter, defaultdict
 from dataclasses import dataclass
-from typing import Annotated, Literal, Union
+from typing import Literal
 
 import networkx as nx
 from pydantic import Field, PrivateAttr
 
-from ..spec import limits, source
-from ..spec.base import Bytes, BytesPerSecond, Seconds, Spec
+from ..spec import source
+from ..spec.base import BytesPerSecond, Seconds, Spec
 from ..spec.errors import Problem, ScenarioError, did_you_mean, format_path
 from ..spec.validate import validate
+from .topology_builders import Build, Problems, RailLeafSpine, _link
 
 NodeKind = Literal["accelerator", "cpu", "host-memory", "nic", "pcie-switch", "scale-up-switch", "switch",
                    "storage"]
 HOST_KINDS = {"accelerator", "cpu", "nic", "pcie-switch", "scale-up-switch"}
-Problems = list[tuple[tuple, str]]  # (field path inside the topology, message)
 
 
 class TopologyNode(Spec):
@@ -43,211 +43,6 @@ class TopologyLink(Spec):
     b: str
     bandwidth: BytesPerSecond  # per direction; validate_topology checks it is positive
     latency: Seconds = 0.0
-
-
-# ---- builders --------------------------------------------------------------------------
-
-
-class HgxNode(Spec):
-    """One NVIDIA HGX / DGX H100 8-GPU server.
-
-    Defaults follow the NVIDIA DGX H100 user guide (system topology) and H100 datasheet:
-    8 GPUs on the NVSwitch fabric (4 NVSwitch chips, modelled as one switch; NVLink 4 gives
-    900 GB/s bidirectional = 450 GB/s per direction per GPU); GPUs in pairs behind PCIe Gen5
-    switches (x16 = 64 GB/s per direction); 8 ConnectX-7 400 Gb/s NICs, one per GPU on its
-    PCIe switch (rail-optimized compute fabric); 2 Xeon Platinum 8480C sockets, each
-    8 channels of DDR5-4800 = 8 x 38.4 GB/s = 307.2 GB/s of host memory bandwidth.
-    """
-
-    kind: Literal["hgx-node"]
-    gpus: int = 8
-    scale_up: BytesPerSecond = 450e9  # NVLink per GPU, per direction
-    scale_up_latency: Seconds = 1e-6  # catalog nvidia-h100-sxm scale_up_latency (1.06 us), rounded
-    pcie_switches: int = 4
-    pcie: BytesPerSecond = 64e9  # PCIe Gen5 x16, per direction
-    pcie_latency: Seconds = 1e-6  # coarse, as topologies/hgx-h100-1node.yaml
-    nics: int = 8  # 8 = one per GPU (rail-optimized), 4 = one per GPU pair
-    nic_rate: BytesPerSecond = 50e9  # 400 Gb/s (ConnectX-7 NDR)
-    cpus: int = 2
-    host_memory_bandwidth: BytesPerSecond = 307.2e9  # per CPU socket
-    # The host path. A GPUDirect-RDMA NIC moves data between GPU memory and the wire; a
-    # host-staged (legacy) one bounces it through host memory, which every such flow then
-    # crosses twice, and a CPU core carries each message through the kernel's TCP stack.
-    # host_staging_cost: Cai et al., "Understanding Host Network Stack Overheads" (SIGCOMM
-    # 2021, www.cs.cornell.edu/~ragarwal/pubs/network-stack.pdf): the Linux stack sustains
-    # ~42 Gb/s per core on one long flow with every offload on, so 1 MiB costs ~200 us of a
-    # core. nic_message_cost (RDMA verbs per message) is an assumption: set both from your
-    # own measurements.
-    nic_path: Literal["gpudirect", "host-staged"] = "gpudirect"
-    nic_message_size: Bytes = 1 << 20
-    nic_message_cost: Seconds = 1e-6
-    host_staging_cost: Seconds = 200e-6  # CPU time per message on the host-staged path
-    # The head node runs each replica's engine loop (scheduling, kernel launch). `cpu_speed`
-    # is single-thread speed relative to the host behind the catalog's iteration_overhead.
-    cpu_cores: int = 56  # Xeon Platinum 8480C, per socket (DGX H100 datasheet: 2 x 56 cores)
-    cpu_speed: float = 1.0
-
-    def problems(self) -> Problems:
-        out = _positive(self, "gpus", "pcie_switches", "nics", "cpus", "scale_up", "pcie", "nic_rate",
-                        "host_memory_bandwidth", "nic_message_size", "cpu_cores", "cpu_speed")
-        out += _bounded(self, "gpus", "pcie_switches", "nics", "cpus", "cpu_cores")
-        out += _not_negative(self, "scale_up_latency", "pcie_latency", "nic_message_cost", "host_staging_cost")
-        if out:
-            return out
-        g, p, n = self.gpus, self.pcie_switches, self.nics
-        if g % p:
-            out.append((("pcie_switches",), f"{g} GPUs do not split evenly over {p} PCIe switches; "
-                                            f"choose a divisor of {g}"))
-        if n != g and 2 * n != g:
-            pair = f" or {g // 2} (one per GPU pair)" if g % 2 == 0 else ""
-            out.append((("nics",), f"nics must be {g} (one per GPU, rail-optimized){pair}, got {n}"))
-        elif n % p:
-            out.append((("nics",), f"{n} NICs do not split evenly over {p} PCIe switches"))
-        return out
-
-    def add_to(self, g: nx.Graph, name: str) -> None:
-        self.add_server(g, "s0")
-
-    def add_server(self, g: nx.Graph, host: str) -> list[str]:
-        """Add one server's nodes and links under ids '<host>.gpu0' etc.; return its NICs in rail order."""
-        gpus = [f"{host}.gpu{i}" for i in range(self.gpus)]
-        pcie = [f"{host}.pcie{j}" for j in range(self.pcie_switches)]
-        cpus = [f"{host}.cpu{c}" for c in range(self.cpus)]
-        nics = [f"{host}.nic{k}" for k in range(self.nics)]
-        nvswitch = f"{host}.nvswitch"
-        for gpu in gpus:
-            g.add_node(gpu, kind="accelerator", host=host)
-        g.add_node(nvswitch, kind="scale-up-switch", host=host)
-        g.add_nodes_from(pcie, kind="pcie-switch", host=host)
-        g.add_nodes_from(cpus, kind="cpu", host=host, memory_bandwidth=self.host_memory_bandwidth,
-                         cores=self.cpu_cores, speed=self.cpu_speed)
-        for cpu in cpus:  # host memory: host-staged transfers write it and read it back
-            g.add_node(f"{cpu}.mem", kind="host-memory", host=host)
-            _link(g, cpu, f"{cpu}.mem", self.host_memory_bandwidth, 0.0)
-        for k, nic in enumerate(nics):
-            g.add_node(nic, kind="nic", host=host, rail=k, rate=self.nic_rate, path=self.nic_path,
-                       message_size=self.nic_message_size, message_cost=self.nic_message_cost,
-                       staging_cost=self.host_staging_cost)
-        gpus_per_switch = self.gpus // self.pcie_switches
-        for i, gpu in enumerate(gpus):
-            _link(g, gpu, nvswitch, self.scale_up, self.scale_up_latency)
-            _link(g, gpu, pcie[i // gpus_per_switch], self.pcie, self.pcie_latency)
-        gpus_per_nic = self.gpus // self.nics
-        for k, nic in enumerate(nics):  # NIC k sits on the switch of the GPU(s) it serves
-            _link(g, nic, pcie[k * gpus_per_nic // gpus_per_switch], self.pcie, self.pcie_latency)
-        for j, switch in enumerate(pcie):
-            _link(g, switch, cpus[j * self.cpus // self.pcie_switches], self.pcie, self.pcie_latency)
-        for a, b in itertools.pairwise(cpus):  # socket interconnect (UPI), taken at the PCIe rate
-            _link(g, a, b, self.pcie, self.pcie_latency)
-        return nics
-
-
-class Storage(Spec):
-    count: int = 0
-    link: BytesPerSecond = 50e9  # per storage node; 400 Gb/s assumed, set to your appliance's ports
-
-
-class RailLeafSpine(HgxNode):
-    """`nodes` HGX servers on a rail-optimized two-tier fat tree (NVIDIA DGX SuperPOD design).
-
-    NIC i of every server goes to a leaf switch of rail i, `servers_per_leaf` servers a leaf
-    (a DGX SuperPOD scalable unit is 32 servers: one leaf per rail per SU); every leaf links
-    to every spine with (leaf downlink capacity) / `oversubscription` in all. The defaults
-    give the SuperPOD reference architecture's 2-SU size: 64 servers, 512 GPUs, 16 leaf and
-    8 spine switches. Storage nodes hang off the spines, for weight loading.
-    """
-
-    kind: Literal["rail-leaf-spine"]
-    nodes: int = 64
-    servers_per_leaf: int = 32
-    spines: int = 8
-    oversubscription: float = 1.0  # 1 = non-blocking
-    switch_latency: Seconds = 1e-6  # per switch hop
-    storage: Storage = Storage()
-
-    def problems(self) -> Problems:
-        out = super().problems() + _positive(self, "nodes", "servers_per_leaf", "spines")
-        out += _bounded(self, "nodes", "servers_per_leaf", "spines")
-        if not out and self.nodes * self.gpus > limits.DEVICES.value:
-            out.append((("nodes",), limits.DEVICES.message(f"{self.nodes:,} servers x {self.gpus} GPUs")))
-        out += _not_negative(self, "switch_latency")
-        if self.oversubscription <= 0:
-            out.append((("oversubscription",), f"oversubscription must be positive (1 = non-blocking, "
-                                               f"4 = leaf uplinks carry a quarter of the downlinks), "
-                                               f"got {self.oversubscription:g}"))
-        if self.storage.count < 0:
-            out.append((("storage", "count"), f"must not be negative, got {self.storage.count}"))
-        out += [(("storage",) + path, msg) for path, msg in _positive(self.storage, "link")]
-        return out
-
-    def add_to(self, g: nx.Graph, name: str) -> None:
-        groups = math.ceil(self.nodes / self.servers_per_leaf)
-        leaves = [[f"rail{r}.leaf{k}" for k in range(groups)] for r in range(self.nics)]
-        spines = [f"spine{k}" for k in range(self.spines)]
-        g.add_nodes_from(itertools.chain(*leaves, spines), kind="switch", host=None)
-        for s in range(self.nodes):
-            for rail, nic in enumerate(self.add_server(g, f"s{s}")):
-                _link(g, nic, leaves[rail][s // self.servers_per_leaf], self.nic_rate, self.switch_latency)
-        for leaf in itertools.chain(*leaves):
-            uplink = sum(bw for _, _, bw in g.edges(leaf, data="bandwidth")) / self.oversubscription
-            for spine in spines:
-                _link(g, leaf, spine, uplink / self.spines, self.switch_latency)
-        for k in range(self.storage.count):
-            g.add_node(f"storage{k}", kind="storage", host=None)
-            _link(g, f"storage{k}", spines[k % self.spines], self.storage.link, self.switch_latency)
-
-
-class Torus(Spec):
-    """A TPU-style slice: chips in a 2D or 3D torus of direct inter-chip (ICI) links.
-
-    Each host is a CPU with `chips_per_host` chips on PCIe and one NIC to the data-center
-    network. Google Cloud TPU v6e: 4 ICI ports per chip, 800 GB/s bidirectional ICI per
-    chip (= 4 links x 100 GB/s per direction), 2D torus; a 4x4 slice is 4 ct6e-standard-4t
-    VMs of 4 chips (https://docs.cloud.google.com/tpu/docs/v6e).
-    """
-
-    kind: Literal["torus"]
-    dims: list[int]
-    wraparound: bool = True  # false: a mesh, no links from the last chip of a row back to the first
-    link: BytesPerSecond = 100e9  # per ICI link, per direction
-    latency: Seconds = 1e-6  # per ICI hop: "typically around 1us" (jax-ml/scaling-book, sharding.md)
-    chips_per_host: int = 4
-    pcie: BytesPerSecond = 64e9  # chips attach over PCIe Gen5 (v6e docs); x16 assumed
-    nic_rate: BytesPerSecond = 50e9  # 400 Gb/s: half of a v6e host's 4 x 200 Gb/s for a 4-chip VM
-    host_memory_bandwidth: BytesPerSecond | None = None  # not published
-
-    def problems(self) -> Problems:
-        out = _positive(self, "link", "chips_per_host", "pcie", "nic_rate") + _not_negative(self, "latency")
-        out += _bounded(self, "chips_per_host")
-        if all(isinstance(d, int) and d > 0 for d in self.dims) and math.prod(self.dims) > limits.DEVICES.value:
-            out.append((("dims",), limits.DEVICES.message(f"{math.prod(self.dims):,} chips")))
-        if len(self.dims) not in (2, 3):
-            out.append((("dims",), f"give 2 or 3 sizes, e.g. [4, 4] or [4, 4, 8]; got {self.dims}"))
-        out += [(("dims", i), f"a torus dimension needs at least 2 chips, got {d}")
-                for i, d in enumerate(self.dims) if d < 2]
-        chips = math.prod(self.dims)
-        if not out and chips % self.chips_per_host:
-            out.append((("chips_per_host",), f"{chips} chips do not split into hosts of {self.chips_per_host}; "
-                                              f"choose a divisor of {chips}"))
-        return out
-
-    def add_to(self, g: nx.Graph, name: str) -> None:
-        coords = list(itertools.product(*(range(d) for d in self.dims)))
-        chip = {c: "chip" + "_".join(map(str, c)) for c in coords}
-        for i, c in enumerate(coords):  # hosts take consecutive chips in placement order
-            g.add_node(chip[c], kind="accelerator", host=f"h{i // self.chips_per_host}", coord=c)
-        for h in range(len(coords) // self.chips_per_host):
-            cpu, nic = f"h{h}.cpu", f"h{h}.nic"
-            g.add_node(cpu, kind="cpu", host=f"h{h}", memory_bandwidth=self.host_memory_bandwidth)
-            g.add_node(nic, kind="nic", host=f"h{h}", rail=0, rate=self.nic_rate)
-            _link(g, cpu, nic, self.pcie, self.latency)
-            for c in coords[h * self.chips_per_host:(h + 1) * self.chips_per_host]:
-                _link(g, chip[c], cpu, self.pcie, self.latency)
-        for c in coords:
-            for axis, size in enumerate(self.dims):
-                if c[axis] + 1 < size or self.wraparound:
-                    nxt = c[:axis] + ((c[axis] + 1) % size,) + c[axis + 1:]
-                    _link(g, chip[c], chip[nxt], self.link, self.latency)  # size 2: two parallel links
 
 
 @dataclass(frozen=True)
@@ -279,33 +74,6 @@ class TorusGroup:
             t = t + 2.0 * (k - 1) * (step + size / (k * bandwidth))
             size = size / k
         return t
-
-
-Build = Annotated[Union[HgxNode, RailLeafSpine, Torus], Field(discriminator="kind")]
-
-
-def _link(g: nx.Graph, a: str, b: str, bandwidth: float, latency: float) -> None:
-    """Join a and b; a second link between the same pair adds capacity (parallel cables)."""
-    if g.has_edge(a, b):
-        g[a][b]["bandwidth"] += bandwidth
-    else:
-        g.add_edge(a, b, bandwidth=bandwidth, latency=latency)
-
-
-def _positive(spec: Spec, *fields: str) -> Problems:
-    return [((f,), f"must be positive, got {getattr(spec, f):g}")
-            for f in fields if getattr(spec, f) is not None and getattr(spec, f) <= 0]
-
-
-def _bounded(spec: Spec, *counts: str) -> Problems:
-    """Counts of things the graph will hold, at most the device limit: a typo such as 2**64
-    CPUs is refused before the graph is built."""
-    return [((f,), limits.DEVICES.message(f"{getattr(spec, f):,} {f}"))
-            for f in counts if getattr(spec, f) is not None and getattr(spec, f) > limits.DEVICES.value]
-
-
-def _not_negative(spec: Spec, *fields: str) -> Problems:
-    return [((f,), f"must not be negative, got {getattr(spec, f):g}") for f in fields if getattr(spec, f) < 0]
 
 
 # ---- the topology ----------------------------------------------------------------------
@@ -581,121 +349,6 @@ def bisection_bandwidth(g: nx.Graph, accels: list[str]) -> float:
     return nx.maximum_flow_value(flow, source, sink)
 
 
-# ---- drawing ---------------------------------------------------------------------------
-
-COLORS = {"accelerator": "#76b900", "scale-up-switch": "#1f77b4", "pcie-switch": "#9467bd", "cpu": "#8c564b",
-          "nic": "#ff7f0e", "switch": "#d62728", "storage": "#7f7f7f", "server": "#bcbd22"}
-# rows inside a server, bottom to top; fabric switches and storage stack above the NICs
-ROW = {"scale-up-switch": 0, "accelerator": 1, "pcie-switch": 2, "cpu": 3, "nic": 4, "server": 4}
-
-
-def draw_topology(spec: TopologySpec, path_png: str, max_nodes: int = 300) -> str:
-    """Draw the graph to a PNG coloured by kind: torus chips on their grid, anything else
-    in layers (servers side by side, fabric switches above). A layered graph over
-    `max_nodes` nodes is summarized: every server but the first is drawn as one node."""
-    from matplotlib.figure import Figure  # no pyplot: no global state, Agg canvas on save
-
-    g = spec.graph()
-    title = f"{spec.name}: {len(spec.accelerators())} accelerators, {g.number_of_nodes()} nodes"
-    if all(g.nodes[a].get("coord") is not None for a in spec.accelerators()):
-        pos = _grid_layout(g)
-    else:
-        if g.number_of_nodes() > max_nodes:
-            g = _collapse_servers(g, g.nodes[spec.accelerators()[0]]["host"] if spec.accelerators() else None)
-            title += f" (one server expanded, {g.number_of_nodes()} shown)"
-        pos = _layered_layout(g)
-    xs, ys = zip(*pos.values())
-    wide, high = max(xs) - min(xs), max(ys) - min(ys)
-    fig = Figure(figsize=(min(30, max(6, 4 + 0.35 * wide)), min(12, max(4, 2 + high))))
-    ax = fig.add_subplot()
-    top = max((bw for _, _, bw in g.edges(data="bandwidth")), default=1.0)
-    for wrap in (False, True):  # torus wraparound links as arcs, so they do not hide the others
-        edges = [(a, b, bw) for a, b, bw in g.edges(data="bandwidth") if _wraps(g, a, b) == wrap]
-        nx.draw_networkx_edges(g, pos, edgelist=[e[:2] for e in edges], ax=ax, alpha=0.35,
-                               width=[0.3 + 2.5 * bw / top for *_, bw in edges],
-                               **({"arrows": True, "arrowstyle": "-", "connectionstyle": "arc3,rad=0.25"} if wrap else {}))
-    draw_nodes(g, pos, ax)
-    ax.set_title(title)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7, frameon=False)
-    ax.set_axis_off()
-    fig.savefig(path_png, dpi=120, bbox_inches="tight")
-    return path_png
-
-
-def draw_nodes(g, pos, ax, size: int = 160, small: int = 40) -> None:
-    """The graph's nodes coloured by kind (labelled when there are few of them)."""
-    for kind, color in COLORS.items():
-        nodes = [n for n, k in g.nodes(data="kind") if k == kind]
-        if nodes:
-            nx.draw_networkx_nodes(g, pos, nodelist=nodes, node_color=color, label=kind, ax=ax,
-                                   node_size=size if g.number_of_nodes() <= 60 else small)
-    if g.number_of_nodes() <= 60:
-        nx.draw_networkx_labels(g, pos, ax=ax, font_size=6)
-
-
-def _wraps(g: nx.Graph, a: str, b: str) -> bool:
-    ca, cb = g.nodes[a].get("coord"), g.nodes[b].get("coord")
-    return ca is not None and cb is not None and sum(abs(x - y) for x, y in zip(ca, cb)) > 1
-
-
-def _grid_layout(g: nx.Graph) -> dict:
-    """Chips at their torus coordinates (z planes side by side); each host's CPU and NIC
-    just right of the middle of its chips."""
-    coords = {n: c for n, c in g.nodes(data="coord") if c is not None}
-    plane = max(c[0] for c in coords.values()) + 2
-    pos = {n: (c[0] + (c[2] * plane if len(c) > 2 else 0), c[1]) for n, c in coords.items()}
-    chips = defaultdict(list)
-    for n in pos:
-        chips[g.nodes[n]["host"]].append(pos[n])
-    for n, data in g.nodes(data=True):
-        if n not in pos and data.get("host") in chips:
-            xs, ys = zip(*chips[data["host"]])
-            lift = 0.3 if data["kind"] == "nic" else 0.0
-            pos[n] = (sum(xs) / len(xs) + 0.4, sum(ys) / len(ys) + lift)
-    rest, above = [n for n in g if n not in pos], max(y for _, y in pos.values()) + 1
-    pos.update((n, (k, above)) for k, n in enumerate(rest))  # anything else: a row above
-    return pos
-
-
-def _collapse_servers(g: nx.Graph, keep: str) -> nx.Graph:
-    """Each server other than `keep` becomes one node of kind 'server'; links into it merge."""
-    rep = {n: host if host not in (None, keep) else n for n, host in g.nodes(data="host")}
-    h = nx.Graph()
-    for n, data in g.nodes(data=True):
-        h.add_node(rep[n], **(data if rep[n] == n else {"kind": "server", "host": rep[n]}))
-    for a, b, bw in g.edges(data="bandwidth"):
-        if rep[a] != rep[b]:
-            _link(h, rep[a], rep[b], bw, 0.0)
-    return h
-
-
-def _layered_layout(g: nx.Graph) -> dict:
-    """Positions: each server a band as wide as its widest row, its nodes in rows by kind;
-    fabric nodes in rows above, by hops from the nearest server node, across all bands."""
-    bands = defaultdict(lambda: defaultdict(list))  # host -> row -> nodes
-    for n, data in g.nodes(data=True):
-        if data.get("host") is not None:
-            bands[data["host"]][ROW.get(data["kind"], 2)].append(n)
-    pos, x0 = {}, 0.0
-    for rows in bands.values():
-        wide = max(len(nodes) for nodes in rows.values())
-        for row, nodes in rows.items():
-            for k, n in enumerate(nodes):
-                pos[n] = (x0 + (k + 0.5) * wide / len(nodes), row)
-        x0 += wide
-    fabric = [n for n in g if n not in pos]
-    if fabric:
-        hops = nx.multi_source_dijkstra_path_length(g, set(pos), weight=lambda *_: 1) if pos else {}
-        layers = defaultdict(list)
-        for n in fabric:
-            layers[hops.get(n, 1)].append(n)
-        x0 = max(x0, max(len(nodes) for nodes in layers.values()))
-        for d, nodes in layers.items():
-            for k, n in enumerate(nodes):
-                pos[n] = ((k + 0.5) * x0 / len(nodes), max(ROW.values()) + d)
-    return pos
-
-
-__all__ = ["TopologySpec", "TopologyNode", "TopologyLink", "HgxNode", "RailLeafSpine", "Torus",
-           "validate_topology", "load_topology", "summarize_topology", "draw_topology",
+__all__ = ["TopologySpec", "TopologyNode", "TopologyLink",
+           "validate_topology", "load_topology", "summarize_topology",
            "bisection_bandwidth", "accelerator_diameter"]

@@ -6,42 +6,14 @@ scripts, web fonts or links to fetch. Every piece of text from the results is es
 """
 from __future__ import annotations
 
-import base64
-import html
-import io
 import os
 
-import numpy as np
 import pandas as pd
 
-from . import analysis, intervals, report as console_tables
+from . import analysis, intervals, sweep_analysis, tables
 from ..spec.units import duration_or_dash, format_bytes
 from .analysis import ResultsError, Run
-
-STYLE = """
-body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif;
-       margin: 0 auto; max-width: 1180px; padding: 1.5em 2em 4em; color: #1d2330; line-height: 1.45; }
-h1 { margin-bottom: 0.1em; }
-h2 { margin-top: 2em; border-bottom: 2px solid #e3e6ec; padding-bottom: 0.2em; }
-h3 { margin-top: 1.4em; }
-.meta { color: #5b6475; margin-top: 0; }
-.scroll { overflow-x: auto; max-width: 100%; }
-table { border-collapse: collapse; margin: 0.6em 0 1em; font-size: 0.92em; }
-th, td { padding: 0.3em 0.8em; border-bottom: 1px solid #e3e6ec; text-align: right; white-space: nowrap; }
-th { background: #f4f6f9; font-weight: 600; }
-th:first-child, td:first-child, td.text, th.text { text-align: left; }
-td.wrap { white-space: normal; text-align: left; max-width: 40em; }
-.ok { color: #18794e; font-weight: 600; }
-.bad { color: #c22f2f; font-weight: 600; }
-.figures { display: flex; flex-wrap: wrap; gap: 1.2em; }
-figure { margin: 0.6em 0; }
-img { max-width: 100%; height: auto; border: 1px solid #eef0f4; }
-.cards { display: flex; flex-wrap: wrap; gap: 0.8em; margin: 0.8em 0; }
-.card { background: #f4f6f9; border-radius: 6px; padding: 0.5em 1em; min-width: 9em; }
-.card b { display: block; font-size: 1.3em; }
-.card span { color: #5b6475; font-size: 0.85em; }
-ul.notes { color: #5b6475; font-size: 0.9em; }
-"""
+from .html_blocks import Raw, cards, escape, figure, html_page, html_table, number, verdict
 
 # the figures a sweep's table and plots show, in order: column, heading, format
 SWEEP_FIGURES = [
@@ -57,65 +29,6 @@ SWEEP_FIGURES = [
 ]
 
 
-class Raw(str):
-    """HTML that is already safe (built here from escaped parts): not escaped again."""
-
-
-def _e(x) -> str:
-    return x if isinstance(x, Raw) else html.escape("" if x is None else str(x))
-
-
-def _num(x, fmt="{:,.2f}") -> str:
-    if x is None or (isinstance(x, float) and not np.isfinite(x)):
-        return "-"
-    if fmt == "duration":
-        return duration_or_dash(float(x))
-    if fmt == "percent":
-        return f"{float(x) * 100:.1f}%"
-    if fmt == "kW":
-        return f"{float(x) / 1000:,.1f}"
-    return fmt.format(x)
-
-
-def _verdict(met) -> Raw:
-    if met is None or (isinstance(met, float) and np.isnan(met)):
-        return Raw("-")
-    return Raw('<span class="ok">met</span>' if met else '<span class="bad">missed</span>')
-
-
-def _table(headers, rows, text_columns=1) -> str:
-    """Cells are plain text (escaped here) or Raw; the first `text_columns` align left."""
-    head = "".join(f'<th{" class=text" if k < text_columns else ""}>{_e(h)}</th>' for k, h in enumerate(headers))
-    body = "".join("<tr>" + "".join(f'<td{" class=text" if k < text_columns else ""}>{_e(c)}</td>'
-                                    for k, c in enumerate(row)) + "</tr>" for row in rows)
-    return f"<div class=scroll><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
-
-
-def _cards(items) -> str:
-    return '<div class="cards">' + "".join(f"<div class=card><b>{_e(v)}</b><span>{_e(k)}</span></div>"
-                                           for k, v in items) + "</div>"
-
-
-def _figure(draw, size=(9.0, 4.0), alt="plot", rows=1, cols=1) -> str:
-    """Draw on a fresh Agg figure (no pyplot: nothing global is left behind) and embed it."""
-    from matplotlib.figure import Figure
-    fig = Figure(figsize=size, layout="constrained")
-    axes = fig.subplots(rows, cols, squeeze=False)
-    draw(axes[0, 0] if rows * cols == 1 else list(axes.flat))
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    data = base64.b64encode(buf.getvalue()).decode("ascii")
-    return f'<figure><img src="data:image/png;base64,{data}" alt="{_e(alt)}"></figure>'
-
-
-def _page(title: str, body: list[str]) -> str:
-    # an empty icon: browsers would otherwise ask a server for /favicon.ico
-    return ("<!doctype html>\n<html lang=en><head><meta charset=utf-8>"
-            '<meta name=viewport content="width=device-width, initial-scale=1">'
-            f'<link rel=icon href="data:,"><title>{_e(title)}</title><style>{STYLE}</style></head>\n<body>\n'
-            + "\n".join(body) + "\n</body></html>\n")
-
-
 # ---- a run -----------------------------------------------------------------------------
 
 
@@ -125,53 +38,53 @@ def run_page(run: Run) -> str:
     w = s.get("window_s") or [None, None]
     info = s.get("run") or {}
     meta = [f"seed {s.get('seed', '-')}", f"measurement window {duration_or_dash(w[0])} to {duration_or_dash(w[1])}",
-            f"simulated {duration_or_dash(info.get('simulated_seconds'))} in {_num(info.get('wall_seconds'))} s wall"]
+            f"simulated {duration_or_dash(info.get('simulated_seconds'))} in {number(info.get('wall_seconds'))} s wall"]
     if s.get("source"):
         meta.append(f"scenario file {s['source']}")
-    body = [f"<h1>{_e(run.name)}</h1>", f'<p class=meta>{_e("; ".join(meta))}</p>',
+    body = [f"<h1>{escape(run.name)}</h1>", f'<p class=meta>{escape("; ".join(meta))}</p>',
             _headline(s), "<h2>Fleet</h2>", _pools(s.get("pools") or []),
             "<h2>Requests</h2>", _requests(s.get("requests") or {}, s.get("measured_requests")),
             "<h2>Latency</h2>", _latency(s.get("latency_s") or {}, _bounds(s)), _interval_note(s),
-            _figure(lambda ax: analysis.latency_cdf(run, ax=ax), alt="latency distributions"),
+            figure(lambda ax: analysis.latency_cdf(run, ax=ax), alt="latency distributions"),
             "<h2>Throughput</h2>", _throughput(s), "<h2>SLO</h2>", _slo(s.get("slo") or {})]
     tenants = s.get("tenants") or []
     if tenants:
         body += ["<h2>Tenants</h2>", _tenants(tenants)]
     # the sections a run has only when its scenario uses the feature
-    for key, heading, rows in (("modalities", "Request kinds", console_tables.modalities_rows),
-                               ("sessions", "Sessions", console_tables.sessions_rows),
-                               ("prefix_cache", "Prefix cache", console_tables.prefix_cache_rows)):
+    for key, heading, rows in (("modalities", "Request kinds", tables.modalities_rows),
+                               ("sessions", "Sessions", tables.sessions_rows),
+                               ("prefix_cache", "Prefix cache", tables.prefix_cache_rows)):
         if s.get(key):
             body += [f"<h2>{heading}</h2>", _rows(*rows(s[key]))]
     if s.get("sessions") and any(st.get("steps") for st in s["sessions"]["streams"]):
-        body += ["<h2>Pipeline steps</h2>", _rows(*console_tables.pipeline_step_rows(s["sessions"]))]
+        body += ["<h2>Pipeline steps</h2>", _rows(*tables.pipeline_step_rows(s["sessions"]))]
     body += ["<h2>Utilization and power</h2>",
-             _figure(lambda ax: analysis.utilization_over_time(run, ax=ax), alt="utilization over time"),
-             _figure(lambda ax: analysis.power_over_time(run, ax=ax), (9.0, 3.4), alt="power over time"),
+             figure(lambda ax: analysis.utilization_over_time(run, ax=ax), alt="utilization over time"),
+             figure(lambda ax: analysis.power_over_time(run, ax=ax), (9.0, 3.4), alt="power over time"),
              _power(s.get("power") or {})]
     if (s.get("power") or {}).get("cap"):
-        body += ["<h2>Power cap</h2>", _rows(*console_tables.power_cap_rows(s["power"]["cap"]))]
-    if console_tables.head_nodes_busy(s.get("head_nodes")):
-        body += ["<h2>Head nodes</h2>", _rows(*console_tables.head_node_rows(s["head_nodes"]))]
+        body += ["<h2>Power cap</h2>", _rows(*tables.power_cap_rows(s["power"]["cap"]))]
+    if tables.head_nodes_busy(s.get("head_nodes")):
+        body += ["<h2>Head nodes</h2>", _rows(*tables.head_node_rows(s["head_nodes"]))]
     body += ["<h2>Cost</h2>", _cost(s.get("cost") or {}),
-             _figure(lambda ax: analysis.cost_breakdown(run, ax=ax), (8.0, 2.0), alt="cost breakdown")]
+             figure(lambda ax: analysis.cost_breakdown(run, ax=ax), (8.0, 2.0), alt="cost breakdown")]
     if s.get("autoscaling"):
         body += ["<h2>Autoscaling</h2>", _autoscaling(s["autoscaling"]),
-                 _figure(lambda ax: analysis.autoscaling_timeline(run, ax=ax), (9.0, 3.0), alt="replicas over time")]
+                 figure(lambda ax: analysis.autoscaling_timeline(run, ax=ax), (9.0, 3.0), alt="replicas over time")]
     if s.get("failures"):
         body += ["<h2>Failures</h2>", _failures(s["failures"])]
     if run.links is not None and not run.links.empty:
         body += ["<h2>Network</h2>", _network(s.get("network") or {}), _link_heatmap(run),
-                 _figure(lambda ax: analysis.link_utilization_over_time(run, ax=ax),
+                 figure(lambda ax: analysis.link_utilization_over_time(run, ax=ax),
                          (9.0, 1.2 + 0.22 * min(30, run.links[["src", "dst"]].drop_duplicates().shape[0])),
                          alt="link utilization over time")]
     notes = list(s.get("assumptions") or [])
     for part in ("power", "cost"):
         notes += [f"{part}: {n}" for n in (s.get(part) or {}).get("notes") or []]
     if notes:
-        body += ["<h2>Assumptions and notes</h2>", "<ul class=notes>" + "".join(f"<li>{_e(n)}</li>" for n in notes)
+        body += ["<h2>Assumptions and notes</h2>", "<ul class=notes>" + "".join(f"<li>{escape(n)}</li>" for n in notes)
                  + "</ul>"]
-    return _page(f"dcsim report: {run.name}", body)
+    return html_page(f"dcsim report: {run.name}", body)
 
 
 def _bounds(s: dict) -> dict:
@@ -179,8 +92,8 @@ def _bounds(s: dict) -> dict:
 
 
 def _rows(title: str, headers: list[str], rows: list[list[str]]) -> str:
-    """A table the console prints too (sim.results.report's *_rows), with its title."""
-    return f"<p class=meta>{_e(title)}</p>" + _table(headers, rows)
+    """A table the console prints too (one of sim.results.tables' *_rows), with its title."""
+    return f"<p class=meta>{escape(title)}</p>" + html_table(headers, rows)
 
 
 def _headline(s: dict) -> str:
@@ -189,39 +102,40 @@ def _headline(s: dict) -> str:
     items = [("TTFT p99", intervals.text((lat.get("ttft") or {}).get("p99"), b.get("latency_s.ttft.p99"), duration_or_dash)),
              ("TPOT p99", intervals.text((lat.get("tpot") or {}).get("p99"), b.get("latency_s.tpot.p99"), duration_or_dash)),
              ("requests per second", intervals.text(tp.get("requests_per_s"), b.get("throughput.requests_per_s"),
-                                                    lambda v: _num(v))),
+                                                    lambda v: number(v))),
              ("output tokens per second", intervals.text(tp.get("output_tokens_per_s"),
                                                          b.get("throughput.output_tokens_per_s"),
-                                                         lambda v: _num(v, "{:,.0f}"))),
-             ("$ per hour", _num(cost.get("usd_per_hour"))),
+                                                         lambda v: number(v, "{:,.0f}"))),
+             ("$ per hour", number(cost.get("usd_per_hour"))),
              ("$ per M tokens", intervals.text(cost.get("usd_per_m_tokens"), b.get("cost.usd_per_m_tokens"),
-                                               lambda v: _num(v, "{:.3f}")))]
+                                               lambda v: number(v, "{:.3f}")))]
     if slo.get("results"):
         items.append(("SLO", "met" if slo.get("met") else "missed"))
-    return _cards(items)
+    return cards(items)
 
 
 def _pools(pools: list[dict]) -> str:
     rows = [[p.get("pool"), p.get("device"), p.get("devices"), f"{p.get('model')} {p.get('precision', '')}".strip(),
              f"{p.get('tp')}" + (f" x pp {p['pp']}" if (p.get("pp") or 1) > 1 else ""), p.get("replicas"),
-             _num(p.get("busy_fraction"), "percent"), _num(p.get("accelerator_active"), "percent"),
-             _num(p.get("kv_occupancy"), "percent"), _num(p.get("it_watts"), "kW"), _num(p.get("usd_per_hour"))]
+             number(p.get("busy_fraction"), "percent"), number(p.get("accelerator_active"), "percent"),
+             number(p.get("kv_occupancy"), "percent"), number(p.get("it_watts"), "kW"), number(p.get("usd_per_hour"))]
             for p in pools]
     gpus = all(p.get("device_kind", "gpu") == "gpu" for p in pools)
-    table = _table(["pool", "device", "count", "model", "tp", "replicas", "busy", "GPU active" if gpus else "accel. active", "KV used",
-                    "IT kW", "devices $/h"], rows, text_columns=2)
+    table = html_table(["pool", "device", "count", "model", "tp", "replicas", "busy",
+                        "GPU active" if gpus else "accel. active", "KV used", "IT kW", "devices $/h"], rows, text_columns=2)
     sources = [f"{p.get('pool')}: engine {p.get('engine') or '-'}; timing: {p.get('timing') or '-'}" for p in pools]
-    return table + "".join(f"<p class=meta>{_e(line)}</p>" for line in sources)
+    return table + "".join(f"<p class=meta>{escape(line)}</p>" for line in sources)
 
 
 def _requests(r: dict, measured) -> str:
     names = ("arrived", "completed", "rejected", "shed", "failed", "in_flight", "preemptions", "retries")
-    table = _table([n.replace("_", " ") for n in names], [[f"{r.get(n, 0):,}" for n in names]], text_columns=0)
+    table = html_table([n.replace("_", " ") for n in names], [[f"{r.get(n, 0):,}" for n in names]], text_columns=0)
     why = [f"{name} {k}: {v:,}" for name in ("rejected", "shed", "failed")
            for k, v in (r.get(f"{name}_by_reason") or {}).items()]
     note = f"{measured:,} arrived in the measurement window; latency figures describe those completed." \
         if measured is not None else ""
-    return table + (f"<p>{_e('; '.join(why))}</p>" if why else "") + (f"<p class=meta>{_e(note)}</p>" if note else "")
+    return (table + (f"<p>{escape('; '.join(why))}</p>" if why else "")
+            + (f"<p class=meta>{escape(note)}</p>" if note else ""))
 
 
 def _latency(lat: dict, bounds: dict | None = None) -> str:
@@ -229,38 +143,38 @@ def _latency(lat: dict, bounds: dict | None = None) -> str:
     rows = [[label] + [intervals.text((lat.get(m) or {}).get(q), bounds.get(f"latency_s.{m}.{q}"), duration_or_dash)
                        for q in ("p50", "p90", "p99", "mean")]
             for m, label in analysis.LATENCY_LABELS.items()]
-    return _table(["metric", "p50", "p90", "p99", "mean"], rows)
+    return html_table(["metric", "p50", "p90", "p99", "mean"], rows)
 
 
 def _interval_note(s: dict) -> str:
     iv = s.get("intervals")
     if not iv:
         return ""
-    return (f"<p class=meta>{_e('(in brackets) ' + iv['basis'] + '; throughput set by ' + iv['throughput_set_by'])}"
+    return (f"<p class=meta>{escape('(in brackets) ' + iv['basis'] + '; throughput set by ' + iv['throughput_set_by'])}"
             f"</p>")
 
 
 def _throughput(s: dict) -> str:
     tp, mk = s.get("throughput") or {}, s.get("makespan") or {}
-    rows = [["measurement window", _num(tp.get("requests_per_s")), _num(tp.get("input_tokens_per_s"), "{:,.0f}"),
-             _num(tp.get("output_tokens_per_s"), "{:,.0f}")],
-            ["makespan (first arrival to last completion)", _num(mk.get("requests_per_s")), "-",
-             _num(mk.get("output_tokens_per_s"), "{:,.0f}")]]
-    return _table(["over", "requests/s", "input tokens/s", "output tokens/s"], rows)
+    rows = [["measurement window", number(tp.get("requests_per_s")), number(tp.get("input_tokens_per_s"), "{:,.0f}"),
+             number(tp.get("output_tokens_per_s"), "{:,.0f}")],
+            ["makespan (first arrival to last completion)", number(mk.get("requests_per_s")), "-",
+             number(mk.get("output_tokens_per_s"), "{:,.0f}")]]
+    return html_table(["over", "requests/s", "input tokens/s", "output tokens/s"], rows)
 
 
 def _slo(slo: dict) -> str:
     results = slo.get("results") or {}
     if not results:
         return "<p>No SLO targets in the scenario.</p>"
-    rows = [[k, duration_or_dash(r.get("target")), duration_or_dash(r.get("value")), _verdict(r.get("met"))]
+    rows = [[k, duration_or_dash(r.get("target")), duration_or_dash(r.get("value")), verdict(r.get("met"))]
             for k, r in results.items()]
     away = slo.get("turned_away") or 0
-    line = (f"SLO {'met' if slo.get('met') else 'missed'}: attainment {_num(slo.get('attainment'), 'percent')} "
-            f"of requests within every target; goodput {_num(slo.get('goodput_requests_per_s'))} requests/s, "
-            f"{_num(slo.get('goodput_tokens_per_s'), '{:,.0f}')} tokens/s"
+    line = (f"SLO {'met' if slo.get('met') else 'missed'}: attainment {number(slo.get('attainment'), 'percent')} "
+            f"of requests within every target; goodput {number(slo.get('goodput_requests_per_s'))} requests/s, "
+            f"{number(slo.get('goodput_tokens_per_s'), '{:,.0f}')} tokens/s"
             + (f"; {away:,} requests rejected, shed or failed" if away else ""))
-    return _table(["target", "limit", "value", "verdict"], rows) + f"<p>{_e(line)}</p>"
+    return html_table(["target", "limit", "value", "verdict"], rows) + f"<p>{escape(line)}</p>"
 
 
 def _tenants(tenants: list[dict]) -> str:
@@ -271,61 +185,63 @@ def _tenants(tenants: list[dict]) -> str:
                      f"{t.get('measured_requests', 0):,}", f"{t.get('turned_away', 0):,}",
                      duration_or_dash((lat.get("ttft") or {}).get("p99")),
                      duration_or_dash((lat.get("tpot") or {}).get("p99")),
-                     _verdict(slo.get("met")) if slo.get("results") else "-", _num(slo.get("attainment"), "percent"),
-                     _num(t.get("usd_per_hour")), _num(t.get("usd_per_m_tokens"), "{:.3f}")])
-    return _table(["tenant", "class", "requests", "turned away", "TTFT p99", "TPOT p99", "SLO", "attainment", "$/h",
+                     verdict(slo.get("met")) if slo.get("results") else "-", number(slo.get("attainment"), "percent"),
+                     number(t.get("usd_per_hour")), number(t.get("usd_per_m_tokens"), "{:.3f}")])
+    return html_table(["tenant", "class", "requests", "turned away", "TTFT p99", "TPOT p99", "SLO", "attainment", "$/h",
                    "$/M tokens"], rows)
 
 
 def _power(p: dict) -> str:
     if p.get("it_watts") is None:
         return ""
-    line = (f"In the window: {_num(p['it_watts'], 'kW')} kW IT, {_num(p.get('facility_watts'), 'kW')} kW facility "
-            f"(PUE {p.get('pue')}); {_num(p.get('energy_kwh'), '{:,.2f}')} kWh; "
-            f"{_num(p.get('joules_per_output_token'))} J per output token")
+    line = (f"In the window: {number(p['it_watts'], 'kW')} kW IT, {number(p.get('facility_watts'), 'kW')} kW facility "
+            f"(PUE {p.get('pue')}); {number(p.get('energy_kwh'), '{:,.2f}')} kWh; "
+            f"{number(p.get('joules_per_output_token'))} J per output token")
     cap = p.get("cap")
     if cap:
-        line += (f". Power cap held in {_num(cap.get('capped_fraction'), 'percent')} of intervals, mean clock "
-                 f"{_num(cap.get('mean_clock_when_capped'))} while capped")
-    return f"<p>{_e(line)}</p>"
+        line += (f". Power cap held in {number(cap.get('capped_fraction'), 'percent')} of intervals, mean clock "
+                 f"{number(cap.get('mean_clock_when_capped'))} while capped")
+    return f"<p>{escape(line)}</p>"
 
 
 def _cost(c: dict) -> str:
     if c.get("usd_per_hour") is None:
         return "<p>No cost: the catalog has no price for a device.</p>"
-    rows = [["devices", _num(c.get("devices_usd_per_hour"))], ["energy", _num(c.get("energy_usd_per_hour"))],
-            ["total", _num(c.get("usd_per_hour"))]]
-    per = [["all tokens", _num(c.get("usd_per_m_tokens"), "{:.4f}")],
-           ["output tokens", _num(c.get("usd_per_m_output_tokens"), "{:.4f}")],
-           ["input tokens (split by accelerator time)", _num(c.get("usd_per_m_input_tokens_split"), "{:.4f}")],
-           ["output tokens (split by accelerator time)", _num(c.get("usd_per_m_output_tokens_split"), "{:.4f}")],
-           ["tokens of goodput (at the SLO)", _num(c.get("usd_per_m_tokens_at_slo"), "{:.4f}")]]
-    return (f"<p>Pricing: {_e(c.get('pricing_basis') or c.get('pricing'))}; ${_e(_num(c.get('usd_per_day'), '{:,.0f}'))} per day.</p>"
-            '<div class="figures">' + _table(["$ per hour", ""], rows) + _table(["$ per million", ""], per) + "</div>")
+    rows = [["devices", number(c.get("devices_usd_per_hour"))], ["energy", number(c.get("energy_usd_per_hour"))],
+            ["total", number(c.get("usd_per_hour"))]]
+    per = [["all tokens", number(c.get("usd_per_m_tokens"), "{:.4f}")],
+           ["output tokens", number(c.get("usd_per_m_output_tokens"), "{:.4f}")],
+           ["input tokens (split by accelerator time)", number(c.get("usd_per_m_input_tokens_split"), "{:.4f}")],
+           ["output tokens (split by accelerator time)", number(c.get("usd_per_m_output_tokens_split"), "{:.4f}")],
+           ["tokens of goodput (at the SLO)", number(c.get("usd_per_m_tokens_at_slo"), "{:.4f}")]]
+    return (f"<p>Pricing: {escape(c.get('pricing_basis') or c.get('pricing'))}; "
+            f"${escape(number(c.get('usd_per_day'), '{:,.0f}'))} per day.</p>"
+            '<div class="figures">' + html_table(["$ per hour", ""], rows) + html_table(["$ per million", ""], per)
+            + "</div>")
 
 
 def _autoscaling(scalers: list[dict]) -> str:
-    rows = [[a.get("pool"), a.get("policy"), _num(a.get("target"), "{:g}"),
-             f"{a.get('replicas_min')}-{a.get('replicas_max')}", _num(a.get("replicas_mean")),
-             _num(a.get("replica_hours"), "{:,.1f}"), a.get("cold_starts"),
+    rows = [[a.get("pool"), a.get("policy"), number(a.get("target"), "{:g}"),
+             f"{a.get('replicas_min')}-{a.get('replicas_max')}", number(a.get("replicas_mean")),
+             number(a.get("replica_hours"), "{:,.1f}"), a.get("cold_starts"),
              duration_or_dash((a.get("cold_start_s") or {}).get("p50")), f"{a.get('requests_waiting_for_start', 0):,}",
              duration_or_dash((a.get("start_wait_s") or {}).get("p99"))] for a in scalers]
-    return _table(["pool", "policy", "target", "replicas", "mean", "replica-hours", "cold starts", "cold start p50",
+    return html_table(["pool", "policy", "target", "replicas", "mean", "replica-hours", "cold starts", "cold start p50",
                    "requests waited", "wait p99"], rows, text_columns=2)
 
 
 def _failures(f: dict) -> str:
-    head = (f"Replica availability {_num(f.get('replica_availability'), 'percent')}; "
+    head = (f"Replica availability {number(f.get('replica_availability'), 'percent')}; "
             f"{f.get('requests_retried', 0):,} requests retried, {f.get('requests_failed', 0):,} failed; "
             f"E2E p99 of retried requests {duration_or_dash((f.get('retried_e2e_s') or {}).get('p99'))} against "
             f"{duration_or_dash((f.get('others_e2e_s') or {}).get('p99'))} for the rest.")
     rows = [[duration_or_dash(e.get("time")), e.get("component"), e.get("target"), e.get("replicas_down"),
              e.get("requests_lost"),
              duration_or_dash(e["repaired"]) if isinstance(e.get("repaired"), (int, float)) else "-",
-             f"{_num(e.get('goodput_before_rps'), '{:.1f}')} -> {_num(e.get('goodput_min_rps'), '{:.1f}')}",
+             f"{number(e.get('goodput_before_rps'), '{:.1f}')} -> {number(e.get('goodput_min_rps'), '{:.1f}')}",
              f"{duration_or_dash(e.get('ttft_p99_before_s'))} -> {duration_or_dash(e.get('ttft_p99_worst_s'))}",
              duration_or_dash(e.get("recovery_s"))] for e in f.get("events") or []]
-    return f"<p>{_e(head)}</p>" + _table(["at", "component", "target", "replicas down", "requests lost", "repaired",
+    return f"<p>{escape(head)}</p>" + html_table(["at", "component", "target", "replicas down", "requests lost", "repaired",
                                           "goodput req/s", "TTFT p99", "recovered after"], rows, text_columns=3)
 
 
@@ -333,19 +249,19 @@ def _network(n: dict) -> str:
     if not n:
         return ""
     items = [("flows", f"{n.get('flows', 0):,}"), ("bytes", format_bytes(n.get("bytes") or 0.0)),
-             ("busiest link utilization", _num(n.get("max_link_utilization"), "percent"))]
+             ("busiest link utilization", number(n.get("max_link_utilization"), "percent"))]
     if n.get("busiest_link"):
         items.append(("busiest link", str(n["busiest_link"])))
     if n.get("kv_transfers"):
         items.append(("KV transfers", f"{n['kv_transfers']:,}"))
-    return _cards(items)
+    return cards(items)
 
 
 def _link_heatmap(run: Run) -> str:
     try:
-        return _figure(lambda ax: analysis.link_heatmap(run, ax=ax), (11.0, 6.0), alt="link utilization on the topology")
+        return figure(lambda ax: analysis.link_heatmap(run, ax=ax), (11.0, 6.0), alt="link utilization on the topology")
     except (ResultsError, ValueError) as exc:   # no topology in the scenario, or one that no longer builds
-        return f"<p class=meta>{_e(f'topology not drawn: {exc}')}</p>"
+        return f"<p class=meta>{escape(f'topology not drawn: {exc}')}</p>"
 
 
 # ---- a sweep ---------------------------------------------------------------------------
@@ -365,12 +281,12 @@ def sweep_page(df: pd.DataFrame, name: str | None = None) -> str:
     line = (f"{meta.get('mode', '-')} sweep of {meta.get('base', '-')}; {points} points x {seeds} "
             f"seed{'s' * (seeds != 1)} = {len(df)} runs: {int(ok.sum())} ok, {int((~ok).sum())} failed")
     figures = [(c, label, fmt) for c, label, fmt in SWEEP_FIGURES if c in df and df[c].notna().any()]
-    body = [f"<h1>{_e(name)}</h1>", f"<p class=meta>{_e(line)}</p>", f"<p>Axes: {_e(axes_text or '-')}</p>",
+    body = [f"<h1>{escape(name)}</h1>", f"<p class=meta>{escape(line)}</p>", f"<p>Axes: {escape(axes_text or '-')}</p>",
             "<h2>Points</h2>", _sweep_table(df, axes, figures)]
     errors = df[~ok]
     if len(errors):
-        body += ["<h3>Failed runs</h3>", _table(["point", "seed", "error"], [
-            [r.get("point"), r.get("seed"), Raw(f"<span class=bad>{_e(r.get('error'))}</span>")]
+        body += ["<h3>Failed runs</h3>", html_table(["point", "seed", "error"], [
+            [r.get("point"), r.get("seed"), Raw(f"<span class=bad>{escape(r.get('error'))}</span>")]
             for _, r in errors.iterrows()], text_columns=3)]
     good = df[ok]
     x, y = "cost.usd_per_m_tokens", "latency_s.ttft.p99"
@@ -378,25 +294,25 @@ def sweep_page(df: pd.DataFrame, name: str | None = None) -> str:
         per_point = _per_point(good, axes, [x, y])
         body += ["<h2>Cost against latency</h2>",
                  "<p>Each point averaged over its seeds; the front holds the points no other beats on both.</p>",
-                 _figure(lambda ax: analysis.pareto(per_point, x, y, label="label", ax=ax), (9.0, 5.0),
+                 figure(lambda ax: sweep_analysis.pareto(per_point, x, y, label="label", ax=ax), (9.0, 5.0),
                          alt="cost per M tokens against TTFT p99")]
     if len(axes) == 2 and "slo.met" in df and df["slo.met"].notna().any():
         body += ["<h2>SLO boundary</h2>",
-                 f"<p>A point meets the SLO when every seed met it; the line marks, for each {_e(axes[1])}, "
-                 f"the smallest {_e(axes[0])} that did.</p>",
-                 _figure(lambda ax: analysis.slo_boundary(df, axes[0], axes[1], ax=ax), (7.0, 4.0), alt="SLO boundary")]
+                 f"<p>A point meets the SLO when every seed met it; the line marks, for each {escape(axes[1])}, "
+                 f"the smallest {escape(axes[0])} that did.</p>",
+                 figure(lambda ax: sweep_analysis.slo_boundary(df, axes[0], axes[1], ax=ax), (7.0, 4.0), alt="SLO boundary")]
     metrics = [c for c, *_ in figures]
     for axis in axes:
         if not metrics:
             break
         hue = next((a for a in axes if a != axis), None)
         rows = -(-len(metrics) // 3)
-        body += [f"<h2>Against {_e(axis)}</h2>",
-                 "<p>Mean over seeds; the band spans their min and max" + (f"; one line per {_e(hue)}" if hue else "")
+        body += [f"<h2>Against {escape(axis)}</h2>",
+                 "<p>Mean over seeds; the band spans their min and max" + (f"; one line per {escape(hue)}" if hue else "")
                  + ".</p>",
-                 _figure(lambda ax, axis=axis, hue=hue: analysis.sweep_lines(good, axis, metrics, hue=hue, ax=ax),
+                 figure(lambda ax, axis=axis, hue=hue: sweep_analysis.sweep_lines(good, axis, metrics, hue=hue, ax=ax),
                          (12.6, 3.2 * rows), alt=f"key figures against {axis}", rows=rows, cols=3)]
-    return _page(f"dcsim sweep report: {name}", body)
+    return html_page(f"dcsim sweep report: {name}", body)
 
 
 def _per_point(df: pd.DataFrame, axes: list[str], columns: list[str]) -> pd.DataFrame:
@@ -416,9 +332,9 @@ def _sweep_table(df: pd.DataFrame, axes: list[str], figures) -> str:
         met = r.get("slo.met")
         status = Raw("<span class=ok>ok</span>") if r.get("status", "ok") == "ok" else Raw("<span class=bad>error</span>")
         rows.append([r.get("point"), r.get("seed"), *(r.get(a) for a in axes), status,
-                     _num(r.get("devices"), "{:,.0f}"), _verdict(None if met is None or pd.isna(met) else bool(met)),
-                     *(_num(r.get(c), fmt) for c, _, fmt in figures)])
-    return _table(headers, rows, text_columns=1)
+                     number(r.get("devices"), "{:,.0f}"), verdict(None if met is None or pd.isna(met) else bool(met)),
+                     *(number(r.get(c), fmt) for c, _, fmt in figures)])
+    return html_table(headers, rows, text_columns=1)
 
 
 # ---- entry points ----------------------------------------------------------------------

@@ -18,6 +18,7 @@ throughput and cost per token are the load's, not the model's: they get the run'
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -58,6 +59,7 @@ def _spread(values: list[float]) -> float | None:
 
 
 def section(result, summary: dict) -> dict:
+    """summary.json's `intervals`: each headline figure's [low, high], and what they rest on."""
     spec = result.scenario.spec
     t = result.table
     w0, w1 = summary["window_s"]
@@ -70,23 +72,11 @@ def section(result, summary: dict) -> dict:
     enough = all(np.sum(m) >= MIN_PER_STRETCH for m in in_stretch)
 
     model = model_interval(result.scenario.pools)
-    closed = any(s.closed_loop for s in spec.workload)
-    arrived_in = int(np.sum((t.arrival >= w0) & (t.arrival < w1)))
     finished = (t.state == COMPLETED) & (t.finished >= w0) & (t.finished <= w1)
-    turned_away = int(np.sum(measured & ((t.state == SHED) | (t.state == REJECTED))))
-    saturated = closed or finished.sum() < SATURATED * arrived_in or turned_away > 0.01 * max(measured.sum(), 1)
+    saturated = _fleet_sets_throughput(spec, t, w0, w1, measured, finished)
 
     figures = {}
-
-    def put(key, value, kind, spread, with_model=True):
-        if value is None:
-            return
-        iv = model if with_model else accuracy.Interval(0.0, 0.0, 0, "")
-        if spread is not None:
-            iv = iv.with_spread(spread)
-        lo, hi = iv.time(value) if kind == "time" else iv.rate(value)
-        figures[key] = [lo, hi]
-
+    put = functools.partial(_put, figures, model)
     for metric, q in LATENCY:
         if q == LATENCY[0][1]:
             values = cols[metric]     # made once per metric (sim.core.metrics.Columns makes it when asked)
@@ -94,11 +84,7 @@ def section(result, summary: dict) -> dict:
         put(f"latency_s.{metric}.{q}", summary["latency_s"][metric][q], "time", spread)
 
     # throughput by finishing time in each stretch
-    fin = np.clip(np.searchsorted(edges, t.finished, side="right") - 1, 0, STRETCHES - 1)
-    width = (w1 - w0) / STRETCHES
-    by_stretch = [finished & (fin == s) for s in range(STRETCHES)]
-    tok_spread = _spread([float(t.output[m].sum()) / width for m in by_stretch]) if enough else None
-    req_spread = _spread([float(np.sum(m)) / width for m in by_stretch]) if enough else None
+    req_spread, tok_spread = _throughput_spreads(t, edges, finished, (w1 - w0) / STRETCHES, enough)
     tp = summary["throughput"]
     put("throughput.requests_per_s", tp["requests_per_s"], "rate", req_spread, saturated)
     put("throughput.output_tokens_per_s", tp["output_tokens_per_s"], "rate", tok_spread, saturated)
@@ -106,7 +92,42 @@ def section(result, summary: dict) -> dict:
     for key in ("usd_per_m_tokens", "usd_per_m_output_tokens"):
         put(f"cost.{key}", cost.get(key), "time", tok_spread, saturated)
     put("power.joules_per_output_token", summary["power"].get("joules_per_output_token"), "time", tok_spread)
+    return _described(model, enough, saturated, figures)
 
+
+def _fleet_sets_throughput(spec, t, w0: float, w1: float, measured, finished) -> bool:
+    """Whether the fleet, not the offered load, set the throughput: a closed loop, a window that
+    finished under SATURATED of its arrivals, or more than 1 % of requests turned away."""
+    closed = any(s.closed_loop for s in spec.workload)
+    arrived_in = int(np.sum((t.arrival >= w0) & (t.arrival < w1)))
+    turned_away = int(np.sum(measured & ((t.state == SHED) | (t.state == REJECTED))))
+    return closed or finished.sum() < SATURATED * arrived_in or turned_away > 0.01 * max(measured.sum(), 1)
+
+
+def _put(figures: dict, model: accuracy.Interval, key: str, value, kind: str, spread, with_model=True) -> None:
+    """figures[key] = the figure's [low, high]: the model's interval (or none) widened by the
+    run's spread; nothing for a figure the run has not got."""
+    if value is None:
+        return
+    iv = model if with_model else accuracy.Interval(0.0, 0.0, 0, "")
+    if spread is not None:
+        iv = iv.with_spread(spread)
+    lo, hi = iv.time(value) if kind == "time" else iv.rate(value)
+    figures[key] = [lo, hi]
+
+
+def _throughput_spreads(t, edges, finished, width: float, enough: bool) -> tuple[float | None, float | None]:
+    """The spread of requests and of output tokens per second over the stretches (none without
+    `enough` completed requests in each)."""
+    fin = np.clip(np.searchsorted(edges, t.finished, side="right") - 1, 0, STRETCHES - 1)
+    by_stretch = [finished & (fin == s) for s in range(STRETCHES)]
+    tok_spread = _spread([float(t.output[m].sum()) / width for m in by_stretch]) if enough else None
+    req_spread = _spread([float(np.sum(m)) / width for m in by_stretch]) if enough else None
+    return req_spread, tok_spread
+
+
+def _described(model: accuracy.Interval, enough: bool, saturated: bool, figures: dict) -> dict:
+    """The section: the intervals' basis (the model's error, the run's spread) and the figures."""
     run = (f"batch means over {STRETCHES} stretches of the window" if enough else
            f"no batch means: fewer than {MIN_PER_STRETCH} completed requests in some of the window's "
            f"{STRETCHES} stretches")

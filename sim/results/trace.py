@@ -30,9 +30,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..core.metrics import COMPLETED, FAILED, IN_FLIGHT, REASONS, REJECTED, SHED, STATE_NAMES
 from ..spec.errors import Loc, ScenarioError
 from ..spec.units import UnitError, parse_duration
+from .trace_events import _Builder, _clean, _ns, _us
+from .trace_requests import _request_events, _requests, _stream_tracks
+from .trace_sampling import _budget_strides, _every_kth_request, _overlaps
 
 # about 140 bytes an event (long runs have longer times): 350k events keep trace.json under 50 MB
 DEFAULT_MAX_EVENTS = 350_000
@@ -83,130 +85,6 @@ def write_trace(result, path: str, window: tuple[float, float | None] | None = N
     return Written(path, meta["events"], len(text), meta["note"])
 
 
-def _ns(seconds) -> np.ndarray:
-    return np.rint(np.asarray(seconds, float) * 1e9).astype(np.int64)
-
-
-def _us(ns: int) -> float:
-    return ns / 1000
-
-
-def _clean(x):
-    """JSON-safe: NaN and inf become null, numpy scalars Python numbers."""
-    if isinstance(x, (np.integer,)):
-        return int(x)
-    if isinstance(x, (float, np.floating)):
-        return float(x) if math.isfinite(x) else None
-    return x
-
-
-def _stride(n: int, budget: int, cost=None) -> int:
-    """Smallest k such that every k-th of n items (each costing `cost[i]` events, 1 when None)
-    fits in `budget` events."""
-    if n == 0:
-        return 1
-    total = n if cost is None else int(cost.sum())
-    if total <= budget:
-        return 1
-    if budget <= 0:
-        return n + 1                      # keeps nothing
-    k = max(1, math.ceil(total / budget))
-    while k <= n:
-        kept = (n + k - 1) // k if cost is None else int(cost[::k].sum())
-        if kept <= budget:
-            return k
-        k += 1
-    return n + 1
-
-
-def _fair_shares(budget: int, demands: dict[str, int]) -> dict[str, int]:
-    """Split `budget` max-min fairly: a category needing less than an equal share keeps all
-    it needs and leaves the rest to the others."""
-    out, left = {}, dict(demands)
-    while left:
-        share = budget // len(left)
-        small = {k: d for k, d in left.items() if d <= share}
-        if not small:
-            out.update({k: share for k in left})
-            break
-        for k, d in small.items():
-            out[k] = d
-            budget -= d
-            del left[k]
-    return out
-
-
-class _Builder:
-    def __init__(self, w0: int, w1: int | None):
-        self.events: list[dict] = []
-        self.w0, self.w1 = w0, w1
-        self.pid_of: dict[int, int] = {}     # tid -> its process
-        self._next = 1
-        self._procs = 0
-
-    # ---- tracks: pids and tids are drawn from one counter, so no tid repeats a pid ------
-    def process(self, name: str) -> int:
-        pid = self._next
-        self._next += 1
-        self.events.append({"ph": "M", "name": "process_name", "pid": pid, "tid": pid, "args": {"name": name}})
-        self.events.append({"ph": "M", "name": "process_sort_index", "pid": pid, "tid": pid,
-                            "args": {"sort_index": self._procs}})
-        self._procs += 1
-        return pid
-
-    def thread(self, pid: int, name: str, order: int) -> int:
-        tid = self._next
-        self._next += 1
-        self.pid_of[tid] = pid
-        self.events.append({"ph": "M", "name": "thread_name", "pid": pid, "tid": tid, "args": {"name": name}})
-        self.events.append({"ph": "M", "name": "thread_sort_index", "pid": pid, "tid": tid,
-                            "args": {"sort_index": order}})
-        return tid
-
-    # ---- the window ------------------------------------------------------------------
-    def clip(self, a: int, b: int) -> tuple[int, int] | None:
-        """[a, b] clipped to the window, or None when it lies outside (as `_overlaps`)."""
-        if a == b:
-            return (a, b) if self.inside(a) else None
-        lo, hi = max(a, self.w0), b if self.w1 is None else min(b, self.w1)
-        return (lo, hi) if hi > lo else None
-
-    def inside(self, t: int) -> bool:
-        return t >= self.w0 and (self.w1 is None or t <= self.w1)
-
-    # ---- events ---------------------------------------------------------------------
-    def slice(self, pid, tid, name, a: int, b: int, args=None, cat="") -> None:
-        span = self.clip(a, b)
-        if span is None:
-            return
-        e = {"ph": "X", "name": name, "pid": pid, "tid": tid, "ts": _us(span[0]), "dur": _us(span[1] - span[0])}
-        if cat:
-            e["cat"] = cat
-        if args:
-            e["args"] = args
-        self.events.append(e)
-
-    def instant(self, pid, tid, name, t: int, args=None, scope="t", cat="") -> None:
-        if not self.inside(t):
-            return
-        e = {"ph": "i", "name": name, "pid": pid, "tid": tid, "ts": _us(t), "s": scope}
-        if cat:
-            e["cat"] = cat
-        if args:
-            e["args"] = args
-        self.events.append(e)
-
-    def counter(self, pid, name, series: list[tuple[int, float]], key: str) -> None:
-        """A counter's value over time: the value in force at the window's start, then its changes."""
-        before = [v for t, v in series if t <= self.w0]
-        if before:
-            self.events.append({"ph": "C", "name": name, "pid": pid, "tid": pid, "ts": _us(self.w0),
-                                "args": {key: before[-1]}})
-        for t, v in series:
-            if t > self.w0 and self.inside(t):
-                self.events.append({"ph": "C", "name": name, "pid": pid, "tid": pid, "ts": _us(t), "args": {key: v}})
-
-
 def build_trace(result, window=None, max_requests=None, max_events: int = DEFAULT_MAX_EVENTS) -> dict:
     """The trace of a finished run as a dict ({"traceEvents", "displayTimeUnit", "metadata"})."""
     end_ns = int(_ns(result.end_time))
@@ -239,37 +117,37 @@ def build_trace(result, window=None, max_requests=None, max_events: int = DEFAUL
     r0, r1 = _ns(t.arrival), _ns(life_end)
     req_rows = np.flatnonzero(_overlaps(r0, r1, w0, w1))
     in_window = len(req_rows)
-    req_k = 1
-    if max_requests is not None and len(req_rows) > max_requests:
-        req_k = math.ceil(len(req_rows) / max_requests) if max_requests else 0
-        req_rows = req_rows[::req_k][:max_requests] if req_k else req_rows[:0]
-        notes.append(f"--trace-requests {max_requests}: kept {len(req_rows):,} of {in_window:,} requests"
-                     + (f", every {_nth(req_k)}" if req_k else ""))
+    req_rows, req_k = _every_kth_request(req_rows, max_requests, notes)
     req_cost = _request_events(t, req_rows, r0, r1)
 
     fixed = len(tb.events)
-    shares = _fair_shares(max(max_events - fixed, 0), {"batches": len(batch_rows), "flows": 2 * len(flow_rows),
-                                                       "requests": int(req_cost.sum())})
-    strides = {"batches": _stride(len(batch_rows), shares["batches"]),
-               "flows": _stride(len(flow_rows), shares["flows"] // 2),
-               "requests": _stride(len(req_rows), shares["requests"], req_cost)}
-    capped = []
-    for what, rows in (("batch stretches", batch_rows), ("flows", flow_rows), ("requests", req_rows)):
-        k = strides["batches" if what == "batch stretches" else what]
-        if k > 1:
-            capped.append(f"every {_nth(k)} of {len(rows):,} {what}")
+    strides = _budget_strides(max(max_events - fixed, 0), max_events, batch_rows, flow_rows, req_rows, req_cost,
+                              notes)
     batch_rows = batch_rows[::strides["batches"]]
     flow_rows = flow_rows[::strides["flows"]]
     before_cap = len(req_rows)
     req_rows = req_rows[::strides["requests"]]
-    if capped:
-        notes.append(f"over {max_events:,} events: kept " + ", ".join(capped)
-                     + "; narrow it with --trace-window or --trace-requests")
 
     _batches(tb, result, log, b0, b1, batch_rows, engine_tid)
     _flows(tb, flows, f0, f1, flow_rows)
     _requests(tb, result, r0, r1, req_rows, stream_pid, unserved_tid)
 
+    sampled = {
+        "batch_stretches": {"in_window": batches_in_window, "kept": len(batch_rows), "every": strides["batches"]},
+        "flows": {"in_window": flows_in_window, "kept": len(flow_rows),
+                  "every": strides["flows"], "recorded": result.fabric is not None and result.fabric.flow_log is not None},
+        "requests": {"in_window": in_window, "max_requests": max_requests, "every": req_k * strides["requests"],
+                     "after_max_requests": before_cap, "kept": len(req_rows),
+                     "sampling": "every k-th request id among those overlapping the window"},
+    }
+    meta = _metadata(result, window, w0, w1, end_ns, max_events, len(tb.events), sampled, notes)
+    return {"traceEvents": tb.events, "displayTimeUnit": "ms", "metadata": meta}
+
+
+def _metadata(result, window, w0: int, w1: int | None, end_ns: int, max_events: int, events: int,
+              sampled: dict, notes: list[str]) -> dict:
+    """The trace's `metadata`: the run, the window, and what `sampled` says was kept of the
+    batch stretches, flows and requests; `notes` gain what the whole run explains."""
     if result.fabric is not None and result.fabric.flow_log is None:
         notes.append("no network flows: the run was simulated without trace=True")
     if w0 >= end_ns > 0:
@@ -282,31 +160,11 @@ def build_trace(result, window=None, max_requests=None, max_events: int = DEFAUL
         "window": "whole run" if window is None else f"{w0 / 1e9:g}s to " + ("the end" if w1 is None else f"{w1 / 1e9:g}s"),
         "time_unit": "us",
         "max_events": max_events,
-        "events": len(tb.events),
-        "batch_stretches": {"in_window": batches_in_window, "kept": len(batch_rows), "every": strides["batches"]},
-        "flows": {"in_window": flows_in_window, "kept": len(flow_rows),
-                  "every": strides["flows"], "recorded": result.fabric is not None and result.fabric.flow_log is not None},
-        "requests": {"in_window": in_window, "max_requests": max_requests, "every": req_k * strides["requests"],
-                     "after_max_requests": before_cap, "kept": len(req_rows),
-                     "sampling": "every k-th request id among those overlapping the window"},
+        "events": events,
+        **sampled,
         "note": note,
     }
-    return {"traceEvents": tb.events, "displayTimeUnit": "ms", "metadata": meta}
-
-
-def _nth(k: int) -> str:
-    """2nd, 3rd, 11th, 21st: the ordinal of k."""
-    suffix = "th" if 10 <= k % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(k % 10, "th")
-    return f"{k}{suffix}"
-
-
-def _overlaps(a: np.ndarray, b: np.ndarray, w0: int, w1: int | None) -> np.ndarray:
-    """Items [a, b] that reach inside the window; a zero-length one may sit on its edge."""
-    point = a == b
-    keep = (b > w0) | (point & (b >= w0))
-    if w1 is not None:
-        keep &= (a < w1) | (point & (a <= w1))
-    return keep
+    return meta
 
 
 # ---- pools, replicas and their states -----------------------------------------------------
@@ -466,85 +324,3 @@ def _flows(tb: _Builder, flows: list, f0, f1, rows) -> None:
                           "ts": _us(span[1])})
 
 
-# ---- requests --------------------------------------------------------------------------
-def _stream_tracks(tb: _Builder, result):
-    spec = result.scenario.spec
-    stream_pid, unserved_tid = [], []
-    for k, name in enumerate(result.stream_names):
-        tenant = spec.workload[k].tenant if k < len(spec.workload) else None
-        pid = tb.process(f"requests: {name}" + (f" (tenant {tenant})" if tenant and tenant != name else ""))
-        stream_pid.append(pid)
-        unserved_tid.append(tb.thread(pid, "turned away or failed", 0))
-    return stream_pid, unserved_tid
-
-
-def _phases(t, rows: np.ndarray, r0: np.ndarray, r1: np.ndarray):
-    """Per request: arrival a, admitted b1, first token b2, end z (ns), each clamped to the
-    ones before so the slices nest (a retried request's admitted and first token may be its
-    earlier tries'); and whether it was admitted and got a first token."""
-    a, z = r0[rows], r1[rows]
-    admitted, first = ~np.isnan(t.admitted[rows]), ~np.isnan(t.first_token[rows])
-    b1 = np.where(admitted, np.minimum(np.maximum(_ns(np.nan_to_num(t.admitted[rows])), a), z), z)
-    b2 = np.where(first, np.minimum(np.maximum(_ns(np.nan_to_num(t.first_token[rows])), b1), z), z)
-    return a, b1, b2, z, admitted, first
-
-
-def _request_events(t, rows: np.ndarray, r0, r1) -> np.ndarray:
-    """Events each request will take: 2 for its life and 2 per phase of non-zero length when
-    it was served (or was being served, or failed), 1 instant when turned away or failed."""
-    a, b1, b2, z, admitted, first = _phases(t, rows, r0, r1)
-    state = t.state[rows]
-    lived = (state == COMPLETED) | (state == IN_FLIGHT) | (state == FAILED)
-    phases = (b1 > a).astype(np.int64) + (admitted & (b2 > b1)) + (first & (z > b2))
-    unserved = (state == REJECTED) | (state == SHED) | (state == FAILED)
-    return np.where(lived, 2 + 2 * phases, 0) + unserved.astype(np.int64)
-
-
-def _requests(tb: _Builder, result, r0, r1, rows, stream_pid, unserved_tid) -> None:
-    """A request's life as nested async slices (ids local to its stream's process): request >
-    waiting (arrival to admitted), prefill (to its first token), decode (to its end). Requests
-    turned away (rejected, shed) and failed ones get an instant with the reason."""
-    t = result.table
-    pools = [info.pool for info in result.replicas]
-    cols = {k: getattr(t, k)[rows].tolist() for k in ("stream", "prompt", "output", "replica", "state", "reason",
-                                                       "retries", "preemptions", "start_wait", "cached")}
-    a_, b1_, b2_, z_, admitted, first = (x.tolist() for x in _phases(t, rows, r0, r1))
-    for i, r in enumerate(rows.tolist()):
-        s, state = cols["stream"][i], cols["state"][i]
-        pid = stream_pid[s]
-        rep = cols["replica"][i]
-        args = {"id": r, "prompt_tokens": cols["prompt"][i], "output_tokens": cols["output"][i],
-                "replica": rep if rep >= 0 else None, "pool": pools[rep] if rep >= 0 else None,
-                "state": STATE_NAMES[state]}
-        if cols["reason"][i]:
-            args["reason"] = REASONS[cols["reason"][i]]
-        for key, label in (("retries", "retries"), ("preemptions", "preemptions"), ("cached", "cached_tokens")):
-            if cols[key][i]:
-                args[label] = cols[key][i]
-        if cols["start_wait"][i] > 0:
-            args["start_wait_s"] = cols["start_wait"][i]
-        a, b1, b2, z = a_[i], b1_[i], b2_[i], z_[i]
-        if state in (REJECTED, SHED, FAILED):
-            tb.instant(pid, unserved_tid[s], f"{STATE_NAMES[state]}: {REASONS[cols['reason'][i]]}", z, args,
-                       cat="request")
-            if state != FAILED:
-                continue
-        outer = tb.clip(a, z)
-        if outer is None:
-            continue
-        ident = {"local": str(r)}
-        if outer != (a, z):
-            args["clipped_to_window"] = True
-        tb.events.append({"ph": "b", "cat": "request", "name": "request", "id2": ident, "pid": pid, "tid": pid,
-                          "ts": _us(outer[0]), "args": args})
-        for name, p0, p1, real in (("waiting", a, b1, True), ("prefill", b1, b2, admitted[i]),
-                                   ("decode", b2, z, first[i])):
-            span = tb.clip(p0, p1) if real and p1 > p0 else None
-            if span is None:
-                continue
-            tb.events.append({"ph": "b", "cat": "request", "name": name, "id2": ident, "pid": pid, "tid": pid,
-                              "ts": _us(span[0])})
-            tb.events.append({"ph": "e", "cat": "request", "name": name, "id2": ident, "pid": pid, "tid": pid,
-                              "ts": _us(span[1])})
-        tb.events.append({"ph": "e", "cat": "request", "name": "request", "id2": ident, "pid": pid, "tid": pid,
-                          "ts": _us(outer[1])})

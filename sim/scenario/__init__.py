@@ -23,7 +23,7 @@ from ..timing import calibration
 from .checks import (check_admission, check_autoscale, check_failures, check_modalities, check_roles,
                      check_sessions, check_sizes, check_tenants, check_topology)
 from .resolve import resolve_pool
-from .resolved import Scenario
+from .resolved import ResolvedPool, Scenario
 from .schema import ScenarioSpec
 
 
@@ -47,6 +47,28 @@ def scenario_from_source(src: source.Source, overrides=(), path: str = "") -> Sc
         src.override(assignment)
     sharing.inherit(src)
     spec = validate(ScenarioSpec, src.data, src)
+    pools = _resolve_pools(spec, src)
+    names = [p.pool for p in spec.fleet]
+    if spec.calibration is not None:
+        overlay = calibration.load(spec.calibration, src.loc_of(("calibration",)))
+        notes = calibration.apply(overlay, os.path.basename(spec.calibration), pools)
+        for p in pools:
+            p.deployment.assumptions.extend(notes)
+    # the pools as they run: engine fields their presets filled in, the KV precision chosen
+    spec = spec.model_copy(update={"fleet": [p.spec for p in pools]})
+    problems = _check_sections(spec, pools, names, src)
+    if problems:
+        raise ScenarioError(problems)
+    problems.extend(check_failures(spec, pools, src))
+    if problems:
+        raise ScenarioError(problems)
+    scenario = Scenario(spec, pools, src, path)
+    scenario.pricing = pricing_basis(scenario, spec.economics.pricing, src)
+    return scenario
+
+
+def _resolve_pools(spec: ScenarioSpec, src: source.Source) -> list[ResolvedPool]:
+    """Each pool resolved against the catalog, its names unique; every problem at once."""
     problems: list[Problem] = []
     pools = []
     for i, pool in enumerate(spec.fleet):
@@ -60,30 +82,15 @@ def scenario_from_source(src: source.Source, overrides=(), path: str = "") -> Sc
             problems.append(Problem(src.loc_of(("fleet", i, "pool")), f"fleet[{i}].pool", f"duplicate pool name '{name}'"))
     if problems:
         raise ScenarioError(problems)
-    if spec.calibration is not None:
-        overlay = calibration.load(spec.calibration, src.loc_of(("calibration",)))
-        notes = calibration.apply(overlay, os.path.basename(spec.calibration), pools)
-        for p in pools:
-            p.deployment.assumptions.extend(notes)
-    # the pools as they run: engine fields their presets filled in, the KV precision chosen
-    spec = spec.model_copy(update={"fleet": [p.spec for p in pools]})
+    return pools
+
+
+def _check_sections(spec: ScenarioSpec, pools: list[ResolvedPool], names: list[str],
+                    src: source.Source) -> list[Problem]:
+    """The checks across sections, in order; an invalid topology is raised at once, with the
+    problems found before it."""
     served = {p.model_key for p in pools}
-    for i, stream in enumerate(spec.workload):
-        if stream.model is None and len(served) > 1 and not (stream.session and stream.session.names_every_model()):
-            problems.append(Problem(src.loc_of(("workload", i)), f"workload[{i}]",
-                                    f"name the model this stream asks for; the fleet serves {', '.join(sorted(served))}"))
-        elif stream.model is not None and stream.model not in served:
-            problems.append(Problem(src.loc_of(("workload", i, "model")), f"workload[{i}].model",
-                                    f"no pool serves '{stream.model}'" + did_you_mean(stream.model, served, "models")))
-        if stream.trace is not None:
-            if not os.path.exists(stream.trace.path):
-                problems.append(Problem(src.loc_of(("workload", i, "trace", "path")), f"workload[{i}].trace.path",
-                                        f"trace file not found: {stream.trace.path}"))
-            else:
-                try:
-                    trace_file.read_trace(stream.trace.path, source.display(stream.trace.path))
-                except ScenarioError as exc:
-                    problems.extend(exc.problems)
+    problems = _check_streams(spec, served, src)
     problems.extend(check_roles(spec, pools, src))
     problems.extend(check_tenants(spec, src))
     problems.extend(check_admission(spec, src))
@@ -100,6 +107,35 @@ def scenario_from_source(src: source.Source, overrides=(), path: str = "") -> Sc
     topology_problems = check_topology(spec, src) if spec.topology is not None else []
     if topology_problems:
         raise ScenarioError(problems + topology_problems)
+    problems.extend(_check_fabric_needs(spec, src))
+    return problems
+
+
+def _check_streams(spec: ScenarioSpec, served: set[str], src: source.Source) -> list[Problem]:
+    """Each stream asks for a model the fleet serves, and its trace file exists and reads."""
+    problems: list[Problem] = []
+    for i, stream in enumerate(spec.workload):
+        if stream.model is None and len(served) > 1 and not (stream.session and stream.session.names_every_model()):
+            problems.append(Problem(src.loc_of(("workload", i)), f"workload[{i}]",
+                                    f"name the model this stream asks for; the fleet serves {', '.join(sorted(served))}"))
+        elif stream.model is not None and stream.model not in served:
+            problems.append(Problem(src.loc_of(("workload", i, "model")), f"workload[{i}].model",
+                                    f"no pool serves '{stream.model}'" + did_you_mean(stream.model, served, "models")))
+        if stream.trace is not None:
+            if not os.path.exists(stream.trace.path):
+                problems.append(Problem(src.loc_of(("workload", i, "trace", "path")), f"workload[{i}].trace.path",
+                                        f"trace file not found: {stream.trace.path}"))
+            else:
+                try:
+                    trace_file.read_trace(stream.trace.path, source.display(stream.trace.path))
+                except ScenarioError as exc:
+                    problems.extend(exc.problems)
+    return problems
+
+
+def _check_fabric_needs(spec: ScenarioSpec, src: source.Source) -> list[Problem]:
+    """Ingress and weights loaded from elsewhere need a topology, with the node or storage they name."""
+    problems: list[Problem] = []
     if spec.ingress is not None:
         if spec.topology is None:
             problems.append(Problem(src.loc_of(("ingress",)), "ingress", "ingress needs topology: to carry requests"))
@@ -116,14 +152,7 @@ def scenario_from_source(src: source.Source, overrides=(), path: str = "") -> Sc
                 d.get("kind") == "storage" for _, d in spec.topology.graph().nodes(data=True)):
             problems.append(Problem(where, f"fleet[{i}].serve.weights", "the topology has no storage node; "
                                     "add storage to its builder or a node of kind storage"))
-    if problems:
-        raise ScenarioError(problems)
-    problems.extend(check_failures(spec, pools, src))
-    if problems:
-        raise ScenarioError(problems)
-    scenario = Scenario(spec, pools, src, path)
-    scenario.pricing = pricing_basis(scenario, spec.economics.pricing, src)
-    return scenario
+    return problems
 
 
 def pricing_basis(scenario: Scenario, wanted: str, src: source.Source | None = None) -> economics.Basis:

@@ -26,9 +26,18 @@ MEDIA_HINT = {"audio_seconds": "audio_seconds: (seconds of audio per request, e.
 def check_modalities(spec: ScenarioSpec, pools: list[ResolvedPool], src: source.Source) -> list[Problem]:
     """Each stream describes its requests the way its model's modality needs (sim.demand.media), and
     pools serving a diffusion model run an engine that can."""
-    problems = []
     models = {p.model_key: p.deployment.model for p in pools}
-    served = sorted(models)
+    problems = check_modality_engines(spec, pools, sorted(models), src)
+    for i, stream in enumerate(spec.workload):
+        problems.extend(check_stream_media(i, stream, models, pools, src))
+    return problems
+
+
+def check_modality_engines(spec: ScenarioSpec, pools: list[ResolvedPool], served: list[str],
+                           src: source.Source) -> list[Problem]:
+    """Pools serving a diffusion transformer or an encoder leave off the engine features that
+    cannot apply to it (chunked prefill, prefix caching, roles, priority classes)."""
+    problems = []
     for i, pool in enumerate(pools):
         serve = pool.spec.serve
         model = pool.deployment.model
@@ -55,46 +64,53 @@ def check_modalities(spec: ScenarioSpec, pools: list[ResolvedPool], src: source.
             if bad:
                 path = ("fleet", i, "serve") + tuple(field.split("."))
                 problems.append(Problem(src.loc_of(path), format_path(path), why))
-    for i, stream in enumerate(spec.workload):
-        field = media_field(stream)
-        if stream.session is not None:
-            for name in sorted((stream.session.models() | {stream.session.model}) - {None}):
-                kind = models[name].modality if name in models else "text"
-                if kind not in ("text", "embedding"):
-                    problems.append(Problem(src.loc_of(("workload", i, "session")), f"workload[{i}].session",
-                                            f"sessions call text and embedding models; {name} is {a_kind(kind)} model"))
-            continue
-        key = stream.model or (next(iter(models)) if len(models) == 1 else None)
-        if key not in models:
-            continue   # reported above
-        model = models[key]
-        kind = model.modality
-        expect = MEDIA_FIELD.get(kind)
-        path = ("workload", i) + ((field,) if field else ())
-        where, name = src.loc_of(path), format_path(path)
-        if field is not None and field != expect:
-            takers = sorted(k for k, m in models.items() if MEDIA_FIELD.get(m.modality) == field)
-            fits = f"{field}: applies to " + (", ".join(takers) if takers else
-                                              "speech models" if field == "audio_seconds" else f"{field} models")
-            takes = f"{expect}:" if expect else "prompt_tokens and output_tokens"
-            problems.append(Problem(where, name, f"{key} is {a_kind(kind)} model, which takes {takes}; {fits}"))
-            continue
-        if field is None:
-            if expect is not None and kind != "text_to_speech":
-                problems.append(Problem(where, name, f"{key} is {a_kind(kind)} model: give {MEDIA_HINT[expect]}; "
-                                                     f"its requests' token counts are derived from it"))
-            continue
-        if kind == "speech_to_text":
-            if stream.prompt_tokens is not None:
-                problems.append(Problem(src.loc_of(("workload", i, "prompt_tokens")), f"workload[{i}].prompt_tokens",
-                                        f"{key} reads {model.speech.encoder_positions} encoder positions + "
-                                        f"{model.speech.prompt_tokens} task tokens per window; remove prompt_tokens"))
-            if stream.closed_loop:
-                problems.append(Problem(src.loc_of(("workload", i, "concurrency")), f"workload[{i}].concurrency",
-                                        "a clip's windows arrive together, which a closed loop of single requests "
-                                        "cannot send; use rate: (open loop)"))
-        if kind in ("image", "video"):
-            problems.extend(check_diffusion_stream(i, stream, key, model, pools, src))
+    return problems
+
+
+def check_stream_media(i: int, stream: Stream, models: dict[str, ModelSpec], pools: list[ResolvedPool],
+                       src: source.Source) -> list[Problem]:
+    """Stream i gives the media field its model's modality takes (and only it); a session
+    calls text and embedding models only."""
+    problems = []
+    field = media_field(stream)
+    if stream.session is not None:
+        for name in sorted((stream.session.models() | {stream.session.model}) - {None}):
+            kind = models[name].modality if name in models else "text"
+            if kind not in ("text", "embedding"):
+                problems.append(Problem(src.loc_of(("workload", i, "session")), f"workload[{i}].session",
+                                        f"sessions call text and embedding models; {name} is {a_kind(kind)} model"))
+        return problems
+    key = stream.model or (next(iter(models)) if len(models) == 1 else None)
+    if key not in models:
+        return problems   # reported above
+    model = models[key]
+    kind = model.modality
+    expect = MEDIA_FIELD.get(kind)
+    path = ("workload", i) + ((field,) if field else ())
+    where, name = src.loc_of(path), format_path(path)
+    if field is not None and field != expect:
+        takers = sorted(k for k, m in models.items() if MEDIA_FIELD.get(m.modality) == field)
+        fits = f"{field}: applies to " + (", ".join(takers) if takers else
+                                          "speech models" if field == "audio_seconds" else f"{field} models")
+        takes = f"{expect}:" if expect else "prompt_tokens and output_tokens"
+        problems.append(Problem(where, name, f"{key} is {a_kind(kind)} model, which takes {takes}; {fits}"))
+        return problems
+    if field is None:
+        if expect is not None and kind != "text_to_speech":
+            problems.append(Problem(where, name, f"{key} is {a_kind(kind)} model: give {MEDIA_HINT[expect]}; "
+                                                 f"its requests' token counts are derived from it"))
+        return problems
+    if kind == "speech_to_text":
+        if stream.prompt_tokens is not None:
+            problems.append(Problem(src.loc_of(("workload", i, "prompt_tokens")), f"workload[{i}].prompt_tokens",
+                                    f"{key} reads {model.speech.encoder_positions} encoder positions + "
+                                    f"{model.speech.prompt_tokens} task tokens per window; remove prompt_tokens"))
+        if stream.closed_loop:
+            problems.append(Problem(src.loc_of(("workload", i, "concurrency")), f"workload[{i}].concurrency",
+                                    "a clip's windows arrive together, which a closed loop of single requests "
+                                    "cannot send; use rate: (open loop)"))
+    if kind in ("image", "video"):
+        problems.extend(check_diffusion_stream(i, stream, key, model, pools, src))
     return problems
 
 

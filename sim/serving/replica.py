@@ -20,8 +20,10 @@ when it started, so the result is the same as stepping one iteration at a time, 
 what `fast_path: false` does (a horizon of one), and what the tests compare against.
 
 What others see of a replica between commits (its load, for the router) is read from the
-plan's per-iteration record. The request table's columns for requests on a replica are
-written when a plan is committed: at the latest when the run ends (`sync`).
+plan's per-iteration record (`replica_view.py`). The request table's columns for requests on
+a replica are written when a plan is committed (`replica_commit.py`): at the latest when the
+run ends (`sync`). What every kind of replica shares, and the load board, are in
+`replica_base.py`.
 
 An engine whose iterations take more than the kernel says steps one iteration at a time
 (`stepper`): a tensor-parallel group whose all-reduces run over the fabric (the kernel's
@@ -36,169 +38,22 @@ which entries lost blocks), so plans stay equal to stepping.
 """
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right
-
 import numpy as np
 import simpy
 
-from . import engine_state as es
-from .engine_state import EngineState
-from . import event_log, scheduler
+from . import engine_state as es, scheduler
 from ..core.clock import at
-from ..core.events import Topic
-from ..core.metrics import BusyLog, COMPLETED, RequestTable
-from ..timing import kernels as K
-from ..timing.deployment import Deployment
+from .engine_state import EngineState
+from .replica_base import ReplicaBase
+from .replica_commit import PlanCommit
+from .replica_view import PlanView
 from .waitqueue import WaitQueue
 
 MAX_HORIZON = 1024   # iterations one plan may cover
 FIRST_HORIZON = 16
 
 
-class LoadBoard:
-    """Each replica's outstanding requests, and until when that count holds without new
-    input: what a router reads to pick the least-loaded replica without asking each one."""
-
-    def __init__(self, replicas: int):
-        self.outstanding = np.zeros(replicas, np.int64)
-        self.until = np.full(replicas, np.inf)
-
-
-class ReplicaBase:
-    """What every kind of replica shares: its identity, engine limits, and intake."""
-
-    def __init__(self, env: simpy.Environment, index: int, pool: str, deployment: Deployment, engine,
-                 table: RequestTable, log: BusyLog, board: LoadBoard, role: str = "both"):
-        self.env = env
-        self.index = index
-        self.pool = pool
-        self.dep = deployment
-        self.table = table
-        self.log = log
-        self.board = board
-        self.bs = engine.block_size
-        self.max_seqs = engine.max_batch_seqs
-        self.max_tokens = engine.max_batch_tokens
-        self.chunk_limit = engine.chunked_prefill or engine.max_batch_tokens
-        self.chunked = engine.chunked_prefill is not None
-        self.static = engine.batching == "static"
-        # disaggregated serving: a prefill replica hands each sequence off after its prefill
-        # (holding its KV until the transfer ends); a decode replica takes sequences whose KV
-        # has arrived and only decodes them
-        self.role = role
-        self.prefilled = Topic("prefilled")   # prefill role: (replica, r, blocks) after a prefill (core.events)
-        self.params = deployment.params
-        self.total_blocks = deployment.total_blocks
-        self.per_seq_blocks = deployment.per_seq_blocks
-        self.kv_grows = deployment.kv_bytes_per_token > 0
-        self.preemptions = 0
-        self.busy_time = 0.0
-        self.iterations = 0            # committed iterations (host work: iterations x overhead)
-        self.clock = 1.0               # clock as a fraction of full speed (power capping)
-        self.capacity_freed = Topic("capacity_freed")   # (replica) when sequences leave
-        self.busy = Topic("busy")      # (replica, computing) after each plan
-        # host CPU seconds to tokenize one prompt token (after the head node's slowdown)
-        self.tokenize_per_token = engine.tokenize_per_token
-        self.tokenized = 0             # prompt tokens its front end has tokenized (head-node CPU work)
-        # gaps between consecutive tokens of a sequence from the window's start: a histogram
-        # over event_log.itl_edges()
-        self.itl = np.zeros(event_log.ITL_BINS, np.int64)
-        self.ready = env.event()       # weights in place; succeeded at once when preloaded
-        self.up = True                 # takes new requests (False while failed, stopped or starting again)
-        self.life = 0                  # starts so far: callbacks of an earlier life are void
-        self.lost = Topic("lost")      # (r) for a request that reaches it while down
-        # A tensor-parallel group that spans scale-up domains runs each iteration's
-        # all-reduces over the fabric (set by the simulation): a generator taking the
-        # iteration's token count.
-        self.collective = None
-        # An engine whose iterations take more than its kernels' time steps one iteration at a
-        # time: with collectives over the fabric, or as a pipeline's micro-batches (through
-        # shared stages). Set by the simulation: a generator stepper(replica, kernel seconds,
-        # tokens, sequences) that returns when the iteration has ended.
-        self.stepper = None
-        self.cache = None              # a PrefixCache when the engine caches prefixes
-
-    def submit(self, r: int) -> None:
-        """A new request for this replica: its host tokenizes the prompt, then it queues."""
-        if not self.up:      # went down while the request crossed the fabric to it
-            self.lost(r)
-            return
-        self.table.replica[r] = self.index
-        self.tokenized += int(self.table.prompt[r])
-        if self.tokenize_per_token > 0:
-            delay = float(self.table.prompt[r]) * self.tokenize_per_token
-            at(self.env, self.env.now + delay).callbacks.append(lambda _: self._enqueue(r))
-        else:
-            self._enqueue(r)
-
-    def activity(self) -> tuple[float, int]:
-        """Seconds busy and iterations run so far, including work under way now."""
-        return self.busy_time, self.iterations
-
-    def set_params(self, params: np.ndarray, clock: float) -> None:
-        """Run at a new speed (a power cap's clock) from the next batch on."""
-        self.params, self.clock = params, clock
-
-    def host_wait(self) -> float:
-        """Host seconds per iteration during which the devices wait: none where the engine
-        overlaps its host work with the device's previous iteration."""
-        p = self.params
-        return 0.0 if p[K.K_HOST_OVERLAP] > 0.0 else float(p[K.K_OVERHEAD] * p[K.K_HOST_SCALE])
-
-    def latest_params(self) -> np.ndarray:
-        """The cost vector the next iterations will run with (one switch may be pending): what
-        a change of one factor (a power cap's clock, the head node's stretch) starts from."""
-        return self.params
-
-    def latest_clock(self) -> float:
-        return self.clock
-
-    def output_rate(self) -> float:
-        """Output tokens per second it streams now (what its detokenizer keeps up with); an
-        engine that streams no text (diffusion) reports none."""
-        return 0.0
-
-    def has_room(self) -> bool:
-        """A free batch slot (for central dispatch)."""
-        return self.outstanding() < self.max_seqs
-
-    def _notify(self) -> None:
-        for fn in self.capacity_freed.subscribers:
-            fn(self)
-
-    def fail(self) -> list[int]:
-        """The replica goes down now: work in progress is lost. Returns the requests it held
-        (running, waiting, preempted), reset to start again elsewhere; the iteration running
-        now is lost, the ones that ended are kept. It takes no requests until `restart`."""
-        self.up = False
-        self.life += 1
-        lost = self._drop_all()
-        t = self.table
-        t.replica[lost] = -1
-        t.generated[lost] = 0
-        t.admitted[lost] = np.nan       # the attempt that serves it sets these again
-        t.first_token[lost] = np.nan
-        t.kv_ready[lost] = False
-        t.cached[lost] = 0
-        t.keep_blocks[lost] = 0
-        self.ready = self.env.event()
-        self._publish()
-        return lost
-
-    def restart(self) -> simpy.Event:
-        """It starts again after `fail`: the `ready` event to succeed once its weights are
-        loaded (the router then puts it back in service)."""
-        return self.ready
-
-    def _drop_all(self) -> list[int]:
-        raise NotImplementedError
-
-    def _publish(self, until: float = np.inf) -> None:
-        self.board.outstanding[self.index] = self.outstanding()
-        self.board.until[self.index] = until
-
-
-class Replica(ReplicaBase):
+class Replica(PlanView, PlanCommit, ReplicaBase):
     """Continuous batching (see the module docstring)."""
 
     def __init__(self, env, index, pool, deployment, engine, table, log, board, stop_at_completions=False,
@@ -242,60 +97,6 @@ class Replica(ReplicaBase):
         self._next = None       # (params, clock) to switch to when the running iteration ends
         self.ready.callbacks.append(self._on_ready)
 
-    # ---- what others see ---------------------------------------------------------------
-    def _active(self) -> bool:
-        return self.k > self.it0
-
-    def _seen(self) -> int:
-        """The plan's column describing now: the iteration running now, or the end state."""
-        return bisect_right(self.ends, self.env.now, self.it0, self.k)
-
-    def _load_at(self, j: int) -> int:
-        """Outstanding requests while plan column j holds."""
-        return int(self.batch[es.B_RUNNING, j] + self.batch[es.B_WAITING, j]) + self.extra_n + len(self.pending)
-
-    def outstanding(self) -> int:
-        if not self._active():
-            held = self.committed.counters
-            return int(held[es.RUNNING] + held[es.PREEMPTED]) + len(self.queue) + len(self.pending)
-        return self._load_at(self._seen())
-
-    def waiting_count(self) -> int:
-        if not self._active():
-            return len(self.queue) + int(self.committed.counters[es.PREEMPTED]) + len(self.pending)
-        return int(self.batch[es.B_WAITING, self._seen()]) + self.extra_n + len(self.pending)
-
-    def kv_load(self) -> float:
-        """KV blocks in use plus those waiting requests will need, over the total."""
-        if not self._active():
-            held = self.committed.counters
-            used = self.total_blocks - held[es.FREE] - held[es.EVICT]
-            demand = held[es.DEMAND]
-        else:
-            j = self._seen()
-            used, demand = self.batch[es.B_USED, j], self.batch[es.B_DEMAND, j]
-        return float(used + demand + self.extra_demand) / self.total_blocks
-
-    def _publish_plan(self) -> None:
-        """Post the current load and the end of the iteration that next changes it."""
-        if self.busy:
-            self.busy(self, self._active())
-        if not self._active():
-            self._publish()
-            return
-        j = self._seen()
-        change = self.batch[es.B_NEXT, j]
-        self.board.outstanding[self.index] = self._load_at(j)
-        self.board.until[self.index] = self.ends[change] if change >= 0 else np.inf
-
-    def activity(self) -> tuple[float, int]:
-        busy, its = self.busy_time, self.iterations
-        now = self.env.now
-        if self._active() and self.stepper is None and now > self.t_free:
-            busy += min(now, self.ends[self.k - 1]) - self.t_free
-            its += self._seen() - self.it0
-        return busy, its
-
     # ---- speed -----------------------------------------------------------------------------
     def set_params(self, params: np.ndarray, clock: float) -> None:
         """Run at a new speed from the end of the iteration running now: the iterations that
@@ -316,16 +117,6 @@ class Replica(ReplicaBase):
 
     def latest_clock(self) -> float:
         return self._next[1] if self._next is not None else self.clock
-
-    def output_rate(self) -> float:
-        """Sequences in the iteration running now over its duration: each streams one token."""
-        if not self._active():
-            return 0.0
-        j = self._seen()
-        if j >= self.k:
-            return 0.0
-        start = self.t_free if j == self.it0 else self.ends[j - 1]
-        return float(self.batch[es.B_RUNNING, j]) / max(self.ends[j] - start, 1e-9)
 
     def _switch(self, _) -> None:
         if self._next is None:
@@ -404,12 +195,6 @@ class Replica(ReplicaBase):
         self.extra_demand += self.dep.blocks_for(int(self.table.prompt[r] + self.table.generated[r])) - \
             int(self.table.cached[r]) // self.bs
 
-    def _boundary(self) -> float:
-        """The end of the iteration running now (now, between iterations)."""
-        j = self._seen()
-        start = self.t_free if j == self.it0 else self.ends[j - 1]
-        return self.ends[j] if j < self.k and start < self.env.now else self.env.now
-
     def _take_pending(self, _, life: int) -> None:
         """At an iteration boundary: commit what has run, queue the newcomers by class, plan."""
         if life != self.life or not self.pending:
@@ -455,16 +240,6 @@ class Replica(ReplicaBase):
         held[es.LATE] += n
         self._interrupt()
 
-    def _joins_later(self) -> bool:
-        """Whether a request queued now could join none of the plan's iterations that have
-        yet to start: each of them leaves someone waiting (FIFO admission stops at the head)."""
-        now = self.env.now
-        if self.t_free >= now:
-            j0 = self.it0
-        else:
-            j0 = 1 + bisect_left(self.ends, now, self.it0, self.k)
-        return j0 >= self.k or bool(self.batch[es.B_WAITING, j0:self.k].min() > 0)
-
     # ---- plans ---------------------------------------------------------------------------
     def restart(self) -> simpy.Event:
         ready = super().restart()
@@ -504,10 +279,6 @@ class Replica(ReplicaBase):
             self._plan(0)
         else:
             self._publish()
-
-    def _ended(self) -> int:
-        """Iterations of the plan that have ended by now."""
-        return self._seen() - self.it0
 
     def _interrupt(self) -> None:
         """Keep the plan's iterations that have ended and plan again from there."""
@@ -560,75 +331,6 @@ class Replica(ReplicaBase):
         self._commit()
         self._notify()
         self._busy = False
-
-    def _commit(self) -> None:
-        """The whole plan has run: its end state becomes the committed state; then those who
-        wait for its completions and hand-offs hear of them."""
-        lo, hi = self.lo, self.hi
-        leaving = self._record(self.it0, self.k, lo, hi)
-        self.queue.pop(int(self.outcome[es.CONSUMED]) - self.consumed_base)
-        self.committed.take(self.planned)
-        self.committed.counters[es.FREE] += self.pending_free
-        self.pending_free = 0
-        self.late_at = 0
-        if self.cache is not None:
-            self.cache.reconcile(self.committed.counters)
-        self._written_back()
-        self.it0 = self.k
-        self._announce(lo, hi, leaving)
-
-    def _commit_checkpoint(self, m: int) -> None:
-        """The first m iterations of the new run have ended: commit them."""
-        ck_log, ck_consumed = int(self.outcome[es.CK_LOGGED]), int(self.outcome[es.CK_CONSUMED])
-        leaving = self._record(0, m, 0, ck_log)
-        self.queue.pop(ck_consumed)
-        self.committed.take(self.checkpoint)
-        if self.cache is not None:
-            self.cache.reconcile(self.committed.counters)
-        self._written_back()
-        self.it0, self.lo = m, ck_log
-        self.consumed_base = ck_consumed
-        self._announce(0, ck_log, leaving)
-
-    def _record(self, a: int, b: int, lo: int, hi: int) -> int:
-        """Iterations a..b-1 have run: their events go into the request table (and finished
-        requests' blocks into the prefix cache), and the stretch into the busy log. Returns
-        how many sequences left."""
-        table = self.table
-        ends = self.ends
-        start = self.t_free
-        leaving, preempted = event_log.apply_log(self.events, lo, hi, a, start, ends, event_log.written_columns(table),
-                                                 COMPLETED, self.itl, table.window_start)
-        self.preemptions += preempted
-        end = ends[b - 1]
-        tokens = int(self.batch[es.B_TOKENS, a:b].sum())
-        self.log.add(self.index, start, end, b - a, tokens, int(self.batch[es.B_USED, b - 1]), self.clock,
-                     self.host_wait())
-        self.busy_time += end - start
-        self.iterations += b - a
-        self.t_free = end
-        if leaving and self.cache is not None:
-            for kind, j, r, v in self.events[lo:hi].tolist():
-                if kind == es.EV_DONE:
-                    self.cache.finished(r)
-        return leaving
-
-    def _announce(self, lo: int, hi: int, leaving: int) -> None:
-        """Completions and hand-offs of events lo..hi, to whoever waits for them (once the
-        committed state is in place: what they do next may queue requests here)."""
-        table = self.table
-        if leaving and (table.ended or self.prefilled):
-            for kind, j, r, v in self.events[lo:hi].tolist():
-                if kind == es.EV_DONE:
-                    table.ended(r, float(self.ends[j]))
-                elif kind == es.EV_HANDOFF:
-                    self.prefilled(self, r, v)
-
-    def _written_back(self) -> None:
-        """Running sequences' generated tokens into the request table."""
-        held = self.committed
-        n = int(held.counters[es.RUNNING])
-        self.table.generated[held.seqs[es.REQ, :n]] = held.seqs[es.GEN, :n]
 
     def sync(self) -> None:
         """Commit the iterations that have ended by now (the run's end calls this)."""

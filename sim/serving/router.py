@@ -17,7 +17,8 @@ from ..core.events import Topic
 from ..core.metrics import FAILED, REJECTED, RequestTable, SHED
 from ..timing import kernels
 from .prefix_cache import best_holders
-from .replica import LoadBoard, Replica
+from .replica import Replica
+from .replica_base import LoadBoard
 
 POLICIES = ("round-robin", "random", "least-outstanding", "least-kv", "power-of-two", "weighted",
             "lowest-latency", "lowest-cost", "cache-aware")
@@ -43,14 +44,15 @@ class Router:
     def __init__(self, env, replicas_by_model: dict[str, list[Replica]], policy: str, queue_limit: int | None,
                  dispatch: str, rng: np.random.Generator, table: RequestTable, board: LoadBoard,
                  pool_figures: dict[str, "PoolFigures"] | None = None, prioritized: bool = False,
-                 cache_aware: tuple[float, int, float] = (0.3, 64, 1.5)):
+                 cache_aware: tuple[float, int, float] = (0.3, 64, 1.5), *, model_of_request=None,
+                 admission=None):
         self.env = env
         self.by_model = replicas_by_model
         self.policy = policy
         self.queue_limit = queue_limit
         self.central = dispatch == "central"
         self.cache_aware = cache_aware     # (cache_threshold, balance_abs, balance_rel)
-        self.admission = None              # an ops.admission.Admission: rate limits and shedding
+        self.admission = admission         # an ops.admission.Admission: rate limits and shedding
         # replicas out of service (failed, stopped, starting) per model, and requests waiting
         # for one of the model's replicas to come up (set by the simulation)
         self.down = {m: 0 for m in replicas_by_model}
@@ -62,7 +64,7 @@ class Router:
         self._none_up_since: dict[str, float] = {}
         self.starved = Topic("starved")    # (model) when a request parks with no replica of its model up
         self.retry_limit = 0               # times a request is sent again after its replica failed
-        self.model_of_request = None       # request -> the model it asks for
+        self.model_of_request = model_of_request   # request -> the model it asks for
         self.rng = rng
         self.table = table
         self.board = board

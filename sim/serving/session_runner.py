@@ -13,7 +13,8 @@ import simpy
 from ..core.clock import at
 from ..core.metrics import COMPLETED
 from ..demand.distributions import draw
-from ..demand.sessions import CALL, SessionPlan
+from ..demand.session_plan import SessionPlan
+from ..demand.sessions import CALL
 
 
 class ServiceStation:

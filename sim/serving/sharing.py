@@ -181,51 +181,58 @@ def check(spec, pools, src) -> list[Problem]:
         if p.memory_fraction is not None and i not in hosts and i not in groups and not swapping:
             problem(i, ("memory_fraction",), "memory_fraction splits the memory of devices that pools share; no pool "
                                              f"shares this one's (another pool would write share_devices_with: {p.pool})")
-    for j, members in groups.items():
-        host = spec.fleet[j]
-        _check_inherited(spec, members, "runs on", problem)
-        for i in members[1:]:
-            p = spec.fleet[i]
-            if p.serve.tp != host.serve.tp:
-                problem(i, ("serve", "tp"), f"pool {p.pool} runs replica by replica on pool {host.pool}'s devices: "
-                                            f"give it {host.pool}'s tp ({host.serve.tp})")
-        for i in members:
-            p = spec.fleet[i]
-            serve = p.serve
-            if serve.pp > 1 or serve.ep > 1:
-                problem(i, ("serve", "pp" if serve.pp > 1 else "ep"),
-                        "pools that share devices run one engine per replica here: pp and ep must be 1")
-            if serve.engine.batching != "continuous" or pools[i].deployment.model.diffusion is not None:
-                problem(i, ("serve",), "time sharing of devices is modelled for continuous-batching token engines; "
-                                       f"{pools[i].model_key} with {serve.engine.batching} batching is not one")
-            if serve.weights != "preloaded":
-                problem(i, ("serve", "weights"), "loading weights over the fabric is not modelled for pools that "
-                                                 "share devices; use weights: preloaded")
-            if getattr(p, "autoscale", None) is not None:
-                problem(i, ("autoscale",), "autoscaling pools that share devices is not modelled: a replica that "
-                                           "stops frees no device while the other pools' replicas run on it")
-        fractions = [spec.fleet[m].memory_fraction for m in members]
-        if None in fractions:
-            i = members[fractions.index(None)]
-            problem(i, ("memory_fraction",), f"the other pools on {host.pool}'s devices take all of their memory; "
-                                             f"give each pool of the group a memory_fraction")
-        elif sum(fractions) > 1.0 + 1e-9:
-            problem(members[-1], ("memory_fraction",),
-                    f"pools {', '.join(spec.fleet[m].pool for m in members)} share {host.pool}'s devices with memory "
-                    f"fractions adding up to {sum(fractions):g}; they must not exceed 1")
-        note = (f"pools {', '.join(spec.fleet[m].pool for m in members)} share {host.pool}'s devices: each holds its "
-                f"memory_fraction of their memory; while k of their engines compute, each runs at 1/k speed; the "
-                f"devices are counted once, each pool paying its memory_fraction's share of their price, idle power "
-                f"(the catalog's, else 20% of TDP) and server overhead, and the dynamic power of the time its engines "
-                f"hold them")
-        for m in members:
-            pools[m].deployment.assumptions.append(note)
+    for members in groups.values():
+        _check_share_group(spec, pools, members, problem)
     for field in ("power", "failures") if groups or swaps else ():
         if getattr(spec, field, None) is not None:
             how = "share_devices_with" if groups else "swap_devices_with"
             out.append(Problem(src.loc_of((field,)), field, f"{field}: with pools that share devices "
                                f"({how}) is not modelled in this version"))
     return out
+
+
+def _check_share_group(spec, pools, members: list[int], problem) -> None:
+    """Pools that time-share a host's devices (the host first): its device, count, partition
+    and tp; one continuous-batching token engine per replica, preloaded, not autoscaled;
+    memory fractions that add up to at most 1. Notes the cost rules."""
+    host = spec.fleet[members[0]]
+    _check_inherited(spec, members, "runs on", problem)
+    for i in members[1:]:
+        p = spec.fleet[i]
+        if p.serve.tp != host.serve.tp:
+            problem(i, ("serve", "tp"), f"pool {p.pool} runs replica by replica on pool {host.pool}'s devices: "
+                                        f"give it {host.pool}'s tp ({host.serve.tp})")
+    for i in members:
+        p = spec.fleet[i]
+        serve = p.serve
+        if serve.pp > 1 or serve.ep > 1:
+            problem(i, ("serve", "pp" if serve.pp > 1 else "ep"),
+                    "pools that share devices run one engine per replica here: pp and ep must be 1")
+        if serve.engine.batching != "continuous" or pools[i].deployment.model.diffusion is not None:
+            problem(i, ("serve",), "time sharing of devices is modelled for continuous-batching token engines; "
+                                   f"{pools[i].model_key} with {serve.engine.batching} batching is not one")
+        if serve.weights != "preloaded":
+            problem(i, ("serve", "weights"), "loading weights over the fabric is not modelled for pools that "
+                                             "share devices; use weights: preloaded")
+        if getattr(p, "autoscale", None) is not None:
+            problem(i, ("autoscale",), "autoscaling pools that share devices is not modelled: a replica that "
+                                       "stops frees no device while the other pools' replicas run on it")
+    fractions = [spec.fleet[m].memory_fraction for m in members]
+    if None in fractions:
+        i = members[fractions.index(None)]
+        problem(i, ("memory_fraction",), f"the other pools on {host.pool}'s devices take all of their memory; "
+                                         f"give each pool of the group a memory_fraction")
+    elif sum(fractions) > 1.0 + 1e-9:
+        problem(members[-1], ("memory_fraction",),
+                f"pools {', '.join(spec.fleet[m].pool for m in members)} share {host.pool}'s devices with memory "
+                f"fractions adding up to {sum(fractions):g}; they must not exceed 1")
+    note = (f"pools {', '.join(spec.fleet[m].pool for m in members)} share {host.pool}'s devices: each holds its "
+            f"memory_fraction of their memory; while k of their engines compute, each runs at 1/k speed; the "
+            f"devices are counted once, each pool paying its memory_fraction's share of their price, idle power "
+            f"(the catalog's, else 20% of TDP) and server overhead, and the dynamic power of the time its engines "
+            f"hold them")
+    for m in members:
+        pools[m].deployment.assumptions.append(note)
 
 
 def _check_inherited(spec, members: list[int], how: str, problem) -> None:

@@ -11,7 +11,7 @@ import simpy
 from .event_log import itl_bins
 from ..core.clock import at
 from ..timing import kernels
-from .replica import ReplicaBase
+from .replica_base import ReplicaBase
 
 
 class ProcessReplica(ReplicaBase):

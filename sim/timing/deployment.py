@@ -83,6 +83,23 @@ def deploy(device: DeviceSpec, model: ModelSpec, precision: str, kv_precision: s
     d = Deployment(device, model, precision, kv_precision, tp, limits, device_key, model_key, pp=pp, ep=ep)
     dev_name = device_key or device.name
     model_name = model_key or model.name
+    _check_parallelism(d, dev_name, model_name)
+
+    wb = BYTES_PER_ELEMENT[precision]
+    ab = 2.0  # activations in 16-bit
+    kvb = BYTES_PER_ELEMENT[kv_precision]
+    usable = _budget_memory(d, wb, ab, kvb)
+    if d.kv_budget <= 0:
+        raise _does_not_fit(d, wb, usable, dev_name, model_name)
+    _allocate_blocks(d, dev_name, model_name)
+    d.params = _pack(d, wb, ab, kvb)
+    return d
+
+
+def _check_parallelism(d: Deployment, dev_name: str, model_name: str) -> None:
+    """The precision is one the device computes in, and tp, pp and ep are ones the device's
+    link and the model's layers, heads and experts allow; a DeploymentError otherwise."""
+    device, model, precision, tp, pp, ep = d.device, d.model, d.precision, d.tp, d.pp, d.ep
     supported = device.peak_flops.supported()
     if precision not in supported:
         raise DeploymentError(f"{dev_name} has no {precision} compute; supported precisions: {', '.join(supported)}")
@@ -111,9 +128,11 @@ def deploy(device: DeviceSpec, model: ModelSpec, precision: str, kv_precision: s
         raise DeploymentError(f"tp={tp} does not divide {model_name}'s {model.heads} attention heads; "
                               f"valid tp: {', '.join(str(t) for t in _divisors(model.heads) if t <= 64)}")
 
-    wb = BYTES_PER_ELEMENT[precision]
-    ab = 2.0  # activations in 16-bit
-    kvb = BYTES_PER_ELEMENT[kv_precision]
+
+def _budget_memory(d: Deployment, wb: float, ab: float, kvb: float) -> float:
+    """Sets the deployment's weights, KV and state bytes, activation reserve and KV budget per
+    device; returns the memory usable on a device."""
+    model, limits, device, tp, pp, ep = d.model, d.limits, d.device, d.tp, d.pp, d.ep
     h = model.hidden
 
     # expert parallelism: the dense part (attention, shared experts, embeddings) on every rank,
@@ -137,51 +156,58 @@ def deploy(device: DeviceSpec, model: ModelSpec, precision: str, kv_precision: s
     if limits.memory_of == "free_after_weights":
         usable = device.memory
         d.kv_budget = (device.memory - d.weight_bytes - d.activation_reserve) * limits.memory_utilization
-    if d.kv_budget <= 0:
-        total = resident_params(model)
-        linked = device.scale_up_bandwidth is not None    # no link (a MIG slice): no tp or pp to suggest
-        min_tp = next((t for t in _divisors(model.heads or 1) if linked and t >= tp and
-                       total * wb / (t * pp) + d.activation_reserve < usable), None)
-        min_pp = next((s for s in range(pp, model.layers + 1) if linked and
-                       total * wb / (tp * s) + d.activation_reserve < usable), None)
-        hint = f"; try tp={min_tp}" if min_tp else ""
-        if min_pp and model.diffusion is None:
-            hint += f"{' or' if hint else '; try'} pp={min_pp} (pipeline stages)"
-        if model.diffusion is not None:
-            hint += (" (weights include the text encoders and VAE, "
-                     f"{format_bytes((model.diffusion.text_encoder_params + model.diffusion.vae_params) * wb / tp)} "
-                     "per device; lower max_batch_tokens to shrink the activation reserve)")
-        cheaper = [p for p in ("fp8", "int8", "fp4") if p in supported and BYTES_PER_ELEMENT[p] < wb]
-        if cheaper:
-            hint += f" or precision {cheaper[0]}"
-        raise DeploymentError(
-            f"{model_name} at {precision} does not fit on {dev_name} with tp={tp}" + (f", pp={pp}" if pp > 1 else "") + ": weights "
-            f"{format_bytes(d.weight_bytes)} + activations {format_bytes(d.activation_reserve)} per device "
-            f"exceed {format_bytes(usable)} usable" + (
-                f" ({format_bytes(device.memory)} x memory_utilization {limits.memory_utilization})"
-                if limits.memory_of == "total" else "") + hint)
+    return usable
 
-    bs = limits.block_size
+
+def _does_not_fit(d: Deployment, wb: float, usable: float, dev_name: str, model_name: str) -> DeploymentError:
+    """The error for a model whose weights and activations leave no KV budget, with the
+    smallest tp or pp, or a cheaper precision, that would fit."""
+    device, model, limits, precision, tp, pp = d.device, d.model, d.limits, d.precision, d.tp, d.pp
+    supported = device.peak_flops.supported()
+    total = resident_params(model)
+    linked = device.scale_up_bandwidth is not None    # no link (a MIG slice): no tp or pp to suggest
+    min_tp = next((t for t in _divisors(model.heads or 1) if linked and t >= tp and
+                   total * wb / (t * pp) + d.activation_reserve < usable), None)
+    min_pp = next((s for s in range(pp, model.layers + 1) if linked and
+                   total * wb / (tp * s) + d.activation_reserve < usable), None)
+    hint = f"; try tp={min_tp}" if min_tp else ""
+    if min_pp and model.diffusion is None:
+        hint += f"{' or' if hint else '; try'} pp={min_pp} (pipeline stages)"
     if model.diffusion is not None:
+        hint += (" (weights include the text encoders and VAE, "
+                 f"{format_bytes((model.diffusion.text_encoder_params + model.diffusion.vae_params) * wb / tp)} "
+                 "per device; lower max_batch_tokens to shrink the activation reserve)")
+    cheaper = [p for p in ("fp8", "int8", "fp4") if p in supported and BYTES_PER_ELEMENT[p] < wb]
+    if cheaper:
+        hint += f" or precision {cheaper[0]}"
+    return DeploymentError(
+        f"{model_name} at {precision} does not fit on {dev_name} with tp={tp}" + (f", pp={pp}" if pp > 1 else "") + ": weights "
+        f"{format_bytes(d.weight_bytes)} + activations {format_bytes(d.activation_reserve)} per device "
+        f"exceed {format_bytes(usable)} usable" + (
+            f" ({format_bytes(device.memory)} x memory_utilization {limits.memory_utilization})"
+            if limits.memory_of == "total" else "") + hint)
+
+
+def _allocate_blocks(d: Deployment, dev_name: str, model_name: str) -> None:
+    """Divides the KV budget into blocks (per pipeline engine) and sets the blocks each
+    sequence holds besides its tokens; a DeploymentError if not even one block fits."""
+    bs = d.limits.block_size
+    if d.model.diffusion is not None:
         # no KV cache: a denoising step recomputes every token's keys and values; what is left
         # after weights and activations stays free. One nominal block keeps the occupancy
         # figures (used / total) defined; nothing ever holds it.
         d.total_blocks, d.per_seq_blocks, d.block_bytes = 1, 0, 0.0
-        d.params = _pack(d, wb, ab, kvb)
-        return d
+        return
     if d.kv_bytes_per_token > 0:
         d.block_bytes = bs * d.kv_bytes_per_token
         d.per_seq_blocks = math.ceil(d.state_bytes_per_seq / d.block_bytes) if d.state_bytes_per_seq else 0
     else:  # pure SSM: one block is one sequence's recurrent state
         d.block_bytes = d.state_bytes_per_seq
         d.per_seq_blocks = 1
-    d.total_blocks = int(d.kv_budget // d.block_bytes) // pp   # each of the pp engines gets a share
+    d.total_blocks = int(d.kv_budget // d.block_bytes) // d.pp   # each of the pp engines gets a share
     if d.total_blocks < d.per_seq_blocks + 1:
-        raise DeploymentError(f"{model_name} on {dev_name} with tp={tp} leaves {format_bytes(d.kv_budget)} for the "
+        raise DeploymentError(f"{model_name} on {dev_name} with tp={d.tp} leaves {format_bytes(d.kv_budget)} for the "
                               f"KV cache, less than one {bs}-token block ({format_bytes(d.block_bytes)})")
-
-    d.params = _pack(d, wb, ab, kvb)
-    return d
 
 
 def _divisors(n: int) -> list[int]:
@@ -225,9 +251,25 @@ def _state_bytes_per_seq(model: ModelSpec, tp: int) -> float:
 
 
 def _pack(d: Deployment, wb: float, ab: float, kvb: float) -> np.ndarray:
-    m, dev, tp = d.model, d.device, d.tp
-    h = m.hidden
+    """The deployment's cost vector `params` (layout in `sim.timing.kernels`)."""
+    m, tp = d.model, d.tp
     p = np.zeros(K.P_SIZE)
+    _pack_device(p, d, wb, ab, kvb)
+    _pack_layers(p, m, tp, kvb)
+    if m.diffusion is not None:   # no LM head: the slot runs the per-sample weights, once per sample-pass
+        p[K.K_HEAD_W] = m.diffusion.per_sample_params / tp
+    else:
+        p[K.K_HEAD_W] = 0.0 if m.modality == "embedding" else m.vocab * m.hidden / tp  # an encoder has no LM head
+    p[K.K_BIDIRECTIONAL] = 1.0 if m.bidirectional else 0.0
+    p[K.K_HIDDEN] = m.hidden
+    p[K.K_ALLREDUCES] = 1.0 if m.architecture == "ssm" else 2.0
+    p[K.K_LAYERS] = m.layers
+    return p
+
+
+def _pack_device(p: np.ndarray, d: Deployment, wb: float, ab: float, kvb: float) -> None:
+    """The cost vector's parallelism, scale-up link, host overhead, scales, rates and element sizes."""
+    dev, tp = d.device, d.tp
     p[K.K_TP] = tp
     p[K.K_PP] = d.pp
     p[K.K_EP] = d.ep
@@ -248,6 +290,10 @@ def _pack(d: Deployment, wb: float, ab: float, kvb: float) -> np.ndarray:
     p[K.K_MEM_RATE] = dev.memory_bandwidth * dev.mem_eff
     p[K.K_WBYTES], p[K.K_ABYTES], p[K.K_KVBYTES] = wb, ab, kvb
 
+
+def _pack_layers(p: np.ndarray, m: ModelSpec, tp: int, kvb: float) -> None:
+    """The cost vector's layers: dense (or SSM) MLPs, MoE experts, attention and SSM scans."""
+    h = m.hidden
     attn_act = _attention_activations(m, tp)
     if m.architecture == "ssm":
         di = m.ssm_inner
@@ -282,15 +328,6 @@ def _pack(d: Deployment, wb: float, ab: float, kvb: float) -> np.ndarray:
         p[K.K_SSM_LAYERS] = m.layers
         p[K.K_SSM_FLOPS] = 9.0 * m.ssm_inner * m.ssm_state / tp
         p[K.K_SSM_STATE] = _state_bytes_per_seq(m, tp) / m.layers
-    if m.diffusion is not None:   # no LM head: the slot runs the per-sample weights, once per sample-pass
-        p[K.K_HEAD_W] = m.diffusion.per_sample_params / tp
-    else:
-        p[K.K_HEAD_W] = 0.0 if m.modality == "embedding" else m.vocab * h / tp  # an encoder has no LM head
-    p[K.K_BIDIRECTIONAL] = 1.0 if m.bidirectional else 0.0
-    p[K.K_HIDDEN] = h
-    p[K.K_ALLREDUCES] = 1.0 if m.architecture == "ssm" else 2.0
-    p[K.K_LAYERS] = m.layers
-    return p
 
 
 def _attention_activations(m: ModelSpec, tp: int) -> float:

@@ -21,6 +21,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from .table_lookup import table1, table2
+
 # ---- layout of the cost vector p ---------------------------------------------------------
 K_TP = 0              # tensor-parallel degree
 K_LINK_BW = 1         # scale-up bandwidth per direction per device, bytes/s
@@ -81,8 +83,8 @@ P_SIZE = 47
 #   prefill  2-D over (prefill chunks, equivalent causal prompt length): context attention
 # A 1-D table at a: p[a] = n, then n abscissae, then n values per component. A 2-D table at
 # a: p[a] = nx, p[a+1] = ny, nx then ny abscissae, then nx*ny values (row-major) per component.
+# The lookups that read them are in `sim.timing.table_lookup`.
 TAB_ROWS, TAB_LOGITS, TAB_DECODE, TAB_PREFILL = range(4)
-COMPONENTS = 4
 
 
 @njit(cache=True)
@@ -232,65 +234,6 @@ def roofline_kernels(tokens, logits, pf_pairs, pf_ctx, dec_ctx, seqs, p):
 
 
 @njit(cache=True)
-def _cell(p, a, n, x):
-    """Index of the cell of table abscissae p[a:a+n] holding x, and the fraction across it:
-    past the last point the fraction exceeds 1 (linear extrapolation), before the first it
-    is 0 (the first point's value)."""
-    if n == 1:
-        return 0, 0.0
-    lo, hi = 0, n - 1
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if p[a + mid] <= x:
-            lo = mid
-        else:
-            hi = mid
-    f = (x - p[a + lo]) / (p[a + lo + 1] - p[a + lo])
-    return lo, (f if f > 0.0 else 0.0)
-
-
-@njit(cache=True, inline="always")
-def _weight(c, cs, ms, ls, eager):
-    """A component's scale: compute, memory, then the link in a graph or run eagerly."""
-    if c == 0:
-        return cs
-    if c == 1:
-        return ms
-    return ls if (c == 3) == eager else 0.0
-
-
-@njit(cache=True)
-def table1(p, a, x, cs, ms, ls, eager):
-    """A 1-D timing table at x, its components weighted by their scales."""
-    n = int(p[a])
-    i, f = _cell(p, a + 1, n, x)
-    t = 0.0
-    for c in range(COMPONENTS):
-        base = a + 1 + n * (1 + c)
-        v = p[base + i] if n == 1 else p[base + i] + f * (p[base + i + 1] - p[base + i])
-        t += v * _weight(c, cs, ms, ls, eager)
-    return t
-
-
-@njit(cache=True)
-def table2(p, a, x, y, cs, ms, ls, eager):
-    """A 2-D timing table at (x, y), bilinear, its components weighted by their scales."""
-    nx, ny = int(p[a]), int(p[a + 1])
-    i, f = _cell(p, a + 2, nx, x)
-    j, g = _cell(p, a + 2 + nx, ny, y)
-    i1 = i + 1 if nx > 1 else i
-    j1 = j + 1 if ny > 1 else j
-    t = 0.0
-    for c in range(COMPONENTS):
-        base = a + 2 + nx + ny + c * nx * ny
-        v00, v01 = p[base + i * ny + j], p[base + i * ny + j1]
-        v10, v11 = p[base + i1 * ny + j], p[base + i1 * ny + j1]
-        v = (1.0 - f) * ((1.0 - g) * v00 + g * v01) + f * ((1.0 - g) * v10 + g * v11)
-        t += v * _weight(c, cs, ms, ls, eager)
-    return t
-
-
-@njit(cache=True)
 def table_kernels(tokens, logits, chunks, pf_pairs, n_dec, dec_ctx, eager, p):
     """Device time of one iteration from the pool's timing tables (layout above). Prefill
     chunks are looked up as `chunks` causal prompts with their mean number of query-key
@@ -435,66 +378,3 @@ def decode_run(t0, kv_len, remaining, block_size, free_blocks, per_seq_blocks,
         if pad and done == n:
             active = 0
     return steps
-
-
-@njit(cache=True)
-def maxmin_rates(capacity, flow_ptr, flow_links, flow_cap):
-    """Max-min fair rates of flows sharing links, by progressive filling.
-
-    capacity[l]    bytes/s of directed link l
-    flow_links[flow_ptr[f]:flow_ptr[f+1]]  the links flow f crosses
-    flow_cap[f]    a limit of the flow's own (an endpoint's rate), or inf
-
-    Every unfrozen flow's rate rises at the same pace; when a link fills, the flows on it
-    freeze at their current rate (the link is their bottleneck), and the rest go on. The
-    result: no link over capacity, and each flow limited by a link (or its own cap) on which
-    no other flow gets more.
-    """
-    n_flows = flow_cap.shape[0]
-    n_links = capacity.shape[0]
-    rate = np.zeros(n_flows)
-    remaining = capacity.copy()
-    active = np.ones(n_flows, np.bool_)
-    count = np.zeros(n_links, np.int64)
-    for f in range(n_flows):
-        for j in range(flow_ptr[f], flow_ptr[f + 1]):
-            count[flow_links[j]] += 1
-    left = n_flows
-    while left > 0:
-        inc = np.inf
-        for l in range(n_links):
-            if count[l] > 0:
-                share = remaining[l] / count[l]
-                if share < inc:
-                    inc = share
-        for f in range(n_flows):
-            if active[f]:
-                room = flow_cap[f] - rate[f]
-                if room < inc:
-                    inc = room
-        if inc == np.inf:  # flows that cross no link and have no cap: leave them at zero
-            break
-        if inc < 0.0:
-            inc = 0.0
-        for f in range(n_flows):
-            if active[f]:
-                rate[f] += inc
-        for l in range(n_links):
-            remaining[l] -= inc * count[l]
-        # freeze flows on full links or at their own cap
-        for f in range(n_flows):
-            if not active[f]:
-                continue
-            frozen = rate[f] >= flow_cap[f] * (1.0 - 1e-12)
-            if not frozen:
-                for j in range(flow_ptr[f], flow_ptr[f + 1]):
-                    l = flow_links[j]
-                    if remaining[l] <= capacity[l] * 1e-12:
-                        frozen = True
-                        break
-            if frozen:
-                active[f] = False
-                left -= 1
-                for j in range(flow_ptr[f], flow_ptr[f + 1]):
-                    count[flow_links[j]] -= 1
-    return rate

@@ -31,98 +31,23 @@ import glob
 import hashlib
 import itertools
 import json
-import math
 import os
 import time
 import traceback
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import pandas as pd
 import yaml
-from pydantic import Field, model_validator
 
 from ..results.folder import MANIFEST
 from ..results.report import _jsonable
-from ..spec import limits, source
-from ..spec.base import Name, Spec
+from ..spec import source
 from ..spec.errors import Loc, Problem, ScenarioError, format_path
+from .sweep_spec import SweepSpec
 
 STATUS_OK, STATUS_ERROR = "ok", "error"
 
-
-class Range(Spec):
-    from_: float = Field(alias="from")
-    to: float
-    step: float = Field(gt=0)
-
-    def count(self) -> int:
-        return max(int((self.to - self.from_) / self.step + 1e-9) + 1, 0)
-
-    def values(self) -> list[float]:
-        return [_tidy(self.from_ + k * self.step) for k in range(self.count())]
-
-
-class Axis(Spec):
-    name: str | None = Field(default=None, description="column name (default: the path)")
-    path: str = Field(description="a --set path, or 'variant'")
-    values: list[Any] | None = None
-    range: Range | None = None
-    unit: str = Field(default="", description="appended to each value when it is set, e.g. /s or GB")
-
-    @model_validator(mode="after")
-    def _one_source(self):
-        if (self.values is None) == (self.range is None):
-            raise ValueError("give an axis either values: [...] or range: {from, to, step}")
-        if self.values is not None and not self.values:
-            raise ValueError("values is empty")
-        return self
-
-    @property
-    def label(self) -> str:
-        return self.name or self.path
-
-    def size(self) -> int:
-        return len(self.values) if self.values is not None else self.range.count()
-
-    def points(self) -> list[Any]:
-        return list(self.values) if self.values is not None else self.range.values()
-
-
-class SweepSpec(Spec):
-    name: Name
-    base: str
-    variant: str | None = None
-    set: dict[str, Any] = Field(default_factory=dict, description="overrides for every point")
-    mode: Literal["grid", "zip"] = "grid"
-    axes: list[Axis] = Field(min_length=1)
-    seeds: int | list[int] | None = Field(default=None, description="a count, or the seeds")
-    workers: int | None = Field(default=None, ge=1)
-    cluster: str | None = None
-
-    def problems(self) -> list[tuple[tuple, str]]:
-        """What the fields cannot say alone: (path in the file, message)."""
-        out = []
-        sizes = [a.size() for a in self.axes]
-        points = math.prod(sizes) if self.mode == "grid" else max(sizes)
-        if points > limits.SWEEP_POINTS.value:    # before any list of points is made
-            return [(("axes",), limits.SWEEP_POINTS.message(f"{points:,} ({' x '.join(f'{n:,}' for n in sizes)})"))]
-        labels = [a.label for a in self.axes]
-        for i, label in enumerate(labels):
-            if labels.index(label) != i:
-                out.append((("axes", i), f"two axes are named '{label}': give each a name"))
-            if label in RESERVED:
-                out.append((("axes", i), f"an axis may not be named '{label}' (a column of sweep.parquet); "
-                                         f"give it a name: other than {', '.join(sorted(RESERVED))}"))
-        if self.mode == "zip" and len(set(sizes)) > 1:
-            sizes = ", ".join(f"{a.label}: {n}" for a, n in zip(self.axes, sizes))
-            out.append((("mode",), f"mode: zip takes the i-th value of every axis; they need as many values ({sizes})"))
-        if isinstance(self.seeds, int) and self.seeds < 1:
-            out.append((("seeds",), "a count of at least 1, or a list of seeds"))
-        return out
-
-
-RESERVED = {"point", "seed", "status", "error", "wall_s", "folder", "key"}
 
 
 @dataclass
@@ -439,10 +364,6 @@ def _yaml(value) -> str:
     return yaml.safe_dump(value, default_flow_style=True, sort_keys=False).strip().removesuffix("\n...")
 
 
-def _tidy(x: float):
-    return int(x) if float(x).is_integer() else round(x, 12)
-
-
 def _key(digest: str, variant, overrides: list[str], seed: int) -> str:
     """What makes two runs the same: the base scenario (`_digest`), variant, overrides and seed."""
     text = json.dumps([digest, variant, overrides, seed])
@@ -464,4 +385,4 @@ def _digest(path: str, data: dict) -> str:
 
 
 
-__all__ = ["load_sweep", "run", "run_sweep", "run_task", "flatten", "table", "Sweep", "Task", "SweepSpec"]
+__all__ = ["load_sweep", "run", "run_sweep", "run_task", "flatten", "table", "Sweep", "Task"]
