@@ -84,7 +84,7 @@ class Replica(PlanView, PlanCommit, ReplicaBase):
         self.outcome = np.zeros(es.OUTCOME_SIZE, np.int64)
         self.record = (self.ends, self.batch, self.events, self.outcome)
         self.t_free = 0.0       # when the committed state holds (the end of its last iteration)
-        self.late_at = 0        # iteration of the next plan from which st[LATE] blocks are free
+        self.late_at = 0        # iteration of the next plan from which counters[LATE] blocks are free
         # the plan: iterations it0..k-1 of the last engine_run, events lo..hi of its log
         self.it0 = self.k = self.lo = self.hi = 0
         self.consumed_base = 0
