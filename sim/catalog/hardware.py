@@ -99,6 +99,9 @@ class DeviceSpec(Spec):
     idle_power: Watts | None = Field(default=None, ge=0)
     list_price_usd: float | None = Field(default=None, ge=0)
     hourly_usd: float | None = Field(default=None, ge=0)
+    vector_flops: FlopsPerSecond | None = Field(
+        default=None, gt=0, description="peak FP32 FLOP/s of the vector (non-tensor) units: what an 8-bit "
+                                        "GEMM's per-token input quantization and output rescaling run on")
     compute_eff: float = Field(gt=0, le=1, description="achieved/peak for large dense bf16 GEMMs")
     compute_eff_by_precision: dict[Precision, float] = Field(
         default_factory=dict, description="achieved/peak GEMM efficiency where a precision differs from bf16")

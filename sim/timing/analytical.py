@@ -2,15 +2,15 @@
 
 Each operator of `sim.timing.operators` at a number of rows: a GEMM takes the longer of its
 FLOPs at the device's achievable GEMM rate and its bytes at the achievable memory bandwidth
-(8-bit weights also quantize their input, one more pass over it); an elementwise kernel its
-bytes; attention its query-key pairs at an efficiency that grows with the prompt's length
+(8-bit weights also quantize their input and rescale their output, at the device's vector
+rate); an elementwise kernel its bytes; attention its query-key pairs at an efficiency that grows with the prompt's length
 (`attention_half_length`: the length at half the top efficiency) or its KV reads; a
 collective the ring (or gather) over the scale-up link. Small kernels cost more than their
 work: every kernel takes at least the device's floor for its kind (`kernel_floors`), added
 to its work. `bound` says which of compute, memory or link limits an operator, which is what
 a power cap (compute slows) or time slicing (everything slows) acts on.
 
-The shape rules (floors, attention's length scale) come from one device's measured kernels
+The shape rules (floors, attention's length scale, 8-bit quantization's cost) come from one device's measured kernels
 (H100, the calibration device) and are checked against every other device's measurements
 in `sim.timing.crosscheck`.
 """
@@ -22,6 +22,15 @@ from ..catalog.hardware import BYTES_PER_ELEMENT, DeviceSpec
 from .operators import ACT_BYTES, AllGather, AllReduce, Attention, Elementwise, Experts, Gemm
 
 COMPUTE, MEMORY, LINK = 0, 1, 2
+
+# An 8-bit GEMM quantizes its input per token (a scale per row, then each element scaled and
+# rounded) and rescales its output. That work runs on the vector units and is bound by them,
+# not by memory: in vLLM's measured fp8 GEMMs it costs the same time per element on H100 and
+# H200 (same SMs and clock, 43% more bandwidth) and less on B200 (more vector FLOP/s). Its
+# cost, in FP32 vector operations' time per element, was set from H100's tables (the
+# calibration device) and is checked on H200 and B200 by `sim.timing.crosscheck`.
+QUANTIZE_OPS = 250.0    # per input element (rows x k)
+RESCALE_OPS = 60.0      # per output element (rows x n)
 
 
 class Analytical:
@@ -37,6 +46,7 @@ class Analytical:
         self.floor = {kind: (getattr(floors, kind) or 0.0) if floors is not None else 0.0
                       for kind in ("gemm", "elementwise", "attention", "allreduce")}
         self.half_length = device.attention_half_length or 0.0
+        self.vector_rate = device.vector_flops or 0.0
 
     def assumptions(self) -> list[str]:
         """What the model takes as zero for want of a figure."""
@@ -46,6 +56,9 @@ class Analytical:
             out.append(f"{self.device.name}: no kernel floor for {', '.join(missing)} in the catalog; taken as 0")
         if not self.half_length:
             out.append(f"{self.device.name}: prefill attention efficiency taken as independent of length")
+        if not self.vector_rate and BYTES_PER_ELEMENT[self.precision] < ACT_BYTES:
+            out.append(f"{self.device.name}: no vector_flops in the catalog; 8-bit GEMMs' input quantization "
+                       f"charged at memory speed")
         return out
 
     def gemm_rate(self, precision: str) -> float:
@@ -96,10 +109,17 @@ class Analytical:
         flops, nbytes, rate = self.gemm_work(rows, op)
         t = self.floor["gemm"] + np.maximum(flops / rate, nbytes / self.mem_rate)
         if BYTES_PER_ELEMENT[op.precision or self.precision] < ACT_BYTES:
-            # 8-bit weights take 8-bit inputs, quantized per token: one kernel finds each row's
-            # scale (reads it), another scales it (reads 2 bytes, writes 1 per element)
-            t = t + 2.0 * self.floor["elementwise"] + np.asarray(rows, float) * op.k * (2.0 * ACT_BYTES + 1.0) / self.mem_rate
+            t = t + self.quantize(rows, op)
         return t
+
+    def quantize(self, rows, op: Gemm) -> np.ndarray:
+        """What an 8-bit GEMM adds: its input quantized per token and its output rescaled, at
+        the device's vector rate. Without that figure, two passes over the input at memory
+        speed: one finds each row's scale (reads it), one scales it (reads 2 bytes, writes 1)."""
+        m = np.asarray(rows, float)
+        if self.vector_rate:
+            return self.floor["elementwise"] + (QUANTIZE_OPS * m * op.k + RESCALE_OPS * m * op.n) / self.vector_rate
+        return 2.0 * self.floor["elementwise"] + m * op.k * (2.0 * ACT_BYTES + 1.0) / self.mem_rate
 
     def experts(self, rows, op: Experts) -> np.ndarray:
         flops, nbytes, rate = self.experts_work(rows, op)
