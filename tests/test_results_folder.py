@@ -83,7 +83,7 @@ def test_killed_mid_simulation_the_earlier_folder_stays_whole(tmp_path):
     out = tmp_path / "r"
     run(out)
     before = json.loads((out / "summary.json").read_text())
-    cmd = [sys.executable, "-m", "sim.cli", "run", QUICKSTART, "--set", "duration=30min", "--out", str(out)]
+    cmd = [sys.executable, "-m", "sim.cli", "run", QUICKSTART, "--set", "duration=6h", "--out", str(out)]
     started = time.time()
     _kill_when(cmd, lambda: time.time() - started > 8)      # well into the simulation
     verify(str(out))
