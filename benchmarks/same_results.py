@@ -7,8 +7,11 @@
 `against` checks out REV in a temporary `git worktree`, captures there and here, and
 compares (`make same-results BASE=REV`). Both runs use this environment's packages.
 The cases are the quickstart, bench-1m's fleet at 100k requests, and every scenario in
-scenarios/ cut to one simulated minute. Each case's summary.json (less wall-clock fields
-and the run's own paths), requests.parquet and devices.parquet must be equal.
+scenarios/ cut to one simulated minute. Each case's summary.json (less wall-clock fields,
+the run's own paths and its `provenance` object), requests.parquet and devices.parquet must
+be equal. `provenance` is left out because it names the dcsim version and catalog digest
+that made the run, which legitimately differ between the two commits; the figures
+themselves must not.
 """
 from __future__ import annotations
 
@@ -64,11 +67,16 @@ def capture(folder: str, jobs: int) -> int:
     return 1 if failed else 0
 
 
+# summary.json's top-level sections that describe what made the run, not its results
+NOT_COMPARED = ("provenance",)
+
+
 def _steady(value, path=""):
     """The summary without what legitimately changes between two runs of the same model."""
     if isinstance(value, dict):
         return {k: _steady(v, f"{path}.{k}") for k, v in value.items()
-                if "wall" not in k and k not in ("out", "path", "results", "command")}
+                if "wall" not in k and k not in ("out", "path", "results", "command")
+                and not (path == "" and k in NOT_COMPARED)}
     if isinstance(value, list):
         return [_steady(v, path) for v in value]
     return value
@@ -94,7 +102,8 @@ def compare(old: str, new: str) -> int:
                     problems.append(table)
         print(f"{name}: {'same' if not problems else 'DIFFERS in ' + ', '.join(problems)}")
         differ += bool(problems)
-    print(f"{len(names) - differ} of {len(names)} cases give the same results")
+    print(f"{len(names) - differ} of {len(names)} cases give the same results "
+          f"(summary.json compared without its {', '.join(NOT_COMPARED)}: it names what made each run)")
     return 1 if differ else 0
 
 

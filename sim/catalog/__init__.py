@@ -3,6 +3,8 @@
 `devices.yaml` and `models.yaml` beside this file hold datasheet and model-card numbers,
 each with its public source; `partitions.yaml` the hardware partitions (MIG profiles) of
 the devices that have them. Scenarios name entries by key or define their own inline.
+`sim.catalog.digest` fingerprints these files (and accuracy.json) for every output's record
+of what produced it (sim.results.provenance).
 """
 from __future__ import annotations
 

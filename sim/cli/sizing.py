@@ -205,7 +205,9 @@ def _write_plan(out, planner, plans, ok, fail, complete: bool = True) -> None:
     complete: false, so a plan stopped midway keeps what it ran."""
     from dataclasses import asdict
 
-    doc = {"scenario": planner.path, "complete": complete, "notes": sorted(planner.notes),
+    from ..results.provenance import install
+
+    doc = {"scenario": planner.path, "complete": complete, "provenance": install(), "notes": sorted(planner.notes),
            "pricing": planner.basis.name if planner.basis else None,
            "trials": [asdict(t) | {"devices": t.devices} for t in planner.trials],
            "devices": [{"device": p.device, "note": p.note,

@@ -1,11 +1,11 @@
 """Results folders that never lie: written whole beside their place, then put in place.
 
 A run writes into a temporary folder next to its target, adds `manifest.json` last (the
-dcsim version, the resolved scenario's hash, every file's size), and only then swaps it in
-for the target; an interrupted or failed run leaves the target as it was and removes its
-temporary folder. Readers (`dcsim report`, `sim.results.analysis`, sweeps) accept a folder only
-when its manifest is there and every file has the size it lists. Files of an earlier run
-never survive into a new run's folder: the whole folder is replaced.
+dcsim version, the catalog's and the resolved scenario's hashes, every file's size), and only
+then swaps it in for the target; an interrupted or failed run leaves the target as it was
+and removes its temporary folder. Readers (`dcsim report`, `sim.results.analysis`, sweeps)
+accept a folder only when its manifest is there and every file has the size it lists. Files
+of an earlier run never survive into a new run's folder: the whole folder is replaced.
 """
 from __future__ import annotations
 
@@ -69,6 +69,7 @@ def _swap(tmp: str, out: str) -> None:
 
 def write_manifest(folder: str) -> dict:
     from .. import __version__
+    from ..catalog.digest import catalog_sha256
     files = {}
     for root, _, names in os.walk(folder):
         for n in names:
@@ -80,8 +81,9 @@ def write_manifest(folder: str) -> dict:
     if os.path.isfile(scenario):
         with open(scenario, "rb") as fh:
             digest = hashlib.sha256(fh.read()).hexdigest()
-    manifest = {"complete": True, "dcsim_version": __version__, "scenario_sha256": digest,
-                "files": dict(sorted(files.items()))}
+    # the catalog beside the version: the same scenario on another catalog is another model
+    manifest = {"complete": True, "dcsim_version": __version__, "catalog_sha256": catalog_sha256(),
+                "scenario_sha256": digest, "files": dict(sorted(files.items()))}
     with open(os.path.join(folder, MANIFEST), "w") as fh:
         json.dump(manifest, fh, indent=2)
     return manifest

@@ -10,7 +10,7 @@ import os
 
 import pandas as pd
 
-from . import analysis, intervals, sweep_analysis, tables
+from . import analysis, intervals, provenance, sweep_analysis, tables
 from ..spec.units import duration_or_dash, format_bytes
 from .analysis import ResultsError, Run
 from .html_blocks import Raw, cards, escape, figure, html_page, html_table, number, verdict
@@ -84,7 +84,14 @@ def run_page(run: Run) -> str:
     if notes:
         body += ["<h2>Assumptions and notes</h2>", "<ul class=notes>" + "".join(f"<li>{escape(n)}</li>" for n in notes)
                  + "</ul>"]
+    body.append(_footer(provenance.text(s.get("provenance"))))
     return html_page(f"dcsim report: {run.name}", body)
+
+
+def _footer(line: str) -> str:
+    """Which dcsim, catalog and timing sources made the results: a page read apart from its
+    folder still says what produced its figures."""
+    return f"<footer><p class=meta>{escape(line)}</p></footer>"
 
 
 def _bounds(s: dict) -> dict:
@@ -312,6 +319,7 @@ def sweep_page(df: pd.DataFrame, name: str | None = None) -> str:
                  + ".</p>",
                  figure(lambda ax, axis=axis, hue=hue: sweep_analysis.sweep_lines(good, axis, metrics, hue=hue, ax=ax),
                          (12.6, 3.2 * rows), alt=f"key figures against {axis}", rows=rows, cols=3)]
+    body.append(_footer(provenance.sweep_text(df)))
     return html_page(f"dcsim sweep report: {name}", body)
 
 

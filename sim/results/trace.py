@@ -19,7 +19,8 @@ conversion back to nanoseconds, and slices stay properly nested.
 Size is bounded: a window clips everything to [start, end]; `max_requests` keeps every k-th
 request of those overlapping the window; and above `max_events` the big categories (batch
 stretches, flows, requests) are thinned by the same every-k-th rule, each to a fair share of
-the budget. The trace's `metadata` says what was kept (Perfetto shows it as json_metadata.*).
+the budget. The trace's `metadata` says what was kept, and which dcsim, catalog and timing
+sources made it (`provenance`, as in summary.json); Perfetto shows it as json_metadata.*.
 """
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ import numpy as np
 
 from ..spec.errors import Loc, ScenarioError
 from ..spec.units import UnitError, parse_duration
+from . import provenance
 from .trace_events import _Builder, _clean, _ns, _us
 from .trace_requests import _request_events, _requests, _stream_tracks
 from .trace_sampling import _budget_strides, _every_kth_request, _overlaps
@@ -146,8 +148,9 @@ def build_trace(result, window=None, max_requests=None, max_events: int = DEFAUL
 
 def _metadata(result, window, w0: int, w1: int | None, end_ns: int, max_events: int, events: int,
               sampled: dict, notes: list[str]) -> dict:
-    """The trace's `metadata`: the run, the window, and what `sampled` says was kept of the
-    batch stretches, flows and requests; `notes` gain what the whole run explains."""
+    """The trace's `metadata`: the run, the window, what `sampled` says was kept of the
+    batch stretches, flows and requests, and the run's provenance; `notes` gain what the
+    whole run explains."""
     if result.fabric is not None and result.fabric.flow_log is None:
         notes.append("no network flows: the run was simulated without trace=True")
     if w0 >= end_ns > 0:
@@ -163,6 +166,7 @@ def _metadata(result, window, w0: int, w1: int | None, end_ns: int, max_events: 
         "events": events,
         **sampled,
         "note": note,
+        "provenance": provenance.record(result.scenario),
     }
     return meta
 

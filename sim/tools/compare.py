@@ -16,6 +16,7 @@ import os
 from dataclasses import dataclass
 
 from ..catalog import economics
+from ..results.provenance import timing_text
 from ..scenario import Scenario, scenario_from_source
 from ..spec import source
 
@@ -117,6 +118,9 @@ def row(summary: dict) -> dict:
         "interval": (summary.get("intervals") or {}).get("basis"),
         "completed": summary["requests"]["completed"],
         "rejected": summary["requests"]["rejected"],
+        "timing": timing_text(summary),
+        "dcsim_version": summary["provenance"]["dcsim_version"],
+        "catalog_sha256": summary["provenance"]["catalog_sha256"],
     }
 
 

@@ -6,6 +6,7 @@ import math
 import time
 from dataclasses import dataclass, field
 
+from ..results.provenance import timing_text
 from ..spec.units import duration_or_dash
 
 # size-only rejections: more replicas do not help
@@ -33,6 +34,7 @@ class Trial:
     optimism: float = 0.0               # the model interval of this layout's class (sim.catalog.accuracy)
     half_width: float = 0.0
     interval_basis: str = ""
+    timing: str = ""                    # its pools' timing sources (sim.results.provenance.timing_text)
 
     @property
     def devices(self) -> int:
@@ -88,7 +90,7 @@ def trial_of(s: dict, device: str, precision: str, tp: int, pp: int, replicas: i
     basis = s["intervals"]["basis"].split("; batch means")[0].split("; no batch means")[0]
     return Trial(device, precision, tp, pp, replicas, rate, not why, why, lat["ttft"]["p99"], lat["tpot"]["p99"],
                  s["cost"]["usd_per_hour"], s["cost"]["usd_per_m_tokens"], time.perf_counter() - t0, seed,
-                 s["cost"]["pricing"], model["median_optimism"], model["half_width"], basis)
+                 s["cost"]["pricing"], model["median_optimism"], model["half_width"], basis, timing_text(s))
 
 
 @dataclass

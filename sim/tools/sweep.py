@@ -19,7 +19,12 @@ An axis path is any `--set` path (`fleet.0.serve.tp`, `router.policy`, `workload
 executor (`sim.tools.executors`); its results go to `points/<id>/` (a `dcsim run` folder plus
 `point.json`) and one row of `sweep.parquet`: the axes, the seed, the status, and every
 figure of its summary flattened (`latency_s.ttft.p99`, `cost.usd_per_m_tokens`, ...), each
-headline figure with its 90 % interval beside it (`latency_s.ttft.p99.lo`, `.hi`).
+headline figure with its 90 % interval beside it (`latency_s.ttft.p99.lo`, `.hi`), and what
+produced it (`provenance.dcsim_version`, `provenance.catalog_sha256`,
+`provenance.timing.<pool>`: sim.results.provenance). It is per row because each row is its
+own run: a resumed sweep keeps rows timed before an upgrade of the measured-kernel package
+(the rerun key covers dcsim and the catalog, not that package), and a cluster's workers run
+their own installs.
 
 A rerun into the same folder skips the points whose `point.json` says they finished with the
 same scenario and seed, so a sweep that was stopped goes on where it was. A point whose

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 import numpy as np
 
-from .. import capacity as capacity_mod, intervals
+from .. import capacity as capacity_mod, intervals, provenance
 from ...core.metrics import COMPLETED, FAILED, IN_FLIGHT, REASONS, REJECTED, SHED
 from ...serving.event_log import itl_edges
 from ...simulation import RunResult
@@ -105,6 +105,8 @@ def summarize(result: RunResult) -> dict:
     table.let_go()
     out["intervals"] = intervals.section(result, out)
     table.let_go()
+    # last, so the sections above keep their places (and a sweep table its first columns)
+    out["provenance"] = provenance.record(scenario)
     return out
 
 
