@@ -28,7 +28,8 @@ COMPUTE, MEMORY, LINK = 0, 1, 2
 # not by memory: in vLLM's measured fp8 GEMMs it costs the same time per element on H100 and
 # H200 (same SMs and clock, 43% more bandwidth) and less on B200 (more vector FLOP/s). Its
 # cost, in FP32 vector operations' time per element, was set from H100's tables (the
-# calibration device) and is checked on H200 and B200 by `sim.timing.crosscheck`.
+# calibration device) and is checked on H200 and B200 by `sim.timing.crosscheck`. It is a
+# rule of vLLM's CUDA kernels: the catalog gives `vector_flops` to NVIDIA GPUs only.
 QUANTIZE_OPS = 250.0    # per input element (rows x k)
 RESCALE_OPS = 60.0      # per output element (rows x n)
 
