@@ -11,7 +11,7 @@ SIM = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 
 
 # lowest first; a module belongs to the first entry its dotted name starts with
 LAYERS = ["sim.spec", "sim.core", "sim.catalog", "sim.timing", "sim.demand", "sim.fabric", "sim.serving",
-          "sim.ops", "sim.scenario", "sim.simulation", "sim.results", "sim.tools", "sim.cli"]
+          "sim.ops", "sim.scenario", "sim.simulation", "sim.results", "sim.tools", "sim.cli", "sim.reference"]
 # the package itself: its docstring, version and the numba cache check run before anything
 INFRASTRUCTURE = {"sim", "sim.compiled_cache"}
 MAX_LINES = 400

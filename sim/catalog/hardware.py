@@ -18,11 +18,11 @@ PEAK_KEY = {"fp32": "fp32", "fp16": "bf16", "bf16": "bf16", "fp8": "fp8", "int8"
 class PeakFlops(Spec):
     """Dense (no structured sparsity) peak per precision, per chip."""
 
-    fp32: FlopsPerSecond | None = None
-    bf16: FlopsPerSecond | None = None
-    fp8: FlopsPerSecond | None = None
-    int8: FlopsPerSecond | None = None
-    fp4: FlopsPerSecond | None = None
+    fp32: FlopsPerSecond | None = Field(default=None, description="FP32 peak; none: not supported")
+    bf16: FlopsPerSecond | None = Field(default=None, description="BF16 (and FP16) tensor peak")
+    fp8: FlopsPerSecond | None = Field(default=None, description="FP8 tensor peak")
+    int8: FlopsPerSecond | None = Field(default=None, description="INT8 tensor peak (integer ops/s)")
+    fp4: FlopsPerSecond | None = Field(default=None, description="FP4 tensor peak")
 
     def supported(self) -> list[str]:
         out = [p for p in ("fp32", "bf16", "fp8", "int8", "fp4") if getattr(self, p) is not None]
@@ -57,7 +57,7 @@ class NodeSpec(Spec):
     idle_power: Watts | None = Field(default=None, ge=0,
                                      description="non-accelerator draw when idle; none: the full-load figure")
     list_price_usd: float | None = Field(default=None, ge=0, description="server price without its accelerators")
-    sources: dict[str, str] = Field(default_factory=dict)
+    sources: dict[str, str] = Field(default_factory=dict, description="field -> where its figure comes from")
 
     def watts(self, active: float) -> float | None:
         """Per-server overhead draw when its accelerators are active a fraction `active` of the time."""
@@ -72,8 +72,9 @@ class KernelFloors(Spec):
     (launch and set-up inside a captured graph, first and last tiles): what small kernels cost
     beyond their FLOPs and bytes."""
 
-    gemm: Seconds | None = Field(default=None, ge=0)
-    elementwise: Seconds | None = Field(default=None, ge=0)
+    gemm: Seconds | None = Field(default=None, ge=0, description="one GEMM")
+    elementwise: Seconds | None = Field(default=None, ge=0, description="one elementwise kernel (norms, "
+                                                                       "activations, quantization)")
     attention: Seconds | None = Field(default=None, ge=0, description="one attention call (per layer)")
     allreduce: Seconds | None = Field(default=None, ge=0, description="a small all-reduce over the scale-up link")
 
@@ -85,42 +86,50 @@ class DeviceSpec(Spec):
     (`memory_type: sram`, Groq- or Cerebras-class) it is the on-chip SRAM, and a large model
     must be pipelined over as many chips as its weights need."""
 
-    name: str
-    vendor: str
-    kind: Literal["gpu", "tpu", "asic"]
-    memory: Bytes = Field(gt=0)
-    memory_type: Literal["hbm", "gddr", "lpddr", "sram"] = "hbm"
-    memory_bandwidth: BytesPerSecond = Field(gt=0)
-    sram: Bytes | None = Field(default=None, ge=0)
-    peak_flops: PeakFlops
-    scale_up_bandwidth: BytesPerSecond | None = Field(default=None, gt=0)
-    scale_up_latency: Seconds | None = Field(default=None, ge=0)
-    tdp: Watts | None = Field(default=None, gt=0)
-    idle_power: Watts | None = Field(default=None, ge=0)
-    list_price_usd: float | None = Field(default=None, ge=0)
-    hourly_usd: float | None = Field(default=None, ge=0)
+    name: str = Field(description="the device's full name, in results")
+    vendor: str = Field(description="who makes it (nvidia, amd, google, ...)")
+    kind: Literal["gpu", "tpu", "asic"] = Field(description="the kind of chip")
+    memory: Bytes = Field(gt=0, description="memory for weights and KV cache, per chip")
+    memory_type: Literal["hbm", "gddr", "lpddr", "sram"] = Field(
+        default="hbm", description="sram: an SRAM-only chip, whose memory is its on-chip SRAM")
+    memory_bandwidth: BytesPerSecond = Field(gt=0, description="peak memory bandwidth per chip")
+    sram: Bytes | None = Field(default=None, ge=0, description="on-chip cache (L2 or SRAM)")
+    peak_flops: PeakFlops = Field(description="dense peak FLOP/s per precision, per chip")
+    scale_up_bandwidth: BytesPerSecond | None = Field(default=None, gt=0, description="scale-up link (NVLink, "
+                                                                                     "xGMI, ICI) per chip, per "
+                                                                                     "direction")
+    scale_up_latency: Seconds | None = Field(default=None, ge=0, description="per-hop latency of the ring "
+                                                                             "all-reduce model")
+    tdp: Watts | None = Field(default=None, gt=0, description="power at full load (thermal design power)")
+    idle_power: Watts | None = Field(default=None, ge=0, description="draw with an engine loaded and no request "
+                                                                     "running; none: 20% of tdp")
+    list_price_usd: float | None = Field(default=None, ge=0, description="purchase price per chip, for pricing: own")
+    hourly_usd: float | None = Field(default=None, ge=0, description="rental price per chip-hour, for pricing: "
+                                                                     "rent")
     vector_flops: FlopsPerSecond | None = Field(
-        default=None, gt=0, description="peak FP32 FLOP/s of the vector (non-tensor) units: what an 8-bit "
-                                        "GEMM's per-token input quantization and output rescaling run on")
+        default=None, gt=0, description="peak FP32 FLOP/s of the vector (non-tensor) units, on which an "
+                                        "8-bit GEMM's per-token input quantization and output rescaling run "
+                                        "(CUDA kernels); none: both at memory speed")
     compute_eff: float = Field(gt=0, le=1, description="achieved/peak for large dense bf16 GEMMs")
     compute_eff_by_precision: dict[Precision, float] = Field(
         default_factory=dict, description="achieved/peak GEMM efficiency where a precision differs from bf16")
     attention_eff: float | None = Field(default=None, gt=0, le=1,
                                         description="achieved/peak (bf16) of fused attention kernels")
-    mem_eff: float = Field(gt=0, le=1)
+    mem_eff: float = Field(gt=0, le=1, description="achieved/peak memory bandwidth (a STREAM-like benchmark)")
     scale_up_eff: float | None = Field(default=None, gt=0, le=1,
                                        description="achieved all-reduce bus bandwidth / scale_up_bandwidth")
-    kernel_floors: KernelFloors | None = None
+    kernel_floors: KernelFloors | None = Field(default=None, description="the least time a kernel of each kind "
+                                                                        "takes")
     attention_half_length: float | None = Field(
         default=None, gt=0, description="prompt length at which prefill attention reaches half its top efficiency")
-    node: NodeSpec | None = None
-    runtime: RuntimeSpec | None = None
+    node: NodeSpec | None = Field(default=None, description="the server around the chips: its power and price")
+    runtime: RuntimeSpec | None = Field(default=None, description="host times of the device's own serving stack")
     default_engine: Literal["vllm", "sglang", "trtllm", "native"] | None = Field(
         default="vllm", description="the serving engine a pool on this device runs when it names none")
     kernel_tables: str | None = Field(
         default=None, description="system in aiconfigurator-core's measured kernel database that times this device "
                                   "(e.g. h100_sxm); none: the analytical model")
-    sources: dict[str, str] = Field(default_factory=dict)
+    sources: dict[str, str] = Field(default_factory=dict, description="field -> where its figure comes from")
 
     @field_validator("peak_flops")
     @classmethod

@@ -73,8 +73,8 @@ class DiffusionSpec(Spec):
     per_sample_params: float = Field(default=0.0, ge=0, description="weights run once per sample and pass")
     text_encoder_flops: float = Field(default=0.0, ge=0, description="text encoders, per request")
     vae_decode_flops_per_pixel: float = Field(default=0.0, ge=0, description="VAE decoder, per output pixel")
-    text_encoder_params: float = Field(default=0.0, ge=0)
-    vae_params: float = Field(default=0.0, ge=0)
+    text_encoder_params: float = Field(default=0.0, ge=0, description="the text encoders' weights, resident")
+    vae_params: float = Field(default=0.0, ge=0, description="the VAE's weights, resident")
 
     def latent_tokens(self, width: int, height: int, frames: int = 1) -> int:
         """Tokens of one sample's sequence: latent patches (x latent frames) + joint text tokens."""
@@ -102,12 +102,13 @@ class SpeechSpec(Spec):
     prompt_tokens: int = Field(ge=0, description="STT: decoder prompt tokens per window; TTS: fixed prompt "
                                                  "tokens besides the text")
     # speech to text
-    window_seconds: float | None = Field(default=None, gt=0)
+    window_seconds: float | None = Field(default=None, gt=0, description="seconds of audio per window (request)")
     encoder_positions: int | None = Field(default=None, gt=0, description="encoder positions per window")
-    encoder_layers: int | None = Field(default=None, gt=0)
+    encoder_layers: int | None = Field(default=None, gt=0, description="the audio encoder's layers")
     # text to speech
-    audio_tokens_per_second: float | None = Field(default=None, gt=0)
-    tokens_per_frame: int | None = Field(default=None, gt=0)
+    audio_tokens_per_second: float | None = Field(default=None, gt=0, description="codec tokens per second of "
+                                                                                 "audio")
+    tokens_per_frame: int | None = Field(default=None, gt=0, description="codec tokens per codec frame")
     first_chunk_tokens: int | None = Field(default=None, gt=0, description="tokens decoded before audio plays")
 
 
@@ -116,44 +117,50 @@ TTS_FIELDS = ("audio_tokens_per_second", "tokens_per_frame", "first_chunk_tokens
 
 
 class ModelSpec(Spec):
-    name: str
-    architecture: Literal["dense", "moe", "ssm"]
+    name: str = Field(description="the model's full name, in results")
+    architecture: Literal["dense", "moe", "ssm"] = Field(description="dense transformer, mixture of experts, or "
+                                                                     "state-space (Mamba)")
     params: float = Field(gt=0, description="total parameters as the model card states")
-    active_params: float | None = Field(default=None, gt=0)
-    layers: int = Field(gt=0)
-    hidden: int = Field(gt=0)
-    heads: int = Field(ge=0)
-    kv_heads: int = Field(ge=0)
-    head_dim: int = Field(ge=0)
-    ffn: int = Field(ge=0)
-    ffn_gated: bool = True
+    active_params: float | None = Field(default=None, gt=0, description="parameters active per token as the card "
+                                                                        "states (MoE); a check on the computed count")
+    layers: int = Field(gt=0, description="transformer (or SSM) blocks")
+    hidden: int = Field(gt=0, description="hidden size")
+    heads: int = Field(ge=0, description="attention (query) heads")
+    kv_heads: int = Field(ge=0, description="key-value heads (fewer than heads: grouped-query attention)")
+    head_dim: int = Field(ge=0, description="size of one attention head")
+    ffn: int = Field(ge=0, description="MLP intermediate size (of dense layers)")
+    ffn_gated: bool = Field(default=True, description="gated MLP (SwiGLU: three matrices instead of two)")
     vocab: int = Field(default=0, ge=0, description="token vocabulary; none for image and video models")
     max_context: int | None = Field(default=None, gt=0, description="longest prompt + output; none for image "
                                                                     "and video models")
-    tied_embeddings: bool = False
-    attention: Literal["gqa", "mla"] = "gqa"
+    tied_embeddings: bool = Field(default=False, description="the output head shares the input embedding's "
+                                                             "weights")
+    attention: Literal["gqa", "mla"] = Field(default="gqa", description="grouped-query or multi-head latent "
+                                                                        "attention (DeepSeek)")
     # mixture of experts
-    experts: int = Field(default=0, ge=0)
-    active_experts: int = Field(default=0, ge=0)
-    expert_ffn: int = Field(default=0, ge=0)
-    shared_experts: int = Field(default=0, ge=0)
-    dense_layers: int = Field(default=0, ge=0)
+    experts: int = Field(default=0, ge=0, description="MoE: routed experts per MoE layer")
+    active_experts: int = Field(default=0, ge=0, description="MoE: routed experts per token")
+    expert_ffn: int = Field(default=0, ge=0, description="MoE: intermediate size of one expert")
+    shared_experts: int = Field(default=0, ge=0, description="MoE: always-on experts of size expert_ffn")
+    dense_layers: int = Field(default=0, ge=0, description="MoE: leading layers with the dense ffn")
     # multi-head latent attention (DeepSeek)
-    q_lora_rank: int = Field(default=0, ge=0)
-    kv_lora_rank: int = Field(default=0, ge=0)
-    qk_nope_dim: int = Field(default=0, ge=0)
-    qk_rope_dim: int = Field(default=0, ge=0)
-    v_head_dim: int = Field(default=0, ge=0)
+    q_lora_rank: int = Field(default=0, ge=0, description="MLA: rank of the query compression (0: none)")
+    kv_lora_rank: int = Field(default=0, ge=0, description="MLA: rank of the key-value compression (the cached "
+                                                           "latent)")
+    qk_nope_dim: int = Field(default=0, ge=0, description="MLA: per-head query/key size without rotary embedding")
+    qk_rope_dim: int = Field(default=0, ge=0, description="MLA: per-head query/key size with rotary embedding")
+    v_head_dim: int = Field(default=0, ge=0, description="MLA: per-head value size")
     # state-space (Mamba)
-    ssm_state: int = Field(default=0, ge=0)
-    ssm_expand: int = Field(default=0, ge=0)
-    ssm_conv: int = Field(default=0, ge=0)
-    dt_rank: int = Field(default=0, ge=0)
+    ssm_state: int = Field(default=0, ge=0, description="SSM: state size")
+    ssm_expand: int = Field(default=0, ge=0, description="SSM: inner size over hidden size")
+    ssm_conv: int = Field(default=0, ge=0, description="SSM: convolution width")
+    dt_rank: int = Field(default=0, ge=0, description="SSM: rank of the time-step projection (0: hidden / 16)")
     modality: Literal["text", "embedding", "speech_to_text", "text_to_speech", "image", "video"] = Field(
         default="text", description="what a request is and how it maps onto device work (module docstring)")
-    diffusion: DiffusionSpec | None = None
-    speech: SpeechSpec | None = None
-    source: str = ""
+    diffusion: DiffusionSpec | None = Field(default=None, description="image and video models: how a request "
+                                                                      "becomes denoiser work")
+    speech: SpeechSpec | None = Field(default=None, description="speech models: how audio becomes tokens")
+    source: str = Field(default="", description="where the figures come from")
 
     @model_validator(mode="after")
     def _consistent(self):

@@ -27,7 +27,8 @@ from .hardware import DeviceSpec, NodeSpec, PeakFlops
 class Partition(Spec):
     """The MIG profile a pool's replicas each run on, e.g. 1g.10gb."""
 
-    profile: str
+    profile: str = Field(description="the profile's name in the device's partitions (a bare name is short for "
+                                     "{profile: NAME})")
 
     @model_validator(mode="before")
     @classmethod

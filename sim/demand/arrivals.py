@@ -93,7 +93,7 @@ class Diurnal(Spec):
     peak_at: TimeOfDay | None = Field(default=None, description="time of day of the peak, e.g. 14h")
     table: tuple[tuple[TimeOfDay, float], ...] | None = Field(
         default=None, description="[[time of day, multiplier], ...], linear in between, repeating")
-    period: Seconds = Field(default=DAY, gt=0)
+    period: Seconds = Field(default=DAY, gt=0, description="length of the repeating profile")
     start: TimeOfDay = Field(default=0.0, description="time of day at which the run starts")
 
     @field_validator("table")
@@ -159,8 +159,8 @@ class Spike(Spec):
     """A scheduled burst: the rate times `multiplier` for `duration` from `at`, with linear ramps."""
 
     at: Seconds = Field(ge=0, description="start, seconds from the start of the run")
-    duration: Seconds = Field(gt=0)
-    multiplier: float
+    duration: Seconds = Field(gt=0, description="how long the spike lasts, ramps included")
+    multiplier: float = Field(description="rate multiplier at the spike's height (below 1 a dip, 0 a pause)")
     ramp: Seconds = Field(default=0.0, ge=0, description="rise (and fall) time, inside duration")
 
     @field_validator("multiplier")
@@ -205,12 +205,14 @@ class Arrival(Spec):
     """How a synthetic stream's arrivals spread around its rate: a base process (renewal or
     MMPP), optionally modulated by a diurnal profile and scheduled spikes."""
 
-    process: Literal["poisson", "gamma", "constant", "mmpp"] = "poisson"
+    process: Literal["poisson", "gamma", "constant", "mmpp"] = Field(
+        default="poisson", description="the base process: Poisson, gamma renewal (with cv), evenly spaced, or a "
+                                       "Markov-modulated Poisson process (with states)")
     cv: float | None = Field(default=None, gt=0, description="gamma: coefficient of variation of the gaps")
     states: tuple[MmppState, ...] | None = Field(default=None, description="mmpp: the modulating states")
     transitions: tuple[tuple[float, ...], ...] | None = Field(default=None, description="mmpp: jump probabilities")
-    diurnal: Diurnal | None = None
-    spikes: tuple[Spike, ...] = ()
+    diurnal: Diurnal | None = Field(default=None, description="a daily (periodic) rate profile")
+    spikes: tuple[Spike, ...] = Field(default=(), description="scheduled bursts on top of the rate")
 
     @model_validator(mode="before")
     @classmethod
@@ -273,7 +275,7 @@ class Trace(Spec):
     `start`/`duration` replay a slice (seconds from the trace's first request; arrival times
     are measured from the slice start); `time_scale` stretches (>1) or compresses (<1) time."""
 
-    path: str
-    time_scale: float = Field(default=1.0, gt=0)
-    start: Seconds = Field(default=0.0, ge=0)
-    duration: Seconds | None = Field(default=None, gt=0)
+    path: str = Field(description="the CSV file, relative to the file that names it")
+    time_scale: float = Field(default=1.0, gt=0, description="stretches (> 1) or compresses (< 1) the trace's time")
+    start: Seconds = Field(default=0.0, ge=0, description="replay from this time after the trace's first request")
+    duration: Seconds | None = Field(default=None, gt=0, description="replay this much of it; none: to its end")

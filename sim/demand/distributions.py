@@ -73,14 +73,14 @@ def _parametric(q: Quantity) -> tuple:
 
     class Fixed(Spec):
         quantity: ClassVar[Quantity] = q
-        dist: Literal["fixed"] = "fixed"
-        value: V
+        dist: Literal["fixed"] = Field(default="fixed", description="the kind (a bare value is short for it)")
+        value: V = Field(description="the value every draw takes")
 
     class Uniform(Spec):
         quantity: ClassVar[Quantity] = q
-        dist: Literal["uniform"]
-        min: V
-        max: V
+        dist: Literal["uniform"] = Field(description="the kind of distribution")
+        min: V = Field(description="the lowest value")
+        max: V = Field(description="the highest value (whole quantities: included)")
 
         @model_validator(mode="after")
         def _ordered(self):
@@ -91,18 +91,18 @@ def _parametric(q: Quantity) -> tuple:
     class Lognormal(Spec):
         """Lognormal with the given mean and coefficient of variation, clipped to [min, max]."""
         quantity: ClassVar[Quantity] = q
-        dist: Literal["lognormal"]
-        mean: q.mean
-        cv: float = Field(gt=0, le=1000)
-        min: V | None = q.lognormal_clip[0]
-        max: V | None = q.lognormal_clip[1]
+        dist: Literal["lognormal"] = Field(description="the kind of distribution")
+        mean: q.mean = Field(description="the mean before clipping")
+        cv: float = Field(gt=0, le=1000, description="coefficient of variation: standard deviation / mean")
+        min: V | None = Field(default=q.lognormal_clip[0], description="draws below are raised to it")
+        max: V | None = Field(default=q.lognormal_clip[1], description="draws above are lowered to it")
 
     class Exponential(Spec):
         """Whole quantities: geometric on 1, 2, ... with the given mean."""
         quantity: ClassVar[Quantity] = q
-        dist: Literal["exponential"]
-        mean: q.exponential_mean
-        max: V | None = q.exponential_max
+        dist: Literal["exponential"] = Field(description="the kind of distribution")
+        mean: q.exponential_mean = Field(description="the mean before clipping")
+        max: V | None = Field(default=q.exponential_max, description="draws above are lowered to it")
 
     return Fixed, Uniform, Lognormal, Exponential
 
@@ -113,11 +113,11 @@ def _empirical(q: Quantity):
     class Empirical(Spec):
         """Draws from listed values (with optional weights) or a column of a CSV file."""
         quantity: ClassVar[Quantity] = q
-        dist: Literal["empirical"]
-        values: list[q.value] | None = None
-        weights: list[float] | None = None
-        path: str | None = None
-        column: str | None = None
+        dist: Literal["empirical"] = Field(description="the kind of distribution")
+        values: list[q.value] | None = Field(default=None, description="the values to draw from")
+        weights: list[float] | None = Field(default=None, description="one per value; none: equally likely")
+        path: str | None = Field(default=None, description="or: a CSV file (relative to the file that names it)")
+        column: str | None = Field(default=None, description="the CSV column to draw from")
 
         @model_validator(mode="after")
         def _one_source(self):
@@ -139,9 +139,9 @@ def _mixture(q: Quantity, part):
         """Draws from `parts` in proportion to `weights` (e.g. short voice commands and a few
         long recordings)."""
         quantity: ClassVar[Quantity] = q
-        dist: Literal["mixture"]
-        weights: list[float] = Field(min_length=1)
-        parts: list[part] = Field(min_length=1)
+        dist: Literal["mixture"] = Field(description="the kind of distribution")
+        weights: list[float] = Field(min_length=1, description="one per part: how often each is drawn from")
+        parts: list[part] = Field(min_length=1, description="distributions of the same quantity")
 
         @model_validator(mode="after")
         def _matched(self):

@@ -61,13 +61,13 @@ class Service(Spec):
     """A CPU-side service that tool calls queue for (a vector database, a code sandbox):
     `servers` calls at a time, each taking `service_time`."""
 
-    name: str
-    servers: int = Field(ge=1)
-    service_time: Delay
+    name: str = Field(description="the name tools call it by")
+    servers: int = Field(ge=1, description="calls served at a time; others queue")
+    service_time: Delay = Field(description="how long one call takes")
 
 
 class Tool(Spec):
-    name: str = "tool"
+    name: str = Field(default="tool", description="the tool's name, in the session's records")
     calls: Length = Field(default=FixedLength(value=1), description="invocations per round, run in parallel")
     delay: Delay | None = Field(default=None, description="how long one invocation takes")
     service: str | None = Field(default=None, description="or: the scenario service it queues for")
@@ -93,15 +93,17 @@ class Budget(Spec):
 
 
 class SystemPrompt(Spec):
-    tokens: Tokens
+    tokens: Tokens = Field(description="tokens of each system prompt, added before the prompt")
     variants: int = Field(default=1, ge=1, le=1_000_000, description="distinct system prompts the sessions share")
 
 
 class CallStep(Spec):
-    model: str | None = None
-    context: Literal["carry", "read", "fresh"] = "carry"
+    model: str | None = Field(default=None, description="model of the call (default: the session's)")
+    context: Literal["carry", "read", "fresh"] = Field(
+        default="carry", description="carry: reads the context and adds its prompt and output to it; read: reads "
+                                     "it and adds nothing; fresh: reads only its own prompt_tokens")
     prompt_tokens: Length | None = Field(default=None, description="tokens it adds to what it reads")
-    output_tokens: Length
+    output_tokens: Length = Field(description="tokens the call writes")
 
     @model_validator(mode="after")
     def _fresh_reads_something(self):
@@ -111,8 +113,8 @@ class CallStep(Spec):
 
 
 class Step(Spec):
-    call: CallStep | None = None
-    tool: Tool | None = None
+    call: CallStep | None = Field(default=None, description="a model call")
+    tool: Tool | None = Field(default=None, description="or a tool")
 
     @model_validator(mode="after")
     def _one(self):
@@ -125,15 +127,18 @@ class Session(Spec):
     """A loop (rounds, output_tokens, tools, sub_agents, answer_tokens) or a pipeline (steps)."""
 
     model: str | None = Field(default=None, description="model of the calls (default: the stream's)")
-    system_prompt: SystemPrompt | None = None
+    system_prompt: SystemPrompt | None = Field(default=None, description="shared system prompts every call "
+                                                                        "starts with")
     context: Length = Field(description="tokens of the goal the session starts from (after any system prompt)")
-    rounds: Length | None = None
-    output_tokens: Length | None = None
-    tools: list[Tool] = Field(default_factory=list)
-    sub_agents: SubAgents | None = None
-    answer_tokens: Length | None = None
-    budget: Budget = Budget()
-    steps: list[Step] | None = None
+    rounds: Length | None = Field(default=None, description="loop: rounds of call-then-act")
+    output_tokens: Length | None = Field(default=None, description="loop: tokens each call writes")
+    tools: list[Tool] = Field(default_factory=list, description="loop: tools run in parallel after each call")
+    sub_agents: SubAgents | None = Field(default=None, description="loop: work a round may hand to sub-agents")
+    answer_tokens: Length | None = Field(default=None, description="loop: tokens of a final answering call; "
+                                                                   "none: no such call")
+    budget: Budget = Field(default=Budget(), description="loop: calls or tokens after which the session stops")
+    steps: list[Step] | None = Field(default=None, description="pipeline: calls and tools in order (instead of "
+                                                               "a loop)")
 
     @model_validator(mode="after")
     def _one_shape(self):

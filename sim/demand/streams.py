@@ -16,16 +16,21 @@ class Stream(Spec):
     each send their next request when the last one ends, `think_time` later, until `requests`
     have been sent; with concurrency = requests all arrive at once, as in offline benchmarks)."""
 
-    name: str
-    model: str | None = None
-    rate: PerSecond | None = None
-    arrival: Arrival = Arrival()
-    prompt_tokens: Length | None = None
-    output_tokens: Length | None = None
-    trace: Trace | None = None
+    name: str = Field(description="the stream's name, in requests.parquet and the summary")
+    model: str | None = Field(default=None, description="the model asked for; may be left out when the fleet "
+                                                        "serves one model")
+    rate: PerSecond | None = Field(default=None, description="mean arrivals per second (a session stream: sessions "
+                                                             "started; a trace: its timing rescaled to this mean)")
+    arrival: Arrival = Field(default=Arrival(), description="how arrivals spread around the rate (`poisson` is "
+                                                            "short for {process: poisson})")
+    prompt_tokens: Length | None = Field(default=None, description="tokens per prompt")
+    output_tokens: Length | None = Field(default=None, description="tokens per answer")
+    trace: Trace | None = Field(default=None, description="replay a trace file instead of drawing arrivals "
+                                                          "and lengths")
     requests: int | None = Field(default=None, ge=1, description="stop after this many requests")
     concurrency: int | None = Field(default=None, ge=1, description="closed loop: requests kept outstanding")
-    think_time: Seconds = Field(default=0.0, ge=0)
+    think_time: Seconds = Field(default=0.0, ge=0, description="closed loop: pause between a reply and the "
+                                                               "client's next request")
     tenant: str | None = Field(default=None, description="who sends it (default: the stream's name)")
     priority: int = Field(default=0, description="class: higher goes first at routers and engines")
     slo: Slo | None = Field(default=None, description="this tenant's targets (default: the scenario's)")

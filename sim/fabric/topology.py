@@ -33,16 +33,17 @@ HOST_KINDS = {"accelerator", "cpu", "nic", "pcie-switch", "scale-up-switch"}
 
 
 class TopologyNode(Spec):
-    id: str
-    kind: NodeKind
-    host: str | None = None  # the server it sits in; inferred from in-server links when left out
+    id: str = Field(description="the node's name, used by links, failures and ingress")
+    kind: NodeKind = Field(description="what the node is")
+    host: str | None = Field(default=None, description="the server it sits in; inferred from in-server links "
+                                                       "when left out")
 
 
 class TopologyLink(Spec):
-    a: str
-    b: str
-    bandwidth: BytesPerSecond  # per direction; validate_topology checks it is positive
-    latency: Seconds = 0.0
+    a: str = Field(description="one end's node id")
+    b: str = Field(description="the other end's node id")
+    bandwidth: BytesPerSecond = Field(description="per direction (links are full duplex)")
+    latency: Seconds = Field(default=0.0, description="per traversal")
 
 
 @dataclass(frozen=True)
@@ -80,12 +81,17 @@ class TorusGroup:
 
 
 class TopologySpec(Spec):
-    """An interconnect graph, written out, built, or both. Run validate_topology before use."""
+    """An interconnect graph, written out (`nodes:`, `links:`), built (`build:`), or both:
+    explicit nodes and links are added on top of a built graph.
 
-    name: str
-    build: Build | None = None
-    nodes: list[TopologyNode] = Field(default_factory=list)
-    links: list[TopologyLink] = Field(default_factory=list)
+    Run validate_topology before use."""
+
+    name: str = Field(description="the topology's name, in messages and drawings")
+    build: Build | None = Field(default=None, description="a generated graph: one server, a leaf-spine fabric of "
+                                                          "servers, or a torus")
+    nodes: list[TopologyNode] = Field(default_factory=list, description="nodes added to the built graph (or the "
+                                                                        "whole graph)")
+    links: list[TopologyLink] = Field(default_factory=list, description="links added to the built graph")
     _graph: nx.Graph | None = PrivateAttr(default=None)
     _built: nx.Graph | None = PrivateAttr(default=None)
     _built_ids: frozenset = PrivateAttr(default=frozenset())

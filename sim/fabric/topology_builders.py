@@ -28,17 +28,21 @@ class HgxNode(Spec):
     8 channels of DDR5-4800 = 8 x 38.4 GB/s = 307.2 GB/s of host memory bandwidth.
     """
 
-    kind: Literal["hgx-node"]
-    gpus: int = 8
-    scale_up: BytesPerSecond = 450e9  # NVLink per GPU, per direction
-    scale_up_latency: Seconds = 1e-6  # catalog nvidia-h100-sxm scale_up_latency (1.06 us), rounded
-    pcie_switches: int = 4
-    pcie: BytesPerSecond = 64e9  # PCIe Gen5 x16, per direction
-    pcie_latency: Seconds = 1e-6  # coarse, as topologies/hgx-h100-1node.yaml
-    nics: int = 8  # 8 = one per GPU (rail-optimized), 4 = one per GPU pair
-    nic_rate: BytesPerSecond = 50e9  # 400 Gb/s (ConnectX-7 NDR)
-    cpus: int = 2
-    host_memory_bandwidth: BytesPerSecond = 307.2e9  # per CPU socket
+    kind: Literal["hgx-node"] = Field(description="the builder")
+    gpus: int = Field(default=8, description="GPUs per server")
+    scale_up: BytesPerSecond = Field(default=450e9, description="NVLink bandwidth per GPU, per direction")
+    # catalog nvidia-h100-sxm scale_up_latency (1.06 us), rounded
+    scale_up_latency: Seconds = Field(default=1e-6, description="latency of an NVLink hop")
+    pcie_switches: int = Field(default=4, description="PCIe switches per server; the GPUs split evenly over them")
+    pcie: BytesPerSecond = Field(default=64e9, description="PCIe bandwidth per link, per direction (Gen5 x16)")
+    # coarse, as topologies/hgx-h100-1node.yaml
+    pcie_latency: Seconds = Field(default=1e-6, description="latency of a PCIe hop")
+    nics: int = Field(default=8, description="NICs per server: one per GPU (rail-optimized) or one per GPU pair")
+    nic_rate: BytesPerSecond = Field(default=50e9, description="line rate of each NIC (50 GB/s = 400 Gb/s, "
+                                                              "ConnectX-7 NDR)")
+    cpus: int = Field(default=2, description="CPU sockets per server")
+    host_memory_bandwidth: BytesPerSecond = Field(default=307.2e9, description="host memory bandwidth per CPU "
+                                                                               "socket")
     # The host path. A GPUDirect-RDMA NIC moves data between GPU memory and the wire; a
     # host-staged (legacy) one bounces it through host memory, which every such flow then
     # crosses twice, and a CPU core carries each message through the kernel's TCP stack.
@@ -47,14 +51,21 @@ class HgxNode(Spec):
     # ~42 Gb/s per core on one long flow with every offload on, so 1 MiB costs ~200 us of a
     # core. nic_message_cost (RDMA verbs per message) is an assumption: set both from your
     # own measurements.
-    nic_path: Literal["gpudirect", "host-staged"] = "gpudirect"
-    nic_message_size: Bytes = 1 << 20
-    nic_message_cost: Seconds = 1e-6
-    host_staging_cost: Seconds = 200e-6  # CPU time per message on the host-staged path
+    nic_path: Literal["gpudirect", "host-staged"] = Field(
+        default="gpudirect", description="gpudirect: the NIC moves data between GPU memory and the wire; "
+                                         "host-staged: data bounces through host memory, a CPU core carrying each "
+                                         "message")
+    nic_message_size: Bytes = Field(default=1 << 20, description="the messages a flow through a NIC is cut into")
+    nic_message_cost: Seconds = Field(default=1e-6, description="NIC time per message (RDMA verbs); assumed, set "
+                                                                "it from your measurements")
+    host_staging_cost: Seconds = Field(default=200e-6, description="CPU time per message on the host-staged path")
     # The head node runs each replica's engine loop (scheduling, kernel launch). `cpu_speed`
     # is single-thread speed relative to the host behind the catalog's iteration_overhead.
-    cpu_cores: int = 56  # Xeon Platinum 8480C, per socket (DGX H100 datasheet: 2 x 56 cores)
-    cpu_speed: float = 1.0
+    # Xeon Platinum 8480C, per socket (DGX H100 datasheet: 2 x 56 cores)
+    cpu_cores: int = Field(default=56, description="CPU cores per socket, shared by the engines' loops and host "
+                                                   "work")
+    cpu_speed: float = Field(default=1.0, description="single-thread speed relative to the host behind the engine "
+                                                      "presets' host times")
 
     def problems(self) -> Problems:
         out = _positive(self, "gpus", "pcie_switches", "nics", "cpus", "scale_up", "pcie", "nic_rate",
@@ -112,8 +123,9 @@ class HgxNode(Spec):
 
 
 class Storage(Spec):
-    count: int = 0
-    link: BytesPerSecond = 50e9  # per storage node; 400 Gb/s assumed, set to your appliance's ports
+    count: int = Field(default=0, description="storage nodes, hung off the spines")
+    # 400 Gb/s assumed: set it to your appliance's ports
+    link: BytesPerSecond = Field(default=50e9, description="each storage node's link to its spine")
 
 
 class RailLeafSpine(HgxNode):
@@ -126,13 +138,15 @@ class RailLeafSpine(HgxNode):
     8 spine switches. Storage nodes hang off the spines, for weight loading.
     """
 
-    kind: Literal["rail-leaf-spine"]
-    nodes: int = 64
-    servers_per_leaf: int = 32
-    spines: int = 8
-    oversubscription: float = 1.0  # 1 = non-blocking
-    switch_latency: Seconds = 1e-6  # per switch hop
-    storage: Storage = Storage()
+    kind: Literal["rail-leaf-spine"] = Field(description="the builder")
+    nodes: int = Field(default=64, description="servers")
+    servers_per_leaf: int = Field(default=32, description="servers per leaf switch of each rail (a SuperPOD "
+                                                          "scalable unit is 32)")
+    spines: int = Field(default=8, description="spine switches; every leaf links to every spine")
+    oversubscription: float = Field(default=1.0, description="leaf downlink over uplink capacity (1: "
+                                                             "non-blocking)")
+    switch_latency: Seconds = Field(default=1e-6, description="per switch hop")
+    storage: Storage = Field(default=Storage(), description="storage nodes, for weight loading")
 
     def problems(self) -> Problems:
         out = super().problems() + _positive(self, "nodes", "servers_per_leaf", "spines")
@@ -175,15 +189,21 @@ class Torus(Spec):
     VMs of 4 chips (https://docs.cloud.google.com/tpu/docs/v6e).
     """
 
-    kind: Literal["torus"]
-    dims: list[int]
-    wraparound: bool = True  # false: a mesh, no links from the last chip of a row back to the first
-    link: BytesPerSecond = 100e9  # per ICI link, per direction
-    latency: Seconds = 1e-6  # per ICI hop: "typically around 1us" (jax-ml/scaling-book, sharding.md)
-    chips_per_host: int = 4
-    pcie: BytesPerSecond = 64e9  # chips attach over PCIe Gen5 (v6e docs); x16 assumed
-    nic_rate: BytesPerSecond = 50e9  # 400 Gb/s: half of a v6e host's 4 x 200 Gb/s for a 4-chip VM
-    host_memory_bandwidth: BytesPerSecond | None = None  # not published
+    kind: Literal["torus"] = Field(description="the builder")
+    dims: list[int] = Field(description="chips along each axis: 2 or 3 sizes, e.g. [4, 4]")
+    wraparound: bool = Field(default=True, description="false: a mesh, no link from the last chip of a row back "
+                                                       "to the first")
+    link: BytesPerSecond = Field(default=100e9, description="per inter-chip (ICI) link, per direction")
+    # "typically around 1us" (jax-ml/scaling-book, sharding.md)
+    latency: Seconds = Field(default=1e-6, description="per ICI hop")
+    chips_per_host: int = Field(default=4, description="chips per host (a CPU and a NIC)")
+    # chips attach over PCIe Gen5 (v6e docs); x16 assumed
+    pcie: BytesPerSecond = Field(default=64e9, description="chip-to-host PCIe bandwidth, per direction")
+    # 400 Gb/s: half of a v6e host's 4 x 200 Gb/s for a 4-chip VM
+    nic_rate: BytesPerSecond = Field(default=50e9, description="each host's NIC line rate")
+    # not published
+    host_memory_bandwidth: BytesPerSecond | None = Field(default=None, description="recorded on each host's CPU "
+                                                                                   "node (no flow crosses it)")
 
     def problems(self) -> Problems:
         out = _positive(self, "link", "chips_per_host", "pcie", "nic_rate") + _not_negative(self, "latency")

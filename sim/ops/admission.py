@@ -23,8 +23,9 @@ from ..spec.base import PerSecond, Spec
 
 
 class RateLimit(Spec):
-    tenant: str
-    requests_per_s: PerSecond | None = Field(default=None, gt=0)
+    tenant: str = Field(description="the tenant it limits (a stream's tenant, by default its name)")
+    requests_per_s: PerSecond | None = Field(default=None, gt=0, description="requests per second refilling the "
+                                                                             "requests bucket")
     burst: float | None = Field(default=None, ge=1, description="requests the bucket holds (default: 1 s worth, "
                                                                 "at least 1)")
     tokens_per_s: PerSecond | None = Field(default=None, gt=0, description="prompt + output tokens per second")
@@ -58,8 +59,9 @@ class Shedding(Spec):
 
 
 class AdmissionSpec(Spec):
-    rate_limits: list[RateLimit] = Field(default_factory=list)
-    shed: Shedding | None = None
+    rate_limits: list[RateLimit] = Field(default_factory=list, description="per-tenant token buckets of requests "
+                                                                          "and tokens")
+    shed: Shedding | None = Field(default=None, description="load shedding by class while the fleet is overloaded")
 
 
 class TokenBucket:

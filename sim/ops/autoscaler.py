@@ -39,15 +39,19 @@ from .model_swap import ModelSwap
 
 
 class AutoscaleSpec(Spec):
-    policy: Literal["utilization", "queue", "slo"] = "utilization"
+    policy: Literal["utilization", "queue", "slo"] = Field(
+        default="utilization", description="what the target measures: the replicas' busy fraction, requests "
+                                           "waiting per replica, or TTFT p99")
     target: float = Field(gt=0, description="utilization: busy fraction; queue: requests per replica; "
                                             "slo: TTFT p99 in seconds")
     min: int = Field(default=1, ge=0, description="replicas kept running (0: scale to zero)")
     max: int | None = Field(default=None, ge=1, description="default: every replica the pool's devices hold")
     initial: int | None = Field(default=None, ge=0, description="replicas running when the run starts (default: min)")
-    interval: Seconds = Field(default=15.0, gt=0)
-    scale_up_window: Seconds = Field(default=0.0, ge=0)
-    scale_down_window: Seconds = Field(default=300.0, ge=0)
+    interval: Seconds = Field(default=15.0, gt=0, description="how often the replica count is decided")
+    scale_up_window: Seconds = Field(default=0.0, ge=0, description="scaling out goes to the lowest "
+                                                                    "recommendation of this last stretch")
+    scale_down_window: Seconds = Field(default=300.0, ge=0, description="scaling in goes to the highest "
+                                                                        "recommendation of this last stretch")
     down_utilization: float = Field(default=0.8, gt=0, le=1, description="slo: busy fraction the running replicas "
                                                                           "may reach after scaling in")
 

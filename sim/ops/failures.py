@@ -32,8 +32,8 @@ COMPONENTS = ("device", "server", "rack", "link", "switch")
 
 
 class FailureEvent(Spec):
-    at: Seconds = Field(ge=0)
-    fail: Literal["device", "server", "rack", "link", "switch"]
+    at: Seconds = Field(ge=0, description="when it fails, from the start of the run")
+    fail: Literal["device", "server", "rack", "link", "switch"] = Field(description="what fails")
     target: Union[int, str, list[str]] = Field(description="device: accelerator id (index without a topology); "
                                                            "server: host id (index without); rack: index; "
                                                            "link: [a, b]; switch: node id")
@@ -41,7 +41,8 @@ class FailureEvent(Spec):
 
 
 class RandomFailures(Spec):
-    component: Literal["device", "server", "link", "switch"]
+    component: Literal["device", "server", "link", "switch"] = Field(description="which kind of component fails "
+                                                                             "(each of them, independently)")
     mtbf: Seconds = Field(gt=0, description="mean time between failures of one component")
     mttr: Seconds = Field(gt=0, description="mean time to repair")
 
@@ -49,8 +50,9 @@ class RandomFailures(Spec):
 class FailureSpec(Spec):
     retries: int = Field(default=2, ge=0, description="times a request on a failed replica is sent again")
     rack_servers: int | None = Field(default=None, ge=1, description="servers per rack, in placement order")
-    events: list[FailureEvent] = Field(default_factory=list)
-    random: list[RandomFailures] = Field(default_factory=list)
+    events: list[FailureEvent] = Field(default_factory=list, description="scripted failures, at given times")
+    random: list[RandomFailures] = Field(default_factory=list, description="failures drawn at random, per kind "
+                                                                            "of component")
 
 
 class Components:

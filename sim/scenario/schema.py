@@ -23,15 +23,19 @@ class Engine(Spec):
     timing: Literal["auto", "measured", "analytical"] = Field(
         default="auto", description="where iteration times come from: measured kernels where the device and "
                                     "model have them (auto), required (measured), or the roofline (analytical)")
-    batching: Literal["continuous", "static"] = "continuous"
+    batching: Literal["continuous", "static"] = Field(
+        default="continuous", description="continuous: sequences join and leave the batch every iteration; "
+                                          "static: a batch runs until its longest sequence ends")
     # Fields below that a pool leaves out come from its engine's preset (catalog/engines.yaml)
-    max_batch_seqs: int = Field(default=256, ge=1)
-    max_batch_tokens: int = Field(default=8192, ge=1)
+    max_batch_seqs: int = Field(default=256, ge=1, description="sequences in one iteration")
+    max_batch_tokens: int = Field(default=8192, ge=1, description="tokens in one iteration (the token budget)")
     chunked_prefill: int | None = Field(default=None, ge=1,
                                         description="prefill tokens per iteration; off: whole prompts")
-    block_size: int = Field(default=16, ge=1)
-    memory_utilization: float = Field(default=0.9, gt=0, le=1)
-    activation_reserve: Bytes | None = Field(default=None, ge=0)
+    block_size: int = Field(default=16, ge=1, description="tokens per KV-cache block")
+    memory_utilization: float = Field(default=0.9, gt=0, le=1, description="share of memory the engine may use "
+                                                                          "(see memory_of)")
+    activation_reserve: Bytes | None = Field(default=None, ge=0, description="memory held for activations; none: "
+                                                                          "estimated (an assumed: line says how)")
     mixed_batches: bool = Field(default=True, description="an iteration runs prefill chunks and decode steps "
                                                           "together; false: all prefill or all decode, prefill first")
     memory_of: Literal["total", "free_after_weights"] = Field(
@@ -55,7 +59,8 @@ class Engine(Spec):
     detokenize_per_token: Seconds = Field(default=0.0, ge=0,
                                           description="host CPU time to detokenize one output token as it streams; "
                                                       "0: not modelled")
-    fast_path: bool = True
+    fast_path: bool = Field(default=True, description="plan many iterations per scheduler call (false: one per "
+                                                      "call, for checking); results are identical either way")
     preempt_lower: bool = Field(default=False, description="a waiting request of a higher class preempts "
                                                            "running ones of lower classes to get a slot or KV space")
     prefix_cache: bool = Field(default=False, description="keep finished requests' KV blocks (least recently "
@@ -63,10 +68,12 @@ class Engine(Spec):
 
 
 class Serve(Spec):
-    model: Any
-    precision: Precision = "bf16"
-    kv_precision: Precision | None = None
-    tp: int = Field(default=1, ge=1)
+    model: Any = Field(description="the model served: a catalog name, or a mapping of model fields (with "
+                                   "`base: NAME` to change some of a catalog model's)")
+    precision: Precision = Field(default="bf16", description="weight and GEMM precision; one the device supports")
+    kv_precision: Precision | None = Field(default=None, description="KV-cache precision; none: the engine's rule "
+                                                                     "(an assumed: line says which)")
+    tp: int = Field(default=1, ge=1, description="tensor-parallel degree; divides the model's attention heads")
     pp: int = Field(default=1, ge=1, description="pipeline stages, each of tp devices")
     ep: int = Field(default=1, ge=1, description="expert-parallel ranks: data-parallel attention, experts spread")
     role: Literal["both", "prefill", "decode"] = Field(
@@ -75,7 +82,7 @@ class Serve(Spec):
         default="preloaded", description="where replicas load their weights from when they start")
     provision: Seconds = Field(default=0.0, ge=0, description="a start after the run began: time to allocate the "
                                                               "node and start the engine, before loading weights")
-    engine: Engine = Engine()
+    engine: Engine = Field(default=Engine(), description="the serving engine and its settings")
 
     @model_validator(mode="after")
     def _continuous_for_roles(self):
@@ -88,10 +95,11 @@ class Serve(Spec):
 
 
 class Pool(Spec):
-    pool: str
-    device: Any
+    pool: str = Field(description="the pool's name, in results and in other pools' references")
+    device: Any = Field(description="the accelerator: a catalog name, or a mapping of device fields (with "
+                                    "`base: NAME` to change some of a catalog device's)")
     count: int = Field(ge=1, description="accelerators in the pool")
-    serve: Serve
+    serve: Serve = Field(description="what the pool serves and how")
     autoscale: AutoscaleSpec | None = Field(default=None, description="run between min and max of its replicas")
     partition: Partition | None = Field(default=None, description="MIG profile each replica runs on; count: slices")
     share_devices_with: str | None = Field(default=None, description="run on this pool's devices, time-sharing them")
@@ -128,17 +136,25 @@ class Router(Spec):
     per token at full load) before spilling over to dearer ones."""
 
     policy: Literal["round-robin", "random", "least-outstanding", "least-kv", "power-of-two", "weighted",
-                    "lowest-latency", "lowest-cost", "cache-aware"] = "least-outstanding"
+                    "lowest-latency", "lowest-cost", "cache-aware"] = Field(
+        default="least-outstanding", description="how a replica is picked among those serving the request's model")
     weights: dict[str, float] | None = Field(default=None, description="weighted: pool name -> share of requests")
     queue_limit: int | None = Field(default=None, ge=0, description="max requests waiting at a replica")
-    dispatch: Literal["immediate", "central"] = "immediate"
+    dispatch: Literal["immediate", "central"] = Field(
+        default="immediate", description="immediate: each replica queues its own requests; central: one queue at "
+                                         "the router, handed to a replica when it has a free batch slot")
     # cache-aware (after the SGLang model gateway's policy and its defaults): while the load is
     # balanced, the replica whose prefix cache holds most of the prompt, if that is at least
     # cache_threshold of it; else, and whenever the busiest replica has more than
     # balance_abs_threshold and balance_rel_threshold times the idlest's outstanding, the least loaded
-    cache_threshold: float = Field(default=0.3, ge=0, le=1)
-    balance_abs_threshold: int = Field(default=64, ge=0)
-    balance_rel_threshold: float = Field(default=1.5, ge=1)
+    cache_threshold: float = Field(default=0.3, ge=0, le=1, description="cache-aware: share of the prompt a "
+                                                                        "replica's cache must hold to be chosen")
+    balance_abs_threshold: int = Field(default=64, ge=0, description="cache-aware: the load is unbalanced (the "
+                                                                     "least loaded replica wins) when the busiest "
+                                                                     "has more than this many outstanding requests "
+                                                                     "above the idlest")
+    balance_rel_threshold: float = Field(default=1.5, ge=1, description="cache-aware: and more than this many times "
+                                                                        "the idlest's outstanding requests")
 
     @model_validator(mode="after")
     def _weights(self):
@@ -156,7 +172,7 @@ class Ingress(Spec):
     prompt's payload flows to the chosen replica's host before the replica sees it, and each
     reply flows back when it completes."""
 
-    node: str
+    node: str = Field(description="the topology node where requests enter")
     bytes_per_token: float = Field(default=4.0, gt=0, description="payload per prompt or output token")
 
 
@@ -166,11 +182,13 @@ class Economics(Spec):
     which already pays for power); `auto`: own when every device has a list price, else rent
     when every one has an hourly price."""
 
-    usd_per_kwh: float = Field(default=0.08, ge=0)
-    pue: float = Field(default=1.3, ge=1)
-    amortize_years: float = Field(default=4.0, gt=0)
+    usd_per_kwh: float = Field(default=0.08, ge=0, description="electricity price, $ per kWh")
+    pue: float = Field(default=1.3, ge=1, description="power usage effectiveness: facility power / IT power")
+    amortize_years: float = Field(default=4.0, gt=0, description="years over which owned hardware is paid off")
     cost_of_capital: float = Field(default=0.0, ge=0, le=1, description="annual rate, e.g. 0.08; 0: straight line")
-    pricing: Literal["auto", "own", "rent"] = "auto"
+    pricing: Literal["auto", "own", "rent"] = Field(
+        default="auto", description="own: list prices amortized plus electricity; rent: hourly prices (which pay "
+                                    "for power); auto: own when every device has a list price, else rent")
     utilization: float | None = Field(default=None, gt=0, le=1,
                                       description="share of the fleet's capacity (its saturated throughput, "
                                                   "measured by a second run) at which to quote the break-even price")
@@ -189,9 +207,10 @@ class PowerBudget(Spec):
     facility power (IT x PUE); a rack budget is IT power per rack of `rack_devices`
     accelerators, taken in placement order."""
 
-    budget: Watts = Field(gt=0)
-    scope: Literal["datacenter", "rack"] = "datacenter"
-    rack_devices: int | None = Field(default=None, ge=1)
+    budget: Watts = Field(gt=0, description="the limit: facility power for a datacenter, IT power per rack")
+    scope: Literal["datacenter", "rack"] = Field(default="datacenter", description="what the budget limits")
+    rack_devices: int | None = Field(default=None, ge=1, description="rack scope: accelerators per rack, "
+                                                                     "taken in placement order")
     interval: Seconds = Field(default=1.0, gt=0, description="how often the cap is revised")
     min_clock: float = Field(default=0.3, gt=0, le=1, description="the lowest clock a cap may set")
 
@@ -205,22 +224,25 @@ class PowerBudget(Spec):
 
 
 class ScenarioSpec(Spec):
-    name: Name
-    seed: int = Field(default=0, ge=0)
+    name: Name = Field(description="names the run and its results folder (results/NAME)")
+    seed: int = Field(default=0, ge=0, description="one seed for the run; each component draws from its own "
+                                                   "stream derived from it")
     duration: Seconds = Field(gt=0, description="window in which requests arrive")
-    warmup: Seconds = Field(default=0.0, ge=0)
+    warmup: Seconds = Field(default=0.0, ge=0, description="arrivals before this are left out of latency "
+                                                           "statistics; throughput counts completions after it")
     drain: Seconds | None = Field(default=None, ge=0,
                                   description="time after duration to finish in-flight work; none: until done")
-    topology: TopologySpec | None = None
-    fleet: list[Pool] = Field(min_length=1)
-    router: Router = Router()
+    topology: TopologySpec | None = Field(default=None, description="the interconnect: replicas are placed on its "
+                                                                    "accelerators and data moves over it as flows")
+    fleet: list[Pool] = Field(min_length=1, description="the pools of accelerators and what each serves")
+    router: Router = Field(default=Router(), description="how requests are spread over the replicas")
     admission: AdmissionSpec | None = Field(default=None, description="per-tenant rate limits, load shedding by class")
-    ingress: Ingress | None = None
-    workload: list[Stream] = Field(min_length=1)
+    ingress: Ingress | None = Field(default=None, description="where requests enter the fabric (needs a topology)")
+    workload: list[Stream] = Field(min_length=1, description="the streams of requests")
     services: list[Service] = Field(default_factory=list, description="CPU-side services sessions' tools call")
-    slo: Slo = Slo()
-    economics: Economics = Economics()
-    power: PowerBudget | None = None
+    slo: Slo = Field(default=Slo(), description="latency targets; the summary says whether they are met")
+    economics: Economics = Field(default=Economics(), description="how cost is counted")
+    power: PowerBudget | None = Field(default=None, description="a power budget: above it devices are power-capped")
     failures: FailureSpec | None = Field(default=None, description="devices, servers, racks, links and switches "
                                                                    "that fail and are repaired")
     calibration: str | None = Field(default=None, description="overlay written by `dcsim calibrate` (path "

@@ -15,7 +15,8 @@ SLO_STATS = ("p50", "p90", "p99", "mean")
 class Slo(Spec):
     """Latency targets, e.g. ttft_p99: 2s. A request meets the SLO when every metric is within target."""
 
-    targets: dict[str, float] = Field(default_factory=dict)
+    targets: dict[str, float] = Field(default_factory=dict, description="`<metric>_<stat>` -> seconds, collected "
+                                                                       "from the keys written beside it")
 
     @model_validator(mode="before")
     @classmethod
