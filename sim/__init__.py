@@ -4,8 +4,12 @@
     from sim.simulation import simulate
     from sim.results.summary import summarize
 
-    result = simulate(load_scenario("scenarios/quickstart.yaml", ["workload.rate=80/s"]))
+    result = simulate(load_scenario("quickstart", ["workload.rate=80/s"]))
     figures = summarize(result)
+
+A bare name is an example that ships with the package (`dcsim catalog scenarios`); a path
+reads your own file. `__version__` is the one place the version is written (pyproject.toml
+reads it from here).
 """
 __version__ = "0.1.0"
 

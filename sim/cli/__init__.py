@@ -10,9 +10,10 @@ import argparse
 import sys
 
 from . import checking, running, sizing, sweeping
+from .. import __version__
 from ..core.column_store import steady_heap
 from ..spec.errors import ScenarioError
-from .arguments import EXIT_INTERRUPTED, EXIT_SCENARIO
+from .arguments import EXIT_INTERRUPTED, EXIT_SCENARIO, examples_text
 
 # in the order `dcsim --help` lists them
 COMMANDS = (running.add_run, running.add_compare, sizing.add_plan, sweeping.add_sweep, checking.add_validate,
@@ -21,7 +22,13 @@ COMMANDS = (running.add_run, running.add_compare, sizing.add_plan, sweeping.add_
 
 
 def parser() -> argparse.ArgumentParser:
-    out = argparse.ArgumentParser(prog="dcsim", description="Capacity simulator for AI-inference datacenters.")
+    out = argparse.ArgumentParser(prog="dcsim", description="Capacity simulator for AI-inference datacenters.",
+                                  epilog=examples_text([
+                                      "dcsim run quickstart # an example scenario; results in results/quickstart",
+                                      "dcsim catalog scenarios # the examples, by name",
+                                  ]) + "\n\nA command's options and examples: dcsim COMMAND --help.",
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    out.add_argument("--version", action="version", version=f"dcsim {__version__}")
     sub = out.add_subparsers(dest="command", required=True)
     for add in COMMANDS:
         add(sub)

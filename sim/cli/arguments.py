@@ -3,12 +3,55 @@ from __future__ import annotations
 
 import argparse
 import os
-
+import textwrap
 
 from ..spec.errors import ScenarioError
 
 EXIT_SCENARIO = 2
 EXIT_INTERRUPTED = 130     # as a shell reports a command stopped by Ctrl-C (128 + SIGINT)
+SET_HELP = "override a field, e.g. --set workload.rate=80/s (repeatable)"
+SCENARIO_HELP = "scenario YAML file, or an example's name (`dcsim catalog scenarios` lists them)"
+
+
+def command(sub, name: str, help: str, examples: list[str], description: str | None = None):
+    """A subcommand whose --help ends in `examples:`, commands a user can paste as they are:
+    each "dcsim ... # note", the note printed above it (tests/test_cli_help.py parses them)."""
+    # raw, so the examples keep their lines; the description is wrapped here instead
+    text = description or help[:1].upper() + help[1:] + "."
+    return sub.add_parser(name, help=help, description=textwrap.fill(text, width=90),
+                          epilog=examples_text(examples), formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def examples_text(examples: list[str]) -> str:
+    """The `examples:` block of a --help: each note as a comment, its command below it, a
+    long command continued over lines with a backslash as a shell takes it."""
+    blocks = []
+    for example in examples:
+        cmd, _, note = example.partition(" # ")
+        shell = " \\\n      ".join(_fill(_words(cmd), width=88))
+        blocks.append((f"  # {note.strip()}\n" if note else "") + f"  {shell}")
+    return "examples:\n" + "\n\n".join(blocks)
+
+
+def _words(cmd: str) -> list[str]:
+    """A command's words, each option with its value, so no line break parts them."""
+    words: list[str] = []
+    for token in cmd.split():
+        if words and words[-1].startswith("--") and " " not in words[-1] and not token.startswith("-"):
+            words[-1] += " " + token
+        else:
+            words.append(token)
+    return words
+
+
+def _fill(words: list[str], width: int) -> list[str]:
+    lines = [words[0]]
+    for w in words[1:]:
+        if len(lines[-1]) + 1 + len(w) > width:
+            lines.append(w)
+        else:
+            lines[-1] += " " + w
+    return lines
 
 
 def at_least(low: int):

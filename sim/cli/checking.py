@@ -6,17 +6,30 @@ import os
 
 from rich.table import Table
 
+from .arguments import SCENARIO_HELP, SET_HELP, command
+
 
 def add_validate(sub) -> None:
-    val = sub.add_parser("validate", help="check a scenario without running it")
-    val.add_argument("scenario")
-    val.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE")
+    val = command(sub, "validate", "check a scenario without running it", [
+        "dcsim validate quickstart # an example scenario, by name",
+        "dcsim validate gpu-vs-asic --variant inferentia2",
+        "dcsim validate quickstart --set fleet.0.count=4 --set workload.0.rate=20/s",
+    ])
+    val.add_argument("scenario", help=SCENARIO_HELP)
+    val.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
+                     help=SET_HELP)
     val.add_argument("--variant", help="check this variant of the scenario")
     val.set_defaults(handler=_validate)
 
 
 def add_validate_model(sub) -> None:
-    vm = sub.add_parser("validate-model", help="hold the simulator's predictions against published figures")
+    vm = command(sub, "validate-model", "hold the simulator's predictions against published figures", [
+        "dcsim validate-model --fast --report '' # the quick cases, no report written",
+        "dcsim validate-model --level kernel --level step --report kernel-step.md",
+        "dcsim validate-model --strict # every case, as `make validate`: exit 1 on a miss",
+    ], description="Hold the simulator's predictions against published figures. The cases are those of a clone "
+                   "of the repository (validation/cases); run it from there. A full run of them also records the "
+                   "held-out errors that every run's intervals come from.")
     vm.add_argument("cases", nargs="?", default="validation/cases", help="folder of case files")
     vm.add_argument("--level", action="append", choices=["kernel", "step", "serving", "queueing"],
                     help="only these levels (repeatable)")
@@ -30,17 +43,26 @@ def add_validate_model(sub) -> None:
 
 
 def add_topology(sub) -> None:
-    topo = sub.add_parser("topology", help="summarize a topology file and optionally draw it")
-    topo.add_argument("file", help="topology YAML (topologies/*.yaml)")
+    topo = command(sub, "topology", "summarize a topology file and optionally draw it", [
+        "dcsim topology hgx-h100-node # an example topology, by name",
+        "dcsim topology rail-64x8-h100 --json",
+        "dcsim topology rail-4x8-h100 --png rail-4x8-h100.png # and draw its graph",
+    ])
+    topo.add_argument("file", help="topology YAML file, or an example's name (`dcsim catalog scenarios` lists "
+                                   "them)")
     topo.add_argument("--png", help="draw the graph to this PNG file")
-    topo.add_argument("--json", action="store_true")
+    topo.add_argument("--json", action="store_true", help="print the summary as JSON")
     topo.set_defaults(handler=_topology)
 
 
 def add_catalog(sub) -> None:
-    cat = sub.add_parser("catalog", help="list the devices or models in the catalog")
-    cat.add_argument("what", choices=["devices", "models"])
-    cat.add_argument("--json", action="store_true")
+    cat = command(sub, "catalog", "list the devices or models in the catalog, or the example scenarios", [
+        "dcsim catalog scenarios # the examples that `dcsim run NAME` runs",
+        "dcsim catalog devices",
+        "dcsim catalog models --json",
+    ])
+    cat.add_argument("what", choices=["devices", "models", "scenarios"], help="what to list")
+    cat.add_argument("--json", action="store_true", help="print the entries as JSON")
     cat.set_defaults(handler=_catalog)
 
 
@@ -71,6 +93,10 @@ def _validate_model(args) -> int:
     from ..tools.fidelity_report import _num, _pct, markdown_report
     from ..results.console import make_console
 
+    if not os.path.isdir(args.cases):    # an installed dcsim has no cases: say so rather than check none
+        from ..spec.errors import Loc, ScenarioError
+        raise ScenarioError.one(Loc(args.cases), "", "no such folder of validation cases (they are in a clone of "
+                                                     "the repository: run dcsim validate-model from its top folder)")
     console = make_console()
     outcomes = fidelity.run_cases(args.cases, levels=args.level, fast=args.fast,
                                   progress=lambda o: console.print(
@@ -157,9 +183,10 @@ def _crosscheck_kernels(console) -> list:
 def _topology(args) -> int:
     from ..fabric.topology import load_topology, summarize_topology
     from ..fabric.topology_drawing import draw_topology
+    from ..scenario import examples
     from ..spec.units import format_bytes
 
-    spec = load_topology(args.file)
+    spec = load_topology(examples.path_of(args.file, examples.TOPOLOGIES))
     summary = summarize_topology(spec)
     if args.json:
         print(json.dumps(summary, indent=2, default=str))
@@ -185,6 +212,8 @@ def _catalog(args) -> int:
     from ..results.console import make_console
     from ..spec.units import format_bytes
 
+    if args.what == "scenarios":
+        return _example_scenarios(args.json)
     if args.what == "devices":
         specs = {k: DeviceSpec.model_validate(v) for k, v in catalog.device_entries().items()}
         title = "devices (peak FLOP/s dense, per chip)"
@@ -219,6 +248,28 @@ def _catalog(args) -> int:
     for k, s in specs.items():
         table.add_row(*row(k, s))
     make_console().print(table)
+    return 0
+
+
+def _example_scenarios(as_json: bool) -> int:
+    """`dcsim catalog scenarios`: the examples that ship with dcsim, each by name with its purpose."""
+    from ..results.console import make_console
+    from ..scenario import examples
+
+    found = examples.listing()
+    if as_json:
+        print(json.dumps(found, indent=2))
+        return 0
+    console = make_console()
+    table = Table(title="example scenarios: dcsim run NAME (or validate, compare, plan NAME)", title_justify="left")
+    table.add_column("name", no_wrap=True)
+    table.add_column("purpose")
+    for name, entry in found.items():
+        table.add_row(name, entry["purpose"])
+    console.print(table)
+    console.print(f"sweeps (dcsim sweep NAME): {', '.join(examples.names(examples.SWEEPS)) or '-'}")
+    console.print(f"topologies (dcsim topology NAME): {', '.join(examples.names(examples.TOPOLOGIES)) or '-'}")
+    console.print(f"files: {examples.folder()} (copy one to start your own)")
     return 0
 
 

@@ -8,14 +8,19 @@ import sys
 from rich.table import Table
 
 from ..spec.units import duration_or_dash
-from .arguments import EXIT_SCENARIO, at_least, writable
+from .arguments import EXIT_SCENARIO, SCENARIO_HELP, SET_HELP, at_least, command, writable
 
 
 def add_run(sub) -> None:
-    run = sub.add_parser("run", help="simulate a scenario and write its results")
-    run.add_argument("scenario", help="scenario YAML file")
+    run = command(sub, "run", "simulate a scenario and write its results", [
+        "dcsim run quickstart # the example scenario; results in results/quickstart",
+        "dcsim run quickstart --set workload.0.rate=80/s --out results/quickstart-80 # twice the load",
+        "dcsim run gpu-vs-asic --variant tpu-v6e --json # one variant; summary.json on stdout",
+        "dcsim run quickstart --trace-window 30s:40s # also trace.json for ui.perfetto.dev",
+    ])
+    run.add_argument("scenario", help=SCENARIO_HELP)
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
-                     help="override a field, e.g. --set workload.rate=80/s (repeatable)")
+                     help=SET_HELP)
     run.add_argument("--seed", type=at_least(0), help="random seed (overrides the scenario's seed)")
     run.add_argument("--out", help="results folder (default: results/<scenario name>)")
     run.add_argument("--json", action="store_true", help="print summary.json instead of the table")
@@ -30,18 +35,28 @@ def add_run(sub) -> None:
 
 
 def add_compare(sub) -> None:
-    cmp_ = sub.add_parser("compare", help="run several fleets on the same workload and seed, side by side")
-    cmp_.add_argument("scenarios", nargs="+", help="scenario files; each adds its base and its variants")
-    cmp_.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE")
+    cmp_ = command(sub, "compare", "run several fleets on the same workload and seed, side by side", [
+        "dcsim compare gpu-vs-asic # its base fleet and each variant",
+        "dcsim compare quickstart static-baseline # continuous against static batching",
+        "dcsim compare colocated-llama70b disagg-llama70b --seeds 1",
+    ])
+    cmp_.add_argument("scenarios", nargs="+", help="scenario files or example names; each adds its base and its "
+                                                   "variants")
+    cmp_.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
+                      help=SET_HELP)
     cmp_.add_argument("--out", help="folder for compare.json/.csv and the plot (default: results/compare-<name>)")
-    cmp_.add_argument("--json", action="store_true")
+    cmp_.add_argument("--json", action="store_true", help="print the comparison rows as JSON")
     cmp_.add_argument("--seeds", type=at_least(1), default=3,
                       help="seeds a fleet runs when an SLO target lies inside its figure's interval (default 3)")
     cmp_.set_defaults(handler=_compare)
 
 
 def add_report(sub) -> None:
-    rep = sub.add_parser("report", help="write a self-contained HTML page of a run's or a sweep's results")
+    rep = command(sub, "report", "write a self-contained HTML page of a run's or a sweep's results", [
+        "dcsim run quickstart # first, a run: results/quickstart",
+        "dcsim report results/quickstart # writes results/quickstart/report.html",
+        "dcsim report results/quickstart --out quickstart.html",
+    ])
     rep.add_argument("results", help="results folder of `dcsim run` or `dcsim sweep`")
     rep.add_argument("--out", help="HTML file to write (default: RESULTS/report.html)")
     rep.set_defaults(handler=_report)
@@ -84,9 +99,11 @@ def _run(args) -> int:
 def _compare(args) -> int:
     from ..tools import compare
     from ..results.console import make_console
+    from ..scenario import examples
 
     console = make_console()
-    scenarios = compare.load_entries(compare.entries(args.scenarios), args.overrides)
+    paths = [examples.path_of(s) for s in args.scenarios]
+    scenarios = compare.load_entries(compare.entries(paths), args.overrides)
     out = writable(args.out or os.path.join("results", f"compare-{scenarios[0].name}"))
     rows = [_compare_row(console, sc, args.seeds) for sc in scenarios]
     files = compare.write(rows, out)

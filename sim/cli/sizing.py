@@ -8,12 +8,18 @@ from rich.table import Table
 
 from ..spec.errors import ScenarioError
 from ..spec.units import duration_or_dash
-from .arguments import at_least, degrees, loc, share, writable
+from .arguments import SET_HELP, at_least, command, degrees, loc, share, writable
 
 
 def add_plan(sub) -> None:
-    plan = sub.add_parser("plan", help="smallest fleet per device that meets an SLO, or the most load a fleet takes")
-    plan.add_argument("scenario", help="scenario with one pool: its model, precision and engine are kept")
+    plan = command(sub, "plan", "smallest fleet per device that meets an SLO, or the most load a fleet takes", [
+        "dcsim plan quickstart # the scenario's device, load and SLO",
+        ("dcsim plan quickstart --devices nvidia-h100-sxm,nvidia-a100-80gb --rate 80/s --slo ttft_p99=1s,tpot_p99=80ms"
+         " # two devices, at twice the load and a tighter SLO"),
+        "dcsim plan quickstart --max-load # the most load its own fleet takes",
+    ])
+    plan.add_argument("scenario", help="scenario file or example name, with one pool: its model, precision and "
+                                       "engine are kept")
     plan.add_argument("--slo", help="targets, e.g. ttft_p99=2s,tpot_p99=100ms (default: the scenario's)")
     plan.add_argument("--rate", help="total request rate to size for, e.g. 40/s (default: the scenario's)")
     plan.add_argument("--devices", help="comma-separated catalog devices (default: the scenario's device)")
@@ -28,22 +34,30 @@ def add_plan(sub) -> None:
                       help="seeds each answer must meet the SLO with (default 3: the scenario's and the next two)")
     plan.add_argument("--max-load", action="store_true",
                       help="instead: the highest rate the scenario's own fleet sustains within the SLO")
-    plan.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE")
+    plan.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
+                      help=SET_HELP)
     plan.add_argument("--out", help="folder for plan.json (default: results/plan-<name>)")
     plan.set_defaults(handler=_plan)
 
 
 def add_calibrate(sub) -> None:
-    cal = sub.add_parser("calibrate", help="fit device and host factors to your cluster's benchmark results",
-                         description="Fit the simulator to measurements of your own cluster: vllm bench serve "
-                                     "result JSON, SGLang bench_serving JSONL, or a CSV of step times (batch, "
-                                     "prompt_tokens, context, step_time_ms). Half the measurements fit, half check; "
-                                     "the overlay written is applied by a scenario's `calibration: FILE`.")
-    cal.add_argument("scenario", help="scenario whose pool the files measured (its device, model, tp, engine)")
+    example = "scenarios/calibration/"     # example benchmark files, in a clone of the repository
+    cal = command(sub, "calibrate", "fit device and host factors to your cluster's benchmark results", [
+        (f"dcsim calibrate {example}h100-llama8b.yaml {example}vllm-bench-rate4.json {example}vllm-bench-rate8.json "
+         f"{example}vllm-bench-rate12.json # vllm bench serve results at three loads"),
+        (f"dcsim calibrate {example}h100-llama8b.yaml {example}sglang-bench.jsonl {example}step-times.csv "
+         "--out my-cluster.yaml # SGLang results and measured step times"),
+    ], description="Fit the simulator to measurements of your own cluster: vllm bench serve result JSON, SGLang "
+                   "bench_serving JSONL, or a CSV of step times (batch, prompt_tokens, context, step_time_ms). Half "
+                   "the measurements fit, half check; the overlay written is applied by a scenario's `calibration: "
+                   f"FILE`. The examples read the made-up benchmark files in {example} of a clone of the repository.")
+    cal.add_argument("scenario", help="scenario file or example name whose pool the files measured (its device, "
+                                      "model, tp, engine)")
     cal.add_argument("files", nargs="+", help="benchmark result files (.json, .jsonl) and step-time CSVs (.csv)")
     cal.add_argument("--pool", help="the pool the files measured (when the scenario has several)")
     cal.add_argument("--out", default="calibration.yaml", help="overlay to write (default: calibration.yaml)")
-    cal.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE")
+    cal.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
+                     help=SET_HELP)
     cal.set_defaults(handler=_calibrate)
 
 
@@ -52,6 +66,7 @@ def _plan(args) -> int:
 
     from ..tools.plan import Planner, parse_slo
     from ..results.console import make_console
+    from ..scenario import examples
     from ..spec.units import parse_rate
 
     console = make_console()
@@ -67,7 +82,7 @@ def _plan(args) -> int:
         rate = parse_rate(args.rate) if args.rate else None
     except Exception as exc:
         raise ScenarioError.one(loc("--rate"), "rate", str(exc)) from None
-    planner = Planner(args.scenario, slo, rate, args.overrides, args.tolerance, args.max_devices, progress, args.tp,
+    planner = Planner(examples.path_of(args.scenario), slo, rate, args.overrides, args.tolerance, args.max_devices, progress, args.tp,
                       args.seeds)
     name = planner.base.name
     out = writable(args.out or os.path.join("results", f"plan-{name}"))
@@ -231,10 +246,11 @@ def _write_plan(out, planner, plans, ok, fail, complete: bool = True) -> None:
 def _calibrate(args) -> int:
     from ..tools.calibrate import Calibrator, write_overlay
     from ..results.console import make_console
+    from ..scenario import examples
 
     console = make_console()
     writable(args.out, folder=False)
-    calibrator = Calibrator(args.scenario, args.files, args.pool, args.overrides)
+    calibrator = Calibrator(examples.path_of(args.scenario), args.files, args.pool, args.overrides)
     cal = calibrator.run(progress=lambda text: console.print(f"  {text}"))
     fit = cal.fit
     host = "the engine preset's" if fit.iteration_overhead is None else f"{fit.iteration_overhead * 1e3:.3f} ms"

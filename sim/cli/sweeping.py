@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from .arguments import at_least, writable
+from .arguments import at_least, command, writable
 
 
 def add_sweep(sub) -> None:
-    sw = sub.add_parser("sweep", help="run a scenario over axes of values and seeds, on a process pool or a Dask cluster")
-    sw.add_argument("sweep", help="sweep YAML file: base scenario, axes, seeds")
+    sw = command(sub, "sweep", "run a scenario over axes of values and seeds, on a process pool or a Dask cluster", [
+        "dcsim sweep quickstart-size-vs-load --list # the example sweep's points, without running them",
+        "dcsim sweep quickstart-size-vs-load --workers 2 # results in results/sweep-quickstart-size-vs-load",
+        "dcsim sweep quickstart-size-vs-load --out results/size-vs-load --no-point-files # summaries only",
+    ])
+    sw.add_argument("sweep", help="sweep YAML file (base scenario, axes, seeds), or an example sweep's name "
+                                  "(`dcsim catalog scenarios` lists them)")
     sw.add_argument("--out", help="sweep folder (default: results/sweep-<name>); a rerun skips finished points")
     sw.add_argument("--workers", type=at_least(1), help="processes of the local pool (default: the sweep's, else all cores)")
     sw.add_argument("--cluster", help="Dask scheduler address, e.g. tcp://host:8786 ('local': a local Dask "
@@ -28,11 +33,12 @@ def _sweep(args) -> int:
     from ..tools import sweep as sw
     from ..tools.executors import executor_for
     from ..results.console import make_console
+    from ..scenario import examples
 
     console = make_console()
     if args.out:
         writable(args.out)
-    sweep = sw.load_sweep(args.sweep, args.out)
+    sweep = sw.load_sweep(examples.path_of(args.sweep, examples.SWEEPS), args.out)
     if args.list:
         for t in sweep.tasks:
             console.print(f"{t.point}  {t.axes}  seed {t.seed}" + (f"  variant {t.variant}" if t.variant else ""))

@@ -20,6 +20,7 @@ from ..spec import source
 from ..spec.errors import Loc, Problem, ScenarioError, did_you_mean
 from ..spec.validate import validate
 from ..timing import calibration
+from . import examples
 from .checks import (check_admission, check_autoscale, check_failures, check_modalities, check_roles,
                      check_sessions, check_sizes, check_tenants, check_topology)
 from .resolve import resolve_pool
@@ -28,7 +29,9 @@ from .schema import ScenarioSpec
 
 
 def load_scenario(path: str, overrides: list[str] | tuple[str, ...] = (), variant: str | None = None) -> Scenario:
-    """A scenario file, with variant `variant` applied (None: the base scenario)."""
+    """A scenario file, with variant `variant` applied (None: the base scenario); a bare name
+    such as "quickstart" is the example scenario of that name (`examples`)."""
+    path = examples.path_of(path)
     src = source.load(path)
     src.select_variant(variant)
     return scenario_from_source(src, overrides, path)
