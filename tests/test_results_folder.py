@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from sim.results.analysis import load_run
 from sim.cli import main
+from sim.results.analysis import load_run
 from sim.results.folder import ResultsError, verify
 from tests.conftest import ROOT
 
@@ -62,6 +62,19 @@ def test_a_run_will_not_replace_a_folder_dcsim_did_not_write(tmp_path, capsys):
     assert main(["run", QUICKSTART, *SHORT, "--out", str(mine)]) == 2
     assert "is not a dcsim results folder" in capsys.readouterr().err
     assert (mine / "notes.txt").read_text() == "keep me"
+
+
+def test_compare_and_plan_may_write_again_where_they_wrote(tmp_path, capsys):
+    """A second compare or plan into its own earlier folder replaces it (the default folder
+    of a command run twice), as a run does."""
+    for _ in range(2):
+        assert main(["compare", QUICKSTART, *SHORT, "--out", str(tmp_path / "cmp")]) == 0
+    assert (tmp_path / "cmp" / "compare.json").exists()
+    for _ in range(2):
+        main(["plan", QUICKSTART, *SHORT, "--devices", "nvidia-h100-sxm", "--tp", "1", "--max-devices", "2",
+              "--out", str(tmp_path / "plan")])
+        assert "not a dcsim results folder" not in capsys.readouterr().err
+    assert (tmp_path / "plan" / "plan.json").exists()
 
 
 def _kill_when(cmd, ready, timeout=120):

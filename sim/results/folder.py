@@ -17,8 +17,9 @@ import tempfile
 from contextlib import contextmanager
 
 MANIFEST = "manifest.json"
-# what marks a folder as one dcsim wrote (and so may replace)
-MARKERS = (MANIFEST, "summary.json", "sweep.json")
+# what marks a folder as one dcsim wrote (and so may replace): a run's, a sweep's, a
+# comparison's or a plan's
+MARKERS = (MANIFEST, "summary.json", "sweep.json", "compare.json", "plan.json")
 
 
 class ResultsError(ValueError):
