@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test fuzz bench validate same-results clean
+.PHONY: run test fuzz bench validate same-results docs docs-serve clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,5 +37,13 @@ BASE ?= HEAD
 same-results: $(STAMP)
 	$(BIN)/python -m benchmarks.same_results against $(BASE)
 
+# the documentation site, offline and strict (a broken link or an unknown generated block
+# fails it), into site/; docs-serve rebuilds it on every change at http://127.0.0.1:8000
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
+docs-serve: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve
+
 clean:
-	rm -rf $(VENV) results .pytest_cache
+	rm -rf $(VENV) results .pytest_cache site
