@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test fuzz bench validate same-results docs docs-serve clean
+.PHONY: run lint test fuzz bench validate same-results docs docs-serve clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,9 +15,13 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/dcsim run scenarios/quickstart.yaml
 
+# ruff over the whole repository, as configured in pyproject.toml ([tool.ruff]); test runs it first
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
 # the suite runs on every core (pytest-xdist); JOBS=1 runs it in one process
 JOBS ?= auto
-test: $(STAMP)
+test: $(STAMP) lint
 	$(BIN)/python -m pytest -n $(JOBS)
 
 # the fuzz test of tests/test_fuzz.py at 10,000 mutated scenarios (make test runs 40)

@@ -93,9 +93,9 @@ def replica_capacity(scenario: str) -> float:
     """Requests per second one replica of the scenario's first pool completes when saturated
     (a closed loop with twice as many clients as batch slots, the network left out), measured
     by the simulator itself."""
+    from sim.results.summary import summarize
     from sim.scenario import load_scenario
     from sim.simulation import simulate
-    from sim.results.summary import summarize
     spec = load_scenario(scenario).spec
     serve = spec.fleet[0].serve
     stream = spec.workload[0]
@@ -202,7 +202,8 @@ def main(argv=None) -> int:
         with open(path) as fh:
             mine = {r["case"] for r in rows}
             rows = [r for r in json.load(fh)["results"] if r["case"] not in mine] + rows
-    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    machine = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+               f"Python {platform.python_version()}")
     cols = list(rows[0])
     print(f"machine: {machine}")
     print(" | ".join(cols))

@@ -9,6 +9,7 @@ has changed since the cache was written (their hash is kept next to the cache).
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 
@@ -51,10 +52,8 @@ def refresh() -> None:
         for folder, _, files in os.walk(HERE):
             for name in files:
                 if name.endswith((".nbi", ".nbc")):
-                    try:
+                    with contextlib.suppress(FileNotFoundError):   # another process cleared it first
                         os.remove(os.path.join(folder, name))
-                    except FileNotFoundError:   # another process cleared it first
-                        pass
         os.makedirs(os.path.dirname(STAMP), exist_ok=True)
         with open(STAMP, "w") as f:
             f.write(digest)

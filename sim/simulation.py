@@ -217,7 +217,7 @@ def build_fabric(w: World, trace: bool) -> None:
                                     w.table.store.spill)
         collectives_over_fabric(w.scenario, w.replicas, w.placement, w.fabric, w.pipelines)
     if w.decoders:
-        model_of = {rep.index: pool.model_key for pool, rep in zip(w.engine_pools, w.replicas)}
+        model_of = {rep.index: pool.model_key for pool, rep in zip(w.engine_pools, w.replicas, strict=True)}
         disagg = Disaggregation(w.env, w.fabric, w.placement, w.decoders, w.table, model_of)
         for rep in w.replicas:
             if rep.role == "prefill":
@@ -293,7 +293,7 @@ def collect(w: World, wall_seconds: float) -> RunResult:
     reusable = w.prefix.reusable()[sent] if w.prefix is not None else None
     load_time = w.lifecycle.load_time
     infos = []
-    for rep, pool in zip(w.replicas, w.engine_pools):
+    for rep, pool in zip(w.replicas, w.engine_pools, strict=True):
         infos.append(ReplicaInfo(rep.index, pool.name, pool.device_key, pool.model_key, pool.deployment.tp,
                                  rep.busy_time, rep.preemptions, rep.total_blocks, rep.role,
                                  [str(a) for a in w.placement.get(rep.index, [])], load_time.get(rep.index),

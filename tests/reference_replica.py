@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from sim.timing import kernels
 from sim.core.clock import at
 from sim.serving.event_log import itl_bins
 from sim.serving.static import ProcessReplica
+from sim.timing import kernels
 
 
 class SteppingReplica(ProcessReplica):
@@ -112,7 +112,8 @@ class SteppingReplica(ProcessReplica):
                 c = min(left, prefill_budget)
                 pre.append((i, c))
                 prefill_budget -= c
-        while self.waiting and len(self.req) < self.max_seqs and (prefill_budget > 0 or table.kv_ready[self.waiting[0]]):
+        while (self.waiting and len(self.req) < self.max_seqs
+               and (prefill_budget > 0 or table.kv_ready[self.waiting[0]])):
             r = self.waiting[0]
             if table.kv_ready[r]:  # prefilled elsewhere: decodes right away
                 kv = int(table.prompt[r])

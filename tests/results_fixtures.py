@@ -11,9 +11,9 @@ import pandas as pd
 import yaml
 
 from sim.results.report import _jsonable, write_results
+from sim.results.summary import summarize
 from sim.scenario import load_scenario
 from sim.simulation import simulate
-from sim.results.summary import summarize
 from sim.tools.sweep import flatten
 from tests.conftest import BASE, ROOT, deep_update
 

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from sim.catalog import accuracy
-from sim.tools import fidelity
-from sim.results import intervals
 from sim.catalog.accuracy import Entry, Interval
 from sim.cli.sizing import within_error
+from sim.results import intervals
+from sim.tools import fidelity
 from sim.tools.plan_records import Trial
 from tests.conftest import ROOT
 
@@ -78,8 +78,9 @@ def test_the_recorded_errors_are_the_shipped_held_out_cases():
 
 
 def test_a_run_prints_and_records_intervals(tmp_path, capsys):
-    from sim.cli import main
     import json
+
+    from sim.cli import main
     out = tmp_path / "run"
     assert main(["run", os.path.join(ROOT, "scenarios", "quickstart.yaml"), "--out", str(out),
                  "--set", "duration=60s", "--set", "warmup=10s"]) == 0

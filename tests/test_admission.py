@@ -7,11 +7,11 @@ import copy
 import numpy as np
 import pytest
 
-from sim.spec.errors import ScenarioError
-from sim.core.metrics import COMPLETED, FAILED, IN_FLIGHT, REJECTED, REASON_CODES, SHED
+from sim.core.metrics import COMPLETED, FAILED, IN_FLIGHT, REASON_CODES, REJECTED, SHED
+from sim.results.summary import summarize
 from sim.scenario import load_scenario
 from sim.simulation import simulate
-from sim.results.summary import summarize
+from sim.spec.errors import ScenarioError
 from tests.conftest import BASE
 
 STREAM = {"prompt_tokens": 100, "output_tokens": 20, "arrival": "constant"}

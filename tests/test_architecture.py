@@ -1,4 +1,4 @@
-"""The layout's import rules (docs/architecture.md): layers import only layers below them,
+"""The layout's import rules (docs/explanation/architecture.md): layers import only layers below them,
 and no module imports itself back through others."""
 from __future__ import annotations
 
@@ -32,7 +32,9 @@ def imports(module: str, path: str, known: dict[str, str]) -> set[str]:
     """The sim modules `module` imports, at its top or inside functions."""
     package = module if path.endswith("__init__.py") else module.rsplit(".", 1)[0]
     out = set()
-    for node in ast.walk(ast.parse(open(path).read())):
+    with open(path) as fh:
+        tree = ast.parse(fh.read())
+    for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom):
             if node.level:
                 parts = package.split(".")
@@ -63,7 +65,9 @@ def test_every_relative_import_names_a_module():
     wrong = []
     for module, path in known.items():
         package = module if path.endswith("__init__.py") else module.rsplit(".", 1)[0]
-        for node in ast.walk(ast.parse(open(path).read())):
+        with open(path) as fh:
+            tree = ast.parse(fh.read())
+        for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom) and node.level:
                 parts = package.split(".")
                 base = ".".join(parts[:len(parts) - node.level + 1] + ([node.module] if node.module else []))
@@ -103,7 +107,11 @@ def test_no_import_circle():
 
 # Functions over the limit, at their size: they may shrink, not grow, and one joins them only
 # where a longer function reads better and its docstring says why.
-LONG_MODULES: dict[str, int] = {}
+LONG_MODULES: dict[str, int] = {
+    # the compiled scheduler reads ~40 constants of engine_state by name; ruff's import sort puts
+    # one name a line (42 lines of imports), which the module's code does not grow with
+    "sim.serving.scheduler": 415,
+}
 LONG_FUNCTIONS = {
     # counters kept in registers: split through shared arrays it ran 35 % slower (its docstring)
     "sim.serving.scheduler.engine_run": 188,
@@ -114,7 +122,8 @@ MAX_FUNCTION_LINES = 60
 def test_modules_stay_short():
     over = {}
     for module, path in modules().items():
-        lines = sum(1 for _ in open(path))
+        with open(path) as fh:
+            lines = sum(1 for _ in fh)
         if lines > max(MAX_LINES, LONG_MODULES.get(module, 0)):
             over[module] = lines
     assert over == {}, f"modules over {MAX_LINES} lines (split them by concept)"
@@ -123,7 +132,9 @@ def test_modules_stay_short():
 def test_functions_stay_short():
     over = {}
     for module, path in modules().items():
-        for node in ast.walk(ast.parse(open(path).read())):
+        with open(path) as fh:
+            tree = ast.parse(fh.read())
+        for node in ast.walk(tree):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 name, lines = f"{module}.{node.name}", node.end_lineno - node.lineno + 1
                 if lines > max(MAX_FUNCTION_LINES, LONG_FUNCTIONS.get(name, 0)):

@@ -15,10 +15,10 @@ from pydantic import ValidationError
 from sim.demand.arrival_times import OperationalClock, expected_arrivals, sample_times
 from sim.demand.arrivals import Arrival, Trace
 from sim.demand.mmpp import arrival_idc, dispersion, fit_mmpp, mmpp_idc
-from sim.spec.errors import ScenarioError
 from sim.demand.streams import Stream
-from sim.scenario import load_scenario
 from sim.demand.workload import arrival_times, generate, read_trace, rng_for, trace_arrivals
+from sim.scenario import load_scenario
+from sim.spec.errors import ScenarioError
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "workloads" / "traces" / "sample-conv.csv"

@@ -8,11 +8,11 @@ import os
 import numpy as np
 import pytest
 
-from sim.spec.errors import ScenarioError
 from sim.core.metrics import COMPLETED
+from sim.results.summary import summarize
 from sim.scenario import load_scenario
 from sim.simulation import simulate
-from sim.results.summary import summarize
+from sim.spec.errors import ScenarioError
 from tests.conftest import BASE, ROOT
 
 RAIL = os.path.join(ROOT, "topologies", "rail-4x8-h100.yaml")
@@ -87,8 +87,8 @@ def test_a_cold_start_takes_provisioning_plus_weights_over_the_path(write_scenar
 def test_replica_hours_and_rented_cost_follow_the_running_replicas(write_scenario):
     fixed = simulate(scaled(write_scenario, None, rate="5/s"))
     auto = simulate(scaled(write_scenario, {"policy": "utilization", "target": 0.7, "min": 1, "interval": "10s"},
-                           rate="5/s", **{"economics": {"pricing": "rent"}}))
-    fixed_rent = simulate(scaled(write_scenario, None, rate="5/s", **{"economics": {"pricing": "rent"}}))
+                           rate="5/s", economics={"pricing": "rent"}))
+    fixed_rent = simulate(scaled(write_scenario, None, rate="5/s", economics={"pricing": "rent"}))
     accounted(auto)
     s = summarize(auto)
     hours = s["autoscaling"][0]["replica_hours"]

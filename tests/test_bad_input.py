@@ -9,9 +9,9 @@ import pytest
 import yaml
 
 from sim.cli import main
+from sim.results.summary import summarize
 from sim.scenario import load_scenario
 from sim.simulation import simulate
-from sim.results.summary import summarize
 from tests.conftest import BASE, ROOT
 
 QUICKSTART = os.path.join(ROOT, "scenarios", "quickstart.yaml")

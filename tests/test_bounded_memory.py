@@ -11,13 +11,13 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from sim.core import column_store
 from sim import simulation
+from sim.core import column_store
 from sim.core.column_store import ColumnStore, in_chunks
 from sim.core.metrics import BusyLog, RequestTable
 from sim.results.report import write_results
-from sim.scenario import load_scenario
 from sim.results.summary import summarize
+from sim.scenario import load_scenario
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -11,14 +11,14 @@ import os
 import pytest
 import yaml
 
-from sim.tools import bench_files
-from sim.spec import source
-from sim.tools.bench_files import ServingRun, StepRow, model_name
-from sim.tools.calibrate import Calibrator, Fit, _scaled, _step_time, benchmarked
 from sim.cli import main
-from sim.spec.errors import ScenarioError
 from sim.scenario import load_scenario, scenario_from_source
 from sim.simulation import simulate
+from sim.spec import source
+from sim.spec.errors import ScenarioError
+from sim.tools import bench_files
+from sim.tools.bench_files import ServingRun, StepRow, model_name
+from sim.tools.calibrate import Calibrator, Fit, _scaled, _step_time, benchmarked
 from tests.conftest import ROOT
 
 HERE = os.path.join(ROOT, "scenarios", "calibration")
@@ -77,7 +77,8 @@ def test_sglang_lines_are_runs_with_their_random_ranges(tmp_path):
 
 
 def vllm_file(tmp_path, **fields):
-    doc = json.loads(open(os.path.join(HERE, "vllm-bench-rate4.json")).read())
+    with open(os.path.join(HERE, "vllm-bench-rate4.json")) as fh:
+        doc = json.load(fh)
     doc.update(fields)
     path = tmp_path / f"v{len(fields)}{'-'.join(map(str, fields))}.json"
     path.write_text(json.dumps(doc, indent=2))
@@ -133,7 +134,8 @@ def test_the_shipped_examples_calibrate_and_a_calibrated_run_says_so(tmp_path, c
     text = capsys.readouterr().out
     assert "held-out median |error|" in text
     body = yaml.safe_load(out.read_text())["calibration"]
-    truth = yaml.safe_load(open(os.path.join(HERE, "truth.yaml")))["calibration"]
+    with open(os.path.join(HERE, "truth.yaml")) as fh:
+        truth = yaml.safe_load(fh)["calibration"]
     assert body["time_scale"] == pytest.approx(truth["time_scale"], rel=0.02)
     assert len(body["held_out"]["optimism"]) == len(body["held_out"]["figures"]) >= 6
     # a scenario naming the overlay runs the pool scaled and takes its interval from it

@@ -6,9 +6,9 @@ import os
 import numpy as np
 import pytest
 
-from sim.timing import kernels
 from sim.scenario import load_scenario
 from sim.simulation import simulate
+from sim.timing import kernels
 from tests.conftest import ROOT
 
 RAIL = os.path.join(ROOT, "topologies", "rail-4x8-h100.yaml")
@@ -52,7 +52,8 @@ def test_one_iteration_time_is_compute_plus_ring_over_the_nics(write_scenario):
     ring = 2 * 15 / 16 * nbytes / nic
     # ... and each of the 2 x layers all-reduces waits 2(n-1) times for its slowest hop
     nodes = res.replicas[0].accelerators
-    hop = max(res.fabric.latency[res.fabric.route(a, b, 0)].sum() for a, b in zip(nodes, nodes[1:] + nodes[:1]))
+    hop = max(res.fabric.latency[res.fabric.route(a, b, 0)].sum()
+              for a, b in zip(nodes, nodes[1:] + nodes[:1], strict=True))
     latency = m.layers * 2 * 2 * 15 * hop
     prefill = t.first_token[i] - t.admitted[i]
     # within 10%: ECMP gives the ring's crossing flows 7- and 8-hop paths of unequal latency
@@ -90,24 +91,24 @@ def test_a_torus_ring_by_hand():
 def test_the_same_tp8_pool_is_slower_without_the_wraparound_by_the_ring_formula(write_scenario):
     from sim.timing.operators import AllGather, AllReduce, operators
     ring, line = tpu_slice(write_scenario, True), tpu_slice(write_scenario, False)
-    r, l = ring.pools[0].deployment, line.pools[0].deployment
-    assert r.torus.dims == (2, 4) and r.torus.wrap == (True, True) and l.torus.wrap == (False, False)
-    assert "over the torus's links (2x4 chips: ring, ring)" in r.timing
+    on_ring, on_line = ring.pools[0].deployment, line.pools[0].deployment
+    assert on_ring.torus.dims == (2, 4) and on_ring.torus.wrap == (True, True) and on_line.torus.wrap == (False, False)
+    assert "over the torus's links (2x4 chips: ring, ring)" in on_ring.timing
     batch, context = 64, 1000
     def device_only(params):     # the TPU runtime's host time would hide the device's under overlap
         params = params.copy()
         params[kernels.K_OVERHEAD] = params[kernels.K_HOST_PER_SEQ] = 0.0
         return params
-    slower = kernels.decode_time(device_only(l.params), batch, context) - kernels.decode_time(
-        device_only(r.params), batch, context)
-    ops = operators(r.model, 8, r.precision, r.kv_precision)
+    slower = kernels.decode_time(device_only(on_line.params), batch, context) - kernels.decode_time(
+        device_only(on_ring.params), batch, context)
+    ops = operators(on_ring.model, 8, on_ring.precision, on_ring.kv_precision)
     by_hand = 0.0
     for op in ops.tokens + ops.logits:
         size = batch * getattr(op, "nbytes", 0.0)
         if isinstance(op, AllReduce):
-            by_hand += op.count * (l.torus.allreduce(size) - r.torus.allreduce(size))
+            by_hand += op.count * (on_line.torus.allreduce(size) - on_ring.torus.allreduce(size))
         elif isinstance(op, AllGather):
-            by_hand += op.count * 0.5 * (l.torus.allreduce(size) - r.torus.allreduce(size))
+            by_hand += op.count * 0.5 * (on_line.torus.allreduce(size) - on_ring.torus.allreduce(size))
     assert slower > 0 and slower == pytest.approx(by_hand, rel=1e-3)
     # no topology: the device's own scale-up figures, as before
     plain = load_scenario(write_scenario({"fleet.0.device": "google-tpu-v6e", "fleet.0.count": 8,

@@ -12,8 +12,11 @@ def test_every_module_with_compiled_code_is_watched():
     for folder, _, files in os.walk(here):
         for name in files:
             path = os.path.join(folder, name)
-            if name.endswith(".py") and "@njit" in open(path).read():
-                with_njit.add(os.path.relpath(path, here))
+            if not name.endswith(".py"):
+                continue
+            with open(path) as fh:
+                if "@njit" in fh.read():
+                    with_njit.add(os.path.relpath(path, here))
     watched = set(compiled_cache.compiled_sources())
     assert with_njit and with_njit <= watched
     # the scheduler inlines these: a change to any of them must reach its cached compilation

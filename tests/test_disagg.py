@@ -6,11 +6,11 @@ import os
 import numpy as np
 import pytest
 
-from sim.spec.errors import ScenarioError
 from sim.core.metrics import COMPLETED
+from sim.results.summary import summarize
 from sim.scenario import load_scenario
 from sim.simulation import simulate
-from sim.results.summary import summarize
+from sim.spec.errors import ScenarioError
 from tests.conftest import ROOT
 from tests.test_simulation import assert_invariants, assert_same_records
 

@@ -30,11 +30,13 @@ def test_a_field_the_pool_sets_overrides_the_preset(write_scenario):
     assert own.max_batch_seqs == 48 and own.max_batch_tokens == 8192
 
 
-@pytest.mark.parametrize("device, overhead, overlap", [("google-tpu-v6e", 6.6e-3, True), ("aws-trainium2", 437e-6, False),
+@pytest.mark.parametrize("device, overhead, overlap", [("google-tpu-v6e", 6.6e-3, True),
+                                                       ("aws-trainium2", 437e-6, False),
                                                        ("aws-inferentia2", 437e-6, False)])
 def test_a_device_with_its_own_runtime_replaces_the_presets_host_times(write_scenario, device, overhead, overlap):
     sc = load_scenario(write_scenario({"fleet.0.device": device, "fleet.0.count": 1,
-                                       "fleet.0.serve.model": "llama-3.2-1b", "fleet.0.serve.engine": {"framework": "vllm"}}))
+                                       "fleet.0.serve.model": "llama-3.2-1b",
+                                       "fleet.0.serve.engine": {"framework": "vllm"}}))
     own = sc.pools[0].spec.serve.engine
     assert own.iteration_overhead == pytest.approx(overhead) and own.overlap is overlap
     assert own.launch == 0.0 and own.host_per_seq == 0.0
@@ -53,8 +55,8 @@ def test_every_device_but_two_has_a_cited_hop_latency():
 
 
 def test_sram_chip_pipelines_pay_a_hop_between_stages(write_scenario):
-    from sim.timing import kernels as K
     from sim.serving.pipeline import Pipeline
+    from sim.timing import kernels as K
     sc = load_scenario(write_scenario({"fleet.0.device": "groq-lpu", "fleet.0.count": 64,
                                        "fleet.0.serve.model": "llama-3.2-1b", "fleet.0.serve.tp": 8,
                                        "fleet.0.serve.pp": 8, "fleet.0.serve.precision": "int8"}))

@@ -36,6 +36,7 @@ def test_every_request_that_ends_is_announced_once():
     S.build_fabric(w, trace=False)
     for stage in (S.build_operations, S.start_demand, S.run):
         stage(w)
-    ended = {int(r) for r in range(w.table.n) if w.table.state[r] != IN_FLIGHT and w.table.arrival[r] == w.table.arrival[r]}
+    ended = {int(r) for r in range(w.table.n)
+             if w.table.state[r] != IN_FLIGHT and w.table.arrival[r] == w.table.arrival[r]}
     assert set(heard) == ended and max(heard.values()) == 1
     assert len(ended) > 0

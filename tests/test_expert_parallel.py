@@ -5,10 +5,10 @@ import os
 
 import pytest
 
-from sim.timing import kernels
-from sim.spec.errors import ScenarioError
 from sim.scenario import load_scenario
 from sim.simulation import simulate
+from sim.spec.errors import ScenarioError
+from sim.timing import kernels
 from tests.conftest import ROOT
 from tests.test_simulation import assert_invariants, assert_same_records
 

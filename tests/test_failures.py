@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import simpy
 
-from sim.spec.errors import ScenarioError
 from sim.core.metrics import COMPLETED, FAILED, IN_FLIGHT, REASON_CODES, REJECTED, SHED
 from sim.fabric.network import Fabric
+from sim.results.summary import summarize
 from sim.scenario import load_scenario
 from sim.simulation import simulate
-from sim.results.summary import summarize
+from sim.spec.errors import ScenarioError
 from tests.conftest import BASE, ROOT
 
 RAIL = os.path.join(ROOT, "topologies", "rail-4x8-h100.yaml")
@@ -153,7 +153,8 @@ def test_a_failed_cable_moves_weight_loading_to_another_path(write_scenario):
     accounted(res)
     # the storage node hangs off spine0: rail 0's weights come round through another rail
     assert all(r.weight_load_s is not None for r in res.replicas)
-    cut = [i for i, (u, v) in enumerate(zip(res.fabric.src, res.fabric.dst)) if {u, v} == {"rail0.leaf0", "spine0"}]
+    cut = [i for i, (u, v) in enumerate(zip(res.fabric.src, res.fabric.dst, strict=True))
+           if {u, v} == {"rail0.leaf0", "spine0"}]
     assert res.fabric.bytes[cut].sum() == 0
     assert res.table.state.tolist().count(COMPLETED) > 0
 

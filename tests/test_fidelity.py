@@ -7,9 +7,9 @@ import pytest
 import yaml
 
 from sim.catalog import accuracy
-from sim.tools import fidelity, fidelity_report
 from sim.cli import main
 from sim.spec.errors import ScenarioError
+from sim.tools import fidelity, fidelity_report
 from tests.conftest import ROOT
 
 DEVICE = {"name": "toy", "vendor": "x", "kind": "gpu", "memory": "80GB", "memory_bandwidth": "1TB/s",

@@ -6,18 +6,17 @@ import json
 
 import numpy as np
 import pytest
+from conftest import BASE
 
 from sim.catalog import economics
-from sim.timing import kernels
 from sim.cli import main
-from sim.spec.errors import ScenarioError
-from sim.tools.plan import Planner
 from sim.results.report import devices_frame
+from sim.results.summary import summarize
 from sim.scenario import load_scenario
 from sim.simulation import simulate
-from sim.results.summary import summarize
-
-from conftest import BASE
+from sim.spec.errors import ScenarioError
+from sim.timing import kernels
+from sim.tools.plan import Planner
 
 TWO_POOLS = copy.deepcopy(BASE)
 TWO_POOLS["fleet"] = [
@@ -79,7 +78,7 @@ def test_lowest_latency_prefers_the_faster_pool_until_it_queues(write_scenario):
 
 
 def test_a_request_for_a_model_no_pool_serves_is_rejected_with_that_reason(write_scenario):
-    from sim.core.metrics import REJECTED, REASONS
+    from sim.core.metrics import REASONS, REJECTED
     sc = load_scenario(write_scenario({}, TWO_POOLS))
     object.__setattr__(sc.spec.workload[0], "model", "llama-3.1-70b")   # past validation
     res = simulate(sc)
@@ -165,9 +164,11 @@ def test_cost_per_token_is_cost_per_hour_over_tokens_per_hour(write_scenario):
     assert c["devices_usd_per_hour"] == pytest.approx(2 * (25000 + 70000 / 8) * crf / 8760)
     assert c["energy_usd_per_hour"] == pytest.approx(s["power"]["facility_watts"] / 1000 * 0.08)
     # the split prices recover the hour's cost
-    assert (c["usd_per_m_input_tokens_split"] * t["input_tokens_per_s"]
-            + c["usd_per_m_output_tokens_split"] * t["output_tokens_per_s"]) * 3600 / 1e6 == pytest.approx(c["usd_per_hour"])
-    assert c["usd_per_m_output_tokens_split"] / c["usd_per_m_input_tokens_split"] == pytest.approx(c["output_token_weight"])
+    hourly = (c["usd_per_m_input_tokens_split"] * t["input_tokens_per_s"]
+              + c["usd_per_m_output_tokens_split"] * t["output_tokens_per_s"]) * 3600 / 1e6
+    assert hourly == pytest.approx(c["usd_per_hour"])
+    split_ratio = c["usd_per_m_output_tokens_split"] / c["usd_per_m_input_tokens_split"]
+    assert split_ratio == pytest.approx(c["output_token_weight"])
     # break-even at 50% of the fleet's capacity (its saturated throughput)
     assert c["break_even_usd_per_m_tokens"] == pytest.approx(
         c["usd_per_hour"] / (c["capacity_tokens_per_s"] * 0.5 * 3600) * 1e6)
@@ -201,8 +202,9 @@ def test_a_capped_clock_slows_compute_by_the_cube_law(write_scenario):
     slow = p.copy()
     slow[kernels.K_COMPUTE_SCALE] /= 0.8
     e = np.zeros(0, np.int64)
-    full = kernels.batch_time(np.array([8192]), np.zeros(1, np.int64), np.array([8192]), e, p) - p[kernels.K_OVERHEAD]
-    capped = kernels.batch_time(np.array([8192]), np.zeros(1, np.int64), np.array([8192]), e, slow) - p[kernels.K_OVERHEAD]
+    batch = (np.array([8192]), np.zeros(1, np.int64), np.array([8192]), e)
+    full = kernels.batch_time(*batch, p) - p[kernels.K_OVERHEAD]
+    capped = kernels.batch_time(*batch, slow) - p[kernels.K_OVERHEAD]
     assert capped == pytest.approx(full / 0.8, rel=0.02)
 
 

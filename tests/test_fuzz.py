@@ -20,11 +20,11 @@ import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from sim.spec import source
-from sim.spec.errors import ScenarioError
 from sim.core.metrics import COMPLETED
 from sim.scenario import load_scenario
 from sim.simulation import simulate
+from sim.spec import source
+from sim.spec.errors import ScenarioError
 from tests.conftest import ROOT
 
 EXAMPLES = int(os.environ.get("DCSIM_FUZZ_EXAMPLES", "40"))

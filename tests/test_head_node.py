@@ -7,10 +7,10 @@ import os
 import numpy as np
 import pytest
 
-from sim.timing import kernels as K
+from sim.results.summary import summarize
 from sim.scenario import load_scenario
 from sim.simulation import simulate
-from sim.results.summary import summarize
+from sim.timing import kernels as K
 from tests.conftest import ROOT
 
 KV_BYTES_PER_TOKEN = 32 * 8 * 128 * 2 * 2   # Llama 3.1 8B: layers x KV heads x head dim x (K, V) x bf16

@@ -8,10 +8,10 @@ import pytest
 import simpy
 
 from sim.fabric.network import Fabric
+from sim.fabric.topology import TopologySpec
+from sim.results.summary import summarize
 from sim.scenario import load_scenario
 from sim.simulation import simulate
-from sim.results.summary import summarize
-from sim.fabric.topology import TopologySpec
 from tests.conftest import ROOT
 
 
@@ -32,7 +32,7 @@ def test_gpudirect_transfer_pays_the_nic_per_message_cost():
     t, fabric = one_transfer(rail("gpudirect"))
     rate = 2**20 / (2**20 / 50e9 + 1e-6)
     assert t == pytest.approx(1e9 / rate, rel=1e-3)
-    mem = [l for l, d in enumerate(fabric.dst) if str(d).endswith(".mem")]
+    mem = [link for link, d in enumerate(fabric.dst) if str(d).endswith(".mem")]
     assert fabric.bytes[mem].sum() == 0  # host memory untouched
 
 
@@ -40,7 +40,7 @@ def test_host_staged_transfer_crosses_both_hosts_memory_and_costs_cpu_time():
     t, fabric = one_transfer(rail("host-staged"))
     rate = 2**20 / (2**20 / 50e9 + 1e-6 + 200e-6)
     assert t == pytest.approx(1e9 / rate, rel=1e-3)
-    into_mem = {str(d) for l, d in enumerate(fabric.dst) if str(d).endswith(".mem") and fabric.bytes[l] > 0}
+    into_mem = {str(d) for link, d in enumerate(fabric.dst) if str(d).endswith(".mem") and fabric.bytes[link] > 0}
     assert into_mem == {"s0.cpu0.mem", "s1.cpu0.mem"}  # written and read back on both servers
 
 
@@ -69,8 +69,8 @@ def test_tree_allreduce_in_the_kernel_by_hand():
     from sim.timing import kernels
     assert kernels.tree_allreduce_time(1e6, 8, 100e9, 1e-6) == pytest.approx(2 * 3 * (1e6 / 100e9 + 1e-6))
     fast_ring = simulate(load_scenario(os.path.join(ROOT, "scenarios", "fast-head-node.yaml"),
-                                       ["duration=10s", "warmup=1s", "fleet.serve.tp=8", "fleet.serve.model=llama-3.1-70b",
-                                        "fleet.serve.engine.timing=analytical"]))
+                                       ["duration=10s", "warmup=1s", "fleet.serve.tp=8",
+                                        "fleet.serve.model=llama-3.1-70b", "fleet.serve.engine.timing=analytical"]))
     tree = simulate(load_scenario(os.path.join(ROOT, "scenarios", "fast-head-node.yaml"),
                                   ["duration=10s", "warmup=1s", "fleet.serve.tp=8", "fleet.serve.model=llama-3.1-70b",
                                    "fleet.serve.engine.allreduce=tree", "fleet.serve.engine.timing=analytical"]))

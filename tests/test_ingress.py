@@ -5,9 +5,9 @@ import os
 
 import pytest
 
-from sim.spec.errors import ScenarioError
 from sim.scenario import load_scenario
 from sim.simulation import simulate
+from sim.spec.errors import ScenarioError
 from tests.conftest import ROOT
 from tests.test_simulation import assert_invariants, assert_same_records
 

@@ -3,10 +3,10 @@ import numpy as np
 import pytest
 
 from sim import catalog
-from sim.timing import kernels
-from sim.timing.deployment import cost_vector
 from sim.catalog.hardware import DeviceSpec
 from sim.catalog.models import ModelSpec
+from sim.timing import kernels
+from sim.timing.deployment import cost_vector
 
 
 def device(key):

@@ -10,19 +10,19 @@ import pytest
 from pydantic import TypeAdapter
 
 from sim import catalog
-from sim.timing import kernels
-from sim.demand import distributions, media
-from sim.timing.deployment import cost_vector
-from sim.spec.errors import ScenarioError
 from sim.catalog.hardware import DeviceSpec
-from sim.core.metrics import COMPLETED, FAILED, IN_FLIGHT, REJECTED
 from sim.catalog.models import ModelSpec
+from sim.core.metrics import COMPLETED, FAILED, IN_FLIGHT, REJECTED
+from sim.demand import distributions, media
 from sim.results.report import requests_frame
-from sim.scenario import load_scenario
-from sim.simulation import simulate
 from sim.results.summary import summarize
 from sim.results.summary.usage import pool_of_requests
 from sim.results.summary.workloads import request_flops
+from sim.scenario import load_scenario
+from sim.simulation import simulate
+from sim.spec.errors import ScenarioError
+from sim.timing import kernels
+from sim.timing.deployment import cost_vector
 from tests.conftest import ROOT
 
 NEW_MODELS = ["flux.1-dev", "flux.1-schnell", "wan2.1-t2v-14b", "whisper-large-v3", "orpheus-3b"]
@@ -176,7 +176,8 @@ def test_batching_images_costs_less_than_running_them_apart(write_scenario):
     assert step(1) < step(2) < 2 * step(1)
     assert step(2) == pytest.approx(flux_step_by_hand(2), rel=1e-12)
     # the same through the engine: one request of two images against one of one
-    one = scenario(write_scenario, "flux.1-dev", {"rate": "1/s", "requests": 1, "image": {"width": 1024, "height": 1024}},
+    one = scenario(write_scenario, "flux.1-dev",
+                   {"rate": "1/s", "requests": 1, "image": {"width": 1024, "height": 1024}},
                    engine={"max_batch_tokens": 16384})
     two = scenario(write_scenario, "flux.1-dev", {"rate": "1/s", "requests": 1,
                                                   "image": {"width": 1024, "height": 1024, "images": 2}},
@@ -237,14 +238,16 @@ def test_video_steps_with_guidance_and_cross_attention(write_scenario):
 
 
 def test_video_frames_must_fit_the_temporal_compression(write_scenario):
-    path = scenario(write_scenario, "wan2.1-t2v-14b", {"rate": "1/s", "video": {"width": 832, "height": 480, "frames": 80}},
+    path = scenario(write_scenario, "wan2.1-t2v-14b",
+                    {"rate": "1/s", "video": {"width": 832, "height": 480, "frames": 80}},
                     count=8, tp=8, engine={"max_batch_tokens": 200000})
     with pytest.raises(ScenarioError, match=r"workload\[0\]\.video\.frames: .* frames must be 4n \+ 1 \(e\.g\. 77\)"):
         load_scenario(path)
 
 
 def test_video_model_that_does_not_fit_names_its_text_encoder(write_scenario):
-    path = scenario(write_scenario, "wan2.1-t2v-14b", {"rate": "1/s", "video": {"width": 832, "height": 480, "frames": 81}},
+    path = scenario(write_scenario, "wan2.1-t2v-14b",
+                    {"rate": "1/s", "video": {"width": 832, "height": 480, "frames": 81}},
                     engine={"max_batch_tokens": 600000})
     with pytest.raises(ScenarioError, match=r"fleet\[0\]\.serve: wan2.1-t2v-14b at bf16 does not fit .*text encoders"):
         load_scenario(path)
@@ -317,7 +320,8 @@ def test_tts_prompt_tokens_may_be_given(write_scenario):
     ("flux.1-dev", {"prompt_tokens": 10, "output_tokens": 10},
      r"workload\[0\]: flux.1-dev is an image model: give image: \{width: 1024, height: 1024\}"),
     ("flux.1-dev", {"audio_seconds": "3s"},
-     r"workload\[0\]\.audio_seconds: flux.1-dev is an image model, which takes image:; audio_seconds: applies to speech"),
+     r"workload\[0\]\.audio_seconds: flux.1-dev is an image model, which takes image:; "
+     r"audio_seconds: applies to speech"),
     ("whisper-large-v3", {"video": {"width": 64, "height": 64, "frames": 1}},
      r"workload\[0\]\.video: whisper-large-v3 is a speech_to_text model, which takes audio_seconds:"),
     ("whisper-large-v3", {"audio_seconds": "3s", "prompt_tokens": 5},
@@ -383,7 +387,8 @@ def test_images_report_no_first_token(write_scenario):
 
 
 def test_request_flops_of_an_image_and_a_window(write_scenario):
-    path = scenario(write_scenario, "flux.1-dev", {"rate": "1/s", "requests": 1, "image": {"width": 1024, "height": 1024}})
+    path = scenario(write_scenario, "flux.1-dev",
+                    {"rate": "1/s", "requests": 1, "image": {"width": 1024, "height": 1024}})
     result, _ = run(path)
     flops = request_flops(result, pool_of_requests(result))
     h, L = 3072, 4608

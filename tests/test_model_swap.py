@@ -11,12 +11,12 @@ import os
 import numpy as np
 import pytest
 
-from sim.spec.errors import ScenarioError
 from sim.core.metrics import COMPLETED
 from sim.ops.lifecycle import POWERED
+from sim.results.summary import summarize
 from sim.scenario import load_scenario
 from sim.simulation import simulate
-from sim.results.summary import summarize
+from sim.spec.errors import ScenarioError
 from tests.conftest import BASE, ROOT
 
 NODE = os.path.join(ROOT, "topologies", "hgx-h100-node.yaml")
@@ -62,14 +62,14 @@ def accounted(res):
 def held(res, group) -> list[tuple[float, float]]:
     """The intervals in which a lifecycle group holds its devices (starting, live, draining)."""
     h = res.lifecycle.history[group] + [(np.inf, None)]
-    return [(t0, t1) for (t0, s), (t1, _) in zip(h, h[1:]) if s in POWERED and t1 > t0]
+    return [(t0, t1) for (t0, s), (t1, _) in zip(h, h[1:], strict=False) if s in POWERED and t1 > t0]
 
 
 def one_model_per_device(res):
     swap = res.autoscalers[0].swap
     for slot in swap.slots:
         spans = sorted(span for g in slot for span in held(res, g))
-        for (_, end), (start, _) in zip(spans, spans[1:]):
+        for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
             assert start >= end - 1e-9, (slot, spans)
 
 

@@ -11,9 +11,9 @@ import simpy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sim.timing import fair_share, kernels
 from sim.fabric.network import MAX_ECMP_PATHS, Fabric
 from sim.scenario import load_scenario
+from sim.timing import fair_share, kernels
 from tests.conftest import ROOT
 
 GB = 1e9
@@ -86,16 +86,17 @@ def test_maxmin_fairness_on_random_graphs(seed, n_nodes, n_flows):
     caps = np.where(rng.random(n_flows) < 0.2, rng.uniform(0.1, 5, n_flows), np.inf)
     rates = fair_share.maxmin_rates(fabric.capacity, ptr, np.concatenate(paths), caps)
     load = np.zeros(len(fabric.capacity))
-    for p, r in zip(paths, rates):
+    for p, r in zip(paths, rates, strict=True):
         load[p] += r
     assert (load <= fabric.capacity * (1 + 1e-9)).all()  # no link over capacity
-    for p, r, c in zip(paths, rates, caps):
+    for p, r, c in zip(paths, rates, caps, strict=True):
         assert r > 0
         if r >= c * (1 - 1e-9):
             continue  # limited by its own cap
         # a bottleneck: a full link on its path where no other flow gets more
-        full = [l for l in p if load[l] >= fabric.capacity[l] * (1 - 1e-9)]
-        assert any(max(rr for pp, rr in zip(paths, rates) if l in pp) <= r * (1 + 1e-9) for l in full)
+        full = [link for link in p if load[link] >= fabric.capacity[link] * (1 - 1e-9)]
+        assert any(max(rr for pp, rr in zip(paths, rates, strict=True) if link in pp) <= r * (1 + 1e-9)
+                   for link in full)
 
 
 def test_ecmp_spreads_flows_over_equal_paths():
@@ -176,7 +177,8 @@ def test_paths_from_one_search_per_endpoint_equal_networkx():
     pairs = [("frontend", "s5.cpu0"), ("s5.cpu0", "frontend"), ("s3.gpu2", "s40.gpu6"), ("s40.gpu6", "s3.gpu2")]
     for a, b in pairs:
         ours = [tuple(p.tolist()) for p in fabric.paths(a, b)]
-        theirs = [tuple(fabric.link_index[(u, v)] for u, v in zip(n, n[1:])) for n in nx.all_shortest_paths(graph, a, b)]
+        theirs = [tuple(fabric.link_index[(u, v)] for u, v in zip(n, n[1:], strict=False))
+                  for n in nx.all_shortest_paths(graph, a, b)]
         assert len(ours) == min(len(theirs), MAX_ECMP_PATHS) > 1
         if a < b:
             assert ours == theirs[:MAX_ECMP_PATHS]

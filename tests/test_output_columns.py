@@ -51,7 +51,8 @@ def mismatches(value, keys, parent: str = "") -> list[str]:
         return [f"{parent}: declared with keys, written as {type(value).__name__}"]
     names = {k.name[len(prefix):]: k for k in declared}
     out = [f"{prefix}{n}: written, not declared" for n in value if n not in names]
-    out += [f"{prefix}{n}: declared as always there, missing" for n, k in names.items() if not k.when and n not in value]
+    out += [f"{prefix}{n}: declared as always there, missing"
+            for n, k in names.items() if not k.when and n not in value]
     for n in value:
         if n in names:
             below = prefix + n + ("[]" if isinstance(value[n], list) else "")

@@ -69,7 +69,8 @@ def test_a_bare_name_is_an_example(tmp_path, monkeypatch):
     assert examples.path_of("quickstart") == os.path.join(ROOT, "scenarios", "quickstart.yaml")
     assert examples.path_of("quickstart-size-vs-load", examples.SWEEPS) == \
         os.path.join(ROOT, "scenarios", "sweeps", "quickstart-size-vs-load.yaml")
-    assert examples.path_of("hgx-h100-node", examples.TOPOLOGIES) == os.path.join(ROOT, "topologies", "hgx-h100-node.yaml")
+    assert examples.path_of("hgx-h100-node", examples.TOPOLOGIES) == \
+        os.path.join(ROOT, "topologies", "hgx-h100-node.yaml")
     # anything else is a path, read as given
     for path in ("scenarios/quickstart.yaml", "mine.yaml", "./quickstart"):
         assert examples.path_of(path) == path
@@ -155,7 +156,8 @@ def test_the_wheel_carries_the_examples_and_runs_them_outside_a_clone(tmp_path):
     assert ran.returncode == 0, ran.stderr
     assert ran.stdout.startswith("quickstart: ok: scenario 'quickstart'")
     assert "topology hgx-h100-1node" in ran.stdout        # its ../topologies/ include resolved
-    where = subprocess.run([sys.executable, "-c", "from sim.scenario import examples; print(examples.path_of('quickstart'))"],
+    where = subprocess.run([sys.executable, "-c",
+                            "from sim.scenario import examples; print(examples.path_of('quickstart'))"],
                            cwd=elsewhere, env=env, capture_output=True, text=True, timeout=120, check=True)
     assert where.stdout.strip() == str(target / "sim" / "examples" / "scenarios" / "quickstart.yaml")
 

@@ -7,11 +7,11 @@ import os
 import numpy as np
 import pytest
 
-from sim.timing import kernels
-from sim.spec.errors import ScenarioError
 from sim.scenario import load_scenario
-from sim.simulation import simulate
 from sim.serving.pipeline import Pipeline
+from sim.simulation import simulate
+from sim.spec.errors import ScenarioError
+from sim.timing import kernels
 from tests.conftest import ROOT
 from tests.test_simulation import assert_invariants, assert_same_records
 

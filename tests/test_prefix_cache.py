@@ -9,16 +9,16 @@ import numpy as np
 import pytest
 import yaml
 
-from sim.timing import kernels
-from sim.spec.errors import ScenarioError
 from sim.core.metrics import COMPLETED
 from sim.results.report import requests_frame
+from sim.results.summary import summarize
 from sim.scenario import load_scenario
-from sim.serving import replica as replica_module
 from sim.serving import engine_state as es
+from sim.serving import replica as replica_module
 from sim.serving.prefix_cache import PrefixCache, PrefixIndex
 from sim.simulation import simulate
-from sim.results.summary import summarize
+from sim.spec.errors import ScenarioError
+from sim.timing import kernels
 from tests.conftest import BASE, ROOT
 
 CONVERSATION = {  # two turns: 1000-token prompt, 100-token answer; 5 s later 50 more tokens
@@ -120,7 +120,8 @@ def _collect_replicas(monkeypatch) -> list:
 
 
 def multiturn_scenario(write_scenario, policy: str, fast: bool, replicas: int, rate: str) -> str:
-    session = yaml.safe_load(open(f"{ROOT}/workloads/chat-multiturn.yaml"))["session"]
+    with open(f"{ROOT}/workloads/chat-multiturn.yaml") as fh:
+        session = yaml.safe_load(fh)["session"]
     base = copy.deepcopy(BASE)
     base["duration"] = "60s"
     base["fleet"][0]["count"] = replicas

@@ -69,9 +69,9 @@ def test_auto_takes_one_basis_for_all_devices(write_scenario):
 def test_break_even_is_at_a_share_of_the_capacity_measured_by_hand(write_scenario):
     """One engine that prefills one 100-token prompt per iteration and answers with 1 token:
     its capacity is 101 tokens per iteration, whatever the load; break-even at half of it."""
-    from sim.timing import kernels
-    from sim.simulation import simulate
     from sim.results.summary import summarize
+    from sim.simulation import simulate
+    from sim.timing import kernels
     path = write_scenario({"duration": "60s", "warmup": "10s", "fleet.0.count": 1,
                            "fleet.0.serve.engine": {"max_batch_seqs": 1},
                            "workload.0": {"name": "w", "rate": "2/s", "prompt_tokens": 100, "output_tokens": 1},
@@ -91,8 +91,9 @@ def test_break_even_is_at_a_share_of_the_capacity_measured_by_hand(write_scenari
 # ---- a plan that always answers ----------------------------------------------------------------
 
 def test_the_quickstart_plan_answers_past_its_8_gpu_topology(tmp_path, capsys):
-    from tests.conftest import ROOT
     import os
+
+    from tests.conftest import ROOT
     code = main(["plan", os.path.join(ROOT, "scenarios", "quickstart.yaml"), "--rate", "200/s",
                  "--devices", "nvidia-h100-sxm,amd-mi300x", "--tp", "1", "--seeds", "1",
                  "--set", "duration=20s", "--set", "warmup=4s", "--out", str(tmp_path / "plan")])
@@ -109,8 +110,9 @@ def test_the_quickstart_plan_answers_past_its_8_gpu_topology(tmp_path, capsys):
 def test_the_chat_service_2023_plan_answers_without_a_device_limit(tmp_path, capsys):
     """The header command of scenarios/chat-service-2023.yaml, at a fiftieth of its load and
     a shorter window: the fleet is sized from the load, not capped at a fixed count."""
-    from tests.conftest import ROOT
     import os
+
+    from tests.conftest import ROOT
     code = main(["plan", os.path.join(ROOT, "scenarios", "chat-service-2023.yaml"), "--tolerance", "0.25",
                  "--rate", "40/s", "--seeds", "1", "--set", "duration=40s", "--set", "warmup=20s",
                  "--set", "drain=250s", "--tp", "8", "--out", str(tmp_path / "plan")])
@@ -143,8 +145,8 @@ def test_a_trial_that_cannot_be_built_ends_its_layout_not_the_plan(write_scenari
 # ---- figures users expect --------------------------------------------------------------------
 
 def test_a_run_says_whether_it_reached_steady_state_and_splits_ttft(write_scenario):
-    from sim.simulation import simulate
     from sim.results.summary import summarize
+    from sim.simulation import simulate
     calm = summarize(simulate(load_scenario(write_scenario({"duration": "30s", "warmup": "5s"}))))
     assert calm["steady_state"]["steady"]
     # one GPU and 20x the load: the queue grows all through the window

@@ -18,11 +18,11 @@ import pytest
 import yaml
 
 import sim
+from benchmarks.same_results import compare
 from sim.catalog import digest
 from sim.cli import main
 from sim.results import analysis, html_report, provenance, sweep_analysis
 from sim.tools import sweep as sw
-from benchmarks.same_results import compare
 from tests.conftest import BASE
 
 CATALOG = os.path.dirname(digest.__file__)
@@ -52,7 +52,8 @@ def recomputed_catalog_sha256(folder: str = CATALOG) -> str:
     names = sorted([n for n in os.listdir(folder) if n.endswith(".yaml")] + ["accuracy.json"])
     h = hashlib.sha256()
     for name in names:
-        data = open(os.path.join(folder, name), "rb").read()
+        with open(os.path.join(folder, name), "rb") as fh:
+            data = fh.read()
         h.update(f"{name}\0{len(data)}\0".encode() + data)
     return h.hexdigest()
 

@@ -12,10 +12,10 @@ import math
 import numpy as np
 import pytest
 
-from sim.tools import oracles
 from sim.core.metrics import COMPLETED
 from sim.scenario import load_scenario
 from sim.simulation import simulate
+from sim.tools import oracles
 
 SEEDS = range(6)
 

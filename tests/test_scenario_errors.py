@@ -7,8 +7,8 @@ import pytest
 import yaml
 
 from sim.cli import main
-from sim.spec.errors import ScenarioError
 from sim.scenario import load_scenario
+from sim.spec.errors import ScenarioError
 from tests.conftest import BASE
 
 
@@ -19,9 +19,10 @@ def problems(path, overrides=()):
 
 
 def line_of(path, text):
-    for n, line in enumerate(open(path), 1):
-        if text in line:
-            return n
+    with open(path) as fh:
+        for n, line in enumerate(fh, 1):
+            if text in line:
+                return n
     raise AssertionError(text)
 
 

@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 import yaml
 
-from sim.tools import oracles
-from sim.spec.errors import ScenarioError
 from sim.core.metrics import COMPLETED
-from sim.results.report import requests_frame
-from sim.scenario import load_scenario
 from sim.demand.sessions import CALL, TOOL, Session, session_graph
-from sim.simulation import simulate
+from sim.results.report import requests_frame
 from sim.results.summary import summarize
+from sim.scenario import load_scenario
+from sim.simulation import simulate
+from sim.spec.errors import ScenarioError
+from sim.tools import oracles
 from tests.conftest import BASE, ROOT
 
 AGENT = {
@@ -51,7 +51,7 @@ def test_a_session_graph_is_reproducible_and_bounded():
     b = session_graph(spec, 300, np.random.default_rng(5))
     assert graph_signature(a) == graph_signature(b)
     assert graph_signature(a) != graph_signature(session_graph(spec, 300, np.random.default_rng(6)))
-    calls = np.bincount([s for s, k in zip(a.session, a.kind) if k == CALL], minlength=300)
+    calls = np.bincount([s for s, k in zip(a.session, a.kind, strict=True) if k == CALL], minlength=300)
     assert calls.max() <= 40 + 3           # the budget, then the answers of the agents still running
     assert len(a.final) == 300             # one answering call per session
     # a graph: every dependency comes before its node, and each session has one root
@@ -151,7 +151,8 @@ def test_rag_pipeline_calls_two_models(write_scenario):
     # the steps before the answering call and the answering call's own wait and prefill
     (stream,) = summarize(res)["sessions"]["streams"]
     embed, search, answer, first_token = stream["steps"]
-    assert [embed["what"], search["what"], answer["what"]] == ["call bge-large-en-v1.5", "tool vdb", "call llama-3.1-8b"]
+    assert [embed["what"], search["what"], answer["what"]] == \
+        ["call bge-large-en-v1.5", "tool vdb", "call llama-3.1-8b"]
     assert search["latency_s"]["p50"] == pytest.approx(0.020, abs=1e-9)   # 4 servers at 2/s: no queue
     before = first_token["of_which_before_answer_s"]
     assert before["mean"] == pytest.approx(embed["latency_s"]["mean"] + search["latency_s"]["mean"], rel=1e-6)

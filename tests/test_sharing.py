@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 
 from sim import catalog
-from sim.timing import kernels as K
-from sim.tools.compare import row
 from sim.catalog.economics import HOURS_PER_YEAR
-from sim.spec.errors import ScenarioError
 from sim.ops.device_share import shared_params
+from sim.results.summary import summarize
 from sim.scenario import load_scenario
 from sim.simulation import place, simulate
-from sim.results.summary import summarize
+from sim.spec.errors import ScenarioError
+from sim.timing import kernels as K
+from sim.tools.compare import row
 from tests.conftest import BASE, ROOT
 
 E = np.zeros(0, np.int64)
@@ -238,8 +238,8 @@ def test_sharing_mistakes_name_the_field(write_scenario):
     data["fleet"][1]["share_devices_with"] = "aa"
     path = scenario(write_scenario, data)
     (msg,) = problems(path)
-    assert msg.startswith(f"{path}:{line_of(path, 'share_devices_with: aa')}: fleet[1].share_devices_with: no pool 'aa'; "
-                          f"did you mean 'a'?")
+    assert msg.startswith(f"{path}:{line_of(path, 'share_devices_with: aa')}: "
+                          "fleet[1].share_devices_with: no pool 'aa'; did you mean 'a'?")
     data = colocated()
     data["fleet"][1]["serve"]["tp"] = 2
     data["fleet"][0]["count"] = 2
@@ -257,7 +257,8 @@ def test_sharing_mistakes_name_the_field(write_scenario):
     (msg,) = problems(scenario(write_scenario, data))
     assert "fleet[0].memory_fraction: memory_fraction splits the memory of devices that pools share" in msg
     (msg,) = problems(scenario(write_scenario, colocated(extra={"power": {"budget": "10kW"}})))
-    assert msg.endswith("power: power: with pools that share devices (share_devices_with) is not modelled in this version")
+    assert msg.endswith("power: power: with pools that share devices (share_devices_with) "
+                        "is not modelled in this version")
     data = colocated()
     data["fleet"][1]["device"] = "nvidia-a100-80gb"
     (msg,) = problems(scenario(write_scenario, data))

@@ -7,9 +7,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sim.core.metrics import COMPLETED, IN_FLIGHT, REASON_CODES, REJECTED
+from sim.results.summary import summarize
 from sim.scenario import load_scenario
 from sim.simulation import simulate
-from sim.results.summary import summarize
 
 
 def run(path, overrides=(), seed=None):
@@ -182,7 +182,7 @@ def test_closed_loop_keeps_concurrency_and_sends_exactly_n(write_scenario):
         # at every arrival, at most 8 requests of the stream are outstanding, and after the
         # first 8 each arrival coincides with a completion
         order = np.argsort(t.arrival, kind="stable")
-        for k, r in enumerate(order):
+        for r in order:
             live = np.sum((t.arrival <= t.arrival[r]) & (t.finished > t.arrival[r]))
             assert live <= 8
         assert np.isin(t.arrival[order[8:]], t.finished).all()

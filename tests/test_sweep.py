@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from sim.tools import sweep as sw
 from sim.cli import main
 from sim.spec.errors import ScenarioError
+from sim.tools import sweep as sw
 from sim.tools.executors import DaskExecutor, ProcessExecutor
 from tests.conftest import BASE, ROOT
 
@@ -77,14 +77,16 @@ def test_the_process_pool_and_an_in_process_dask_cluster_give_the_same_table(tmp
     assert a["requests.arrived"].sum() == a["requests.completed"].sum() + a["requests.rejected"].sum()
     # each point's folder is a results folder, and its row is its summary
     first = a.iloc[0]
-    summary = json.load(open(tmp_path / "pool" / first["folder"] / "summary.json"))
+    with open(tmp_path / "pool" / first["folder"] / "summary.json") as fh:
+        summary = json.load(fh)
     assert summary["latency_s"]["ttft"]["p99"] == first["latency_s.ttft.p99"]
     # each headline figure's 90 % interval beside it
     assert [first["latency_s.ttft.p99.lo"], first["latency_s.ttft.p99.hi"]] == \
         summary["intervals"]["figures"]["latency_s.ttft.p99"]
     assert "intervals.figures.latency_s.ttft.p99.0" not in a.columns
     assert os.path.exists(tmp_path / "pool" / first["folder"] / "requests.parquet")
-    described = json.load(open(tmp_path / "pool" / "sweep.json"))
+    with open(tmp_path / "pool" / "sweep.json") as fh:
+        described = json.load(fh)
     assert [a["name"] for a in described["axes"]] == ["replicas", "rate"] and described["points"] == 8
 
 
@@ -197,7 +199,8 @@ def test_a_failing_point_records_its_error_and_the_sweep_goes_on(tmp_path, capsy
     assert "tp" in bad["error"] and pd.isna(bad["latency_s.ttft.p99"])
     said = capsys.readouterr().out
     assert "1 failed" in said and "p0001-s1" in said
-    point = json.load(open(tmp_path / "out" / "points" / "p0001-s1" / "point.json"))
+    with open(tmp_path / "out" / "points" / "p0001-s1" / "point.json") as fh:
+        point = json.load(fh)
     assert point["status"] == "error"
     # --skip-failed leaves it; a plain rerun tries it again
     assert sw.run_sweep(sw.load_sweep(path, str(tmp_path / "out")), ProcessExecutor(1), retry_failed=False).ran == 0
@@ -238,7 +241,8 @@ def test_a_notebook_runs_a_sweep_from_a_mapping(tmp_path, monkeypatch):
 
 def test_flatten_names_entries_of_tenants_pools_and_streams():
     summary = {"latency_s": {"ttft": {"p99": 1.0}}, "notes": ["x"],
-               "tenants": [{"tenant": "chat", "slo": {"attainment": 0.9}}, {"tenant": "api", "slo": {"attainment": 1.0}}],
+               "tenants": [{"tenant": "chat", "slo": {"attainment": 0.9}},
+                           {"tenant": "api", "slo": {"attainment": 1.0}}],
                "replicas": [{"replica": 0, "busy": 0.5}]}
     summary["window_s"] = [2.0, 30.0]
     summary["pools"] = [{"pool": "p", "busy": 0.5}]

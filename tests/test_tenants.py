@@ -8,11 +8,11 @@ import math
 import numpy as np
 import pytest
 
-from sim.spec.errors import ScenarioError
 from sim.core.metrics import COMPLETED
+from sim.results.summary import summarize
 from sim.scenario import load_scenario
 from sim.simulation import simulate
-from sim.results.summary import summarize
+from sim.spec.errors import ScenarioError
 from tests.conftest import BASE
 
 SEEDS = range(6)

@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sim.timing import kernels as K
-from sim.spec.errors import ScenarioError
 from sim.scenario import load_scenario
 from sim.simulation import simulate
+from sim.spec.errors import ScenarioError
 from sim.timing import database as db
+from sim.timing import kernels as K
 from sim.timing import table_lookup
 from sim.timing.analytical import Analytical
 from sim.timing.grid import Grid
@@ -132,7 +132,8 @@ def test_prompts_longer_than_the_tables_cost_the_square_of_their_length(write_sc
     cost their query-key pairs, and the table the hot path reads holds points out there."""
     sc = h100_scenario(write_scenario, one_layer_model(max_context=131072))
     p = sc.pools[0].deployment.params
-    at = lambda s: table_lookup.table2(p, int(p[int(p[K.K_TABLES]) + K.TAB_PREFILL]), 1.0, float(s), 1.0, 1.0, 1.0, False)
+    prefill_table = int(p[int(p[K.K_TABLES]) + K.TAB_PREFILL])
+    at = lambda s: table_lookup.table2(p, prefill_table, 1.0, float(s), 1.0, 1.0, 1.0, False)
     top = 16384.0
     for s in (2 * top, 4 * top):
         assert at(s) / at(top) == pytest.approx(s * (s + 1) / (top * (top + 1)), rel=0.02)
@@ -182,7 +183,8 @@ def test_catalog_figures_borrowed_from_another_device_are_listed_as_assumed(writ
     from sim.results.summary import summarize
     sc = load_scenario(write_scenario({"fleet.0.device": "amd-mi300x", "duration": "2s", "warmup": "0s"}))
     lines = summarize(simulate(sc))["assumptions"]
-    assert "amd-mi300x: kernel_floors assumed, not measured on this device (its source in the device catalog says how)" in lines
+    assert ("amd-mi300x: kernel_floors assumed, not measured on this device "
+            "(its source in the device catalog says how)") in lines
     # a device whose figures are all its own has no such line
     assert not any(a.startswith("amd-mi300x: compute_eff") for a in lines)
 

@@ -12,11 +12,11 @@ import yaml
 from pydantic import ValidationError
 
 from sim import catalog
-from sim.spec import units
-from sim.spec.errors import ScenarioError, format_path
-from sim.scenario import load_scenario
 from sim.fabric.topology import TopologySpec, load_topology, summarize_topology, validate_topology
 from sim.fabric.topology_drawing import draw_topology
+from sim.scenario import load_scenario
+from sim.spec import units
+from sim.spec.errors import ScenarioError, format_path
 from tests.conftest import ROOT
 
 TOPOLOGIES = os.path.join(ROOT, "topologies")

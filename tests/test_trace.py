@@ -12,11 +12,11 @@ import pytest
 import yaml
 
 from sim.cli import main
-from sim.spec.errors import ScenarioError
 from sim.core.metrics import COMPLETED, FAILED, IN_FLIGHT, REJECTED, SHED
+from sim.results.trace import build_trace, parse_window
 from sim.scenario import load_scenario
 from sim.simulation import simulate
-from sim.results.trace import build_trace, parse_window
+from sim.spec.errors import ScenarioError
 from tests.conftest import BASE, ROOT
 from tests.test_model_swap import only, swapping
 
@@ -100,7 +100,7 @@ def test_batch_slices_do_not_overlap_and_add_up_to_busy_time(run):
         tid = next(t for t, n in names.items() if n.startswith(f"replica {info.index} on "))
         mine = sorted((e for e in events(doc, "X", "batch") if e["tid"] == tid), key=lambda e: e["ts"])
         assert len(mine) == (log["replica"] == info.index).sum() > 0
-        for a, b in zip(mine, mine[1:]):
+        for a, b in zip(mine, mine[1:], strict=False):
             assert ns(a["ts"]) + ns(a["dur"]) <= ns(b["ts"])
         busy = log["end"][log["replica"] == info.index] - log["start"][log["replica"] == info.index]
         assert sum(e["dur"] for e in mine) == pytest.approx(busy.sum() * 1e6, abs=1e-3 * len(mine))
@@ -146,7 +146,8 @@ def test_a_failure_and_the_cold_start_after_it_appear(run):
     fails = events(doc, "i", "failure")
     assert [(e["name"], e["ts"], e["s"]) for e in fails] == [
         ("device s0.gpu1 fails", T_FAIL * 1e6, "g"), ("device s0.gpu1 repaired", (T_FAIL + REPAIR) * 1e6, "g")]
-    assert fails[0]["args"]["replicas_down"] == 1 and fails[0]["args"]["requests_lost"] == len(res.failures.log[0]["lost"])
+    assert fails[0]["args"]["replicas_down"] == 1
+    assert fails[0]["args"]["requests_lost"] == len(res.failures.log[0]["lost"])
     tid = next(t for t, n in thread_names(doc).items() if n == "replica 1 state")
     states = [(e["name"], e["ts"]) for e in events(doc, "X", "state") if e["tid"] == tid]
     assert [s for s, _ in states] == ["live", "failed", "starting", "live"]

@@ -6,9 +6,9 @@ import os
 import numpy as np
 import pytest
 
-from sim.spec.errors import ScenarioError
 from sim.scenario import load_scenario
 from sim.simulation import simulate
+from sim.spec.errors import ScenarioError
 from tests.conftest import ROOT
 
 HGX = os.path.join(ROOT, "topologies", "hgx-h100-node.yaml")

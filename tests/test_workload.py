@@ -6,8 +6,8 @@ import os
 import numpy as np
 import pytest
 
-from sim.demand.streams import Stream
 from sim.demand.distributions import draw as draw_lengths
+from sim.demand.streams import Stream
 from sim.demand.workload import arrival_times, generate, read_trace, rng_for, trace_arrivals
 from tests.conftest import ROOT, SHARED_TRACES
 

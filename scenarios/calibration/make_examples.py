@@ -17,21 +17,18 @@ Run from the repository root: python scenarios/calibration/make_examples.py
 """
 from __future__ import annotations
 
-import copy
 import csv
 import json
 import math
 import os
 
-import numpy as np
-
-from sim.tools import bench_files
-from sim.timing import calibration
-from sim.spec import source
-from sim.tools.bench_files import ServingRun, StepRow
-from sim.tools.calibrate import Fit, _scaled, _step_time, benchmarked
 from sim.scenario import scenario_from_source
 from sim.simulation import simulate
+from sim.spec import source
+from sim.timing import calibration
+from sim.tools import bench_files
+from sim.tools.bench_files import ServingRun, StepRow
+from sim.tools.calibrate import Fit, _scaled, _step_time, benchmarked
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCENARIO = os.path.join(HERE, "h100-llama8b.yaml")

@@ -19,17 +19,17 @@ MODELS_FILE = os.path.join(HERE, "models.yaml")
 PARTITIONS_FILE = os.path.join(HERE, "partitions.yaml")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _devices_source() -> source.Source:
     return source.load(DEVICES_FILE)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _models_source() -> source.Source:
     return source.load(MODELS_FILE)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _partitions_source() -> source.Source:
     return source.load(PARTITIONS_FILE)
 

@@ -70,7 +70,7 @@ class Interval:
             return None
         return value * math.exp(-self.center - self.half_width), value * math.exp(-self.center + self.half_width)
 
-    def with_spread(self, log_half_width: float) -> "Interval":
+    def with_spread(self, log_half_width: float) -> Interval:
         """Add the run's own statistical spread (a 90 % half-width in log space), in quadrature."""
         if not log_half_width > 0:
             return self

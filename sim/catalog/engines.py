@@ -76,7 +76,8 @@ def choose(engine, device, model, precision: str, tp: int, pp: int) -> Choice:
     if engine.framework is None and device.default_engine is None:
         notes.append(f"engine: no engine.framework given and no default engine for {device.name}: vLLM assumed")
     elif engine.framework is None:
-        notes.append(f"engine: no engine.framework given: {device.name}'s usual engine, {frameworks()[framework]['name']}")
+        notes.append(f"engine: no engine.framework given: {device.name}'s usual engine, "
+                     f"{frameworks()[framework]['name']}")
     version = engine.version or default_version(framework)
     if engine.version is None:
         notes.append(f"engine: {framework} {version} (the preset's default version)")
@@ -100,7 +101,8 @@ def choose(engine, device, model, precision: str, tp: int, pp: int) -> Choice:
         values["graph_max_tokens"] = _sglang_graph_max(device.memory, tp)
     if values.get("memory_utilization") == "sglang_rule":
         values["memory_utilization"] = _sglang_memory_fraction(version, device.memory, tp * pp,
-                                                               values["max_batch_tokens"], values.get("graph_max_tokens", 0))
+                                                               values["max_batch_tokens"],
+                                                               values.get("graph_max_tokens", 0))
     if model.bidirectional:   # the engines do not split an encoder's input (vLLM: pooling models do not chunk)
         values["chunked_prefill"] = False
     if values.get("chunked_prefill") is True:
@@ -140,9 +142,7 @@ def _matches(tier: dict, device) -> bool:
         return False
     if "at_least_memory" in tier and not memory >= parse_bytes(tier["at_least_memory"]):
         return False
-    if "name_contains" in tier and tier["name_contains"].lower() not in device.name.lower():
-        return False
-    return True
+    return "name_contains" not in tier or tier["name_contains"].lower() in device.name.lower()
 
 
 def kv_precision(choice: Choice, precision: str) -> tuple[str, str]:

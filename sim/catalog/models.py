@@ -201,7 +201,8 @@ class ModelSpec(Spec):
             if kind == "video" and self.diffusion.fps is None:
                 raise ValueError("a video model needs diffusion.fps (frames per second of its output)")
             if self.diffusion.joint_layers > self.layers:
-                raise ValueError(f"diffusion.joint_layers ({self.diffusion.joint_layers}) exceeds layers ({self.layers})")
+                raise ValueError(f"diffusion.joint_layers ({self.diffusion.joint_layers}) exceeds layers "
+                                 f"({self.layers})")
         else:
             if self.diffusion is not None:
                 raise ValueError(f"diffusion: applies to image and video models; this one is {kind}")
@@ -256,7 +257,8 @@ class ModelSpec(Spec):
         if self.attention == "mla":
             qk = self.qk_nope_dim + self.qk_rope_dim
             q = (h * self.q_lora_rank + self.q_lora_rank * self.heads * qk) if self.q_lora_rank else h * self.heads * qk
-            kv = h * (self.kv_lora_rank + self.qk_rope_dim) + self.kv_lora_rank * self.heads * (self.qk_nope_dim + self.v_head_dim)
+            kv = (h * (self.kv_lora_rank + self.qk_rope_dim)
+                  + self.kv_lora_rank * self.heads * (self.qk_nope_dim + self.v_head_dim))
             return float(q + kv + self.heads * self.v_head_dim * h)
         q_o = 2 * h * self.heads * self.head_dim
         k_v = 2 * h * self.kv_heads * self.head_dim

@@ -9,10 +9,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import checking, running, sizing, sweeping
 from .. import __version__
 from ..core.column_store import steady_heap
 from ..spec.errors import ScenarioError
+from . import checking, running, sizing, sweeping
 from .arguments import EXIT_INTERRUPTED, EXIT_SCENARIO, examples_text
 
 # in the order `dcsim --help` lists them

@@ -89,9 +89,9 @@ def _validate(args) -> int:
 
 def _validate_model(args) -> int:
     from ..catalog import accuracy
+    from ..results.console import make_console
     from ..tools import fidelity
     from ..tools.fidelity_report import _num, _pct, markdown_report
-    from ..results.console import make_console
 
     if not os.path.isdir(args.cases):    # an installed dcsim has no cases: say so rather than check none
         from ..spec.errors import Loc, ScenarioError

@@ -63,12 +63,12 @@ def add_report(sub) -> None:
 
 
 def _run(args) -> int:
+    from ..results import trace
     from ..results.console import make_console, print_summary
     from ..results.report import write_results
-    from ..scenario import load_scenario
-    from ..results import trace
-    from ..simulation import simulate
     from ..results.summary import summarize
+    from ..scenario import load_scenario
+    from ..simulation import simulate
 
     tracing = args.trace or args.trace_window is not None or args.trace_requests is not None
     window = trace.parse_window(args.trace_window) if args.trace_window is not None else None  # before the run
@@ -90,16 +90,17 @@ def _run(args) -> int:
         make_console().print(f"results: {out}/ (summary.json, requests.parquet, devices.parquet, scenario.yaml"
                              + (", trace.json" if tracing else "") + ")")
     if written is not None:   # on stderr with --json, so stdout stays JSON
-        print(f"trace: {os.path.join(out, 'trace.json')}: {written.events:,} events, {written.bytes / 1e6:.1f} MB; open it in "
-              f"ui.perfetto.dev" + (f"\ntrace: {written.note}" if written.note else ""),
+        print(f"trace: {os.path.join(out, 'trace.json')}: {written.events:,} events, "
+              f"{written.bytes / 1e6:.1f} MB; open it in ui.perfetto.dev"
+              + (f"\ntrace: {written.note}" if written.note else ""),
               file=sys.stderr if args.json else sys.stdout)
     return 0
 
 
 def _compare(args) -> int:
-    from ..tools import compare
     from ..results.console import make_console
     from ..scenario import examples
+    from ..tools import compare
 
     console = make_console()
     paths = [examples.path_of(s) for s in args.scenarios]
@@ -117,9 +118,9 @@ def _compare(args) -> int:
 
 def _compare_row(console, sc, n_seeds: int) -> dict:
     """One fleet's row, run again on more seeds when its SLO verdict lies inside the error."""
-    from ..tools import compare
-    from ..simulation import simulate
     from ..results.summary import summarize
+    from ..simulation import simulate
+    from ..tools import compare
 
     console.print(f"running {sc.name} ...")
     r = compare.row(summarize(simulate(sc)))
@@ -138,15 +139,16 @@ def _compare_table(ref, rows) -> Table:
     from ..results.intervals import text as with_interval
     from ..spec.units import format_duration
 
+    targets = ", ".join(f"{k} {format_duration(v)}" for k, v in ref.slo.targets.items()) or "none"
     table = Table(title=f"same workload and seed {ref.seed} ({len(ref.workload)} stream(s), "
-                        f"{format_duration(ref.duration)}); SLO {', '.join(f'{k} {format_duration(v)}' for k, v in ref.slo.targets.items()) or 'none'}",
+                        f"{format_duration(ref.duration)}); SLO {targets}",
                   title_justify="left")
     cols = ("scenario", "fleet", "devices", "TTFT p50", "TTFT p99", "TPOT p50", "TPOT p99", "tok/s",
             "goodput tok/s", "power kW", "J/out tok", "$/h", "$/M tok", "SLO")
     for c in cols:
         table.add_column(c, justify="left" if c in ("scenario", "fleet") else "right")
     for r in rows:
-        def lat(key):
+        def lat(key, r=r):
             lo = r.get(key.replace("_s", "_lo_s"))
             return with_interval(r[key], None if lo is None else (lo, r[key.replace("_s", "_hi_s")]), duration_or_dash)
         usd = None if r["usd_per_m_tokens_lo"] is None else (r["usd_per_m_tokens_lo"], r["usd_per_m_tokens_hi"])

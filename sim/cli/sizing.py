@@ -64,10 +64,10 @@ def add_calibrate(sub) -> None:
 def _plan(args) -> int:
     import time
 
-    from ..tools.plan import Planner, parse_slo
     from ..results.console import make_console
     from ..scenario import examples
     from ..spec.units import parse_rate
+    from ..tools.plan import Planner, parse_slo
 
     console = make_console()
     wall0 = time.perf_counter()
@@ -82,8 +82,8 @@ def _plan(args) -> int:
         rate = parse_rate(args.rate) if args.rate else None
     except Exception as exc:
         raise ScenarioError.one(loc("--rate"), "rate", str(exc)) from None
-    planner = Planner(examples.path_of(args.scenario), slo, rate, args.overrides, args.tolerance, args.max_devices, progress, args.tp,
-                      args.seeds)
+    planner = Planner(examples.path_of(args.scenario), slo, rate, args.overrides, args.tolerance, args.max_devices,
+                      progress, args.tp, args.seeds)
     name = planner.base.name
     out = writable(args.out or os.path.join("results", f"plan-{name}"))
     os.makedirs(out, exist_ok=True)
@@ -139,8 +139,8 @@ def _smallest_fleets(console, args, planner, out, name, targets, load) -> int:
     table, answers = _plan_table(plans, args.seeds)
     console.print(table)
     eco = planner.base.spec.economics
-    console.print(f"pricing: {economics.describe(planner.basis.name, eco.amortize_years, eco.cost_of_capital, eco.usd_per_kwh, eco.pue)}"
-                  + (f" ({planner.basis.chosen_by})" if planner.basis.chosen_by else ""))
+    basis = economics.describe(planner.basis.name, eco.amortize_years, eco.cost_of_capital, eco.usd_per_kwh, eco.pue)
+    console.print(f"pricing: {basis}" + (f" ({planner.basis.chosen_by})" if planner.basis.chosen_by else ""))
     for b in answers:
         console.print(f"interval {b.device}: {b.interval_basis}")
     best_overall = _print_cheapest(console, answers)
@@ -162,7 +162,7 @@ def _plan_table(plans, seeds):
     for p in plans:
         lay = p.best
         if lay is None:
-            notes = list(dict.fromkeys(l.note for l in p.layouts if l.note))
+            notes = list(dict.fromkeys(layout.note for layout in p.layouts if layout.note))
             reasons = "; ".join(x for x in [p.note] + notes if x)
             table.add_row(p.device, "-", "-", "-", "-", "-", "-", "-", "-", "-", reasons or "no layout met the SLO")
             continue
@@ -189,8 +189,8 @@ def _print_cheapest(console, answers):
         d_lo, d_hi = b.device_range()
         console.print(f"cheapest: {b.devices:,} x {b.device} ({d_lo:,}-{d_hi:,}; {b.precision}, tp{b.tp}"
                       + (f" x pp{b.pp}" if b.pp > 1 else "") + f", {b.replicas:,} replicas)"
-                      + ("" if b.usd_per_hour is None else f" at ${b.usd_per_hour:,.2f}/h = ${b.usd_per_hour * 24:,.0f}/day"
-                         f" ({b.pricing})"))
+                      + ("" if b.usd_per_hour is None
+                         else f" at ${b.usd_per_hour:,.2f}/h = ${b.usd_per_hour * 24:,.0f}/day ({b.pricing})"))
         for other in within_error(b, answers):
             o_lo, o_hi = other.usd_range()
             lo, hi = b.usd_range()
@@ -226,13 +226,14 @@ def _write_plan(out, planner, plans, ok, fail, complete: bool = True) -> None:
            "pricing": planner.basis.name if planner.basis else None,
            "trials": [asdict(t) | {"devices": t.devices} for t in planner.trials],
            "devices": [{"device": p.device, "note": p.note,
-                        "layouts": [{"tp": l.tp, "pp": l.pp, "precision": l.precision, "note": l.note,
-                                     "seeds_checked": l.seeds_checked,
-                                     "best": None if l.best is None else asdict(l.best) | {
-                                         "replica_range": list(l.best.replica_range()),
-                                         "device_range": list(l.best.device_range()),
-                                         "usd_per_hour_range": l.best.usd_range()},
-                                     "below": None if l.below is None else asdict(l.below)} for l in p.layouts]}
+                        "layouts": [{"tp": layout.tp, "pp": layout.pp, "precision": layout.precision,
+                                     "note": layout.note, "seeds_checked": layout.seeds_checked,
+                                     "best": None if layout.best is None else asdict(layout.best) | {
+                                         "replica_range": list(layout.best.replica_range()),
+                                         "device_range": list(layout.best.device_range()),
+                                         "usd_per_hour_range": layout.best.usd_range()},
+                                     "below": None if layout.below is None else asdict(layout.below)}
+                                    for layout in p.layouts]}
                        for p in plans]}
     if ok is not None or fail is not None:
         doc["max_load"] = {"sustained": None if ok is None else asdict(ok) | {"rate_range": ok.rate_range()},
@@ -244,9 +245,9 @@ def _write_plan(out, planner, plans, ok, fail, complete: bool = True) -> None:
 
 
 def _calibrate(args) -> int:
-    from ..tools.calibrate import Calibrator, write_overlay
     from ..results.console import make_console
     from ..scenario import examples
+    from ..tools.calibrate import Calibrator, write_overlay
 
     console = make_console()
     writable(args.out, folder=False)

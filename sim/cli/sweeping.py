@@ -1,7 +1,6 @@
 """`dcsim sweep`: many runs of one scenario, resumable, on a pool or a Dask cluster."""
 from __future__ import annotations
 
-
 from rich.table import Table
 
 from .arguments import at_least, command, writable
@@ -16,7 +15,8 @@ def add_sweep(sub) -> None:
     sw.add_argument("sweep", help="sweep YAML file (base scenario, axes, seeds), or an example sweep's name "
                                   "(`dcsim catalog scenarios` lists them)")
     sw.add_argument("--out", help="sweep folder (default: results/sweep-<name>); a rerun skips finished points")
-    sw.add_argument("--workers", type=at_least(1), help="processes of the local pool (default: the sweep's, else all cores)")
+    sw.add_argument("--workers", type=at_least(1),
+                    help="processes of the local pool (default: the sweep's, else all cores)")
     sw.add_argument("--cluster", help="Dask scheduler address, e.g. tcp://host:8786 ('local': a local Dask "
                                       "cluster); default: the sweep's cluster:, else a local process pool")
     sw.add_argument("--skip-failed", action="store_true", help="do not rerun points that failed before")
@@ -27,13 +27,19 @@ def add_sweep(sub) -> None:
 
 
 def _sweep(args) -> int:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
-        TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
-    from ..tools import sweep as sw
-    from ..tools.executors import executor_for
     from ..results.console import make_console
     from ..scenario import examples
+    from ..tools import sweep as sw
+    from ..tools.executors import executor_for
 
     console = make_console()
     if args.out:
@@ -44,10 +50,12 @@ def _sweep(args) -> int:
             console.print(f"{t.point}  {t.axes}  seed {t.seed}" + (f"  variant {t.variant}" if t.variant else ""))
         return 0
     executor = executor_for(args.cluster or sweep.spec.cluster, args.workers or sweep.spec.workers)
-    console.print(f"sweep {sweep.spec.name}: {len(sweep.tasks)} runs ({len(sweep.tasks) // max(1, len({t.seed for t in sweep.tasks}))} "
-                  f"points x {len({t.seed for t in sweep.tasks})} seeds) on {executor.where}; folder {sweep.out}")
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[failed]} failed"),
-               TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn())
+    seeds = len({t.seed for t in sweep.tasks})
+    console.print(f"sweep {sweep.spec.name}: {len(sweep.tasks)} runs ({len(sweep.tasks) // max(1, seeds)} "
+                  f"points x {seeds} seeds) on {executor.where}; folder {sweep.out}")
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[failed]} failed"), TimeElapsedColumn(), TextColumn("left"),
+               TimeRemainingColumn())
     with Progress(*columns, console=console) as bar:
         job = bar.add_task("runs", total=len(sweep.tasks), failed=0)
 

@@ -70,7 +70,8 @@ class ColumnStore:
         """A column of n rows set to `fill`."""
         if not self.spill:
             return np.full(n, fill, dtype)
-        fh = tempfile.TemporaryFile(prefix="dcsim-column-")   # unlinked: gone with the process
+        # unlinked: gone with the process; it stays open as the backing of the column's memory map
+        fh = tempfile.TemporaryFile(prefix="dcsim-column-")  # noqa: SIM115 -- held by the store (_Map) past this call
         arr = self._map(fh, n, np.dtype(dtype), 0)
         if fill != 0:
             for a in range(0, n, CHUNK_ROWS):    # write the fill a chunk at a time, letting each go

@@ -32,7 +32,7 @@ every subscriber in the order they subscribed.
 | `busy` | a replica | `(replica, computing)` | time slicing (`ops.device_share`: the engines sharing devices change speed) |
 | `starved` | the router | `(model)` | autoscalers (wake a pool of the model that has nothing running) |
 | `changed` | the lifecycle | `(group, state)` | model swaps (`ops.model_swap`) |
-"""
+"""  # noqa: E501 -- the rows of a Markdown table cannot be wrapped
 from __future__ import annotations
 
 

@@ -145,7 +145,7 @@ class RequestTable:
             setattr(self, name, value[mask])
         self.n = int(mask.sum())
 
-    def columns(self, rows=None) -> "Columns":
+    def columns(self, rows=None) -> Columns:
         """Per-request columns with derived latencies (NaN where they do not apply), of the
         rows `rows` selects (a mask or slice; all by default)."""
         return Columns(self, rows)

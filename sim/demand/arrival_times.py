@@ -9,7 +9,6 @@ import numpy as np
 from .arrivals import Arrival
 from .mmpp import mmpp_parameters
 
-
 # ---- generation --------------------------------------------------------------------------
 
 

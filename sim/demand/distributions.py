@@ -61,11 +61,13 @@ def _family(q: Quantity):
         return {"dist": "fixed", "value": v} if scalar else v
 
     simple = (*_parametric(q), _empirical(q))
-    kinds = (*simple, _mixture(q, Annotated[Annotated[Union[simple], Field(discriminator="dist")],
+    any_simple = Union[simple]  # noqa: UP007 -- a tuple built at run time, which `X | Y` cannot spell
+    kinds = (*simple, _mixture(q, Annotated[Annotated[any_simple, Field(discriminator="dist")],
                                             BeforeValidator(shorthand)]))
-    for cls, kind in zip(kinds, KINDS):
+    for cls, kind in zip(kinds, KINDS, strict=True):
         cls.__name__ = cls.__qualname__ = f"{kind.capitalize()}{q.name}"
-    return Annotated[Annotated[Union[kinds], Field(discriminator="dist")], BeforeValidator(shorthand)], kinds[0]
+    any_kind = Union[kinds]  # noqa: UP007 -- a tuple built at run time, which `X | Y` cannot spell
+    return Annotated[Annotated[any_kind, Field(discriminator="dist")], BeforeValidator(shorthand)], kinds[0]
 
 
 def _parametric(q: Quantity) -> tuple:
@@ -224,7 +226,7 @@ def mean(dist) -> float:
         w = np.ones(len(values)) if dist.weights is None else np.asarray(dist.weights, float)
         return float(np.dot(w, values) / w.sum())
     w = np.asarray(dist.weights, float) / sum(dist.weights)
-    return float(sum(wk * mean(p) for wk, p in zip(w, dist.parts)))
+    return float(sum(wk * mean(p) for wk, p in zip(w, dist.parts, strict=True)))
 
 
 def _csv_column(path: str, column: str, q: Quantity) -> np.ndarray:

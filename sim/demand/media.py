@@ -27,10 +27,11 @@ the steps and `samples` the images a request asks for (each a sample of L tokens
 
 `media_seconds` holds the audio (or video) seconds of each request; `pixels` the output
 pixels (x frames x images) the VAE decodes.
-"""
+"""  # noqa: E501 -- the rows of a Markdown table cannot be wrapped
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import numpy as np
 from pydantic import Field
 

@@ -12,7 +12,6 @@ import numpy as np
 
 from .arrivals import Arrival
 
-
 # ---- MMPP algebra ------------------------------------------------------------------------
 
 
@@ -144,7 +143,7 @@ def fit_mmpp(times, windows=(1.0, 60.0), span: float | None = None,
     rate = np.count_nonzero((times >= 0) & (times < span)) / span
     windows = np.asarray(windows, float)
     measured = np.array([dispersion(times, w, span) for w in windows])
-    fit = {"rate": float(rate), "idc": dict(zip(windows.tolist(), measured.tolist()))}
+    fit = {"rate": float(rate), "idc": dict(zip(windows.tolist(), measured.tolist(), strict=True))}
     if np.all(measured <= 1.0):  # no more variable than Poisson: nothing to modulate
         return {**fit, "rates": [fit["rate"]] * 2, "mean_sojourns": [np.inf, np.inf],
                 "idc_fit": {w: 1.0 for w in fit["idc"]}, "arrival": {"process": "poisson"}}
@@ -155,7 +154,7 @@ def fit_mmpp(times, windows=(1.0, 60.0), span: float | None = None,
     rates = [float(rate - p * delta), float(rate + (1 - p) * delta)]
     sojourns = [float(1 / (p * r)), float(1 / ((1 - p) * r))]  # leave low at p r, high at (1 - p) r
     fit.update(rates=rates, mean_sojourns=sojourns, switch_rate=r, burst_fraction=float(p),
-               idc_fit=dict(zip(fit["idc"], (1 + amp * _g(r * windows)).tolist())))
+               idc_fit=dict(zip(windows.tolist(), (1 + amp * _g(r * windows)).tolist(), strict=True)))
     fit["arrival"] = arrival_block(fit)
     return fit
 
@@ -165,5 +164,5 @@ def arrival_block(fit: dict) -> dict:
     if not np.all(np.isfinite(fit["mean_sojourns"])):
         return {"process": "poisson"}
     states = [{"rate_multiplier": float(f"{lam / fit['rate']:.4g}"), "mean_sojourn": f"{s:.4g}s"}
-              for lam, s in zip(fit["rates"], fit["mean_sojourns"])]
+              for lam, s in zip(fit["rates"], fit["mean_sojourns"], strict=True)]
     return {"process": "mmpp", "states": states}

@@ -10,7 +10,6 @@ import numpy as np
 
 from .sessions import CALL, Graph
 
-
 # ---- sessions as a run's requests ----------------------------------------------------------
 
 
@@ -98,7 +97,7 @@ def link(plan: SessionPlan, parts: list[dict], node_of: np.ndarray) -> None:
     keys = 0
     for part in parts:
         g, node0 = part["graph"], part["node0"]
-        for local, node in zip((part["node"] - node0).tolist(), part["node"].tolist()):
+        for local, node in zip((part["node"] - node0).tolist(), part["node"].tolist(), strict=True):
             r = int(plan.request[node])
             plan.final[r] = local in g.final
             plan.model[r] = g.model[local]

@@ -41,8 +41,9 @@ def read_trace(path: str, shown: str | None = None) -> pd.DataFrame:
     else:
         back = np.flatnonzero(np.diff(ts.to_numpy().astype("datetime64[ns]").astype(np.int64)) < 0)
         if len(back):
-            problems.append(_row(shown, back[0] + 1, "TIMESTAMP", f"goes back in time ({frame['TIMESTAMP'][back[0] + 1]} "
-                                                                  f"after {frame['TIMESTAMP'][back[0]]}); sort the trace"))
+            at, before = frame["TIMESTAMP"][back[0] + 1], frame["TIMESTAMP"][back[0]]
+            problems.append(_row(shown, back[0] + 1, "TIMESTAMP",
+                                 f"goes back in time ({at} after {before}); sort the trace"))
     counts = {}
     for column in TRACE_COLUMNS[1:]:
         raw = frame[column].str.strip()

@@ -244,7 +244,7 @@ def _concat(parts):
                 out.append(None)
                 continue
             dtype, value = _DEFAULTS[k]
-            cols = [np.full(len(p[0]), value, dtype) if c is None else c for c, p in zip(cols, parts)]
+            cols = [np.full(len(p[0]), value, dtype) if c is None else c for c, p in zip(cols, parts, strict=True)]
         out.append(np.concatenate(cols))
     return tuple(out)
 

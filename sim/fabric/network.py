@@ -76,7 +76,7 @@ class Fabric:
         # a flow through a NIC moves message by message, each paying the NIC's per-message
         # cost (and on a host-staged NIC the CPU's): its rate is at most M / (M / rate + cost)
         self.link_flow_cap = np.full(len(cap), math.inf)
-        for l, (u, v) in enumerate(zip(self.src, self.dst)):
+        for link, (u, v) in enumerate(zip(self.src, self.dst, strict=True)):
             for node in (u, v):
                 attrs = graph.nodes[node]
                 if attrs.get("kind") == "nic" and "message_size" in attrs:
@@ -85,7 +85,7 @@ class Fabric:
                     if attrs.get("path") == "host-staged":
                         cost += float(attrs["staging_cost"])
                     per_flow = m / (m / float(attrs["rate"]) + cost) if cost > 0 else math.inf
-                    self.link_flow_cap[l] = min(self.link_flow_cap[l], per_flow)
+                    self.link_flow_cap[link] = min(self.link_flow_cap[link], per_flow)
         self._cpu_of: dict = {}
         # host-staged routes: route id -> [(server, CPU seconds per byte)]; and the CPU seconds
         # each server has spent staging so far (what its head node shares its cores with)
@@ -122,7 +122,8 @@ class Fabric:
             for nodes in paths_from_predecessors(src, dst, self._pred[src]) if dst in self._pred[src] else ():
                 if src != a:
                     nodes = nodes[::-1]
-                found.append(np.array([self.link_index[(u, v)] for u, v in zip(nodes, nodes[1:])], np.int64))
+                found.append(np.array([self.link_index[(u, v)] for u, v in zip(nodes, nodes[1:], strict=False)],
+                                      np.int64))
                 if len(found) == MAX_ECMP_PATHS:
                     break
             self._paths[key] = found
@@ -180,8 +181,8 @@ class Fabric:
         if attrs.get("kind") != "accelerator":
             return None
         host = attrs.get("host")
-        for l in links:
-            for end in (self.src[l], self.dst[l]):
+        for link in links:
+            for end in (self.src[link], self.dst[link]):
                 e = self.graph.nodes[end]
                 if e.get("kind") == "nic" and e.get("host") == host and e.get("path") == "host-staged":
                     return self._nearest_cpu(node), e
@@ -306,7 +307,7 @@ class Fabric:
             caps = np.array([f.cap for f in flows])
             rates = fair_share.maxmin_rates(self.live_capacity, ptr, links, caps)
         soonest = math.inf
-        for f, r in zip(flows, rates):
+        for f, r in zip(flows, rates, strict=True):
             f.rate = r
             if r > 0:
                 soonest = min(soonest, f.remaining / r)
@@ -380,14 +381,14 @@ class Fabric:
     def link_frame(self):
         """Per directed link and time bin: bytes carried and utilization, links that carried any."""
         import pandas as pd
-        b, l, carried = self.link_usage()
+        b, links, carried = self.link_usage()
         w = self.log.bin_width
-        order = np.lexsort((l, b))
-        b, l, carried = b[order], l[order], carried[order]
+        order = np.lexsort((links, b))
+        b, links, carried = b[order], links[order], carried[order]
         return pd.DataFrame({
             "time": b * w,
-            "src": [str(self.src[i]) for i in l],
-            "dst": [str(self.dst[i]) for i in l],
+            "src": [str(self.src[i]) for i in links],
+            "dst": [str(self.dst[i]) for i in links],
             "bytes": carried,
-            "utilization": carried / (self.capacity[l] * w),
+            "utilization": carried / (self.capacity[links] * w),
         })

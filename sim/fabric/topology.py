@@ -67,7 +67,7 @@ class TorusGroup:
         import numpy as np
         size = np.asarray(nbytes, float)
         t = np.zeros_like(size)
-        for k, closed in zip(reversed(self.dims), reversed(self.wrap)):
+        for k, closed in zip(reversed(self.dims), reversed(self.wrap), strict=True):
             if k == 1:
                 continue
             bandwidth = 2.0 * self.link if closed else self.link
@@ -126,11 +126,12 @@ class TopologySpec(Spec):
             self._built_ids = frozenset(self._built)
         return self._built
 
-    def torus_group(self, tp: int) -> "TorusGroup | None":
+    def torus_group(self, tp: int) -> TorusGroup | None:
         """Where a tensor-parallel group of `tp` chips sits on this topology, when it is a torus
         the group fits in (row-major, the last axis first); None otherwise."""
         b = self.build
-        if b is None or b.kind != "torus" or tp < 1 or b.problems():   # a bad torus is reported where topologies are checked
+        # a bad torus is reported where topologies are checked
+        if b is None or b.kind != "torus" or tp < 1 or b.problems():
             return None
         dims, left = [], tp
         for size in reversed(b.dims):
@@ -140,8 +141,8 @@ class TopologySpec(Spec):
         if left != 1:
             return None
         dims.reverse()
-        return TorusGroup(tuple(dims), tuple(b.wraparound and k == size and size > 1 for k, size in zip(dims, b.dims)),
-                          b.link, b.latency)
+        wrap = tuple(b.wraparound and k == size and size > 1 for k, size in zip(dims, b.dims, strict=True))
+        return TorusGroup(tuple(dims), wrap, b.link, b.latency)
 
     def accelerators(self) -> list[str]:
         """Accelerator ids in placement order (built ones first, then explicit ones)."""

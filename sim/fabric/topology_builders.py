@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 import networkx as nx
 from pydantic import Field
@@ -239,7 +239,7 @@ class Torus(Spec):
                     _link(g, chip[c], chip[nxt], self.link, self.latency)  # size 2: two parallel links
 
 
-Build = Annotated[Union[HgxNode, RailLeafSpine, Torus], Field(discriminator="kind")]
+Build = Annotated[HgxNode | RailLeafSpine | Torus, Field(discriminator="kind")]
 
 
 def _link(g: nx.Graph, a: str, b: str, bandwidth: float, latency: float) -> None:

@@ -11,7 +11,6 @@ import networkx as nx
 from .topology import TopologySpec
 from .topology_builders import _link
 
-
 COLORS = {"accelerator": "#76b900", "scale-up-switch": "#1f77b4", "pcie-switch": "#9467bd", "cpu": "#8c564b",
           "nic": "#ff7f0e", "switch": "#d62728", "storage": "#7f7f7f", "server": "#bcbd22"}
 # rows inside a server, bottom to top; fabric switches and storage stack above the NICs
@@ -33,16 +32,16 @@ def draw_topology(spec: TopologySpec, path_png: str, max_nodes: int = 300) -> st
             g = _collapse_servers(g, g.nodes[spec.accelerators()[0]]["host"] if spec.accelerators() else None)
             title += f" (one server expanded, {g.number_of_nodes()} shown)"
         pos = _layered_layout(g)
-    xs, ys = zip(*pos.values())
+    xs, ys = zip(*pos.values(), strict=True)
     wide, high = max(xs) - min(xs), max(ys) - min(ys)
     fig = Figure(figsize=(min(30, max(6, 4 + 0.35 * wide)), min(12, max(4, 2 + high))))
     ax = fig.add_subplot()
     top = max((bw for _, _, bw in g.edges(data="bandwidth")), default=1.0)
     for wrap in (False, True):  # torus wraparound links as arcs, so they do not hide the others
         edges = [(a, b, bw) for a, b, bw in g.edges(data="bandwidth") if _wraps(g, a, b) == wrap]
+        arcs = {"arrows": True, "arrowstyle": "-", "connectionstyle": "arc3,rad=0.25"} if wrap else {}
         nx.draw_networkx_edges(g, pos, edgelist=[e[:2] for e in edges], ax=ax, alpha=0.35,
-                               width=[0.3 + 2.5 * bw / top for *_, bw in edges],
-                               **({"arrows": True, "arrowstyle": "-", "connectionstyle": "arc3,rad=0.25"} if wrap else {}))
+                               width=[0.3 + 2.5 * bw / top for *_, bw in edges], **arcs)
     draw_nodes(g, pos, ax)
     ax.set_title(title)
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7, frameon=False)
@@ -64,7 +63,7 @@ def draw_nodes(g, pos, ax, size: int = 160, small: int = 40) -> None:
 
 def _wraps(g: nx.Graph, a: str, b: str) -> bool:
     ca, cb = g.nodes[a].get("coord"), g.nodes[b].get("coord")
-    return ca is not None and cb is not None and sum(abs(x - y) for x, y in zip(ca, cb)) > 1
+    return ca is not None and cb is not None and sum(abs(x - y) for x, y in zip(ca, cb, strict=True)) > 1
 
 
 def _grid_layout(g: nx.Graph) -> dict:
@@ -78,7 +77,7 @@ def _grid_layout(g: nx.Graph) -> dict:
         chips[g.nodes[n]["host"]].append(pos[n])
     for n, data in g.nodes(data=True):
         if n not in pos and data.get("host") in chips:
-            xs, ys = zip(*chips[data["host"]])
+            xs, ys = zip(*chips[data["host"]], strict=True)
             lift = 0.3 if data["kind"] == "nic" else 0.0
             pos[n] = (sum(xs) / len(xs) + 0.4, sum(ys) / len(ys) + lift)
     rest, above = [n for n in g if n not in pos], max(y for _, y in pos.values()) + 1

@@ -51,7 +51,7 @@ class Shedding(Spec):
         if any(v < 0 for v in self.waiting_per_replica.values()):
             raise ValueError("waiting_per_replica thresholds must be >= 0")
         ranked = sorted(self.waiting_per_replica.items())
-        for (lo, a), (hi, b) in zip(ranked, ranked[1:]):
+        for (lo, a), (hi, b) in zip(ranked, ranked[1:], strict=False):
             if a > b:
                 raise ValueError(f"class {lo} would be kept longer than class {hi} ({a:g} > {b:g} waiting per "
                                  f"replica): give higher classes higher thresholds")

@@ -26,7 +26,7 @@ from ..timing import kernels as K
 SHARED = (K.K_COMPUTE_SCALE, K.K_MEMORY_SCALE, K.K_LINK_SCALE)
 
 
-def attach(scenario, replicas) -> "DeviceShare | None":
+def attach(scenario, replicas) -> DeviceShare | None:
     """A controller for the engines that share devices; None when none do."""
     groups = sharing.engine_groups(scenario)
     return DeviceShare([[replicas[i] for i in g] for g in groups]) if groups else None

@@ -21,7 +21,7 @@ the catalog gives no server), a pool's first device starting a new server.
 """
 from __future__ import annotations
 
-from typing import Literal, Union
+from typing import Literal
 
 import numpy as np
 from pydantic import Field
@@ -34,9 +34,9 @@ COMPONENTS = ("device", "server", "rack", "link", "switch")
 class FailureEvent(Spec):
     at: Seconds = Field(ge=0, description="when it fails, from the start of the run")
     fail: Literal["device", "server", "rack", "link", "switch"] = Field(description="what fails")
-    target: Union[int, str, list[str]] = Field(description="device: accelerator id (index without a topology); "
-                                                           "server: host id (index without); rack: index; "
-                                                           "link: [a, b]; switch: node id")
+    target: int | str | list[str] = Field(description="device: accelerator id (index without a topology); "
+                                                   "server: host id (index without); rack: index; "
+                                                   "link: [a, b]; switch: node id")
     repair_after: Seconds | None = Field(default=None, gt=0, description="none: stays down for the run")
 
 

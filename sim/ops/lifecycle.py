@@ -50,7 +50,7 @@ class Lifecycle:
         self.pool_of: list = []
         self.group_of: dict[int, int] = {}
         for pool in scenario.pools:
-            engines = [(rep, p) for rep, p in zip(replicas, pools_of_engine) if p is pool]
+            engines = [(rep, p) for rep, p in zip(replicas, pools_of_engine, strict=True) if p is pool]
             per = pool.spec.engines_per_replica
             for k in range(0, len(engines), per):
                 self.group_of.update({rep.index: len(self.groups) for rep, _ in engines[k:k + per]})
@@ -80,8 +80,8 @@ class Lifecycle:
                     rep.ready.succeed()
                 continue
 
-            def fire(_, g=g, lives=[rep.life for rep in engines]):
-                if lives != [rep.life for rep in self.groups[g]]:
+            def fire(_, g=g, lives=tuple(rep.life for rep in engines)):
+                if lives != tuple(rep.life for rep in self.groups[g]):
                     return      # it failed while loading: its restart loads the weights again
                 for rep in self.groups[g]:
                     self.load_time.setdefault(rep.index, self.env.now)
@@ -196,7 +196,7 @@ class Lifecycle:
         """Seconds group g spent in `states` inside [t0, t1] (POWERED: the time it is paid for)."""
         total = 0.0
         h = self.history[g] + [(np.inf, None)]
-        for (a, state), (b, _) in zip(h, h[1:]):
+        for (a, state), (b, _) in zip(h, h[1:], strict=False):
             if state in states:
                 total += max(0.0, min(b, t1) - max(a, t0))
         return total

@@ -45,7 +45,7 @@ class ModelSwap:
     def __init__(self, env, lifecycle, scalers: list):
         """`scalers`: the autoscalers of one swap group's pools, the host's first."""
         self.env, self.life, self.scalers = env, lifecycle, scalers
-        self.slots = list(zip(*[s.groups for s in scalers]))     # slot -> each pool's group there
+        self.slots = list(zip(*[s.groups for s in scalers], strict=True))     # slot -> each pool's group there
         self.slot_of = {g: r for r, groups in enumerate(self.slots) for g in groups}
         self.owner = {g: s for s in scalers for g in s.groups}
         self.reserved: dict[int, tuple[int, Swap]] = {}          # slot -> (claimant's group, its swap)

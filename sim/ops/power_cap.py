@@ -50,7 +50,7 @@ class PowerCap:
         # each engine stands for tp devices (a pipeline's pp engines share its tp x pp), as in
         # the summary; its rack is that of its replica's first device
         device_at, engine_in_pool, first_device = 0, {}, {}
-        for i, (rep, pool) in enumerate(zip(replicas, pools_of_engine)):
+        for i, (rep, pool) in enumerate(zip(replicas, pools_of_engine, strict=True)):
             dev = pool.deployment.device
             tp = pool.deployment.tp
             if dev.tdp is None:

@@ -7,7 +7,7 @@ unknown name is an error, so a typo fails the build instead of leaving a hole in
 from __future__ import annotations
 
 import re
-from typing import Callable
+from collections.abc import Callable
 
 from . import catalog, cli, limits, live_tables, outputs, scenario_fields
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Literal, Union
+from typing import Any, Literal, Union
 
 import annotated_types
 from pydantic import BaseModel, BeforeValidator
@@ -211,7 +212,7 @@ def _strip_optional(annotation):
         if len(rest) == 1:
             return rest[0]
         if len(rest) < len(typing.get_args(annotation)):
-            return Union[tuple(rest)]
+            return Union[tuple(rest)]  # noqa: UP007 -- a tuple built at run time, which `X | Y` cannot spell
     return annotation
 
 

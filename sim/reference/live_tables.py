@@ -36,7 +36,7 @@ def validation_table() -> str:
     if VALIDATION_CASES_HEADING in lines:
         lines = lines[:lines.index(VALIDATION_CASES_HEADING)]
     body = "\n".join(_demoted(lines, 1)).strip()
-    return body + f"\n\nEvery case, with its source: `validation/report.md` (written by `make validate`).\n"
+    return body + "\n\nEvery case, with its source: `validation/report.md` (written by `make validate`).\n"
 
 
 # the columns of benchmarks/results.json's rows that the table shows, with their headers

@@ -166,7 +166,7 @@ def utilization_over_time(run, columns=("busy_fraction", "gpu_active", "kv_occup
     if len(d):
         for k, (pool, rows) in enumerate(d.groupby("pool", sort=False)):
             mean = rows.groupby("time")[list(columns)].mean()
-            for col, style in zip(columns, styles):
+            for col, style in zip(columns, styles, strict=False):
                 ax.plot(mean.index, mean[col], style, color=f"C{k}",
                         label=_t(f"{pool} {UTILIZATION_LABELS.get(col, col)}"))
     _shade_warmup(ax, run)
@@ -235,7 +235,7 @@ def autoscaling_timeline(run, ax=None):
     for k, a in enumerate(run.summary.get("autoscaling") or []):
         pts = a.get("timeline") or []
         if pts:
-            t, n = zip(*pts)
+            t, n = zip(*pts, strict=True)
             end = max(run.summary.get("window_s", [0, t[-1]])[1], t[-1])
             ax.step([*t, end], [*n, n[-1]], where="post", color=f"C{k}", label=_t(a["pool"]))
     _shade_warmup(ax, run)
@@ -313,8 +313,9 @@ def link_heatmap(run, topology=None, stat: str = "mean", max_nodes: int = 300, a
     direction of the pair. `topology`: a topology YAML path, a TopologySpec or a networkx
     graph; by default the run's own. Links that carried nothing stay grey."""
     from matplotlib import colormaps
-    from matplotlib.colors import Normalize
     from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
     from ..fabric.topology_drawing import _collapse_servers, _grid_layout, _layered_layout, draw_nodes
 
     run = _as_run(run)

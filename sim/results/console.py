@@ -7,10 +7,18 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
-from . import intervals
 from ..spec.units import duration_or_dash, format_duration
-from .tables import (head_node_rows, head_nodes_busy, modalities_rows, or_dash, pipeline_step_rows, power_cap_rows,
-                     prefix_cache_rows, sessions_rows)
+from . import intervals
+from .tables import (
+    head_node_rows,
+    head_nodes_busy,
+    modalities_rows,
+    or_dash,
+    pipeline_step_rows,
+    power_cap_rows,
+    prefix_cache_rows,
+    sessions_rows,
+)
 
 
 def make_console() -> Console:
@@ -29,7 +37,8 @@ def _tenants_table(tenants: list[dict]) -> Table:
         met = "-" if not slo.get("results") else ("met" if slo["met"] else "MISSED")
         att = slo.get("attainment")
         table.add_row(t["tenant"], ",".join(str(p) for p in t["priority"]), f"{t['measured_requests']:,}",
-                      f"{t['turned_away']:,}", duration_or_dash(lat["ttft"]["p99"]), duration_or_dash(lat["tpot"]["p99"]),
+                      f"{t['turned_away']:,}", duration_or_dash(lat["ttft"]["p99"]),
+                      duration_or_dash(lat["tpot"]["p99"]),
                       met, "-" if att is None else f"{att * 100:.1f}%", or_dash(t["usd_per_hour"], "{:,.2f}"),
                       or_dash(t["usd_per_m_tokens"], "{:.3f}"))
     return table
@@ -84,7 +93,8 @@ def _print_latency(summary: dict, bounds: dict, console: Console) -> None:
     """The latency table, each figure with its interval where it has one."""
     steady = summary.get("steady_state")
     lat = Table(title="latency (requests arriving in the window)"
-                + ("" if not steady else f"; steady state: {'yes' if steady['steady'] else 'NO'}"), title_justify="left")
+                + ("" if not steady else f"; steady state: {'yes' if steady['steady'] else 'NO'}"),
+                title_justify="left")
     lat.add_column("metric")
     for k in ("p50", "p90", "p99", "mean"):
         lat.add_column(k, justify="right")
@@ -108,8 +118,8 @@ def _print_throughput_and_slo(summary: dict, bounds: dict, console: Console) -> 
     console.print(f"throughput: {rps} req/s, {tp['input_tokens_per_s']:,.0f} input tok/s, {otps} output tok/s")
     slo = summary["slo"]
     if slo.get("results"):
-        parts = [f"{k} {duration_or_dash(r['value'])} / {duration_or_dash(r['target'])} {'ok' if r['met'] else 'MISSED'}"
-                 for k, r in slo["results"].items()]
+        parts = [f"{k} {duration_or_dash(r['value'])} / {duration_or_dash(r['target'])} "
+                 f"{'ok' if r['met'] else 'MISSED'}" for k, r in slo["results"].items()]
         att = slo["attainment"]
         away = f"; {slo['turned_away']:,} requests rejected, shed or failed" if slo.get("turned_away") else ""
         console.print(f"SLO: {'met' if slo['met'] else 'NOT met'} ({'; '.join(parts)}{away}); "
@@ -158,7 +168,8 @@ def _print_power(summary: dict, bounds: dict, console: Console) -> None:
     """Power drawn, its notes, the power cap and the head nodes where they mattered."""
     pw = summary["power"]
     if pw["it_watts"] is not None:
-        jpt = intervals.text(pw["joules_per_output_token"], bounds.get("power.joules_per_output_token"), "{:.2f}".format)
+        jpt = intervals.text(pw["joules_per_output_token"], bounds.get("power.joules_per_output_token"),
+                             "{:.2f}".format)
         console.print(f"power: {pw['it_watts'] / 1000:.1f} kW IT, {pw['facility_watts'] / 1000:.1f} kW facility "
                       f"(PUE {pw['pue']}); {jpt} J per output token")
     for note in pw["notes"]:
@@ -173,10 +184,10 @@ def _print_cost(cost: dict, bounds: dict, console: Console) -> None:
     """Cost per hour and per million tokens, its pricing and notes."""
     if cost["usd_per_hour"] is not None:
         usd = "${:.3f}".format
+        per_m = intervals.text(cost["usd_per_m_tokens"], bounds.get("cost.usd_per_m_tokens"), usd)
+        per_m_out = intervals.text(cost["usd_per_m_output_tokens"], bounds.get("cost.usd_per_m_output_tokens"), usd)
         console.print(f"cost ({cost['pricing']}): ${cost['usd_per_hour']:,.2f}/h; "
-                      f"{intervals.text(cost['usd_per_m_tokens'], bounds.get('cost.usd_per_m_tokens'), usd)} per M tokens, "
-                      f"{intervals.text(cost['usd_per_m_output_tokens'], bounds.get('cost.usd_per_m_output_tokens'), usd)}"
-                      f" per M output tokens")
+                      f"{per_m} per M tokens, {per_m_out} per M output tokens")
     if cost.get("pricing_basis"):
         console.print(f"pricing: {cost['pricing_basis']}")
     for note in cost["notes"]:
@@ -211,12 +222,14 @@ def _print_failures(f: dict | None, console: Console) -> None:
             dip = ""
             if "goodput_min_rps" in e:
                 dip = (f"; goodput {e['goodput_before_rps']:.1f} -> {or_dash(e['goodput_min_rps'], '{:.1f}')} req/s, "
-                       f"TTFT p99 {duration_or_dash(e['ttft_p99_before_s'])} -> {duration_or_dash(e['ttft_p99_worst_s'])}"
-                       f", recovered after {duration_or_dash(e['recovery_s'])}")
+                       f"TTFT p99 {duration_or_dash(e['ttft_p99_before_s'])} -> "
+                       f"{duration_or_dash(e['ttft_p99_worst_s'])}, "
+                       f"recovered after {duration_or_dash(e['recovery_s'])}")
             console.print(f"  {e['component']} {e['target']} at {duration_or_dash(e['time'])}: {e['replicas_down']} "
                           f"replicas down, {e['requests_lost']} requests lost{dip}")
         if len(f["events"]) > len(shown):
-            console.print(f"  ... and {len(f['events']) - len(shown)} more (every one in summary.json, failures.events)")
+            console.print(f"  ... and {len(f['events']) - len(shown)} more "
+                          "(every one in summary.json, failures.events)")
 
 
 def _print_caveats(summary: dict, console: Console) -> None:

@@ -33,7 +33,8 @@ img { max-width: 100%; height: auto; border: 1px solid #eef0f4; }
 .card b { display: block; font-size: 1.3em; }
 .card span { color: #5b6475; font-size: 0.85em; }
 ul.notes { color: #5b6475; font-size: 0.9em; }
-footer { margin-top: 3em; border-top: 1px solid #e3e6ec; padding-top: 0.6em; font-size: 0.85em; overflow-wrap: anywhere; }
+footer { margin-top: 3em; border-top: 1px solid #e3e6ec; padding-top: 0.6em; font-size: 0.85em;
+         overflow-wrap: anywhere; }
 """
 
 

@@ -10,8 +10,8 @@ import os
 
 import pandas as pd
 
-from . import analysis, intervals, provenance, sweep_analysis, tables
 from ..spec.units import duration_or_dash, format_bytes
+from . import analysis, intervals, provenance, sweep_analysis, tables
 from .analysis import ResultsError, Run
 from .html_blocks import Raw, cards, escape, figure, html_page, html_table, number, verdict
 
@@ -106,8 +106,10 @@ def _rows(title: str, headers: list[str], rows: list[list[str]]) -> str:
 def _headline(s: dict) -> str:
     lat, tp, cost, slo = s.get("latency_s") or {}, s.get("throughput") or {}, s.get("cost") or {}, s.get("slo") or {}
     b = _bounds(s)
-    items = [("TTFT p99", intervals.text((lat.get("ttft") or {}).get("p99"), b.get("latency_s.ttft.p99"), duration_or_dash)),
-             ("TPOT p99", intervals.text((lat.get("tpot") or {}).get("p99"), b.get("latency_s.tpot.p99"), duration_or_dash)),
+    items = [("TTFT p99", intervals.text((lat.get("ttft") or {}).get("p99"), b.get("latency_s.ttft.p99"),
+                                         duration_or_dash)),
+             ("TPOT p99", intervals.text((lat.get("tpot") or {}).get("p99"), b.get("latency_s.tpot.p99"),
+                                         duration_or_dash)),
              ("requests per second", intervals.text(tp.get("requests_per_s"), b.get("throughput.requests_per_s"),
                                                     lambda v: number(v))),
              ("output tokens per second", intervals.text(tp.get("output_tokens_per_s"),
@@ -129,7 +131,8 @@ def _pools(pools: list[dict]) -> str:
             for p in pools]
     gpus = all(p.get("device_kind", "gpu") == "gpu" for p in pools)
     table = html_table(["pool", "device", "count", "model", "tp", "replicas", "busy",
-                        "GPU active" if gpus else "accel. active", "KV used", "IT kW", "devices $/h"], rows, text_columns=2)
+                        "GPU active" if gpus else "accel. active", "KV used", "IT kW", "devices $/h"],
+                       rows, text_columns=2)
     sources = [f"{p.get('pool')}: engine {p.get('engine') or '-'}; timing: {p.get('timing') or '-'}" for p in pools]
     return table + "".join(f"<p class=meta>{escape(line)}</p>" for line in sources)
 
@@ -248,8 +251,9 @@ def _failures(f: dict) -> str:
              f"{number(e.get('goodput_before_rps'), '{:.1f}')} -> {number(e.get('goodput_min_rps'), '{:.1f}')}",
              f"{duration_or_dash(e.get('ttft_p99_before_s'))} -> {duration_or_dash(e.get('ttft_p99_worst_s'))}",
              duration_or_dash(e.get("recovery_s"))] for e in f.get("events") or []]
-    return f"<p>{escape(head)}</p>" + html_table(["at", "component", "target", "replicas down", "requests lost", "repaired",
-                                          "goodput req/s", "TTFT p99", "recovered after"], rows, text_columns=3)
+    columns = ["at", "component", "target", "replicas down", "requests lost", "repaired", "goodput req/s", "TTFT p99",
+               "recovered after"]
+    return f"<p>{escape(head)}</p>" + html_table(columns, rows, text_columns=3)
 
 
 def _network(n: dict) -> str:
@@ -307,7 +311,8 @@ def sweep_page(df: pd.DataFrame, name: str | None = None) -> str:
         body += ["<h2>SLO boundary</h2>",
                  f"<p>A point meets the SLO when every seed met it; the line marks, for each {escape(axes[1])}, "
                  f"the smallest {escape(axes[0])} that did.</p>",
-                 figure(lambda ax: sweep_analysis.slo_boundary(df, axes[0], axes[1], ax=ax), (7.0, 4.0), alt="SLO boundary")]
+                 figure(lambda ax: sweep_analysis.slo_boundary(df, axes[0], axes[1], ax=ax), (7.0, 4.0),
+                        alt="SLO boundary")]
     metrics = [c for c, *_ in figures]
     for axis in axes:
         if not metrics:
@@ -315,8 +320,8 @@ def sweep_page(df: pd.DataFrame, name: str | None = None) -> str:
         hue = next((a for a in axes if a != axis), None)
         rows = -(-len(metrics) // 3)
         body += [f"<h2>Against {escape(axis)}</h2>",
-                 "<p>Mean over seeds; the band spans their min and max" + (f"; one line per {escape(hue)}" if hue else "")
-                 + ".</p>",
+                 "<p>Mean over seeds; the band spans their min and max"
+                 + (f"; one line per {escape(hue)}" if hue else "") + ".</p>",
                  figure(lambda ax, axis=axis, hue=hue: sweep_analysis.sweep_lines(good, axis, metrics, hue=hue, ax=ax),
                          (12.6, 3.2 * rows), alt=f"key figures against {axis}", rows=rows, cols=3)]
     body.append(_footer(provenance.sweep_text(df)))
@@ -326,10 +331,11 @@ def sweep_page(df: pd.DataFrame, name: str | None = None) -> str:
 def _per_point(df: pd.DataFrame, axes: list[str], columns: list[str]) -> pd.DataFrame:
     """The mean of `columns` over the seeds of each point (its axis values), with a label."""
     if not axes:
-        return df.assign(label=df["point"] if "point" in df else "")
+        return df.assign(label=df.get("point", ""))
     out = df.groupby(axes, sort=False, dropna=False)[columns].mean().reset_index()
     # column by column: a row of iterrows() would turn integer axis values into floats
-    out["label"] = [", ".join(f"{a}={v}" for a, v in zip(axes, values)) for values in zip(*(out[a] for a in axes))]
+    out["label"] = [", ".join(f"{a}={v}" for a, v in zip(axes, values, strict=True))
+                    for values in zip(*(out[a] for a in axes), strict=True)]
     return out
 
 
@@ -338,7 +344,8 @@ def _sweep_table(df: pd.DataFrame, axes: list[str], figures) -> str:
     rows = []
     for _, r in df.iterrows():
         met = r.get("slo.met")
-        status = Raw("<span class=ok>ok</span>") if r.get("status", "ok") == "ok" else Raw("<span class=bad>error</span>")
+        ok = r.get("status", "ok") == "ok"
+        status = Raw("<span class=ok>ok</span>") if ok else Raw("<span class=bad>error</span>")
         rows.append([r.get("point"), r.get("seed"), *(r.get(a) for a in axes), status,
                      number(r.get("devices"), "{:,.0f}"), verdict(None if met is None or pd.isna(met) else bool(met)),
                      *(number(r.get(c), fmt) for c, _, fmt in figures)])

@@ -116,7 +116,7 @@ def devices_frame(result: RunResult, bins: int = 200) -> pd.DataFrame:
         u = np.clip(busy[info.index], 0.0, 1.0)
         a = np.clip(active[info.index], 0.0, 1.0)
         d = np.clip(dyn[info.index], 0.0, 1.0)
-        watts = [engine_watts(dep.device, x, y, z, info.tp) for x, y, z in zip(d, a, drawing[info.index])]
+        watts = [engine_watts(dep.device, x, y, z, info.tp) for x, y, z in zip(d, a, drawing[info.index], strict=True)]
         rows.append(pd.DataFrame({
             "time": np.arange(nbins) * width,
             "replica": info.index,
@@ -136,7 +136,8 @@ def _stretches(log):
     """The busy log's rows as tuples, a chunk at a time."""
     for _, c in in_chunks(log.columns(), log.store):
         yield from zip(c["replica"].tolist(), c["start"].tolist(), c["end"].tolist(), c["kv_blocks"].tolist(),
-                       c["tokens"].tolist(), c["iterations"].tolist(), c["clock"].tolist(), c["host_wait"].tolist())
+                       c["tokens"].tolist(), c["iterations"].tolist(), c["clock"].tolist(), c["host_wait"].tolist(),
+                       strict=True)
 
 
 def _drawing_by_bin(result: RunResult, nbins: int, width: float) -> np.ndarray:

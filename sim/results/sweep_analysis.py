@@ -56,7 +56,7 @@ def pareto(df: pd.DataFrame, x: str = "cost.usd_per_m_tokens", y: str = "latency
     ax.scatter(pts[x], pts[y], color="0.6", s=18, label=f"{len(pts)} points")
     ax.step(front[x], front[y], where="post", color="C3", marker="o", label="Pareto front")
     if label is not None and label in front:
-        for px, py, name in zip(front[x], front[y], front[label]):
+        for px, py, name in zip(front[x], front[y], front[label], strict=True):
             ax.annotate(_t(name), (px, py), xytext=(4, 4), textcoords="offset points", fontsize=7)
     ax.set_xlabel(_t(x))
     ax.set_ylabel(_t(y))
@@ -135,7 +135,7 @@ def sweep_lines(df: pd.DataFrame, x: str, y, hue: str | None = None, ax=None):
     numeric = all(isinstance(v, (int, float, np.integer, np.floating)) for v in xs)
     where = {v: (v if numeric else k) for k, v in enumerate(xs)}
     groups = [(None, df)] if hue is None else [(h, df[df[hue] == h]) for h in _order(df[hue])]
-    for metric, a in zip(metrics, axes):
+    for metric, a in zip(metrics, axes, strict=False):
         for k, (h, rows) in enumerate(groups):
             s = rows.assign(**{metric: pd.to_numeric(rows[metric], errors="coerce")}).groupby(x)[metric]
             agg = s.agg(["mean", "min", "max"]).reindex([v for v in xs if v in s.groups]).dropna(how="all")

@@ -137,7 +137,8 @@ def build_trace(result, window=None, max_requests=None, max_events: int = DEFAUL
     sampled = {
         "batch_stretches": {"in_window": batches_in_window, "kept": len(batch_rows), "every": strides["batches"]},
         "flows": {"in_window": flows_in_window, "kept": len(flow_rows),
-                  "every": strides["flows"], "recorded": result.fabric is not None and result.fabric.flow_log is not None},
+                  "every": strides["flows"],
+                  "recorded": result.fabric is not None and result.fabric.flow_log is not None},
         "requests": {"in_window": in_window, "max_requests": max_requests, "every": req_k * strides["requests"],
                      "after_max_requests": before_cap, "kept": len(req_rows),
                      "sampling": "every k-th request id among those overlapping the window"},
@@ -160,7 +161,8 @@ def _metadata(result, window, w0: int, w1: int | None, end_ns: int, max_events: 
         "generator": "dcsim run --trace",
         "scenario": result.scenario.name, "seed": result.seed, "run_end_s": float(result.end_time),
         "window_s": [w0 / 1e9, None if w1 is None else w1 / 1e9],
-        "window": "whole run" if window is None else f"{w0 / 1e9:g}s to " + ("the end" if w1 is None else f"{w1 / 1e9:g}s"),
+        "window": ("whole run" if window is None
+                   else f"{w0 / 1e9:g}s to " + ("the end" if w1 is None else f"{w1 / 1e9:g}s")),
         "time_unit": "us",
         "max_events": max_events,
         "events": events,
@@ -215,7 +217,7 @@ def _lifecycle(tb: _Builder, result, life_tid: dict, end_ns: int) -> None:
     for g, history in enumerate(life.history):
         pid_tid = tb.pid_of[life_tid[g]]
         points = [(int(_ns(t)), state) for t, state in history] + [(end_ns, None)]
-        spans = [(a, b, state) for (a, state), (b, _) in zip(points, points[1:]) if b > a]
+        spans = [(a, b, state) for (a, state), (b, _) in zip(points, points[1:], strict=False) if b > a]
         pending = list(starts_of.get(g, []))
         for i, (a, b, state) in enumerate(spans):
             args = None
@@ -282,7 +284,8 @@ def _autoscaling(tb: _Builder, result, pool_pid: dict) -> None:
 def _batches(tb: _Builder, result, log: dict, b0, b1, rows, engine_tid: dict) -> None:
     """One slice per stretch of a replica's work. The compiled scheduler plans many
     iterations at once, so a stretch may hold several: its name says how many."""
-    rep, its, tok, kv, clock = (log[k][rows].tolist() for k in ("replica", "iterations", "tokens", "kv_blocks", "clock"))
+    rep, its, tok, kv, clock = (log[k][rows].tolist()
+                                for k in ("replica", "iterations", "tokens", "kv_blocks", "clock"))
     for i, row in enumerate(rows.tolist()):
         tid = engine_tid[rep[i]]
         args = {"iterations": its[i], "tokens": tok[i], "kv_blocks": kv[i], "clock": clock[i]}

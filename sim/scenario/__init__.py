@@ -21,8 +21,17 @@ from ..spec.errors import Loc, Problem, ScenarioError, did_you_mean
 from ..spec.validate import validate
 from ..timing import calibration
 from . import examples
-from .checks import (check_admission, check_autoscale, check_failures, check_modalities, check_roles,
-                     check_sessions, check_sizes, check_tenants, check_topology)
+from .checks import (
+    check_admission,
+    check_autoscale,
+    check_failures,
+    check_modalities,
+    check_roles,
+    check_sessions,
+    check_sizes,
+    check_tenants,
+    check_topology,
+)
 from .resolve import resolve_pool
 from .resolved import ResolvedPool, Scenario
 from .schema import ScenarioSpec
@@ -45,7 +54,8 @@ def variant_names(path: str) -> list[str]:
 def scenario_from_source(src: source.Source, overrides=(), path: str = "") -> Scenario:
     """A scenario from YAML already read (a whole file, or a `Source.subtree` of one)."""
     if not isinstance(src.data, dict):
-        raise ScenarioError.one(Loc(src.root, 1), "", "a scenario file must be a mapping of fields (name:, fleet:, ...)")
+        raise ScenarioError.one(Loc(src.root, 1), "",
+                                "a scenario file must be a mapping of fields (name:, fleet:, ...)")
     for assignment in overrides:
         src.override(assignment)
     sharing.inherit(src)
@@ -82,7 +92,8 @@ def _resolve_pools(spec: ScenarioSpec, src: source.Source) -> list[ResolvedPool]
     names = [p.pool for p in spec.fleet]
     for i, name in enumerate(names):
         if names.index(name) != i:
-            problems.append(Problem(src.loc_of(("fleet", i, "pool")), f"fleet[{i}].pool", f"duplicate pool name '{name}'"))
+            problems.append(Problem(src.loc_of(("fleet", i, "pool")), f"fleet[{i}].pool",
+                                    f"duplicate pool name '{name}'"))
     if problems:
         raise ScenarioError(problems)
     return pools
@@ -120,7 +131,8 @@ def _check_streams(spec: ScenarioSpec, served: set[str], src: source.Source) -> 
     for i, stream in enumerate(spec.workload):
         if stream.model is None and len(served) > 1 and not (stream.session and stream.session.names_every_model()):
             problems.append(Problem(src.loc_of(("workload", i)), f"workload[{i}]",
-                                    f"name the model this stream asks for; the fleet serves {', '.join(sorted(served))}"))
+                                    "name the model this stream asks for; the fleet serves "
+                                    + ", ".join(sorted(served))))
         elif stream.model is not None and stream.model not in served:
             problems.append(Problem(src.loc_of(("workload", i, "model")), f"workload[{i}].model",
                                     f"no pool serves '{stream.model}'" + did_you_mean(stream.model, served, "models")))
@@ -143,9 +155,11 @@ def _check_fabric_needs(spec: ScenarioSpec, src: source.Source) -> list[Problem]
         if spec.topology is None:
             problems.append(Problem(src.loc_of(("ingress",)), "ingress", "ingress needs topology: to carry requests"))
         elif spec.ingress.node not in spec.topology.graph():
-            nodes = [n for n, d in spec.topology.graph().nodes(data=True) if d.get("kind") in ("switch", "storage", "cpu")]
+            nodes = [n for n, d in spec.topology.graph().nodes(data=True)
+                     if d.get("kind") in ("switch", "storage", "cpu")]
             problems.append(Problem(src.loc_of(("ingress", "node")), "ingress.node",
-                                    f"no node '{spec.ingress.node}' in the topology" + did_you_mean(spec.ingress.node, nodes, "nodes")))
+                                    f"no node '{spec.ingress.node}' in the topology"
+                                    + did_you_mean(spec.ingress.node, nodes, "nodes")))
     for i, pool in enumerate(spec.fleet):
         where = src.loc_of(("fleet", i, "serve", "weights"))
         if pool.serve.weights != "preloaded" and spec.topology is None:

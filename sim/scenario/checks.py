@@ -13,7 +13,6 @@ from ..spec.errors import Problem, did_you_mean, format_path
 from .resolved import ResolvedPool, Scenario
 from .schema import ScenarioSpec
 
-
 MEDIA_FIELD = {"speech_to_text": "audio_seconds", "text_to_speech": "audio_seconds", "image": "image",
                "video": "video"}
 
@@ -124,10 +123,11 @@ def check_diffusion_stream(i: int, stream: Stream, key: str, model: ModelSpec, p
     if field == "video" and (req.frames - 1) % d.frames_per_latent:
         problems.append(Problem(src.loc_of(("workload", i, "video", "frames")), f"workload[{i}].video.frames",
                                 f"{key} compresses {d.frames_per_latent} frames into a latent frame after the first: "
-                                f"frames must be {d.frames_per_latent}n + 1 (e.g. {req.frames - (req.frames - 1) % d.frames_per_latent})"))
+                                f"frames must be {d.frames_per_latent}n + 1 "
+                                f"(e.g. {req.frames - (req.frames - 1) % d.frames_per_latent})"))
     samples = req.images if field == "image" else 1
     tokens = d.latent_tokens(req.width, req.height, getattr(req, "frames", 1)) * samples * d.cfg_passes
-    for j, pool in enumerate(pools):
+    for pool in pools:
         if pool.model_key != key:
             continue
         engine = pool.spec.serve.engine
@@ -139,8 +139,8 @@ def check_diffusion_stream(i: int, stream: Stream, key: str, model: ModelSpec, p
             problems.append(Problem(src.loc_of(("workload", i, field)), f"workload[{i}].{field}",
                                     f"a request puts {tokens:,} tokens through each denoising step ({samples} x "
                                     f"{tokens // samples // d.cfg_passes:,} latent tokens x {d.cfg_passes} passes), "
-                                    f"more than pool {pool.name}'s engine.max_batch_tokens ({engine.max_batch_tokens:,}); "
-                                    f"raise it (it sizes the activation reserve)"))
+                                    f"more than pool {pool.name}'s engine.max_batch_tokens "
+                                    f"({engine.max_batch_tokens:,}); raise it (it sizes the activation reserve)"))
     return problems
 
 
@@ -239,7 +239,8 @@ def check_admission(spec: ScenarioSpec, src: source.Source) -> list[Problem]:
         path = ("admission", "rate_limits", i, "tenant")
         if limit.tenant not in tenants:
             problems.append(Problem(src.loc_of(path), format_path(path), f"no tenant '{limit.tenant}' in the workload"
-                                    + did_you_mean(limit.tenant, tenants, "tenants (a stream's tenant:, else its name)")))
+                                    + did_you_mean(limit.tenant, tenants,
+                                                   "tenants (a stream's tenant:, else its name)")))
         elif limit.tenant in seen:
             problems.append(Problem(src.loc_of(path), format_path(path), f"tenant '{limit.tenant}' already has a "
                                     f"rate limit; give each tenant one entry"))

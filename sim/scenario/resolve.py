@@ -21,7 +21,8 @@ def catalog_entry(ref, entries: dict, what: str, loc_path: tuple, src: source.So
     field = format_path(loc_path)
     if isinstance(ref, str):
         if ref not in entries:
-            raise ScenarioError.one(src.loc_of(loc_path), field, f"unknown {what} '{ref}'" + did_you_mean(ref, entries, f"{what}s"))
+            raise ScenarioError.one(src.loc_of(loc_path), field,
+                                    f"unknown {what} '{ref}'" + did_you_mean(ref, entries, f"{what}s"))
         return ref, dict(entries[ref])
     if isinstance(ref, dict):
         ref = dict(ref)
@@ -42,9 +43,11 @@ def resolve_pool(pool: Pool, i: int, src: source.Source, topology=None) -> Resol
     dev_path, model_path = ("fleet", i, "device"), ("fleet", i, "serve", "model")
     dev_key, dev_raw = catalog_entry(pool.device, catalog.device_entries(), "device", dev_path, src)
     model_key, model_raw = catalog_entry(pool.serve.model, catalog.model_entries(), "model", model_path, src)
-    device = validate(DeviceSpec, dev_raw, src, dev_path) if isinstance(pool.device, dict) else catalog_spec(DeviceSpec, dev_key, dev_raw, "device")
+    device = (validate(DeviceSpec, dev_raw, src, dev_path) if isinstance(pool.device, dict)
+              else catalog_spec(DeviceSpec, dev_key, dev_raw, "device"))
     device, dev_key = sharing.resolve_device(pool, i, device, dev_key, src)
-    model = validate(ModelSpec, model_raw, src, model_path) if isinstance(pool.serve.model, dict) else catalog_spec(ModelSpec, model_key, model_raw, "model")
+    model = (validate(ModelSpec, model_raw, src, model_path) if isinstance(pool.serve.model, dict)
+             else catalog_spec(ModelSpec, model_key, model_raw, "model"))
     serve = pool.serve
     engine_path = ("fleet", i, "serve", "engine")
     choice = engine_choice(serve, device, model, src, engine_path)
@@ -55,8 +58,10 @@ def resolve_pool(pool: Pool, i: int, src: source.Source, topology=None) -> Resol
         kv_precision, note = engines.kv_precision(choice, serve.precision)
         notes.append(note)
     if engine.chunked_prefill is not None and engine.chunked_prefill > engine.max_batch_tokens:
-        raise ScenarioError.one(src.loc_of(engine_path + ("chunked_prefill",)), f"fleet[{i}].serve.engine.chunked_prefill",
-                                f"chunked_prefill ({engine.chunked_prefill}) exceeds max_batch_tokens ({engine.max_batch_tokens})")
+        raise ScenarioError.one(src.loc_of(engine_path + ("chunked_prefill",)),
+                                f"fleet[{i}].serve.engine.chunked_prefill",
+                                f"chunked_prefill ({engine.chunked_prefill}) exceeds max_batch_tokens "
+                                f"({engine.max_batch_tokens})")
     dep = deploy_pool(device, model, serve, engine, kv_precision, dev_key, model_key, src, i)
     if choice.sglang_seqs:   # SGLang sizes its batch from the KV pool it got
         seqs = engines.sglang_max_running(dep.total_blocks * engine.block_size, model.max_context or 1)

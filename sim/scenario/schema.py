@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from typing import Any, Literal
+
 from pydantic import Field, field_validator, model_validator
 
 from ..catalog.hardware import Precision

@@ -13,8 +13,29 @@ import numpy as np
 from numba import njit
 
 from .engine_state import (
-    BLK, BLOCK_SIZE, CACHED, EV_PREEMPT, FIRST_TOKEN, GAP, GEN, GENERATED, KV, KV_READY, LAST, MAX_SEQS, NS,
-    PRIORITY, PROMPT, REQ, S_GAP, S_GEN, S_LAST, S_REQ, TGT, blocks_for, log_event,
+    BLK,
+    BLOCK_SIZE,
+    CACHED,
+    EV_PREEMPT,
+    FIRST_TOKEN,
+    GAP,
+    GEN,
+    GENERATED,
+    KV,
+    KV_READY,
+    LAST,
+    MAX_SEQS,
+    NS,
+    PRIORITY,
+    PROMPT,
+    REQ,
+    S_GAP,
+    S_GEN,
+    S_LAST,
+    S_REQ,
+    TGT,
+    blocks_for,
+    log_event,
 )
 
 

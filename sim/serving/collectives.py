@@ -36,12 +36,13 @@ def collectives_over_fabric(scenario, replicas, placement, fabric, pipelines) ->
             p[kernels.K_TP] = 1.0  # the kernel's own all-reduce term is replaced by the flows
             for st in stages:
                 n = len(st)
-                hop = max(fabric.path_latency(a, b) for a, b in zip(st, st[1:] + st[:1]))
+                hop = max(fabric.path_latency(a, b) for a, b in zip(st, st[1:] + st[:1], strict=True))
                 rounds = 2 * math.ceil(math.log2(n)) if tree else 2 * (n - 1)
                 rings.append(_ring(fabric, tree, st, calls * hidden_bytes, (calls - 1) * rounds * hop))
         if pp_over_fabric:   # the pipeline's stage sends become flows between the stages' devices
             pipe = pipeline_of[rep.index]
-            pipe.sends = [_stage_send(fabric, a, b, hidden_bytes / tp) for a, b in zip(stages, stages[1:])]
+            pipe.sends = [_stage_send(fabric, a, b, hidden_bytes / tp)
+                          for a, b in zip(stages, stages[1:], strict=False)]
         if ep_over_fabric:
             # this rank's share of every MoE layer's dispatch and combine: its tokens' hidden
             # vectors (x active experts) to the other ranks and back, as flows; the kernel's
@@ -101,5 +102,6 @@ def _all_to_all(fabric, ranks: list, per_token: float, extra_latency: float):
 def _stage_send(fabric, src: list, dst: list, per_token: float):
     """A pipeline stage's activations to the next: device i to device i, as flows."""
     def send(tokens: int):
-        yield fabric.env.all_of([fabric.transfer(x, y, tokens * per_token, "pp-send") for x, y in zip(src, dst)])
+        yield fabric.env.all_of([fabric.transfer(x, y, tokens * per_token, "pp-send")
+                                 for x, y in zip(src, dst, strict=True)])
     return send

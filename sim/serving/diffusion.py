@@ -161,7 +161,8 @@ class DiffusionFigures:
             return kernels.diffusion_step_time(c * L * b, c * b, c * b * (L * L + L * d.cross_attention_tokens),
                                                c * b * (L + d.cross_attention_tokens), 0.0, 0.0, 0.0, 0.0, p)
         full = step(fit)
-        self.step = np.array([step(b) if b <= fit else full * -(-b // fit) for b in range(1, engine.max_batch_seqs + 1)])
+        self.step = np.array([step(b) if b <= fit else full * -(-b // fit)
+                              for b in range(1, engine.max_batch_seqs + 1)])
         extras = (kernels.roofline(d.text_encoder_flops / tp, d.text_encoder_params * wb / tp, p[kernels.K_GEMM_RATE],
                                    p[kernels.K_MEM_RATE])
                   + kernels.roofline(d.vae_decode_flops_per_pixel * pixels / tp, d.vae_params * wb / tp,

@@ -100,7 +100,7 @@ class EngineState:
     def arrays(self) -> tuple:
         return self.seqs, self.counters, self.stack
 
-    def take(self, other: "EngineState") -> None:
+    def take(self, other: EngineState) -> None:
         """Become `other`'s state; `other` keeps this one's old arrays as scratch."""
         self.seqs, other.seqs = other.seqs, self.seqs
         self.stack, other.stack = other.stack, self.stack

@@ -75,7 +75,7 @@ class HeadNode:
     def _frontend_seconds(self) -> float:
         """CPU seconds (at full speed) the front ends have spent tokenizing so far; the
         detokenizers' share is added per interval from the engines' output rates."""
-        return float(sum(rep.tokenized * t for rep, t in zip(self.replicas, self.tokenize)))
+        return float(sum(rep.tokenized * t for rep, t in zip(self.replicas, self.tokenize, strict=True)))
 
     def _staging_seconds(self) -> float:
         return self.fabric.staging_cpu_seconds(self.host) if self.fabric is not None else 0.0
@@ -91,7 +91,7 @@ class HeadNode:
         front, staged = self._frontend_seconds(), self._staging_seconds()
         self._last = (now, front, staged)
         dt = now - t0
-        detok = sum(rep.output_rate() * t for rep, t in zip(self.replicas, self.detokenize) if t > 0)
+        detok = sum(rep.output_rate() * t for rep, t in zip(self.replicas, self.detokenize, strict=True) if t > 0)
         frontend = ((front - front0) / dt + detok) / self.speed
         staging = (staged - staged0) / dt
         stretch = self._stretch_for(self.threads + frontend + staging)
@@ -101,7 +101,7 @@ class HeadNode:
 
     def _apply(self, stretch: float) -> None:
         self.stretch = stretch
-        for rep, t in zip(self.replicas, self.tokenize):
+        for rep, t in zip(self.replicas, self.tokenize, strict=True):
             rep.tokenize_per_token = t * stretch
             p = rep.latest_params()
             if p[K.K_HOST_SCALE] != stretch:
@@ -137,7 +137,7 @@ def attach_head_nodes(env, graph, replicas: list, engines: list, placement: dict
         elif d.get("kind") == "nic" and d.get("path") == "host-staged":
             staged_hosts.add(d.get("host"))
     on_host: dict = {}
-    for rep, engine in zip(replicas, engines):
+    for rep, engine in zip(replicas, engines, strict=True):
         nodes = placement.get(rep.index)
         if nodes:
             on_host.setdefault(graph.nodes[nodes[0]].get("host"), []).append((rep, engine))

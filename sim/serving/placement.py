@@ -18,7 +18,8 @@ def place(scenario) -> dict[int, list[str]]:
     if sharing.shares_devices(scenario):   # MIG slices, or pools on another pool's devices
         return sharing.place(scenario)
     topo = scenario.spec.topology
-    accels = topo.accelerators() if topo is not None else [str(i) for i in range(sum(p.spec.count for p in scenario.pools))]
+    accels = (topo.accelerators() if topo is not None
+              else [str(i) for i in range(sum(p.spec.count for p in scenario.pools))])
     out, k, engine = {}, 0, 0
     for pool in scenario.pools:
         serve = pool.spec.serve

@@ -23,14 +23,16 @@ def pool_figures(scenario, arrivals) -> dict[str, PoolFigures] | None:
         prompt = float(arrivals.prompt[mine].mean()) if mine.any() else 1024.0
         output = float(arrivals.output[mine].mean()) if mine.any() else 256.0
         dep = pool.deployment
-        cost = economics.device_cost_per_hour(dep.device, scenario.pricing.name, eco.amortize_years, eco.cost_of_capital)
+        cost = economics.device_cost_per_hour(dep.device, scenario.pricing.name, eco.amortize_years,
+                                              eco.cost_of_capital)
         usd = None
         if cost.usd_per_hour is not None:
             devices = pool.spec.count / (pool.replicas * pool.spec.engines_per_replica)   # per engine
             usd = cost.usd_per_hour * devices
             watts = economics.device_power(dep.device, 1.0)
             if cost.pays_for_power and watts is not None:
-                usd += (watts + economics.node_power_per_device(dep.device, 1.0)) * devices * eco.pue / 1000 * eco.usd_per_kwh
+                usd += ((watts + economics.node_power_per_device(dep.device, 1.0)) * devices * eco.pue / 1000
+                        * eco.usd_per_kwh)
         weight = (spec.router.weights or {}).get(pool.name, 0.0)
         if dep.model.diffusion is not None:
             samples = float(arrivals.samples[mine].mean()) if mine.any() else 1.0

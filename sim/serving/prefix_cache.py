@@ -59,7 +59,7 @@ class PrefixIndex:
 @dataclass(eq=False)
 class Entry:
     key: int
-    parent: "Entry | None"
+    parent: Entry | None
     tokens: int          # tokens covered, its ancestors' included (whole blocks)
     own: int             # blocks it holds beyond its parent's
     stamp: int = 0       # last use, for LRU
@@ -210,9 +210,9 @@ class PrefixCache:
                 parent = held if held is not None else self._add(key, parent, own)
                 kept -= own   # a duplicate of a system prompt cached meanwhile is freed
                 base += own
-        if idx.extended[r] and kept > 0 and r not in self.entries:
-            if parent is None or parent.tokens == base * bs:
-                self._add(r, parent, kept)
+        if (idx.extended[r] and kept > 0 and r not in self.entries
+                and (parent is None or parent.tokens == base * bs)):
+            self._add(r, parent, kept)
 
     def _add(self, key: int, parent: Entry | None, own: int) -> Entry:
         self.clock += 1
@@ -302,7 +302,7 @@ def attach_prefix_caches(engine_pools, replicas, table, arrivals) -> PrefixIndex
     pool); those serving one model share a directory of who holds what (cache-aware routing)."""
     index = None
     directories: dict[str, Directory] = {}
-    for rep, pool in zip(replicas, engine_pools):
+    for rep, pool in zip(replicas, engine_pools, strict=True):
         if not pool.spec.serve.engine.prefix_cache:
             continue
         if index is None:

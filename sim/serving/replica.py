@@ -41,8 +41,9 @@ from __future__ import annotations
 import numpy as np
 import simpy
 
-from . import engine_state as es, scheduler
 from ..core.clock import at
+from . import engine_state as es
+from . import scheduler
 from .engine_state import EngineState
 from .replica_base import ReplicaBase
 from .replica_commit import PlanCommit

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import simpy
 
-from . import event_log
 from ..core.clock import at
 from ..core.events import Topic
 from ..core.metrics import BusyLog, RequestTable
 from ..timing import kernels as K
 from ..timing.deployment import Deployment
+from . import event_log
 
 
 class LoadBoard:

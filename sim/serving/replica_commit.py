@@ -3,9 +3,9 @@ into the request table, busy log and prefix cache, then to whoever waits for com
 and hand-offs."""
 from __future__ import annotations
 
+from ..core.metrics import COMPLETED
 from . import engine_state as es
 from . import event_log
-from ..core.metrics import COMPLETED
 
 
 class PlanCommit:
@@ -59,7 +59,7 @@ class PlanCommit:
         self.iterations += b - a
         self.t_free = end
         if leaving and self.cache is not None:
-            for kind, j, r, v in self.events[lo:hi].tolist():
+            for kind, _, r, _ in self.events[lo:hi].tolist():
                 if kind == es.EV_DONE:
                     self.cache.finished(r)
         return leaving

@@ -86,10 +86,7 @@ class PlanView:
         """Whether a request queued now could join none of the plan's iterations that have
         yet to start: each of them leaves someone waiting (FIFO admission stops at the head)."""
         now = self.env.now
-        if self.t_free >= now:
-            j0 = self.it0
-        else:
-            j0 = 1 + bisect_left(self.ends, now, self.it0, self.k)
+        j0 = self.it0 if self.t_free >= now else 1 + bisect_left(self.ends, now, self.it0, self.k)
         return j0 >= self.k or bool(self.batch[es.B_WAITING, j0:self.k].min() > 0)
 
     def _ended(self) -> int:

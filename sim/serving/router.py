@@ -14,7 +14,7 @@ from collections import deque
 import numpy as np
 
 from ..core.events import Topic
-from ..core.metrics import FAILED, REJECTED, RequestTable, SHED
+from ..core.metrics import FAILED, REJECTED, SHED, RequestTable
 from ..timing import kernels
 from .prefix_cache import best_holders
 from .replica import Replica
@@ -43,7 +43,7 @@ class PoolFigures:
 class Router:
     def __init__(self, env, replicas_by_model: dict[str, list[Replica]], policy: str, queue_limit: int | None,
                  dispatch: str, rng: np.random.Generator, table: RequestTable, board: LoadBoard,
-                 pool_figures: dict[str, "PoolFigures"] | None = None, prioritized: bool = False,
+                 pool_figures: dict[str, PoolFigures] | None = None, prioritized: bool = False,
                  cache_aware: tuple[float, int, float] = (0.3, 64, 1.5), *, model_of_request=None,
                  admission=None):
         self.env = env
@@ -321,7 +321,7 @@ class Router:
         cap = self.max_seqs[idx]
         pools = self.pool_id[idx]
         batch = np.minimum(load + 1, cap)
-        step = np.array([self.fig[k].step[b - 1] for k, b in zip(pools.tolist(), batch.tolist())])
+        step = np.array([self.fig[k].step[b - 1] for k, b in zip(pools.tolist(), batch.tolist(), strict=True)])
         full = np.array([self.fig[k].step[-1] for k in pools.tolist()])
         queued = np.maximum(load + 1 - cap, 0) / cap
         return self.prefill_rate[pools] * p + n * step + queued * n * full

@@ -87,7 +87,8 @@ def _hosts(fleet: list, src) -> dict[int, int]:
         elif j is None or j == i:
             others = [n for n in names if n != pool.get("pool") and isinstance(n, str)]
             why = "a pool cannot share its own devices" if j == i else f"no pool '{host}'"
-            problems.append(Problem(src.loc_of(path), format_path(path), why + did_you_mean(str(host), others, "pools")))
+            problems.append(Problem(src.loc_of(path), format_path(path),
+                                    why + did_you_mean(str(host), others, "pools")))
         elif other is not None:
             problems.append(Problem(src.loc_of(path), format_path(path),
                                     f"pool '{host}' itself runs on pool '{fleet[j][other]}''s "
@@ -179,8 +180,9 @@ def check(spec, pools, src) -> list[Problem]:
     for i, p in enumerate(spec.fleet):
         swapping = any(i in members for members in swaps.values())     # refused below
         if p.memory_fraction is not None and i not in hosts and i not in groups and not swapping:
-            problem(i, ("memory_fraction",), "memory_fraction splits the memory of devices that pools share; no pool "
-                                             f"shares this one's (another pool would write share_devices_with: {p.pool})")
+            problem(i, ("memory_fraction",),
+                    "memory_fraction splits the memory of devices that pools share; no pool shares this one's "
+                    f"(another pool would write share_devices_with: {p.pool})")
     for members in groups.values():
         _check_share_group(spec, pools, members, problem)
     for field in ("power", "failures") if groups or swaps else ():

@@ -3,14 +3,15 @@ every sequence's full length, and runs until its longest sequence finishes. One 
 batch: `decode_run` computes all of its decode iterations at once."""
 from __future__ import annotations
 
+import contextlib
 from collections import deque
 
 import numpy as np
 import simpy
 
-from .event_log import itl_bins
 from ..core.clock import at
 from ..timing import kernels
+from .event_log import itl_bins
 from .replica_base import ReplicaBase
 
 
@@ -70,10 +71,8 @@ class ProcessReplica(ReplicaBase):
     def _lives(self):
         """`_loop` until a failure interrupts it; then again, from waiting for `ready`."""
         while True:
-            try:
+            with contextlib.suppress(simpy.Interrupt):
                 yield from self._loop()
-            except simpy.Interrupt:
-                pass
 
     def _drop_all(self) -> list[int]:
         """The batch under way is lost with the waiting requests (see `fail`)."""

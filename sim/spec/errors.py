@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ class ScenarioError(Exception):
         super().__init__("\n".join(str(p) for p in self.problems))
 
     @classmethod
-    def one(cls, loc: Loc | None, field: str, message: str) -> "ScenarioError":
+    def one(cls, loc: Loc | None, field: str, message: str) -> ScenarioError:
         return cls([Problem(loc, field, message)])
 
 

@@ -40,7 +40,7 @@ class Source:
                 return Loc(self.root) if self.root else None
             path = path[:-1]
 
-    def subtree(self, path: tuple) -> "Source":
+    def subtree(self, path: tuple) -> Source:
         """The value at `path` as a Source of its own, keeping every value's file and line."""
         node = self.data
         for step in path:
@@ -65,13 +65,14 @@ class Source:
         if not isinstance(variants, dict) or not all(isinstance(v, dict) for v in variants.values()):
             raise ScenarioError.one(where, "variants", "variants maps each variant's name to the fields it changes, "
                                                        "e.g. variants: {mi300x: {fleet: [...]}}")
-        own = {p: l for p, l in self.locs.items() if p[:1] == ("variants",)}
+        own = {p: loc for p, loc in self.locs.items() if p[:1] == ("variants",)}
         for p in own:
             del self.locs[p]
         if name is None:
             return
         if name not in variants:
-            raise ScenarioError.one(where, "variants", f"no variant '{name}'" + did_you_mean(name, variants, "variants"))
+            raise ScenarioError.one(where, "variants",
+                                    f"no variant '{name}'" + did_you_mean(name, variants, "variants"))
         base_name = self.data.get("name")
         for key, value in variants[name].items():
             self.data[key] = value
@@ -110,7 +111,8 @@ class Source:
             return
         if isinstance(node, list):
             if not -len(node) <= step < len(node):
-                raise ScenarioError.one(loc, format_path(prefix), f"index {step} out of range (list has {len(node)} items)")
+                raise ScenarioError.one(loc, format_path(prefix),
+                                        f"index {step} out of range (list has {len(node)} items)")
         elif not isinstance(node, dict):
             raise ScenarioError.one(loc, format_path(prefix), "cannot set a field inside a plain value")
         here = prefix + (step,)
@@ -268,7 +270,7 @@ class _Walker:
             raise ScenarioError.one(self.loc(include_node), format_path(path + ("include",)),
                                     "include takes a file path, e.g. include: ../workloads/chat.yaml")
         # Keys written next to `include:` override the included file's.
-        own = {p: l for p, l in self.locs.items() if p[: len(path)] == path and len(p) > len(path)}
+        own = {p: loc for p, loc in self.locs.items() if p[: len(path)] == path and len(p) > len(path)}
         included = self.include(ref, include_node, path)
         if not isinstance(included, dict):
             raise ScenarioError.one(self.loc(include_node), format_path(path + ("include",)),
@@ -281,5 +283,6 @@ class _Walker:
     def include(self, ref: str, node, path: tuple):
         target = ref if os.path.isabs(ref) else os.path.join(self.dir, ref)
         if not os.path.exists(target):
-            raise ScenarioError.one(self.loc(node), format_path(path), f"file not found: {ref} (looked for {display(target)})")
+            raise ScenarioError.one(self.loc(node), format_path(path),
+                                    f"file not found: {ref} (looked for {display(target)})")
         return _load_file(target, path, self.locs, self.stack)

@@ -45,10 +45,8 @@ def _data_path(data, loc) -> tuple:
     """The part of a pydantic error location that names real keys in the data."""
     path, node = [], data
     for part in loc:
-        if isinstance(node, dict) and part in node:
-            path.append(part)
-            node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+        if ((isinstance(node, dict) and part in node)
+                or (isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node))):
             path.append(part)
             node = node[part]
     return tuple(path)

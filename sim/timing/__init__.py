@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import database, kernels as K
+from . import database
+from . import kernels as K
 from .analytical import Analytical
 from .measured import Measured
 from .operators import operators, unsupported
@@ -40,7 +41,8 @@ class TimingError(ValueError):
     """`timing: measured` was asked for where no measurement applies."""
 
 
-def build(deployment, engine, framework: str, version: str | None, max_context: int | None) -> tuple[np.ndarray, Timing]:
+def build(deployment, engine, framework: str, version: str | None,
+          max_context: int | None) -> tuple[np.ndarray, Timing]:
     """The cost vector (with its tables, and the engine's host costs) and the timing source of
     a deployment. The pool's `engine.timing` says which: auto (measured where possible),
     measured (an error where not possible) or analytical."""

@@ -3,8 +3,9 @@
 Each operator of `sim.timing.operators` at a number of rows: a GEMM takes the longer of its
 FLOPs at the device's achievable GEMM rate and its bytes at the achievable memory bandwidth
 (8-bit weights also quantize their input and rescale their output, at the device's vector
-rate); an elementwise kernel its bytes; attention its query-key pairs at an efficiency that grows with the prompt's length
-(`attention_half_length`: the length at half the top efficiency) or its KV reads; a
+rate); an elementwise kernel its bytes; attention its query-key pairs at an efficiency that
+grows with the prompt's length (`attention_half_length`: the length at half the top
+efficiency) or its KV reads; a
 collective the ring (or gather) over the scale-up link. Small kernels cost more than their
 work: every kernel takes at least the device's floor for its kind (`kernel_floors`), added
 to its work. `bound` says which of compute, memory or link limits an operator, which is what
@@ -97,7 +98,8 @@ class Analytical:
         pairs = self._context_pairs(batch, isl)
         kv_token = 2.0 * att.kv_heads * att.head_dim * BYTES_PER_ELEMENT[att.kv_precision]
         flops = 4.0 * att.heads * att.head_dim * pairs
-        nbytes = np.asarray(batch, float) * np.asarray(isl, float) * (kv_token + 2.0 * att.heads * att.head_dim * ACT_BYTES)
+        nbytes = (np.asarray(batch, float) * np.asarray(isl, float)
+                  * (kv_token + 2.0 * att.heads * att.head_dim * ACT_BYTES))
         return flops, nbytes
 
     def generation_work(self, batch, kv, att: Attention):

@@ -24,12 +24,12 @@ import os
 import numpy as np
 from pydantic import Field
 
-from . import kernels as K
 from ..catalog import accuracy
 from ..spec import source
 from ..spec.base import Seconds, Spec
 from ..spec.errors import Loc, ScenarioError
 from ..spec.validate import validate
+from . import kernels as K
 
 # Student's t, one-sided 0.95, by degrees of freedom: the 90 % prediction interval of a few cases
 T95 = {1: 6.314, 2: 2.920, 3: 2.353, 4: 2.132, 5: 2.015, 6: 1.943, 7: 1.895}
@@ -87,7 +87,8 @@ def apply(overlay: Overlay, name: str, pools) -> list[str]:
         dep = pool.deployment
         dep.params = scaled(dep.params, overlay.time_scale, overlay.iteration_overhead)
         dep.calibration = (name, overlay)
-        host = "" if overlay.iteration_overhead is None else f", host {overlay.iteration_overhead * 1e3:.2f} ms/iteration"
+        host = ("" if overlay.iteration_overhead is None
+                else f", host {overlay.iteration_overhead * 1e3:.2f} ms/iteration")
         dep.timing += f"; calibrated by {name} (device time x {overlay.time_scale:.3f}{host})"
     if hit:
         return []

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import database as db
 from .. import catalog
 from ..catalog.hardware import DeviceSpec
+from . import database as db
 from .analytical import Analytical
 from .measured import ATTENTION_KERNELS, GEMM_DTYPE, attention_rows, gemm_rows
 from .operators import AllReduce, Attention, Gemm

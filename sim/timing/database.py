@@ -18,7 +18,7 @@ import gc
 import importlib.metadata
 import importlib.resources
 import os
-from functools import lru_cache
+from functools import cache, lru_cache
 
 import pandas as pd
 import pyarrow as pa
@@ -54,7 +54,7 @@ def _key(version: str):
         return (1, version)
 
 
-@lru_cache(maxsize=None)
+@cache
 def versions(system: str, family: str, framework: str) -> tuple[str, ...]:
     """Versions with measurements of one family, oldest first."""
     root = data_root()
@@ -77,7 +77,7 @@ def closest_version(available: tuple[str, ...], wanted: str | None) -> str | Non
     return older[-1] if older else available[0]
 
 
-@lru_cache(maxsize=None)
+@cache
 def read(system: str, family: str, framework: str, version: str, table: str) -> pd.DataFrame | None:
     """One measured table, or None where that file is not in the package. Tables are kept
     until `release`, which a scenario calls once its pools' timing tables are built."""
@@ -117,7 +117,8 @@ def _load_libc():
 _libc = _load_libc()
 
 
-def newest_with(system: str, family: str, framework: str, table: str, wanted: str | None) -> tuple[str, pd.DataFrame] | None:
+def newest_with(system: str, family: str, framework: str, table: str,
+                wanted: str | None) -> tuple[str, pd.DataFrame] | None:
     """The closest version (as `closest_version`) that has `table`, and the table."""
     root = data_root()
     avail = tuple(v for v in versions(system, family, framework)

@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import kernels as K
 from ..catalog.hardware import BYTES_PER_ELEMENT, DeviceSpec
 from ..catalog.models import ModelSpec
 from ..spec.units import format_bytes
+from . import kernels as K
 
 
 class DeploymentError(ValueError):
@@ -181,7 +181,8 @@ def _does_not_fit(d: Deployment, wb: float, usable: float, dev_name: str, model_
     if cheaper:
         hint += f" or precision {cheaper[0]}"
     return DeploymentError(
-        f"{model_name} at {precision} does not fit on {dev_name} with tp={tp}" + (f", pp={pp}" if pp > 1 else "") + ": weights "
+        f"{model_name} at {precision} does not fit on {dev_name} with tp={tp}"
+        + (f", pp={pp}" if pp > 1 else "") + ": weights "
         f"{format_bytes(d.weight_bytes)} + activations {format_bytes(d.activation_reserve)} per device "
         f"exceed {format_bytes(usable)} usable" + (
             f" ({format_bytes(device.memory)} x memory_utilization {limits.memory_utilization})"

@@ -31,9 +31,9 @@ def maxmin_rates(capacity, flow_ptr, flow_links, flow_cap):
     left = n_flows
     while left > 0:
         inc = np.inf
-        for l in range(n_links):
-            if count[l] > 0:
-                share = remaining[l] / count[l]
+        for link in range(n_links):
+            if count[link] > 0:
+                share = remaining[link] / count[link]
                 if share < inc:
                     inc = share
         for f in range(n_flows):
@@ -48,8 +48,8 @@ def maxmin_rates(capacity, flow_ptr, flow_links, flow_cap):
         for f in range(n_flows):
             if active[f]:
                 rate[f] += inc
-        for l in range(n_links):
-            remaining[l] -= inc * count[l]
+        for link in range(n_links):
+            remaining[link] -= inc * count[link]
         # freeze flows on full links or at their own cap
         for f in range(n_flows):
             if not active[f]:
@@ -57,8 +57,8 @@ def maxmin_rates(capacity, flow_ptr, flow_links, flow_cap):
             frozen = rate[f] >= flow_cap[f] * (1.0 - 1e-12)
             if not frozen:
                 for j in range(flow_ptr[f], flow_ptr[f + 1]):
-                    l = flow_links[j]
-                    if remaining[l] <= capacity[l] * 1e-12:
+                    link = flow_links[j]
+                    if remaining[link] <= capacity[link] * 1e-12:
                         frozen = True
                         break
             if frozen:

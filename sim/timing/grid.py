@@ -23,7 +23,7 @@ class Grid:
             raise ValueError("grid has gaps; fill them before building it")
 
     @classmethod
-    def from_frame(cls, frame: pd.DataFrame, axes: list[str], value: str = "latency") -> "Grid":
+    def from_frame(cls, frame: pd.DataFrame, axes: list[str], value: str = "latency") -> Grid:
         """A grid from measured rows (one per point; repeats averaged). Points missing from the
         product of the axes are filled from their neighbours along each axis in turn."""
         means = frame.groupby(axes)[value].mean()
@@ -38,7 +38,7 @@ class Grid:
         shape = pts[0].shape
         pts = [p.ravel() for p in pts]
         lo, frac = [], []
-        for axis, x in zip(self.axes, pts):
+        for axis, x in zip(self.axes, pts, strict=True):
             i, f = _bracket(axis, x)
             lo.append(i)
             frac.append(f)

@@ -21,7 +21,7 @@ timed by the analytical model instead, and `notes` says so: the run prints it as
 """
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import pandas as pd
@@ -226,13 +226,13 @@ def attention_rows(rows: pd.DataFrame, kernels: tuple) -> pd.DataFrame:
     return rows[rows["kernel_source"] == chosen]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _gemm_grid(where, dtype) -> Grid | None:
     rows = gemm_rows(db.read(*where), dtype)
     return Grid.from_frame(rows, ["m", "n", "k"]) if len(rows) else None
 
 
-@lru_cache(maxsize=None)
+@cache
 def _attention_grid(where, kind, kv, heads, kv_heads, head_dim, kernels):
     """The measured grid for this head shape (or the nearest head count with the same KV
     heads, to be scaled by the head ratio) and the head count it was measured at."""
@@ -250,7 +250,7 @@ def _attention_grid(where, kind, kv, heads, kv_heads, head_dim, kernels):
     return Grid.from_frame(rows, ["batch_size", "kv_len"]), at
 
 
-@lru_cache(maxsize=None)
+@cache
 def _collective_grid(where, name, ranks, eager=False) -> Grid | None:
     frame = db.read(*where)
     if frame is None:
@@ -271,7 +271,7 @@ def _collective_grid(where, name, ranks, eager=False) -> Grid | None:
 ROUTING = ("power_law_1.2", "balanced")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _experts_grid(where, dtype, hidden, inter, topk, experts, tp) -> Grid | None:
     frame = db.read(*where)
     rows = frame[(frame["moe_dtype"] == dtype) & (frame["hidden_size"] == hidden) & (frame["inter_size"] == inter)
@@ -285,7 +285,7 @@ def _experts_grid(where, dtype, hidden, inter, topk, experts, tp) -> Grid | None
     return Grid.from_frame(rows[rows["kernel_source"] == kernel], ["num_tokens"])
 
 
-@lru_cache(maxsize=None)
+@cache
 def _bytes_curve(where) -> Grid | None:
     """Latency against bytes moved (fp8 quantization reads 2 bytes and writes 1 per element):
     the median at each size, made non-decreasing (moving more bytes takes no less time)."""

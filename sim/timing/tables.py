@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import kernels as K
-from .analytical import Analytical, COMPUTE, LINK, MEMORY
+from .analytical import COMPUTE, LINK, MEMORY, Analytical
 from .operators import AllGather, AllReduce, Elementwise, Experts, Gemm, Operators
 
 

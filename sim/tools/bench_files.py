@@ -149,7 +149,8 @@ def _number(path, line, obj, key, text, required=True, positive=True):
     except (TypeError, ValueError):
         raise ScenarioError.one(Loc(path, _field_line(text, key, line)), key, f"not a number: {v!r}") from None
     if math.isnan(x) or (positive and x < 0):
-        raise ScenarioError.one(Loc(path, _field_line(text, key, line)), key, f"must be a non-negative number, got {v!r}")
+        raise ScenarioError.one(Loc(path, _field_line(text, key, line)), key,
+                                f"must be a non-negative number, got {v!r}")
     return x
 
 
@@ -225,14 +226,14 @@ def _steps(path: str) -> list[StepRow]:
         for i, raw in enumerate(reader, 2):
             row = {(k or "").strip(): (v or "").strip() for k, v in raw.items()}
 
-            def num(key, integer=True):
+            def num(key, integer=True, row=row, i=i):
                 try:
                     x = float(row[key])
                 except ValueError:
                     raise ScenarioError.one(Loc(path, i), key, f"not a number: {row[key]!r}") from None
                 if math.isnan(x) or x < 0 or (integer and x != int(x)):
-                    raise ScenarioError.one(Loc(path, i), key, f"must be a non-negative {'integer' if integer else 'number'}"
-                                                              f", got {row[key]!r}")
+                    what = "integer" if integer else "number"
+                    raise ScenarioError.one(Loc(path, i), key, f"must be a non-negative {what}, got {row[key]!r}")
                 return int(x) if integer else x
             batch, prompt, context = num("batch"), num("prompt_tokens"), num("context")
             t = num(time_col, integer=False) / (1000.0 if time_col == "step_time_ms" else 1.0)

@@ -39,7 +39,8 @@ from ..scenario import scenario_from_source
 from ..simulation import simulate
 from ..spec import source
 from ..spec.errors import Loc, Problem, ScenarioError
-from ..timing import calibration, kernels as K
+from ..timing import calibration
+from ..timing import kernels as K
 from .bench_files import ServingRun, StepRow, model_name, read
 
 LOG_RANGE = (math.log(0.2), math.log(5.0))   # the device factors the search considers
@@ -203,7 +204,7 @@ class Calibrator:
         def loss(log_s: float) -> float:
             fit = Fit(math.exp(log_s), host)
             total = 0.0
-            for run, sc in zip(runs, scenarios):
+            for run, sc in zip(runs, scenarios, strict=True):
                 sim = self._simulated(run, sc, fit)
                 for metric, value in run.measured().items():
                     if metric in sim:
@@ -230,7 +231,7 @@ class Calibrator:
         if check_steps:
             before, after = self._step_prediction(check_steps, Fit()), self._step_prediction(check_steps, fit)
             cal.checks += [Check(r.name, "step_time", r.step_time, float(b), float(a))
-                           for r, b, a in zip(check_steps, before, after)]
+                           for r, b, a in zip(check_steps, before, after, strict=True)]
         for run in check_runs:
             progress(f"checking {run.name}")
             sc = self._run_scenario(run)

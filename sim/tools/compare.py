@@ -56,7 +56,7 @@ def load_entries(items: list[Entry], overrides=()) -> list[Scenario]:
                 src.data.pop(key, None)
                 if key in reference.data:
                     src.data[key] = reference.data[key]
-                    src.locs.update({p: l for p, l in reference.locs.items() if p[:1] == (key,)})
+                    src.locs.update({p: loc for p, loc in reference.locs.items() if p[:1] == (key,)})
         scenarios.append(scenario_from_source(src, (), e.path))
     one_basis(scenarios, reference)
     return scenarios
@@ -69,8 +69,8 @@ def one_basis(scenarios: list[Scenario], reference) -> None:
     for sc in scenarios:
         for p in sc.pools:
             devices.setdefault(p.device_key, p.deployment.device)
-    chosen = economics.one_basis(devices, scenarios[0].spec.economics.pricing, reference.loc_of(("economics", "pricing")),
-                                 "a comparison prices every fleet alike")
+    chosen = economics.one_basis(devices, scenarios[0].spec.economics.pricing,
+                                 reference.loc_of(("economics", "pricing")), "a comparison prices every fleet alike")
     for sc in scenarios:
         sc.pricing = chosen
 
@@ -169,7 +169,8 @@ def write(rows: list[dict], out_dir: str) -> list[str]:
         err = None
         if r["ttft_p99_lo_s"] is not None and r["usd_per_m_tokens_lo"] is not None:
             err = ([[r["ttft_p99_s"] - r["ttft_p99_lo_s"]], [r["ttft_p99_hi_s"] - r["ttft_p99_s"]]],
-                   [[r["usd_per_m_tokens"] - r["usd_per_m_tokens_lo"]], [r["usd_per_m_tokens_hi"] - r["usd_per_m_tokens"]]])
+                   [[r["usd_per_m_tokens"] - r["usd_per_m_tokens_lo"]],
+                    [r["usd_per_m_tokens_hi"] - r["usd_per_m_tokens"]]])
         if err is not None:
             ax.errorbar(r["ttft_p99_s"], r["usd_per_m_tokens"], xerr=err[0], yerr=err[1], fmt="none",
                         ecolor="0.6", elinewidth=0.8, capsize=2)

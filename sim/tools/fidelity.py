@@ -12,12 +12,11 @@ import glob
 import os
 import time
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import Field
 
-from . import oracles
 from .. import catalog
 from ..catalog import accuracy
 from ..catalog.hardware import BYTES_PER_ELEMENT, DeviceSpec, Precision
@@ -31,6 +30,7 @@ from ..spec.base import Spec
 from ..spec.errors import Problem, ScenarioError
 from ..spec.validate import validate
 from ..timing import kernels
+from . import oracles
 
 LEVELS = ("kernel", "step", "serving", "queueing")
 UNITS = {  # reference unit -> (quantity, factor to SI)
@@ -96,7 +96,7 @@ class QueueingQuery(Spec):
     requests: int = Field(default=8000, ge=100, description="arrivals per seed")
 
 
-Query = Annotated[Union[GemmQuery, AttentionQuery, MemoryQuery, StepQuery, ScenarioQuery, QueueingQuery],
+Query = Annotated[GemmQuery | AttentionQuery | MemoryQuery | StepQuery | ScenarioQuery | QueueingQuery,
                   Field(discriminator="kind")]
 
 
@@ -164,7 +164,7 @@ def load_cases(root: str) -> list[tuple[Case, str, source.Source]]:
             continue
         out.append((case, path, src))
     ids = [c.id for c, _, _ in out]
-    for case, path, src in out:
+    for case, _, src in out:
         if ids.count(case.id) > 1:
             problems.append(Problem(src.loc_of(("id",)), "id", f"duplicate case id '{case.id}'"))
     if problems:

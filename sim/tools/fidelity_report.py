@@ -54,10 +54,7 @@ def _num(x) -> str:
 
 def _device_name(case: Case) -> str:
     q = case.query
-    if q.kind == "scenario":
-        dev = q.scenario.get("fleet", [{}])[0].get("device", "")
-    else:
-        dev = getattr(q, "device", "")
+    dev = q.scenario.get("fleet", [{}])[0].get("device", "") if q.kind == "scenario" else getattr(q, "device", "")
     if isinstance(dev, dict):
         return dev.get("base", dev.get("name", "inline"))
     return str(dev)

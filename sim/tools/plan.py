@@ -189,7 +189,8 @@ class Planner:
             if pp is None:
                 last_error = err or last_error
             elif self.max_devices is not None and tp * pp > self.max_devices:
-                last_error = f"tp={tp} needs pp={pp}: {tp * pp} devices per replica, over --max-devices {self.max_devices}"
+                last_error = (f"tp={tp} needs pp={pp}: {tp * pp} devices per replica, "
+                              f"over --max-devices {self.max_devices}")
             else:
                 plan.layouts = [Layout(device, precision, tp, pp)]
         if not plan.layouts:

@@ -74,8 +74,8 @@ def _miss_reason(s: dict) -> str:
     if permanent:
         why = "rejected " + ", ".join(f"{v} {k}" for k, v in permanent.items())
     elif not all(r["met"] for r in s["slo"]["results"].values()):
-        why = "; ".join(f"{k} {duration_or_dash(r['value'])} > {duration_or_dash(r['target'])}" for k, r in s["slo"]["results"].items()
-                        if not r["met"])
+        why = "; ".join(f"{k} {duration_or_dash(r['value'])} > {duration_or_dash(r['target'])}"
+                        for k, r in s["slo"]["results"].items() if not r["met"])
     elif req["rejected"] or req["in_flight"]:
         why = f"{req['rejected']} rejected, {req['in_flight']} left in flight"
     return why

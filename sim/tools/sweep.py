@@ -105,21 +105,22 @@ def load_sweep(path, out: str | None = None) -> Sweep:
     seeds = _seeds(spec, base_data, src)
     digest = _digest(base, base_data)
     values = [a.points() for a in spec.axes]
-    combos = list(itertools.product(*values)) if spec.mode == "grid" else list(zip(*values))
+    combos = list(itertools.product(*values)) if spec.mode == "grid" else list(zip(*values, strict=True))
     fixed = [f"{k}={_yaml(v)}" for k, v in spec.set.items()]
     out = os.path.abspath(out or os.path.join("results", f"sweep-{spec.name}"))
     tasks = []
     base_name = base_data.get("name")
     for i, combo in enumerate(combos):
         variant, overrides = spec.variant, list(fixed)
-        for axis, value in zip(spec.axes, combo):
+        for axis, value in zip(spec.axes, combo, strict=True):
             if axis.path == "variant":
                 variant = None if value == base_name else value    # the base by its own name
             else:
                 overrides.append(f"{axis.path}={_yaml(value)}{axis.unit}")
         for s in seeds:
             point = f"p{i:04d}-s{s}"
-            tasks.append(Task(point, i, s, {a.label: v for a, v in zip(spec.axes, combo)}, base, variant, overrides,
+            axis_values = {a.label: v for a, v in zip(spec.axes, combo, strict=True)}
+            tasks.append(Task(point, i, s, axis_values, base, variant, overrides,
                               os.path.join(out, "points", point), _key(digest, variant, overrides, s)))
     return Sweep(spec, src, tasks, out)
 
@@ -167,9 +168,9 @@ def run_task(task: Task, write_files: bool = True) -> dict:
     t0 = time.perf_counter()
     try:
         from ..results.report import write_results
+        from ..results.summary import summarize
         from ..scenario import load_scenario
         from ..simulation import simulate
-        from ..results.summary import summarize
 
         scenario = load_scenario(task.base, task.overrides, task.variant)
         result = simulate(scenario, seed=task.seed)
@@ -272,7 +273,7 @@ def table(sweep: Sweep, rows: list[dict]) -> pd.DataFrame:
         values = [t.axes[label] for t in sweep.tasks]
         kinds = {type(v) for v in values}
         if len(kinds) > 1 or kinds & {dict, list}:
-            text = {t.point: (v if isinstance(v, str) else _yaml(v)) for t, v in zip(sweep.tasks, values)}
+            text = {t.point: (v if isinstance(v, str) else _yaml(v)) for t, v in zip(sweep.tasks, values, strict=True)}
             frame[label] = frame["point"].map(text)
     return frame[[c for c in first if c in frame.columns] + rest]
 

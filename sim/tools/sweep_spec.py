@@ -75,7 +75,7 @@ class SweepSpec(Spec):
                 out.append((("axes", i), f"an axis may not be named '{label}' (a column of sweep.parquet); "
                                          f"give it a name: other than {', '.join(sorted(RESERVED))}"))
         if self.mode == "zip" and len(set(sizes)) > 1:
-            sizes = ", ".join(f"{a.label}: {n}" for a, n in zip(self.axes, sizes))
+            sizes = ", ".join(f"{a.label}: {n}" for a, n in zip(self.axes, sizes, strict=True))
             out.append((("mode",), f"mode: zip takes the i-th value of every axis; they need as many values ({sizes})"))
         if isinstance(self.seeds, int) and self.seeds < 1:
             out.append((("seeds",), "a count of at least 1, or a list of seeds"))

@@ -8,12 +8,14 @@ through a `Window`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import numpy as np
 
-from .. import capacity as capacity_mod, intervals, provenance
 from ...core.metrics import COMPLETED, FAILED, IN_FLIGHT, REASONS, REJECTED, SHED
 from ...serving.event_log import itl_edges
 from ...simulation import RunResult
+from .. import capacity as capacity_mod
+from .. import intervals, provenance
 from .latency import makespan_section, slo_section, steady_state
 from .money import cost_section, request_costs
 from .operations import autoscaling_section, failures_section, network_section
@@ -153,8 +155,9 @@ def fleet_cost(v: Window, fleet, throughput: dict, slo: dict, busy: np.ndarray) 
         notes = [f"no pricing basis covers every device: {scenario.pricing.problem()}"]
     # the fleet's capacity, for a break-even price at a share of it (one more, saturated run)
     capacity, capacity_note = capacity_mod.measure(scenario) if eco.utilization is not None else (None, "")
-    return cost_section(fleet.devices_usd, fleet.energy_usd, list(dict.fromkeys(notes)), scenario.pricing, throughput, slo,
-                 fleet.weights, float(np.mean(busy / v.seconds)) if len(busy) else 0.0, eco, capacity, capacity_note)
+    return cost_section(fleet.devices_usd, fleet.energy_usd, list(dict.fromkeys(notes)), scenario.pricing, throughput,
+                        slo, fleet.weights, float(np.mean(busy / v.seconds)) if len(busy) else 0.0, eco, capacity,
+                        capacity_note)
 
 
 def replica_figures(v: Window, usage) -> list[dict]:

@@ -5,7 +5,6 @@ import numpy as np
 
 from ...core.metrics import COMPLETED, REJECTED, SHED, unserved
 
-
 STEADY = 0.05    # in flight may grow by at most this share of the window's arrivals
 
 

@@ -138,11 +138,12 @@ def _dip(table, cols: dict, t: float, w0: float, w1: float) -> dict:
     ttft0 = float(np.nanpercentile(first_token[arrived0], 99)) if arrived0.any() else np.nan
     edges = np.arange(t, w1 + width * 0.5, width)
     good, ttft = [], []
-    for a, b in zip(edges, edges[1:]):
+    for a, b in zip(edges, edges[1:], strict=False):
         good.append(float(((table.finished >= a) & (table.finished < b) & done).sum()) / width)
         mine = (table.arrival >= a) & (table.arrival < b) & done
         ttft.append(float(np.nanpercentile(first_token[mine], 99)) if mine.any() else np.nan)
-    ok = [g >= 0.9 * good0 and (np.isnan(tt) or np.isnan(ttft0) or tt <= 1.1 * ttft0) for g, tt in zip(good, ttft)]
+    ok = [g >= 0.9 * good0 and (np.isnan(tt) or np.isnan(ttft0) or tt <= 1.1 * ttft0)
+          for g, tt in zip(good, ttft, strict=True)]
     bad = [k for k, fine in enumerate(ok) if not fine]
     recovery = 0.0 if not bad else (None if bad[-1] == len(ok) - 1 else float(edges[bad[-1] + 1] - t))
     worst = [x for x in ttft if not np.isnan(x)]

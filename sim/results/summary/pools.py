@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
 import numpy as np
 
 from ...catalog import economics
@@ -60,7 +61,8 @@ def _pool(v, k: int, pool, usage, pool_index: np.ndarray, fleet: Fleet) -> dict:
         "pool": pool.name, "device": pool.device_key, "device_kind": dep.device.kind, "model": pool.model_key,
         "precision": dep.precision, "kv_precision": dep.kv_precision, "engine": dep.engine, "timing": dep.timing,
         "tp": dep.tp, "pp": dep.pp, "replicas": pool.replicas,
-        "engines": pool.replicas * dep.pp, "devices": pool.spec.count, "shares_devices_with": pool.spec.share_devices_with,
+        "engines": pool.replicas * dep.pp, "devices": pool.spec.count,
+        "shares_devices_with": pool.spec.share_devices_with,
         "swaps_devices_with": pool.spec.swap_devices_with,
         "busy_fraction": float(util.mean()), "busy_fraction_max": float(util.max()),
         "accelerator_active": float(active.mean()),
@@ -86,7 +88,8 @@ def _pool_watts(v, pool, idx, active, dyn_seconds, on, fleet: Fleet) -> float | 
     engines share its tp x pp devices)."""
     dep = pool.deployment
     drawing = on * (1.0 - unpowered_share(v.result, idx, v.w0, v.w1))
-    draws = [engine_watts(dep.device, d, a, p, dep.tp) for d, a, p in zip(dyn_seconds[idx] / v.seconds, active, drawing)]
+    draws = [engine_watts(dep.device, d, a, p, dep.tp)
+             for d, a, p in zip(dyn_seconds[idx] / v.seconds, active, drawing, strict=True)]
     watts = None if any(w is None for w in draws) else float(sum(draws))
     if watts is None:
         fleet.power_notes.append(f"{pool.device_key} has no TDP in the catalog; power and energy not computed")

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import numpy as np
 
-
 LATENCIES = ("ttft", "tpot", "e2e", "queue_wait")
 
 

@@ -209,7 +209,7 @@ def prefix_cache_section(result: RunResult, pool_index: np.ndarray, done: np.nda
         p = pool.deployment.params
         saved_s = 0.0
         empty = np.zeros(0, np.int64)
-        for prompt, cached in zip(t.prompt[hit].tolist(), t.cached[hit].tolist()):
+        for prompt, cached in zip(t.prompt[hit].tolist(), t.cached[hit].tolist(), strict=True):
             rest = kernels.batch_time(np.array([prompt - cached], np.int64), np.array([cached], np.int64),
                                       np.array([prompt], np.int64), empty, p)
             saved_s += kernels.prefill_time(p, prompt) - rest
