@@ -9,7 +9,6 @@ from ..spec.errors import ScenarioError
 
 EXIT_SCENARIO = 2
 EXIT_INTERRUPTED = 130     # as a shell reports a command stopped by Ctrl-C (128 + SIGINT)
-SET_HELP = "override a field, e.g. --set workload.rate=80/s (repeatable)"
 SCENARIO_HELP = "scenario YAML file, or an example's name (`dcsim catalog scenarios` lists them)"
 
 
@@ -108,3 +107,9 @@ def writable(path: str, flag: str = "--out", folder: bool = True) -> str:
 def loc(text):
     from ..spec.errors import Loc
     return Loc(text)
+
+
+def add_overrides(parser: argparse.ArgumentParser) -> None:
+    """The --set flag of every command that reads a scenario: overrides, as `PATH=VALUE`."""
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
+                        help="override a field, e.g. --set workload.rate=80/s (repeatable)")

@@ -6,7 +6,7 @@ import os
 
 from rich.table import Table
 
-from .arguments import SCENARIO_HELP, SET_HELP, command
+from .arguments import SCENARIO_HELP, add_overrides, command
 
 
 def add_validate(sub) -> None:
@@ -16,8 +16,7 @@ def add_validate(sub) -> None:
         "dcsim validate quickstart --set fleet.0.count=4 --set workload.0.rate=20/s",
     ])
     val.add_argument("scenario", help=SCENARIO_HELP)
-    val.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
-                     help=SET_HELP)
+    add_overrides(val)
     val.add_argument("--variant", help="check this variant of the scenario")
     val.set_defaults(handler=_validate)
 

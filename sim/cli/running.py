@@ -8,7 +8,7 @@ import sys
 from rich.table import Table
 
 from ..spec.units import duration_or_dash
-from .arguments import EXIT_SCENARIO, SCENARIO_HELP, SET_HELP, at_least, command, writable
+from .arguments import EXIT_SCENARIO, SCENARIO_HELP, add_overrides, at_least, command, writable
 
 
 def add_run(sub) -> None:
@@ -19,8 +19,7 @@ def add_run(sub) -> None:
         "dcsim run quickstart --trace-window 30s:40s # also trace.json for ui.perfetto.dev",
     ])
     run.add_argument("scenario", help=SCENARIO_HELP)
-    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
-                     help=SET_HELP)
+    add_overrides(run)
     run.add_argument("--seed", type=at_least(0), help="random seed (overrides the scenario's seed)")
     run.add_argument("--out", help="results folder (default: results/<scenario name>)")
     run.add_argument("--json", action="store_true", help="print summary.json instead of the table")
@@ -42,8 +41,7 @@ def add_compare(sub) -> None:
     ])
     cmp_.add_argument("scenarios", nargs="+", help="scenario files or example names; each adds its base and its "
                                                    "variants")
-    cmp_.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
-                      help=SET_HELP)
+    add_overrides(cmp_)
     cmp_.add_argument("--out", help="folder for compare.json/.csv and the plot (default: results/compare-<name>)")
     cmp_.add_argument("--json", action="store_true", help="print the comparison rows as JSON")
     cmp_.add_argument("--seeds", type=at_least(1), default=3,

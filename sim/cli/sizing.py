@@ -8,7 +8,7 @@ from rich.table import Table
 
 from ..spec.errors import ScenarioError
 from ..spec.units import duration_or_dash
-from .arguments import SET_HELP, at_least, command, degrees, loc, share, writable
+from .arguments import add_overrides, at_least, command, degrees, loc, share, writable
 
 
 def add_plan(sub) -> None:
@@ -34,8 +34,7 @@ def add_plan(sub) -> None:
                       help="seeds each answer must meet the SLO with (default 3: the scenario's and the next two)")
     plan.add_argument("--max-load", action="store_true",
                       help="instead: the highest rate the scenario's own fleet sustains within the SLO")
-    plan.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
-                      help=SET_HELP)
+    add_overrides(plan)
     plan.add_argument("--out", help="folder for plan.json (default: results/plan-<name>)")
     plan.set_defaults(handler=_plan)
 
@@ -56,8 +55,7 @@ def add_calibrate(sub) -> None:
     cal.add_argument("files", nargs="+", help="benchmark result files (.json, .jsonl) and step-time CSVs (.csv)")
     cal.add_argument("--pool", help="the pool the files measured (when the scenario has several)")
     cal.add_argument("--out", default="calibration.yaml", help="overlay to write (default: calibration.yaml)")
-    cal.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
-                     help=SET_HELP)
+    add_overrides(cal)
     cal.set_defaults(handler=_calibrate)
 
 
