@@ -204,14 +204,26 @@ def main(argv=None) -> int:
             rows = [r for r in json.load(fh)["results"] if r["case"] not in mine] + rows
     machine = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
                f"Python {platform.python_version()}")
+    commit = measured_commit()
     cols = list(rows[0])
-    print(f"machine: {machine}")
+    print(f"machine: {machine}; code: {commit}")
     print(" | ".join(cols))
     for r in rows:
         print(" | ".join(str(r[c]) for c in cols))
     with open(path, "w") as fh:
-        json.dump({"machine": machine, "results": rows}, fh, indent=2)
+        json.dump({"machine": machine, "commit": commit, "results": rows}, fh, indent=2)
     return 0
+
+
+def measured_commit() -> str:
+    """The commit whose code was measured, `-dirty` when the tree held uncommitted changes (the
+    figures then belong to no commit); "not known" outside a git checkout."""
+    try:
+        out = subprocess.run(["git", "describe", "--always", "--abbrev=7", "--dirty", "--exclude=*"],
+                             cwd=ROOT, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return "not known"
+    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "not known"
 
 
 if __name__ == "__main__":
