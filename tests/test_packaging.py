@@ -81,9 +81,9 @@ def test_a_bare_name_is_an_example(tmp_path, monkeypatch):
 def test_an_unknown_name_lists_the_examples():
     with pytest.raises(ScenarioError) as err:
         examples.path_of("quickstrat")
-    assert str(err.value).startswith("quickstrat: no such scenario 'quickstrat' (did you mean 'quickstart'?); "
-                                     "examples: agent-levels, ")
-    with pytest.raises(ScenarioError, match="no such sweep 'x'; examples: quickstart-size-vs-load$"):
+    assert str(err.value).startswith("quickstrat: no such scenario 'quickstrat'; did you mean 'quickstart'? "
+                                     "valid examples: agent-levels, ")
+    with pytest.raises(ScenarioError, match="no such sweep 'x'; valid examples: quickstart-size-vs-load$"):
         examples.path_of("x", examples.SWEEPS)
 
 
@@ -95,7 +95,8 @@ def test_the_commands_take_names(tmp_path, monkeypatch, capsys):
     assert main(["topology", "hgx-h100-node"]) == 0
     capsys.readouterr()
     assert main(["run", "no-such-example"]) == 2
-    assert capsys.readouterr().err.startswith("error: no-such-example: no such scenario 'no-such-example'; examples: ")
+    assert capsys.readouterr().err.startswith(
+        "error: no-such-example: no such scenario 'no-such-example'; valid examples: ")
     assert os.listdir(tmp_path) == []
 
 

@@ -11,13 +11,12 @@ installed copy as in a clone; a clone or an editable install reads the repositor
 """
 from __future__ import annotations
 
-import difflib
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..spec.errors import Loc, ScenarioError
+from ..spec.errors import Loc, ScenarioError, did_you_mean
 
 _SIM = Path(__file__).resolve().parent.parent
 # an installed wheel first (sim/examples/), then the checkout the package sits in
@@ -76,15 +75,8 @@ def path_of(text: str | os.PathLike, kind: Kind = SCENARIOS) -> str | os.PathLik
     if found is not None and found.is_file():
         return str(found)
     known = names(kind)
-    close = _closest(name, known)
-    listing = ", ".join(known) if known else "none (this copy of dcsim ships no examples)"
-    raise ScenarioError.one(Loc(name), "", f"no such {kind.what} '{name}'"
-                            + (f" (did you mean '{close}'?)" if close else "") + f"; examples: {listing}")
-
-
-def _closest(word: str, choices: list[str]) -> str | None:
-    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
-    return close[0] if close else None
+    hint = did_you_mean(name, known, "examples") if known else "; this copy of dcsim ships no examples"
+    raise ScenarioError.one(Loc(name), "", f"no such {kind.what} '{name}'{hint}")
 
 
 def purpose(path: str | Path) -> str:
