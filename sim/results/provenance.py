@@ -63,7 +63,6 @@ def sweep_text(df: pd.DataFrame) -> str:
         seen = [v for v in dict.fromkeys(df[column].tolist()) if isinstance(v, str)]   # failed rows: none
         return " or ".join(seen) or "-"
 
-    timing = "; ".join(f"timing {c[len(TIMING_PREFIX):]}: {values(c)}"
-                       for c in df.columns if c.startswith(TIMING_PREFIX))
-    return (f"dcsim {values(PREFIX + 'dcsim_version')}; catalog sha256 {values(PREFIX + 'catalog_sha256')}"
-            + (f"; {timing}" if timing else ""))
+    return text({"dcsim_version": values(PREFIX + "dcsim_version"),
+                 "catalog_sha256": values(PREFIX + "catalog_sha256"),
+                 "timing": {c[len(TIMING_PREFIX):]: values(c) for c in df.columns if c.startswith(TIMING_PREFIX)}})
