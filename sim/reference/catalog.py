@@ -6,6 +6,7 @@ import yaml
 
 from .. import catalog
 from ..catalog import engines
+from ..catalog.models import ModelSpec
 from .markdown import code, plain, table
 
 # the figures a capacity planner compares devices by, in the overview table
@@ -85,7 +86,8 @@ def models() -> str:
 
 
 def _model_figure(entry: dict, column: str) -> str:
-    value = entry.get(column, "text" if column == "modality" else None)    # the schema's default
+    field = ModelSpec.model_fields.get(column)
+    value = entry.get(column, None if field is None or field.is_required() else field.default)
     if value is None or (column in ("experts", "active_experts") and not value):
         return "-"
     if column == "params":
