@@ -110,6 +110,9 @@ class DeviceSpec(Spec):
         default=None, gt=0, description="peak FP32 FLOP/s of the vector (non-tensor) units, on which an "
                                         "8-bit GEMM's per-token input quantization and output rescaling run "
                                         "(CUDA kernels); none: both at memory speed")
+    multiprocessors: int | None = Field(
+        default=None, ge=1, description="streaming multiprocessors (compute units) a kernel's thread blocks "
+                                        "spread over; read by the 8-bit GEMM's per-token quantization blocks")
     compute_eff: float = Field(gt=0, le=1, description="achieved/peak for large dense bf16 GEMMs")
     compute_eff_by_precision: dict[Precision, float] = Field(
         default_factory=dict, description="achieved/peak GEMM efficiency where a precision differs from bf16")

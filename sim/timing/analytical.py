@@ -1,19 +1,19 @@
 """Operator times from datasheet rates and microbenchmark efficiencies, shaped by size.
 
-Each operator of `sim.timing.operators` at a number of rows: a GEMM takes the longer of its
-FLOPs at the device's achievable GEMM rate and its bytes at the achievable memory bandwidth
-(8-bit weights also quantize their input and rescale their output, at the device's vector
-rate); an elementwise kernel its bytes; attention its query-key pairs at an efficiency that
+Each operator of `sim.timing.operators` at a number of rows: a GEMM takes its FLOPs at the
+device's achievable GEMM rate and its bytes at the achievable memory bandwidth, overlapped
+(8-bit weights also quantize their input and rescale their output, on the device's vector
+units); an elementwise kernel its bytes; attention its query-key pairs at an efficiency that
 grows with the prompt's length (`attention_half_length`: the length at half the top
-efficiency) or its KV reads; a
-collective the ring (or gather) over the scale-up link. Small kernels cost more than their
-work: every kernel takes at least the device's floor for its kind (`kernel_floors`), added
-to its work. `bound` says which of compute, memory or link limits an operator, which is what
-a power cap (compute slows) or time slicing (everything slows) acts on.
+efficiency) or its KV reads; a collective the ring (or gather) over the scale-up link. Small
+kernels cost more than their work: every kernel takes at least the device's floor for its
+kind (`kernel_floors`), added to its work, and a GEMM a tail that grows with its work. `bound`
+says which of compute, memory or link limits an operator, which is what a power cap (compute
+slows) or time slicing (everything slows) acts on.
 
-The shape rules (floors, attention's length scale, 8-bit quantization's cost) come from one device's measured kernels
-(H100, the calibration device) and are checked against every other device's measurements
-in `sim.timing.crosscheck`.
+The shape rules (floors, the GEMM's tail and overlap, attention's length scale, 8-bit
+quantization's cost) come from one device's measured kernels (H100, the calibration device)
+and are checked against every other device's measurements in `sim.timing.crosscheck`.
 """
 from __future__ import annotations
 
@@ -24,15 +24,33 @@ from .operators import ACT_BYTES, AllGather, AllReduce, Attention, Elementwise, 
 
 COMPUTE, MEMORY, LINK = 0, 1, 2
 
+# The shape rules below were set from one device's measured kernels (H100, the calibration
+# device) and are checked against every other device's measurements by `sim.timing.crosscheck`.
+#
+# A GEMM costs its floor (launch and set-up: what the shortest GEMMs take), its work, and a tail
+# that grows with the work up to GEMM_TAIL floors: a kernel of a few microseconds drains its tile
+# pipeline almost as soon as it has filled it, a long one pays the fill and the drain in full
+# (GEMM_TAIL_WORK: the work, in floors, at which the tail reaches 63% of its size). Near the ridge
+# point a GEMM is neither purely compute- nor memory-bound, because its loads and its math
+# overlap imperfectly: the two times combine as a p-norm (OVERLAP_NORM; the plain roofline's max
+# is the limit of large p).
+GEMM_TAIL = 0.5
+GEMM_TAIL_WORK = 3.0
+OVERLAP_NORM = 4.0
+
 # An 8-bit GEMM quantizes its input per token (a scale per row, then each element scaled and
 # rounded) and rescales its output. That work runs on the vector units and is bound by them,
 # not by memory: in vLLM's measured fp8 GEMMs it costs the same time per element on H100 and
-# H200 (same SMs and clock, 43% more bandwidth) and less on B200 (more vector FLOP/s). Its
-# cost, in FP32 vector operations' time per element, was set from H100's tables (the
-# calibration device) and is checked on H200 and B200 by `sim.timing.crosscheck`. It is a
-# rule of vLLM's CUDA kernels: the catalog gives `vector_flops` to NVIDIA GPUs only.
-QUANTIZE_OPS = 250.0    # per input element (rows x k)
-RESCALE_OPS = 60.0      # per output element (rows x n)
+# H200 (same SMs and clock, 43% more bandwidth) and less on B200 (more vector FLOP/s). The
+# quantization kernel runs one thread block per token, so its rows cost a block's time each,
+# spread over the device's multiprocessors: H100 and H200 (132 SMs) pay 7.3 ns a row when the
+# rows are short, B200 (148 SMs) 6.5 ns. The 8-bit path also adds a fixed cost: H100's smallest
+# fp8 GEMMs take 2.4 us longer than its smallest bf16 ones, 1.2 elementwise floors. Its costs
+# are rules of vLLM's CUDA kernels: the catalog gives `vector_flops` to NVIDIA GPUs only.
+QUANTIZE_FLOORS = 1.25      # elementwise floors
+QUANTIZE_ROW_TIME = 0.75e-6 # one token's thread block on one multiprocessor, s
+QUANTIZE_OPS = 150.0        # FP32 vector operations per input element (rows x k)
+RESCALE_OPS = 15.0          # per output element (rows x n)
 
 
 class Analytical:
@@ -49,6 +67,7 @@ class Analytical:
                       for kind in ("gemm", "elementwise", "attention", "allreduce")}
         self.half_length = device.attention_half_length or 0.0
         self.vector_rate = device.vector_flops or 0.0
+        self.multiprocessors = device.multiprocessors or 0
 
     def assumptions(self) -> list[str]:
         """What the model takes as zero for want of a figure."""
@@ -58,9 +77,13 @@ class Analytical:
             out.append(f"{self.device.name}: no kernel floor for {', '.join(missing)} in the catalog; taken as 0")
         if not self.half_length:
             out.append(f"{self.device.name}: prefill attention efficiency taken as independent of length")
-        if not self.vector_rate and BYTES_PER_ELEMENT[self.precision] < ACT_BYTES:
-            out.append(f"{self.device.name}: no vector_flops in the catalog; 8-bit GEMMs' input quantization "
-                       f"charged at memory speed")
+        if BYTES_PER_ELEMENT[self.precision] < ACT_BYTES:
+            if not self.vector_rate:
+                out.append(f"{self.device.name}: no vector_flops in the catalog; 8-bit GEMMs' input quantization "
+                           f"charged at memory speed")
+            elif not self.multiprocessors:
+                out.append(f"{self.device.name}: no multiprocessors in the catalog; 8-bit GEMMs' per-token "
+                           f"quantization blocks taken as free")
         return out
 
     def gemm_rate(self, precision: str) -> float:
@@ -110,23 +133,37 @@ class Analytical:
     # ---- times ---------------------------------------------------------------------------
     def gemm(self, rows, op: Gemm) -> np.ndarray:
         flops, nbytes, rate = self.gemm_work(rows, op)
-        t = self.floor["gemm"] + np.maximum(flops / rate, nbytes / self.mem_rate)
+        t = self._shaped(flops / rate, nbytes / self.mem_rate)
         if BYTES_PER_ELEMENT[op.precision or self.precision] < ACT_BYTES:
             t = t + self.quantize(rows, op)
         return t
 
+    def _shaped(self, compute, memory) -> np.ndarray:
+        """A GEMM-like kernel's time from its compute- and memory-bound times: its floor, the two
+        overlapped (a p-norm), and the tail that grows with the work (module comment)."""
+        big, small = np.maximum(compute, memory), np.minimum(compute, memory)
+        ratio = np.divide(small, big, out=np.zeros_like(big), where=big > 0)
+        work = big * (1.0 + ratio ** OVERLAP_NORM) ** (1.0 / OVERLAP_NORM)
+        floor = self.floor["gemm"]
+        if floor <= 0.0:
+            return work
+        return floor + work + GEMM_TAIL * floor * (1.0 - np.exp(-work / (GEMM_TAIL_WORK * floor)))
+
     def quantize(self, rows, op: Gemm) -> np.ndarray:
-        """What an 8-bit GEMM adds: its input quantized per token and its output rescaled, at
-        the device's vector rate. Without that figure, two passes over the input at memory
-        speed: one finds each row's scale (reads it), one scales it (reads 2 bytes, writes 1)."""
+        """What an 8-bit GEMM adds: its fixed cost, a thread block per token spread over the
+        multiprocessors, and its input quantized and its output rescaled at the device's vector
+        rate. Without that figure, two passes over the input at memory speed: one finds each
+        row's scale (reads it), one scales it (reads 2 bytes, writes 1)."""
         m = np.asarray(rows, float)
         if self.vector_rate:
-            return self.floor["elementwise"] + (QUANTIZE_OPS * m * op.k + RESCALE_OPS * m * op.n) / self.vector_rate
+            blocks = QUANTIZE_ROW_TIME * m / self.multiprocessors if self.multiprocessors else 0.0
+            return (QUANTIZE_FLOORS * self.floor["elementwise"] + blocks
+                    + (QUANTIZE_OPS * m * op.k + RESCALE_OPS * m * op.n) / self.vector_rate)
         return 2.0 * self.floor["elementwise"] + m * op.k * (2.0 * ACT_BYTES + 1.0) / self.mem_rate
 
     def experts(self, rows, op: Experts) -> np.ndarray:
         flops, nbytes, rate = self.experts_work(rows, op)
-        return self.floor["gemm"] + np.maximum(flops / rate, nbytes / self.mem_rate)
+        return self._shaped(flops / rate, nbytes / self.mem_rate)
 
     def elementwise(self, rows, op: Elementwise) -> np.ndarray:
         return self.floor["elementwise"] + np.asarray(rows, float) * op.nbytes / self.mem_rate
