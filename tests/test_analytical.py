@@ -73,3 +73,55 @@ def test_a_device_without_a_multiprocessor_count_says_its_quantization_blocks_ar
 def test_a_device_without_floors_times_gemms_by_their_work_alone():
     model = Analytical(device("nvidia-h100-sxm", kernel_floors=None), "bf16")
     assert model._shaped(np.array([3e-6]), np.array([0.0]))[0] == pytest.approx(3e-6)
+
+
+def test_prefill_attention_is_its_products_and_softmax_overlapped_plus_its_blocks(h100):
+    """Hand arithmetic of one prefill: 2 prompts of 1,000 tokens, 32 query heads over 8 K/V heads of 128."""
+    from sim.timing.operators import Attention
+    model = Analytical(h100, "bf16")
+    att = Attention(32, 8, 128, "bf16", 1)
+    b, s = 2.0, 1000.0
+    pairs = b * s * (s + 1) / 2
+    flops = 4 * 32 * 128 * pairs
+    products = flops / (model.gemm_rate("bf16") * s / (s + h100.attention_half_length)) * (1 + A.KV_REREAD * 8 / 32)
+    softmax = pairs * 32 / h100.exp_rate
+    p = A.SOFTMAX_OVERLAP_NORM
+    compute = (products ** p + softmax ** p) ** (1 / p)
+    blocks = b * 32 * math.ceil(s / A.QUERY_TILE) * A.ATTENTION_BLOCK_TIME / h100.multiprocessors
+    kv_and_io = b * s * (2 * 8 * 128 * 2 + 2 * 32 * 128 * ACT_BYTES) / model.mem_rate
+    assert compute > kv_and_io
+    expected = h100.kernel_floors.attention + compute + blocks
+    assert model.context_attention(np.array([b]), np.array([s]), att)[0] == pytest.approx(expected)
+
+
+def test_multi_head_attention_rereads_its_keys_and_values():
+    from sim.timing.operators import Attention
+    model = Analytical(device("nvidia-h100-sxm", exp_rate=None, multiprocessors=None, kernel_floors=None), "bf16")
+    mha, gqa = Attention(32, 32, 128, "bf16", 1), Attention(32, 4, 128, "bf16", 1)
+    b, s = np.array([4.0]), np.array([8192.0])
+    ratio = model.context_attention(b, s, mha)[0] / model.context_attention(b, s, gqa)[0]
+    assert ratio == pytest.approx((1 + A.KV_REREAD) / (1 + A.KV_REREAD / 8))
+
+
+def test_a_decode_pays_a_block_per_sequence_and_kv_head_and_reads_its_cache(h100):
+    from sim.timing.operators import Attention
+    model = Analytical(h100, "bf16")
+    att = Attention(32, 8, 128, "bf16", 1)
+    batch, kv = 256.0, 100.0
+    reads = batch * kv * 2 * 8 * 128 * 2 / model.mem_rate
+    blocks = batch * 8 * A.ATTENTION_BLOCK_TIME / h100.multiprocessors
+    assert model.generation_attention(np.array([batch]), np.array([kv]), att)[0] == pytest.approx(
+        h100.kernel_floors.attention + reads + blocks)
+
+
+def test_without_an_exp_rate_the_published_attention_efficiency_covers_the_softmax():
+    from sim.timing.operators import Attention
+    dev = device("nvidia-h100-sxm", exp_rate=None, multiprocessors=None, kernel_floors=None,
+                 attention_half_length=None)
+    model = Analytical(dev, "bf16")
+    att = Attention(32, 32, 128, "bf16", 1)
+    s = 16384.0
+    flops = 4 * 32 * 128 * s * (s + 1) / 2
+    assert model.context_attention(np.array([1.0]), np.array([s]), att)[0] == pytest.approx(
+        flops / dev.attention_rate() * (1 + A.KV_REREAD))
+    assert any("no exp_rate in the catalog" in line for line in model.assumptions())

@@ -113,6 +113,9 @@ class DeviceSpec(Spec):
     multiprocessors: int | None = Field(
         default=None, ge=1, description="streaming multiprocessors (compute units) a kernel's thread blocks "
                                         "spread over; read by the 8-bit GEMM's per-token quantization blocks")
+    exp_rate: float | None = Field(
+        default=None, gt=0, description="exponentials per second of the special-function units, which run "
+                                        "attention's softmax; none: attention_eff covers the softmax")
     compute_eff: float = Field(gt=0, le=1, description="achieved/peak for large dense bf16 GEMMs")
     compute_eff_by_precision: dict[Precision, float] = Field(
         default_factory=dict, description="achieved/peak GEMM efficiency where a precision differs from bf16")

@@ -3,17 +3,18 @@
 Each operator of `sim.timing.operators` at a number of rows: a GEMM takes its FLOPs at the
 device's achievable GEMM rate and its bytes at the achievable memory bandwidth, overlapped
 (8-bit weights also quantize their input and rescale their output, on the device's vector
-units); an elementwise kernel its bytes; attention its query-key pairs at an efficiency that
-grows with the prompt's length (`attention_half_length`: the length at half the top
-efficiency) or its KV reads; a collective the ring (or gather) over the scale-up link. Small
-kernels cost more than their work: every kernel takes at least the device's floor for its
-kind (`kernel_floors`), added to its work, and a GEMM a tail that grows with its work. `bound`
-says which of compute, memory or link limits an operator, which is what a power cap (compute
-slows) or time slicing (everything slows) acts on.
+units); an elementwise kernel its bytes; attention its matrix products (at an efficiency
+that grows with the prompt's length, `attention_half_length`: the length at half the top
+efficiency) and its softmax's exponentials, or its KV reads; a collective the ring (or
+gather) over the scale-up link. Small kernels cost more than their work: every kernel takes
+at least the device's floor for its kind (`kernel_floors`), added to its work, and a GEMM a
+tail that grows with its work. `bound` says which of compute, memory or link limits an
+operator, which is what a power cap (compute slows) or time slicing (everything slows) acts on.
 
-The shape rules (floors, the GEMM's tail and overlap, attention's length scale, 8-bit
-quantization's cost) come from one device's measured kernels (H100, the calibration device)
-and are checked against every other device's measurements in `sim.timing.crosscheck`.
+The shape rules (floors, the GEMM's tail and overlap, 8-bit quantization's cost, attention's
+length scale, K/V re-reads, softmax overlap and block set-up) come from one device's measured
+kernels (H100, the calibration device) and are checked against every other device's
+measurements in `sim.timing.crosscheck`.
 """
 from __future__ import annotations
 
@@ -52,6 +53,22 @@ QUANTIZE_ROW_TIME = 0.75e-6 # one token's thread block on one multiprocessor, s
 QUANTIZE_OPS = 150.0        # FP32 vector operations per input element (rows x k)
 RESCALE_OPS = 15.0          # per output element (rows x n)
 
+# Attention's matrix products run on the tensor cores at the GEMM rate, at an efficiency that
+# grows with the prompt's length L as L / (L + attention_half_length). Its softmax takes one
+# exponential per query-key pair and head on the special-function units (`exp_rate`: H100 has
+# 989 TFLOP/s of 16-bit matrix products but 3.9 T exponentials/s, per FlashAttention-3), which
+# FlashAttention overlaps with the products only in part: the two times combine as a
+# SOFTMAX_OVERLAP_NORM-norm. Without an exp_rate the fused kernel's published efficiency
+# (attention_eff) covers both. Query heads that share their keys and values (g per K/V head)
+# reuse its tiles from L2, multi-head attention (g = 1) re-reads them: the products take
+# 1 + KV_REREAD / g times as long. Each thread block (a QUERY_TILE-query tile of one head in a
+# prefill, one sequence's K/V head in a decode) costs ATTENTION_BLOCK_TIME of set-up, spread
+# over the multiprocessors.
+SOFTMAX_OVERLAP_NORM = 1.5
+KV_REREAD = 0.2
+QUERY_TILE = 128
+ATTENTION_BLOCK_TIME = 2.5e-6
+
 
 class Analytical:
     def __init__(self, device: DeviceSpec, precision: str, torus=None):
@@ -68,6 +85,7 @@ class Analytical:
         self.half_length = device.attention_half_length or 0.0
         self.vector_rate = device.vector_flops or 0.0
         self.multiprocessors = device.multiprocessors or 0
+        self.exp_rate = device.exp_rate or 0.0
 
     def assumptions(self) -> list[str]:
         """What the model takes as zero for want of a figure."""
@@ -77,13 +95,15 @@ class Analytical:
             out.append(f"{self.device.name}: no kernel floor for {', '.join(missing)} in the catalog; taken as 0")
         if not self.half_length:
             out.append(f"{self.device.name}: prefill attention efficiency taken as independent of length")
-        if BYTES_PER_ELEMENT[self.precision] < ACT_BYTES:
-            if not self.vector_rate:
-                out.append(f"{self.device.name}: no vector_flops in the catalog; 8-bit GEMMs' input quantization "
-                           f"charged at memory speed")
-            elif not self.multiprocessors:
-                out.append(f"{self.device.name}: no multiprocessors in the catalog; 8-bit GEMMs' per-token "
-                           f"quantization blocks taken as free")
+        if BYTES_PER_ELEMENT[self.precision] < ACT_BYTES and not self.vector_rate:
+            out.append(f"{self.device.name}: no vector_flops in the catalog; 8-bit GEMMs' input quantization "
+                       f"charged at memory speed")
+        if not self.multiprocessors:
+            out.append(f"{self.device.name}: no multiprocessors in the catalog; the set-up of attention's thread "
+                       f"blocks (and of 8-bit GEMMs' per-token quantization blocks) taken as free")
+        if not self.exp_rate:
+            out.append(f"{self.device.name}: no exp_rate in the catalog; attention's softmax taken as covered by "
+                       f"its attention_eff")
         return out
 
     def gemm_rate(self, precision: str) -> float:
@@ -192,12 +212,29 @@ class Analytical:
     def context_attention(self, batch, isl, att: Attention) -> np.ndarray:
         flops, nbytes = self.context_work(batch, isl, att)
         s = np.asarray(isl, float)
-        rate = self.attn_rate * s / (s + self.half_length)
-        return self.floor["attention"] + np.maximum(flops / rate, nbytes / self.mem_rate)
+        compute = self._attention_compute(flops, att, s / (s + self.half_length))
+        blocks = np.asarray(batch, float) * att.heads * np.ceil(s / QUERY_TILE)
+        return self.floor["attention"] + np.maximum(compute, nbytes / self.mem_rate) + self._blocks(blocks)
 
     def generation_attention(self, batch, kv, att: Attention) -> np.ndarray:
         flops, nbytes = self.generation_work(batch, kv, att)
-        return self.floor["attention"] + np.maximum(flops / self.attn_rate, nbytes / self.mem_rate)
+        compute = self._attention_compute(flops, att, 1.0)
+        blocks = np.asarray(batch, float) * att.kv_heads
+        return self.floor["attention"] + np.maximum(compute, nbytes / self.mem_rate) + self._blocks(blocks)
+
+    def _attention_compute(self, flops, att: Attention, efficiency) -> np.ndarray:
+        """The matrix products (re-reading K/V tiles when few query heads share them) and the
+        softmax's exponentials, overlapped in part (the attention comment above)."""
+        reread = 1.0 + KV_REREAD * att.kv_heads / att.heads
+        if not self.exp_rate:
+            return flops / (self.attn_rate * efficiency) * reread
+        products = flops / (self.gemm_rate("bf16") * efficiency) * reread
+        softmax = flops / (4.0 * att.head_dim) / self.exp_rate      # one exponential per pair and head
+        p = SOFTMAX_OVERLAP_NORM
+        return (products ** p + softmax ** p) ** (1.0 / p)
+
+    def _blocks(self, blocks) -> np.ndarray | float:
+        return ATTENTION_BLOCK_TIME * blocks / self.multiprocessors if self.multiprocessors else 0.0
 
     # ---- what limits each operator ----------------------------------------------------------
     def bound(self, op, rows) -> np.ndarray:
@@ -213,4 +250,6 @@ class Analytical:
     def attention_bound(self, kind: str, batch, length, att: Attention) -> np.ndarray:
         work = self.context_work if kind == "context" else self.generation_work
         flops, nbytes = work(batch, length, att)
-        return np.where(flops / self.attn_rate >= nbytes / self.mem_rate, COMPUTE, MEMORY)
+        s = np.asarray(length, float)
+        compute = self._attention_compute(flops, att, s / (s + self.half_length) if kind == "context" else 1.0)
+        return np.where(compute >= nbytes / self.mem_rate, COMPUTE, MEMORY)
