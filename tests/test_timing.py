@@ -217,6 +217,43 @@ def test_outside_captured_graphs_the_all_reduces_take_their_eager_latency(write_
 
 
 @needs_db
+def test_an_engine_without_its_custom_all_reduce_pays_nccls_latency(write_scenario):
+    """engine.custom_allreduce: false (vLLM's --disable-custom-all-reduce, or an engine that
+    has none) times each tensor-parallel sum from the NCCL table instead of the engine's own."""
+    def decode(**engine):
+        sc = load_scenario(write_scenario({"fleet.0.count": 4, "fleet.0.serve.tp": 4,
+                                           "fleet.0.serve.engine": {"framework": "vllm", "version": "0.8.5",
+                                                                    "iteration_overhead": "0s", "host_per_seq": 0,
+                                                                    "launch": 0, **engine}}))
+        return K.decode_time(sc.pools[0].deployment.params, 8, 1000), sc.pools[0].deployment.timing
+    (custom, _), (nccl, nccl_label) = decode(), decode(custom_allreduce=False)
+    version = db.versions("h100_sxm", "comm", "nccl")[-1]
+    assert f"nccl {version}" in nccl_label
+    size = 8 * 4096                                               # 8 tokens x 4096 hidden, in 16-bit elements
+    ours = db.read("h100_sxm", "comm", "nccl", version, "nccl_perf")
+    ours = ours[(ours.op_name == "all_reduce") & (ours.num_gpus == 4) & (ours.nccl_dtype == "half")]
+    _, frame = db.newest_with("h100_sxm", "comm", "vllm", "custom_allreduce_perf", "0.8.5")
+    theirs = frame[(frame.num_gpus == 4) & (frame.message_size == size) & frame.backend.str.endswith("graph")]
+    from sim.timing.grid import Grid
+    per_call = (float(Grid.from_frame(ours, ["message_size"])(float(size))) - float(theirs.latency.mean())) * 1e-3
+    assert nccl - custom == pytest.approx(2 * 32 * per_call, rel=1e-6)
+
+
+def test_the_analytical_all_reduce_without_the_custom_kernel_is_the_ring():
+    from sim import catalog
+    from sim.catalog.hardware import DeviceSpec
+    from sim.timing.operators import AllReduce
+    dev = DeviceSpec.model_validate(catalog.device_entries()["nvidia-h100-sxm"])
+    op = AllReduce("allreduce", 2.0, 8, 1.0)
+    size = 4096.0 * 2
+    bw = 2 * 7 / 8 * size / (dev.scale_up_bandwidth * dev.scale_up_eff)
+    assert Analytical(dev, "bf16").allreduce(np.array([4096.0]), op)[0] == pytest.approx(
+        dev.kernel_floors.allreduce + bw)
+    assert Analytical(dev, "bf16", custom_allreduce=False).allreduce(np.array([4096.0]), op)[0] == pytest.approx(
+        2 * 7 * dev.scale_up_latency + bw)
+
+
+@needs_db
 def test_a_full_8_gpu_node_takes_100_to_200_ms_a_token(write_scenario):
     """scenarios/throughput-8gpu.yaml: about a thousand sequences decode at once on 8 H100s
     (tp 8), every iteration also carrying prefill chunks; a token takes 100-200 ms, as the

@@ -98,7 +98,7 @@ def deploy_pool(device, model, serve, engine, kv_precision, dev_key, model_key, 
                           max_batch_tokens=engine.max_batch_tokens, max_batch_seqs=engine.max_batch_seqs,
                           iteration_overhead=engine.iteration_overhead or 0.0,
                           activation_reserve=engine.activation_reserve, tree_allreduce=engine.allreduce == "tree",
-                          memory_of=engine.memory_of)
+                          custom_allreduce=engine.custom_allreduce, memory_of=engine.memory_of)
     try:
         return deploy(device, model, serve.precision, kv_precision, serve.tp, limits, dev_key, model_key, serve.pp,
                       serve.ep)

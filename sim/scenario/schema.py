@@ -55,6 +55,10 @@ class Engine(Spec):
     allreduce: Literal["ring", "tree"] = Field(
         default="ring", description="all-reduce algorithm of the analytical model; measured timing uses the "
                                     "engine's own all-reduce as measured")
+    custom_allreduce: bool = Field(
+        default=True, description="the engine's own all-reduce kernel for tensor-parallel sums, as vLLM, SGLang and "
+                                  "TensorRT-LLM run by default; false: NCCL's (vLLM and SGLang "
+                                  "--disable-custom-all-reduce, or an engine without one)")
     tokenize_per_token: Seconds = Field(default=0.0, ge=0,
                                         description="host CPU time to tokenize one prompt token; 0: not modelled")
     detokenize_per_token: Seconds = Field(default=0.0, ge=0,

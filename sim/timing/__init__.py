@@ -62,8 +62,8 @@ def build(deployment, engine, framework: str, version: str | None,
 
 def _measured(d, framework: str, version: str | None, context: int) -> tuple[np.ndarray, Timing]:
     system = d.device.kernel_tables
-    fallback = Analytical(d.device, d.precision)
-    times = Measured(system, framework, version, fallback)
+    fallback = Analytical(d.device, d.precision, custom_allreduce=d.limits.custom_allreduce)
+    times = Measured(system, framework, version, fallback, custom_allreduce=d.limits.custom_allreduce)
     ops = operators(d.model, d.tp, d.precision, d.kv_precision)
     tables = compose(ops, times, fallback, d.limits.max_batch_tokens, d.limits.max_batch_seqs, context)
     database.release()
@@ -85,7 +85,7 @@ def _analytical(d, context: int, notes: list[str]) -> tuple[np.ndarray, Timing]:
         notes.append(f"timing closed-form roofline: no operator composition for {why}")
         return d.params, Timing("analytical", "analytical (closed-form roofline: datasheet rates, microbenchmark "
                                               "efficiencies)", notes)
-    model = Analytical(d.device, d.precision, torus=d.torus)
+    model = Analytical(d.device, d.precision, torus=d.torus, custom_allreduce=d.limits.custom_allreduce)
     ops = operators(d.model, d.tp, d.precision, d.kv_precision)
     tables = compose(ops, model, model, d.limits.max_batch_tokens, d.limits.max_batch_seqs, context)
     notes += [f"timing {n}" for n in model.assumptions()]

@@ -71,10 +71,11 @@ ATTENTION_BLOCK_TIME = 2.5e-6
 
 
 class Analytical:
-    def __init__(self, device: DeviceSpec, precision: str, torus=None):
+    def __init__(self, device: DeviceSpec, precision: str, torus=None, custom_allreduce: bool = True):
         self.device = device
         self.precision = precision
         self.torus = torus          # sim.fabric.topology.TorusGroup: the tensor-parallel group's collectives
+        self.custom_allreduce = custom_allreduce
         self.mem_rate = device.memory_bandwidth * device.mem_eff
         self.attn_rate = device.attention_rate()
         self.link_bw = (device.scale_up_bandwidth or 0.0) * (device.scale_up_eff or 1.0)
@@ -189,13 +190,15 @@ class Analytical:
         return self.floor["elementwise"] + np.asarray(rows, float) * op.nbytes / self.mem_rate
 
     def allreduce(self, rows, op: AllReduce, eager: bool = False) -> np.ndarray:
-        """A measured small-message latency (kernel_floors.allreduce) and the bus bandwidth,
-        or without that figure the ring: 2(n-1) hops of the link's latency."""
+        """A measured small-message latency (kernel_floors.allreduce, the engine's own kernel)
+        and the bus bandwidth; where the engine runs NCCL's all-reduce, or without that figure,
+        the ring: 2(n-1) hops of the link's latency."""
         n = op.ranks
         size = np.asarray(rows, float) * op.nbytes
         if self._on_torus(n):
             return self.floor["allreduce"] + self.torus.allreduce(size)
-        latency = self.floor["allreduce"] or 2.0 * (n - 1) * self.link_lat
+        ring = 2.0 * (n - 1) * self.link_lat
+        latency = (self.floor["allreduce"] if self.custom_allreduce else 0.0) or ring or self.floor["allreduce"]
         return latency + 2.0 * (n - 1) / n * size / self.link_bw
 
     def allgather(self, rows, op: AllGather) -> np.ndarray:

@@ -30,6 +30,7 @@ class EngineLimits:
     iteration_overhead: float
     activation_reserve: float | None = None
     tree_allreduce: bool = False
+    custom_allreduce: bool = True   # the engine's own all-reduce kernel; False: NCCL's
     memory_of: str = "total"   # memory_utilization of all memory, or of what the weights leave (free_after_weights)
 
 

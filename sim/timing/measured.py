@@ -48,11 +48,13 @@ ATTENTION_KERNELS = {
 
 
 class Measured:
-    def __init__(self, system: str, framework: str, version: str | None, analytical: Analytical):
+    def __init__(self, system: str, framework: str, version: str | None, analytical: Analytical,
+                 custom_allreduce: bool = True):
         self.system = system
         self.framework = framework
         self.version = version
         self.fallback = analytical
+        self.custom_allreduce = custom_allreduce   # the framework's own all-reduce; False: NCCL's
         self.notes: list[str] = []
         self.read: dict[str, str] = {}     # family -> version whose measurements were used
 
@@ -166,9 +168,9 @@ class Measured:
         return grid(np.asarray(rows, float) * op.nbytes / 2.0) * MS
 
     def _collective_grid(self, name: str, ranks: int, eager: bool = False) -> Grid | None:
-        """The framework's own all-reduce (in a graph, or eager), else the newest NCCL
-        collection that measured this operation at this many ranks."""
-        if name == "all_reduce":
+        """The framework's own all-reduce (in a graph, or eager) unless the engine runs NCCL's,
+        else the newest NCCL collection that measured this operation at this many ranks."""
+        if name == "all_reduce" and self.custom_allreduce:
             where = self._where("comm", "custom_allreduce_perf")
             grid = _collective_grid(where, name, ranks, eager) if where else None
             if grid is not None:
