@@ -63,7 +63,7 @@ def build(deployment, engine, framework: str, version: str | None,
 def _measured(d, framework: str, version: str | None, context: int) -> tuple[np.ndarray, Timing]:
     system = d.device.kernel_tables
     fallback = Analytical(d.device, d.precision, custom_allreduce=d.limits.custom_allreduce)
-    times = Measured(system, framework, version, fallback, custom_allreduce=d.limits.custom_allreduce)
+    times = Measured(system, framework, version, fallback)
     ops = operators(d.model, d.tp, d.precision, d.kv_precision)
     tables = compose(ops, times, fallback, d.limits.max_batch_tokens, d.limits.max_batch_seqs, context)
     database.release()

@@ -75,7 +75,7 @@ class Analytical:
         self.device = device
         self.precision = precision
         self.torus = torus          # sim.fabric.topology.TorusGroup: the tensor-parallel group's collectives
-        self.custom_allreduce = custom_allreduce
+        self.custom_allreduce = custom_allreduce   # the engine's own all-reduce kernel; False: NCCL's
         self.mem_rate = device.memory_bandwidth * device.mem_eff
         self.attn_rate = device.attention_rate()
         self.link_bw = (device.scale_up_bandwidth or 0.0) * (device.scale_up_eff or 1.0)
@@ -197,8 +197,8 @@ class Analytical:
         size = np.asarray(rows, float) * op.nbytes
         if self._on_torus(n):
             return self.floor["allreduce"] + self.torus.allreduce(size)
-        ring = 2.0 * (n - 1) * self.link_lat
-        latency = (self.floor["allreduce"] if self.custom_allreduce else 0.0) or ring or self.floor["allreduce"]
+        custom, ring = self.floor["allreduce"], 2.0 * (n - 1) * self.link_lat
+        latency = (custom or ring) if self.custom_allreduce else (ring or custom)
         return latency + 2.0 * (n - 1) / n * size / self.link_bw
 
     def allgather(self, rows, op: AllGather) -> np.ndarray:

@@ -48,13 +48,11 @@ ATTENTION_KERNELS = {
 
 
 class Measured:
-    def __init__(self, system: str, framework: str, version: str | None, analytical: Analytical,
-                 custom_allreduce: bool = True):
+    def __init__(self, system: str, framework: str, version: str | None, analytical: Analytical):
         self.system = system
         self.framework = framework
         self.version = version
         self.fallback = analytical
-        self.custom_allreduce = custom_allreduce   # the framework's own all-reduce; False: NCCL's
         self.notes: list[str] = []
         self.read: dict[str, str] = {}     # family -> version whose measurements were used
 
@@ -170,7 +168,7 @@ class Measured:
     def _collective_grid(self, name: str, ranks: int, eager: bool = False) -> Grid | None:
         """The framework's own all-reduce (in a graph, or eager) unless the engine runs NCCL's,
         else the newest NCCL collection that measured this operation at this many ranks."""
-        if name == "all_reduce" and self.custom_allreduce:
+        if name == "all_reduce" and self.fallback.custom_allreduce:
             where = self._where("comm", "custom_allreduce_perf")
             grid = _collective_grid(where, name, ranks, eager) if where else None
             if grid is not None:
