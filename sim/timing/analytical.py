@@ -213,17 +213,28 @@ class Analytical:
         return self.torus is not None and int(np.prod(self.torus.dims)) == ranks
 
     def context_attention(self, batch, isl, att: Attention) -> np.ndarray:
-        flops, nbytes = self.context_work(batch, isl, att)
-        s = np.asarray(isl, float)
-        compute = self._attention_compute(flops, att, s / (s + self.half_length))
-        blocks = np.asarray(batch, float) * att.heads * np.ceil(s / QUERY_TILE)
-        return self.floor["attention"] + np.maximum(compute, nbytes / self.mem_rate) + self._blocks(blocks)
+        compute, memory, blocks = self._attention_parts("context", batch, isl, att)
+        return self.floor["attention"] + np.maximum(compute, memory) + blocks
 
     def generation_attention(self, batch, kv, att: Attention) -> np.ndarray:
-        flops, nbytes = self.generation_work(batch, kv, att)
-        compute = self._attention_compute(flops, att, 1.0)
-        blocks = np.asarray(batch, float) * att.kv_heads
-        return self.floor["attention"] + np.maximum(compute, nbytes / self.mem_rate) + self._blocks(blocks)
+        compute, memory, blocks = self._attention_parts("generation", batch, kv, att)
+        return self.floor["attention"] + np.maximum(compute, memory) + blocks
+
+    def _attention_parts(self, kind: str, batch, length, att: Attention):
+        """Compute-bound and memory-bound seconds of an attention call, and its thread blocks'
+        set-up: a prefill's blocks are QUERY_TILE-query tiles of each head, a decode's each
+        sequence's K/V heads."""
+        b, s = np.asarray(batch, float), np.asarray(length, float)
+        if kind == "context":
+            flops, nbytes = self.context_work(b, s, att)
+            compute = self._attention_compute(flops, att, s / (s + self.half_length))
+            blocks = b * att.heads * np.ceil(s / QUERY_TILE)
+        else:
+            flops, nbytes = self.generation_work(b, s, att)
+            compute = self._attention_compute(flops, att, 1.0)
+            blocks = b * att.kv_heads
+        set_up = ATTENTION_BLOCK_TIME * blocks / self.multiprocessors if self.multiprocessors else 0.0
+        return compute, nbytes / self.mem_rate, set_up
 
     def _attention_compute(self, flops, att: Attention, efficiency) -> np.ndarray:
         """The matrix products (re-reading K/V tiles when few query heads share them) and the
@@ -235,9 +246,6 @@ class Analytical:
         softmax = flops / (4.0 * att.head_dim) / self.exp_rate      # one exponential per pair and head
         p = SOFTMAX_OVERLAP_NORM
         return (products ** p + softmax ** p) ** (1.0 / p)
-
-    def _blocks(self, blocks) -> np.ndarray | float:
-        return ATTENTION_BLOCK_TIME * blocks / self.multiprocessors if self.multiprocessors else 0.0
 
     # ---- what limits each operator ----------------------------------------------------------
     def bound(self, op, rows) -> np.ndarray:
@@ -251,8 +259,5 @@ class Analytical:
         return np.where(flops / rate >= nbytes / self.mem_rate, COMPUTE, MEMORY)
 
     def attention_bound(self, kind: str, batch, length, att: Attention) -> np.ndarray:
-        work = self.context_work if kind == "context" else self.generation_work
-        flops, nbytes = work(batch, length, att)
-        s = np.asarray(length, float)
-        compute = self._attention_compute(flops, att, s / (s + self.half_length) if kind == "context" else 1.0)
-        return np.where(compute >= nbytes / self.mem_rate, COMPUTE, MEMORY)
+        compute, memory, _ = self._attention_parts(kind, batch, length, att)
+        return np.where(compute >= memory, COMPUTE, MEMORY)
