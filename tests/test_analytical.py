@@ -8,7 +8,7 @@ from sim import catalog
 from sim.catalog.hardware import DeviceSpec
 from sim.timing import analytical as A
 from sim.timing.analytical import Analytical
-from sim.timing.operators import ACT_BYTES, Gemm
+from sim.timing.operators import ACT_BYTES, Attention, Gemm
 
 
 def device(key: str, **changes) -> DeviceSpec:
@@ -77,7 +77,6 @@ def test_a_device_without_floors_times_gemms_by_their_work_alone():
 
 def test_prefill_attention_is_its_products_and_softmax_overlapped_plus_its_blocks(h100):
     """Hand arithmetic of one prefill: 2 prompts of 1,000 tokens, 32 query heads over 8 K/V heads of 128."""
-    from sim.timing.operators import Attention
     model = Analytical(h100, "bf16")
     att = Attention(32, 8, 128, "bf16", 1)
     b, s = 2.0, 1000.0
@@ -95,7 +94,6 @@ def test_prefill_attention_is_its_products_and_softmax_overlapped_plus_its_block
 
 
 def test_multi_head_attention_rereads_its_keys_and_values():
-    from sim.timing.operators import Attention
     model = Analytical(device("nvidia-h100-sxm", exp_rate=None, multiprocessors=None, kernel_floors=None), "bf16")
     mha, gqa = Attention(32, 32, 128, "bf16", 1), Attention(32, 4, 128, "bf16", 1)
     b, s = np.array([4.0]), np.array([8192.0])
@@ -104,7 +102,6 @@ def test_multi_head_attention_rereads_its_keys_and_values():
 
 
 def test_a_decode_pays_a_block_per_sequence_and_kv_head_and_reads_its_cache(h100):
-    from sim.timing.operators import Attention
     model = Analytical(h100, "bf16")
     att = Attention(32, 8, 128, "bf16", 1)
     batch, kv = 256.0, 100.0
@@ -115,7 +112,6 @@ def test_a_decode_pays_a_block_per_sequence_and_kv_head_and_reads_its_cache(h100
 
 
 def test_without_an_exp_rate_the_published_attention_efficiency_covers_the_softmax():
-    from sim.timing.operators import Attention
     dev = device("nvidia-h100-sxm", exp_rate=None, multiprocessors=None, kernel_floors=None,
                  attention_half_length=None)
     model = Analytical(dev, "bf16")

@@ -6,6 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from sim import catalog
+from sim.catalog.hardware import DeviceSpec
 from sim.scenario import load_scenario
 from sim.simulation import simulate
 from sim.spec.errors import ScenarioError
@@ -15,7 +17,7 @@ from sim.timing import table_lookup
 from sim.timing.analytical import Analytical
 from sim.timing.grid import Grid
 from sim.timing.measured import Measured
-from sim.timing.operators import Elementwise, Gemm, operators
+from sim.timing.operators import AllReduce, Elementwise, Gemm, operators
 from sim.timing.tables import row_table
 
 needs_db = pytest.mark.skipif(db.data_root() is None, reason="aiconfigurator-core is not installed")
@@ -234,15 +236,11 @@ def test_an_engine_without_its_custom_all_reduce_pays_nccls_latency(write_scenar
     ours = ours[(ours.op_name == "all_reduce") & (ours.num_gpus == 4) & (ours.nccl_dtype == "half")]
     _, frame = db.newest_with("h100_sxm", "comm", "vllm", "custom_allreduce_perf", "0.8.5")
     theirs = frame[(frame.num_gpus == 4) & (frame.message_size == size) & frame.backend.str.endswith("graph")]
-    from sim.timing.grid import Grid
     per_call = (float(Grid.from_frame(ours, ["message_size"])(float(size))) - float(theirs.latency.mean())) * 1e-3
     assert nccl - custom == pytest.approx(2 * 32 * per_call, rel=1e-6)
 
 
 def test_the_analytical_all_reduce_without_the_custom_kernel_is_the_ring():
-    from sim import catalog
-    from sim.catalog.hardware import DeviceSpec
-    from sim.timing.operators import AllReduce
     dev = DeviceSpec.model_validate(catalog.device_entries()["nvidia-h100-sxm"])
     op = AllReduce("allreduce", 2.0, 8, 1.0)
     size = 4096.0 * 2
