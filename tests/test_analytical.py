@@ -121,3 +121,45 @@ def test_without_an_exp_rate_the_published_attention_efficiency_covers_the_softm
     assert model.context_attention(np.array([1.0]), np.array([s]), att)[0] == pytest.approx(
         flops / dev.attention_rate() * (1 + A.KV_REREAD))
     assert any("no exp_rate in the catalog" in line for line in model.assumptions())
+
+
+def test_an_8_bit_gemm_computes_in_whole_waves_of_its_dispatch_tiles(h100):
+    """vLLM's sm90 fp8 kernel: rows > 128 take 128 x 128 tiles, one per SM per wave."""
+    model = Analytical(h100, "fp8")
+    rate = model.gemm_rate("fp8")
+    tile_time = 2.0 * 128 * 128 * 8192 / (rate / 132)
+    one_tile = model._waves(np.array([256.0]), Gemm("g", 128, 8192, 1.0), rate)[0]   # 2 tiles: one wave
+    assert one_tile == pytest.approx(tile_time)
+    full = model._waves(np.array([256.0]), Gemm("g", 66 * 128, 8192, 1.0), rate)[0]  # 132 tiles: one wave
+    assert full == pytest.approx(tile_time)
+    spill = model._waves(np.array([256.0]), Gemm("g", 67 * 128, 8192, 1.0), rate)[0]  # 134 tiles: two
+    assert spill == pytest.approx(2 * tile_time)
+    # the dispatch by rows: 64 < m <= 128 takes 64 x 128 tiles, m <= 16 16 x 64
+    assert model._waves(np.array([100.0]), Gemm("g", 128, 8192, 1.0), rate)[0] == pytest.approx(tile_time / 2)
+    assert model._waves(np.array([16.0]), Gemm("g", 128, 8192, 1.0), rate)[0] == pytest.approx(tile_time / 16)
+    # a full wave's time is the plain rate's: the model only adds the idle multiprocessors
+    m, n = 128.0 * 12, 128 * 11
+    assert model._waves(np.array([m]), Gemm("g", n, 8192, 1.0), rate)[0] == pytest.approx(2 * m * n * 8192 / rate)
+
+
+def test_an_8_bit_gemm_adds_wave_quantization_only_where_the_catalog_gives_tiles(h100):
+    op = Gemm("g", 128, 8192, 1.0)
+    rows = np.array([256.0])
+    tiled, plain = Analytical(h100, "fp8"), Analytical(device("nvidia-h100-sxm", gemm8_tiles=None), "fp8")
+    assert tiled.gemm(rows, op)[0] > plain.gemm(rows, op)[0]
+    assert any("no gemm8_tiles" in line for line in plain.assumptions())
+    assert not any("gemm8_tiles" in line for line in tiled.assumptions())
+    # 16-bit and 4-bit GEMMs run other kernels: the 8-bit tiles leave them alone
+    for precision in ("bf16", "fp4"):
+        op = Gemm("g", 128, 8192, 1.0, precision)
+        assert tiled.gemm(rows, op)[0] == pytest.approx(plain.gemm(rows, op)[0])
+
+
+def test_tile_rules_must_cover_every_row_count_in_order():
+    tiles = [{"rows": 64, "tile_rows": 64, "tile_cols": 64}, {"tile_rows": 128, "tile_cols": 128}]
+    assert device("nvidia-h100-sxm", gemm8_tiles=tiles).gemm8_tiles[1].rows is None
+    for bad in (tiles[:1], tiles[::-1],
+                [{"rows": 64, "tile_rows": 64, "tile_cols": 64}, {"rows": 16, "tile_rows": 16, "tile_cols": 64},
+                 {"tile_rows": 128, "tile_cols": 128}]):
+        with pytest.raises(ValueError):
+            device("nvidia-h100-sxm", gemm8_tiles=bad)

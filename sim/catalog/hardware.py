@@ -67,6 +67,15 @@ class NodeSpec(Spec):
         return idle + (self.power - idle) * active
 
 
+class GemmTile(Spec):
+    """One rule of an 8-bit GEMM kernel's tile dispatch: GEMMs of up to `rows` rows (none: any
+    larger number) compute their output in tiles of `tile_rows` x `tile_cols` per multiprocessor."""
+
+    rows: int | None = Field(default=None, ge=1, description="the most rows this tile serves; none: the rest")
+    tile_rows: int = Field(ge=1, description="output rows of one multiprocessor's tile")
+    tile_cols: int = Field(ge=1, description="output columns of one multiprocessor's tile")
+
+
 class KernelFloors(Spec):
     """The least time a kernel of each kind takes on the device, however small its work
     (launch and set-up inside a captured graph, first and last tiles): what small kernels cost
@@ -113,6 +122,9 @@ class DeviceSpec(Spec):
     multiprocessors: int | None = Field(
         default=None, ge=1, description="streaming multiprocessors (compute units) a kernel's thread blocks "
                                         "spread over; read by the 8-bit GEMM's per-token quantization blocks")
+    gemm8_tiles: list[GemmTile] | None = Field(
+        default=None, description="the serving framework's 8-bit GEMM tile per multiprocessor by rows, smallest "
+                                  "first; none: 8-bit GEMMs timed without wave quantization")
     exp_rate: float | None = Field(
         default=None, gt=0, description="exponentials per second of the special-function units, which run "
                                         "attention's softmax; none: attention_eff covers the softmax")
@@ -142,6 +154,18 @@ class DeviceSpec(Spec):
     def _some_precision(cls, v: PeakFlops) -> PeakFlops:
         if not v.supported():
             raise ValueError("peak_flops needs at least one precision (bf16, fp8, int8, fp4, fp32)")
+        return v
+
+    @field_validator("gemm8_tiles")
+    @classmethod
+    def _tiles_cover_every_row_count(cls, v: list[GemmTile] | None) -> list[GemmTile] | None:
+        if v is None:
+            return v
+        bounds = [t.rows for t in v]
+        if not bounds or bounds[-1] is not None or any(b is None for b in bounds[:-1]):
+            raise ValueError("the last tile rule, and only the last, leaves rows out (it serves every larger GEMM)")
+        if bounds[:-1] != sorted(set(bounds[:-1])):
+            raise ValueError("tile rules must be in increasing rows")
         return v
 
     def gemm_eff(self, precision: str) -> float:

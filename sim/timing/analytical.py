@@ -44,14 +44,16 @@ OVERLAP_NORM = 4.0
 # not by memory: in vLLM's measured fp8 GEMMs it costs the same time per element on H100 and
 # H200 (same SMs and clock, 43% more bandwidth) and less on B200 (more vector FLOP/s). The
 # quantization kernel runs one thread block per token, so its rows cost a block's time each,
-# spread over the device's multiprocessors: H100 and H200 (132 SMs) pay 7.3 ns a row when the
-# rows are short, B200 (148 SMs) 6.5 ns. The 8-bit path also adds a fixed cost: H100's smallest
-# fp8 GEMMs take 2.4 us longer than its smallest bf16 ones, 1.2 elementwise floors. Its costs
-# are rules of vLLM's CUDA kernels: the catalog gives `vector_flops` to NVIDIA GPUs only.
+# spread over the device's multiprocessors. The 8-bit path also adds a fixed cost: H100's
+# smallest fp8 GEMMs take 2.4 us longer than its smallest bf16 ones. The GEMM itself is vLLM's
+# CUTLASS kernel, which hands each multiprocessor whole output tiles (`gemm8_tiles`, the
+# kernel's dispatch by rows), so its compute comes in whole waves (`Analytical._waves`). These
+# costs are rules of vLLM's CUDA kernels: the catalog gives `vector_flops` and `gemm8_tiles`
+# to NVIDIA GPUs only. The four constants are the least median error over H100's fp8 table.
 QUANTIZE_FLOORS = 1.25      # elementwise floors
-QUANTIZE_ROW_TIME = 0.75e-6 # one token's thread block on one multiprocessor, s
-QUANTIZE_OPS = 150.0        # FP32 vector operations per input element (rows x k)
-RESCALE_OPS = 15.0          # per output element (rows x n)
+QUANTIZE_ROW_TIME = 0.83e-6 # one token's thread block on one multiprocessor, s
+QUANTIZE_OPS = 85.0         # FP32 vector operations per input element (rows x k)
+RESCALE_OPS = 8.5           # per output element (rows x n)
 
 # Attention's matrix products run on the tensor cores at the GEMM rate, at an efficiency that
 # grows with the prompt's length L as L / (L + attention_half_length). Its softmax takes one
@@ -87,6 +89,8 @@ class Analytical:
         self.vector_rate = device.vector_flops or 0.0
         self.multiprocessors = device.multiprocessors or 0
         self.exp_rate = device.exp_rate or 0.0
+        # wave quantization needs both the tiles and the multiprocessors they spread over
+        self.tiles = device.gemm8_tiles if self.multiprocessors else None
 
     def assumptions(self) -> list[str]:
         """What the model takes as zero for want of a figure."""
@@ -102,6 +106,9 @@ class Analytical:
         if not self.multiprocessors:
             out.append(f"{self.device.name}: no multiprocessors in the catalog; the set-up of attention's thread "
                        f"blocks (and of 8-bit GEMMs' per-token quantization blocks) taken as free")
+        if BYTES_PER_ELEMENT.get(self.precision) == 1.0 and not self.tiles:
+            out.append(f"{self.device.name}: no gemm8_tiles (or multiprocessors) in the catalog; 8-bit GEMMs' "
+                       f"compute taken at the full rate whatever their shape, without wave quantization")
         if not self.exp_rate:
             out.append(f"{self.device.name}: no exp_rate in the catalog; attention's softmax taken as covered by "
                        f"its attention_eff")
@@ -154,10 +161,28 @@ class Analytical:
     # ---- times ---------------------------------------------------------------------------
     def gemm(self, rows, op: Gemm) -> np.ndarray:
         flops, nbytes, rate = self.gemm_work(rows, op)
-        t = self._shaped(flops / rate, nbytes / self.mem_rate)
-        if BYTES_PER_ELEMENT[op.precision or self.precision] < ACT_BYTES:
-            t = t + self.quantize(rows, op)
-        return t
+        width = BYTES_PER_ELEMENT[op.precision or self.precision]
+        if width >= ACT_BYTES:
+            return self._shaped(flops / rate, nbytes / self.mem_rate)
+        compute = self._waves(rows, op, rate) if self.tiles and width == 1.0 else flops / rate
+        return self._shaped(compute, nbytes / self.mem_rate) + self.quantize(rows, op)
+
+    def _waves(self, rows, op: Gemm, rate: float) -> np.ndarray:
+        """An 8-bit GEMM's compute time in whole waves of output tiles: vLLM's CUTLASS kernels
+        hand each multiprocessor whole tiles (a persistent, data-parallel schedule, no split-K),
+        so a GEMM with fewer tiles than multiprocessors leaves the rest idle, and one with a
+        tile more than a wave pays a second wave."""
+        m = np.asarray(rows, float)
+        tile_rows = np.empty_like(m)
+        tile_cols = np.empty_like(m)
+        todo = np.ones(m.shape, bool)
+        for t in self.tiles:
+            hit = todo & (m <= t.rows) if t.rows is not None else todo
+            tile_rows[hit], tile_cols[hit] = t.tile_rows, t.tile_cols
+            todo &= ~hit
+        tiles = np.ceil(m / tile_rows) * np.ceil(op.n / tile_cols)
+        waves = np.ceil(tiles / self.multiprocessors)
+        return waves * 2.0 * tile_rows * tile_cols * op.k / (rate / self.multiprocessors)
 
     def _shaped(self, compute, memory) -> np.ndarray:
         """A GEMM-like kernel's time from its compute- and memory-bound times: its floor, the two

@@ -4,7 +4,7 @@ For each catalog device with measured tables, every GEMM (16- and 8-bit), contex
 generation attention and all-reduce its serving framework measured is timed by
 `sim.timing.analytical` from the device's datasheet and microbenchmark figures alone, and
 compared with the measurement. The model's shape rules (`sim.timing.analytical`: kernel
-floors, the GEMM's tail and overlap, 8-bit quantization, attention's length scale, K/V
+floors, the GEMM's tail and overlap, 8-bit quantization and waves, attention's length scale, K/V
 re-reads, softmax overlap and block set-up) were set from H100's tables, and L40S's
 efficiencies from its own (no independent microbenchmark of it was found), so those two are
 calibration devices; the others are held out. `make validate` prints the summary per device and family.
