@@ -137,6 +137,9 @@ def test_an_8_bit_gemm_computes_in_whole_waves_of_its_dispatch_tiles(h100):
     # the dispatch by rows: 64 < m <= 128 takes 64 x 128 tiles, m <= 16 16 x 64
     assert model._waves(np.array([100.0]), Gemm("g", 128, 8192, 1.0), rate)[0] == pytest.approx(tile_time / 2)
     assert model._waves(np.array([16.0]), Gemm("g", 128, 8192, 1.0), rate)[0] == pytest.approx(tile_time / 16)
+    # and by columns: 16 < m <= 64 takes 16 x 64 tiles up to 1,280 columns, 64 x 64 past them
+    assert model._waves(np.array([32.0]), Gemm("g", 1024, 8192, 1.0), rate)[0] == pytest.approx(tile_time / 16)
+    assert model._waves(np.array([32.0]), Gemm("g", 2048, 8192, 1.0), rate)[0] == pytest.approx(tile_time / 4)
     # a full wave's time is the plain rate's: the model only adds the idle multiprocessors
     m, n = 128.0 * 12, 128 * 11
     assert model._waves(np.array([m]), Gemm("g", n, 8192, 1.0), rate)[0] == pytest.approx(2 * m * n * 8192 / rate)
@@ -155,10 +158,12 @@ def test_an_8_bit_gemm_adds_wave_quantization_only_where_the_catalog_gives_tiles
         assert tiled.gemm(rows, op)[0] == pytest.approx(plain.gemm(rows, op)[0])
 
 
-def test_tile_rules_must_cover_every_row_count_in_order():
-    tiles = [{"rows": 64, "tile_rows": 64, "tile_cols": 64}, {"tile_rows": 128, "tile_cols": 128}]
-    assert device("nvidia-h100-sxm", gemm8_tiles=tiles).gemm8_tiles[1].rows is None
-    for bad in (tiles[:1], tiles[::-1],
+def test_tile_rules_must_cover_every_shape_in_order():
+    tiles = [{"rows": 64, "cols": 1280, "tile_rows": 16, "tile_cols": 64},
+             {"rows": 64, "tile_rows": 64, "tile_cols": 64}, {"tile_rows": 128, "tile_cols": 128}]
+    assert device("nvidia-h100-sxm", gemm8_tiles=tiles).gemm8_tiles[2].bounds() == (math.inf, math.inf)
+    for bad in (tiles[:2], tiles[::-1], [tiles[1], tiles[0], tiles[2]],
+                [*tiles[:2], {"cols": 4096, "tile_rows": 128, "tile_cols": 128}],
                 [{"rows": 64, "tile_rows": 64, "tile_cols": 64}, {"rows": 16, "tile_rows": 16, "tile_cols": 64},
                  {"tile_rows": 128, "tile_cols": 128}]):
         with pytest.raises(ValueError):

@@ -1,6 +1,7 @@
 """Accelerators as datasheets describe them, plus measured efficiency factors."""
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Literal
 
 from pydantic import Field, field_validator
@@ -68,12 +69,18 @@ class NodeSpec(Spec):
 
 
 class GemmTile(Spec):
-    """One rule of an 8-bit GEMM kernel's tile dispatch: GEMMs of up to `rows` rows (none: any
-    larger number) compute their output in tiles of `tile_rows` x `tile_cols` per multiprocessor."""
+    """One rule of an 8-bit GEMM kernel's tile dispatch: GEMMs of up to `rows` rows and `cols`
+    output columns (none: any number) compute their output in tiles of `tile_rows` x
+    `tile_cols` per multiprocessor. A GEMM takes the first rule that serves it."""
 
-    rows: int | None = Field(default=None, ge=1, description="the most rows this tile serves; none: the rest")
+    rows: int | None = Field(default=None, ge=1, description="the most rows this rule serves; none: any")
+    cols: int | None = Field(default=None, ge=1, description="the most output columns (n) this rule serves; "
+                                                             "none: any")
     tile_rows: int = Field(ge=1, description="output rows of one multiprocessor's tile")
     tile_cols: int = Field(ge=1, description="output columns of one multiprocessor's tile")
+
+    def bounds(self) -> tuple[float, float]:
+        return (self.rows or float("inf"), self.cols or float("inf"))
 
 
 class KernelFloors(Spec):
@@ -123,8 +130,8 @@ class DeviceSpec(Spec):
         default=None, ge=1, description="streaming multiprocessors (compute units) a kernel's thread blocks "
                                         "spread over; read by the 8-bit GEMM's per-token quantization blocks")
     gemm8_tiles: list[GemmTile] | None = Field(
-        default=None, description="the serving framework's 8-bit GEMM tile per multiprocessor by rows, smallest "
-                                  "first; none: 8-bit GEMMs timed without wave quantization")
+        default=None, description="the serving framework's 8-bit GEMM tile per multiprocessor by rows and "
+                                  "columns, smallest first; none: 8-bit GEMMs timed without wave quantization")
     exp_rate: float | None = Field(
         default=None, gt=0, description="exponentials per second of the special-function units, which run "
                                         "attention's softmax; none: attention_eff covers the softmax")
@@ -161,11 +168,11 @@ class DeviceSpec(Spec):
     def _tiles_cover_every_row_count(cls, v: list[GemmTile] | None) -> list[GemmTile] | None:
         if v is None:
             return v
-        bounds = [t.rows for t in v]
-        if not bounds or bounds[-1] is not None or any(b is None for b in bounds[:-1]):
-            raise ValueError("the last tile rule, and only the last, leaves rows out (it serves every larger GEMM)")
-        if bounds[:-1] != sorted(set(bounds[:-1])):
-            raise ValueError("tile rules must be in increasing rows")
+        bounds = [t.bounds() for t in v]
+        if not bounds or bounds[-1] != (float("inf"), float("inf")):
+            raise ValueError("the last tile rule must leave rows and cols out: it serves every GEMM the others do not")
+        if any(a >= b for a, b in pairwise(bounds)):
+            raise ValueError("tile rules must be in increasing rows, and within the same rows in increasing cols")
         return v
 
     def gemm_eff(self, precision: str) -> float:

@@ -177,7 +177,8 @@ class Analytical:
         tile_cols = np.empty_like(m)
         todo = np.ones(m.shape, bool)
         for t in self.tiles:
-            hit = todo & (m <= t.rows) if t.rows is not None else todo
+            most_rows, most_cols = t.bounds()
+            hit = todo & (m <= most_rows) if op.n <= most_cols else np.zeros(m.shape, bool)
             tile_rows[hit], tile_cols[hit] = t.tile_rows, t.tile_cols
             todo &= ~hit
         tiles = np.ceil(m / tile_rows) * np.ceil(op.n / tile_cols)
