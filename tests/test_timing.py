@@ -181,6 +181,21 @@ def test_a_device_without_data_falls_back_with_an_assumed_line(write_scenario):
     assert any(a.startswith("timing analytical: no measured kernel tables for amd-mi300x") for a in dep.assumptions)
 
 
+@needs_db
+def test_operators_the_tables_lack_carry_the_analytical_models_assumptions(write_scenario):
+    """A100's tables have no int8 GEMMs: those are timed analytically, without wave quantization
+    (no gemm8_tiles for A100), and the pool says both."""
+    sc = load_scenario(write_scenario({"fleet.0.device": "nvidia-a100-80gb", "fleet.0.serve.precision": "int8"}))
+    dep = sc.pools[0].deployment
+    assert dep.timing.startswith("measured")
+    assert any("int8 GEMMs not measured on a100_sxm" in a for a in dep.assumptions)
+    assert any("no gemm8_tiles" in a for a in dep.assumptions)
+    # where every operator is measured, the analytical model's assumptions stay out
+    h100 = load_scenario(write_scenario({"fleet.0.serve.precision": "fp8"})).pools[0].deployment
+    assert not any(a.endswith(": analytical") for a in h100.assumptions)
+    assert not any("gemm8_tiles" in a for a in h100.assumptions)
+
+
 def test_catalog_figures_borrowed_from_another_device_are_listed_as_assumed(write_scenario):
     from sim.results.summary import summarize
     sc = load_scenario(write_scenario({"fleet.0.device": "amd-mi300x", "duration": "2s", "warmup": "0s"}))
