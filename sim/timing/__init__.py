@@ -70,7 +70,7 @@ def _measured(d, framework: str, version: str | None, context: int) -> tuple[np.
     used = sorted(set(times.read.values()))
     label = f"measured (aiconfigurator-core {database.package_version()}, {system}: {', '.join(used)})"
     notes = [f"timing {n}" for n in times.notes]
-    if any(n.endswith(": analytical") for n in times.notes):
+    if times.fell_back:
         # the operators the tables lack rest on the analytical model's own assumptions
         notes += [f"timing {n}" for n in fallback.assumptions()]
     if d.limits.tree_allreduce:

@@ -55,10 +55,16 @@ class Measured:
         self.fallback = analytical
         self.notes: list[str] = []
         self.read: dict[str, str] = {}     # family -> version whose measurements were used
+        self.fell_back = False             # some operator the tables lack is timed analytically
 
     def _note(self, text: str) -> None:
         if text not in self.notes:
             self.notes.append(text)
+
+    def _unmeasured(self, what: str) -> None:
+        """Note an operator the tables lack; the caller times it with the analytical model."""
+        self.fell_back = True
+        self._note(f"{what}: analytical")
 
     def _where(self, family: str, table: str) -> tuple | None:
         """(system, family, framework, version, table) of the closest measured version."""
@@ -101,7 +107,7 @@ class Measured:
         dtype = GEMM_DTYPE.get(precision)
         grid = _gemm_grid(where, dtype) if where and dtype else None
         if grid is None:
-            self._note(f"{precision} GEMMs not measured on {self.system} under {self.framework}: analytical")
+            self._unmeasured(f"{precision} GEMMs not measured on {self.system} under {self.framework}")
             return self.fallback.gemm(rows, op)
         return grid(rows, op.n, op.k) * MS
 
@@ -130,7 +136,7 @@ class Measured:
     def _attention_grid(self, kind: str, att: Attention) -> tuple[Grid | None, float]:
         where = self._where("attention", f"{kind}_attention_perf")
         if where is None:
-            self._note(f"{kind} attention not measured on {self.system} under {self.framework}: analytical")
+            self._unmeasured(f"{kind} attention not measured on {self.system} under {self.framework}")
             return None, 1.0
         kv = KV_DTYPE.get(att.kv_precision)
         if kv not in set(db.read(*where)["kv_cache_dtype"].unique()):
@@ -140,8 +146,8 @@ class Measured:
         found = _attention_grid(where, kind, kv, att.heads, att.kv_heads, att.head_dim,
                                 ATTENTION_KERNELS.get(self.framework, ()))
         if found is None:
-            self._note(f"{kind} attention with {att.heads} heads, {att.kv_heads} KV heads of {att.head_dim} "
-                       f"not measured on {self.system}: analytical")
+            self._unmeasured(f"{kind} attention with {att.heads} heads, {att.kv_heads} KV heads of "
+                             f"{att.head_dim} not measured on {self.system}")
             return None, 1.0
         grid, heads = found
         if heads != att.heads:
@@ -154,14 +160,14 @@ class Measured:
         (where the tables measure both; else the same)."""
         grid = self._collective_grid("all_reduce", op.ranks, eager)
         if grid is None:
-            self._note(f"all-reduce over {op.ranks} devices not measured on {self.system}: analytical")
+            self._unmeasured(f"all-reduce over {op.ranks} devices not measured on {self.system}")
             return self.fallback.allreduce(rows, op)
         return grid(np.asarray(rows, float) * op.nbytes / 2.0) * MS   # the tables count 16-bit elements
 
     def allgather(self, rows, op: AllGather) -> np.ndarray:
         grid = self._collective_grid("all_gather", op.ranks)
         if grid is None:
-            self._note(f"all-gather over {op.ranks} devices not measured on {self.system}: analytical")
+            self._unmeasured(f"all-gather over {op.ranks} devices not measured on {self.system}")
             return self.fallback.allgather(rows, op)
         return grid(np.asarray(rows, float) * op.nbytes / 2.0) * MS
 
@@ -188,8 +194,8 @@ class Measured:
         if where is not None and dtype is not None:
             grid = _experts_grid(where, dtype, op.hidden, op.inter, op.topk, op.experts, op.tp)
         if grid is None:
-            self._note(f"MoE kernel ({op.experts} experts of {op.inter}, top-{op.topk}, tp {op.tp}) not measured "
-                       f"on {self.system}: analytical")
+            self._unmeasured(f"MoE kernel ({op.experts} experts of {op.inter}, top-{op.topk}, tp {op.tp}) "
+                             f"not measured on {self.system}")
             return self.fallback.experts(rows, op)
         return grid(rows) * MS
 
