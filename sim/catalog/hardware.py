@@ -165,7 +165,7 @@ class DeviceSpec(Spec):
 
     @field_validator("gemm8_tiles")
     @classmethod
-    def _tiles_cover_every_row_count(cls, v: list[GemmTile] | None) -> list[GemmTile] | None:
+    def _tile_rules_ordered_with_catch_all(cls, v: list[GemmTile] | None) -> list[GemmTile] | None:
         if v is None:
             return v
         bounds = [t.bounds() for t in v]

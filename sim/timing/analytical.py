@@ -169,16 +169,18 @@ class Analytical:
 
     def _waves(self, rows, op: Gemm, rate: float) -> np.ndarray:
         """An 8-bit GEMM's compute time in whole waves of output tiles: vLLM's CUTLASS kernels
-        hand each multiprocessor whole tiles (a persistent, data-parallel schedule, no split-K),
-        so a GEMM with fewer tiles than multiprocessors leaves the rest idle, and one with a
-        tile more than a wave pays a second wave."""
+        give each multiprocessor whole tiles (a data-parallel schedule, no split-K), so a GEMM
+        with fewer tiles than multiprocessors leaves the rest idle, and one with a tile more
+        than a wave pays a second wave."""
         m = np.asarray(rows, float)
         tile_rows = np.empty_like(m)
         tile_cols = np.empty_like(m)
         todo = np.ones(m.shape, bool)
         for t in self.tiles:
             most_rows, most_cols = t.bounds()
-            hit = todo & (m <= most_rows) if op.n <= most_cols else np.zeros(m.shape, bool)
+            if op.n > most_cols:
+                continue
+            hit = todo & (m <= most_rows)
             tile_rows[hit], tile_cols[hit] = t.tile_rows, t.tile_cols
             todo &= ~hit
         tiles = np.ceil(m / tile_rows) * np.ceil(op.n / tile_cols)
