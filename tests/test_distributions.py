@@ -42,6 +42,14 @@ def test_token_draws_by_hand():
     assert np.array_equal(D.draw(geometric, 500, rng), np.minimum(again.geometric(1 / 40, 500), 10_000_000))
 
 
+def test_token_counts_stay_positive_without_a_lower_clip():
+    # `min: null` lifts the default clip at 1; a mean far below one token still draws 1s, not 0s
+    dist = read("tokens", {"dist": "lognormal", "mean": 2e-10, "cv": 0.8, "min": None})
+    assert dist.min is None
+    x = D.draw(dist, 1000, np.random.default_rng(7))
+    assert x.dtype == np.int64 and (x == 1).all()
+
+
 def test_delays_are_not_clipped_unless_asked():
     rng, again = np.random.default_rng(5), np.random.default_rng(5)
     dist = read("delay", {"dist": "lognormal", "mean": "0.8s", "cv": 3})

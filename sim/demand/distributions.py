@@ -191,6 +191,8 @@ def draw(dist, n: int, rng: np.random.Generator) -> np.ndarray:
         x = np.rint(x) if q.whole else x
         if dist.min is not None or dist.max is not None:
             x = np.clip(x, dist.min, dist.max)
+        if q.whole and q.positive:    # with `min: null`, a small draw rounds to 0: no count of tokens
+            x = np.maximum(x, 1)
         return x.astype(np.int64) if q.whole else x
     if kind == "exponential":
         x = rng.geometric(1.0 / dist.mean, n) if q.whole else rng.exponential(dist.mean, n)
