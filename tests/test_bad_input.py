@@ -83,6 +83,8 @@ def test_a_file_over_the_size_limit(tmp_path, capsys, monkeypatch):
     ("fleet.count=2000000", "DCSIM_MAX_DEVICES"),
     ("workload.arrival={diurnal: {table: [[0h, 1], [12h, .nan]]}}", "finite number"),
     ("seed=-3", "seed: Input should be greater than or equal to 0"),
+    # found by a mutation sweep: 2**63 overflowed the scheduler's 64-bit priorities at run time
+    ("workload.0.priority=9223372036854775808", "workload[0].priority: Input should be less than or equal to"),
 ])
 def test_a_bad_field_is_named(override, words, capsys):
     err = refused(["validate", QUICKSTART, "--set", override], capsys)
@@ -102,6 +104,15 @@ def test_a_huge_count_in_a_topology_builder(write_scenario, capsys):
     base = copy.deepcopy(BASE)
     base["topology"] = {"name": "huge", "build": {"kind": "hgx-node", "cpus": 2 ** 64}}
     assert "DCSIM_MAX_DEVICES" in refused(["validate", write_scenario(base=base)], capsys)
+
+
+def test_a_huge_storage_count_is_refused_before_the_graph_is_built(write_scenario, capsys):
+    # found by `make fuzz`: 10**12 storage nodes filled the machine's memory while building the graph
+    base = copy.deepcopy(BASE)
+    base["topology"] = {"name": "huge", "build": {"kind": "rail-leaf-spine", "nodes": 1,
+                                                  "storage": {"count": 10 ** 12}}}
+    err = refused(["validate", write_scenario(base=base)], capsys)
+    assert "storage.count" in err and "DCSIM_MAX_DEVICES" in err, err
 
 
 # ---- traces ----------------------------------------------------------------------------

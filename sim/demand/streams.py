@@ -10,6 +10,9 @@ from .distributions import AudioSeconds, Length
 from .media import ImageRequest, VideoRequest
 from .sessions import Session, SystemPrompt
 
+# priorities are compared as 64-bit integers in the compiled scheduler; any class order fits well inside
+PRIORITY_LIMIT = 1_000_000
+
 
 class Stream(Spec):
     """Open loop (arrivals at a rate, or a trace) or closed loop (`concurrency` clients that
@@ -32,7 +35,8 @@ class Stream(Spec):
     think_time: Seconds = Field(default=0.0, ge=0, description="closed loop: pause between a reply and the "
                                                                "client's next request")
     tenant: str | None = Field(default=None, description="who sends it (default: the stream's name)")
-    priority: int = Field(default=0, description="class: higher goes first at routers and engines")
+    priority: int = Field(default=0, ge=-PRIORITY_LIMIT, le=PRIORITY_LIMIT,
+                          description="class: higher goes first at routers and engines")
     slo: Slo | None = Field(default=None, description="this tenant's targets (default: the scenario's)")
     session: Session | None = Field(default=None, description="each arrival starts a session: a graph of calls")
     system_prompt: SystemPrompt | None = Field(default=None, description="tokens every prompt starts with, one "

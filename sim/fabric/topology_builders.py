@@ -160,6 +160,7 @@ class RailLeafSpine(HgxNode):
                                                f"got {self.oversubscription:g}"))
         if self.storage.count < 0:
             out.append((("storage", "count"), f"must not be negative, got {self.storage.count}"))
+        out += [(("storage",) + path, msg) for path, msg in _bounded(self.storage, "count")]
         out += [(("storage",) + path, msg) for path, msg in _positive(self.storage, "link")]
         return out
 
