@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import os
 
+import numpy as np
 import pytest
 import yaml
 
@@ -85,10 +86,32 @@ def test_a_file_over_the_size_limit(tmp_path, capsys, monkeypatch):
     ("seed=-3", "seed: Input should be greater than or equal to 0"),
     # found by a mutation sweep: 2**63 overflowed the scheduler's 64-bit priorities at run time
     ("workload.0.priority=9223372036854775808", "workload[0].priority: Input should be less than or equal to"),
+    # and these: a cv of 10**12 drew gamma gaps without end until memory ran out, and 2**63
+    # overflowed 64-bit integers while the pool was built
+    ("workload.arrival={process: gamma, cv: 1e12}", "workload[0].arrival.cv: Input should be less than or equal to"),
+    ("fleet.serve.engine.max_batch_seqs=9223372036854775808",
+     "fleet[0].serve.engine.max_batch_seqs: Input should be less than or equal to"),
 ])
 def test_a_bad_field_is_named(override, words, capsys):
     err = refused(["validate", QUICKSTART, "--set", override], capsys)
     assert words in err, err
+
+
+@pytest.mark.parametrize("override", ["workload.0.image.steps=9223372036854775808",
+                                      "workload.1.video.steps=9223372036854775808"])
+def test_a_denoising_step_count_that_overflows_is_refused(override, capsys):
+    err = refused(["validate", "scenarios/multimodal.yaml", "--set", override], capsys)
+    assert "steps: Input should be less than or equal to 100000" in err, err
+
+
+def test_the_burstiest_gamma_arrivals_allowed_still_run():
+    # the cv bound keeps the gamma draw small, even at a rate so low that each chunk of gaps
+    # drawn is the minimum of 16
+    from sim.demand.arrival_times import sample_times
+    from sim.demand.arrivals import GAMMA_CV_LIMIT, Arrival
+    for seed in range(5):
+        times = sample_times(Arrival(process="gamma", cv=GAMMA_CV_LIMIT), 0.01, 10.0, np.random.default_rng(seed))
+        assert np.all(np.diff(times) >= 0) and np.all((times >= 0) & (times < 10.0))
 
 
 def test_an_invalid_topology_is_reported_before_ingress_and_storage_read_it(write_scenario, capsys):

@@ -40,6 +40,9 @@ from ..spec.base import Spec
 from .distributions import draw
 
 KINDS = MODALITIES
+# DDPM samples in 1,000 steps, today's samplers in 20-100; a step count held as a 64-bit integer
+# must also stay far from overflowing once multiplied by a request's images
+STEPS_LIMIT = 100_000
 KIND_CODE = {k: i for i, k in enumerate(KINDS)}   # the request table's `modality` column
 
 
@@ -51,7 +54,7 @@ class ImageRequest(Spec):
 
     width: int = Field(gt=0, description="pixels")
     height: int = Field(gt=0, description="pixels")
-    steps: int | None = Field(default=None, gt=0, description="denoising steps; default: the model's")
+    steps: int | None = Field(default=None, gt=0, le=STEPS_LIMIT, description="denoising steps; default: the model's")
     images: int = Field(default=1, ge=1, description="images per request, denoised as one batch")
 
 
@@ -61,7 +64,7 @@ class VideoRequest(Spec):
     width: int = Field(gt=0, description="pixels")
     height: int = Field(gt=0, description="pixels")
     frames: int = Field(gt=0, description="frames of the clip")
-    steps: int | None = Field(default=None, gt=0, description="denoising steps; default: the model's")
+    steps: int | None = Field(default=None, gt=0, le=STEPS_LIMIT, description="denoising steps; default: the model's")
 
 
 # ---- one stream's requests ---------------------------------------------------------------------

@@ -16,6 +16,10 @@ from ..ops.failures import FailureSpec
 from ..spec.base import Bytes, Name, Seconds, Spec, Watts
 from ..spec.slo import Slo
 
+# Engines run at most a few thousand sequences per iteration; the pool's build tabulates one decode
+# step per batch size up to the cap, so an absurd cap would fill memory before the first request
+MAX_BATCH_SEQS_LIMIT = 1_000_000
+
 
 class Engine(Spec):
     framework: Literal["vllm", "sglang", "trtllm", "native"] | None = Field(
@@ -28,7 +32,7 @@ class Engine(Spec):
         default="continuous", description="continuous: sequences join and leave the batch every iteration; "
                                           "static: a batch runs until its longest sequence ends")
     # Fields below that a pool leaves out come from its engine's preset (catalog/engines.yaml)
-    max_batch_seqs: int = Field(default=256, ge=1, description="sequences in one iteration")
+    max_batch_seqs: int = Field(default=256, ge=1, le=MAX_BATCH_SEQS_LIMIT, description="sequences in one iteration")
     max_batch_tokens: int = Field(default=8192, ge=1, description="tokens in one iteration (the token budget)")
     chunked_prefill: int | None = Field(default=None, ge=1,
                                         description="prefill tokens per iteration; off: whole prompts")
