@@ -139,6 +139,13 @@ def test_gamma_idc_at_long_windows_is_cv_squared():
     assert dispersion(t, 20.0) == pytest.approx(4.0, rel=0.08)
 
 
+def test_bursty_gamma_starts_in_equilibrium():
+    """A short window sees rate x window arrivals on average, however bursty the gaps: started
+    with an arrival at 0 instead, cv 3 front-loads (cv^2 - 1) / 2 = 4 more (renewal theory)."""
+    counts = [len(times({"process": "gamma", "cv": 3.0}, 1.0, 1.0, seed=s)) for s in range(4000)]
+    assert np.mean(counts) == pytest.approx(1.0, abs=0.16)  # 4 standard errors (sd 2.4)
+
+
 @pytest.mark.parametrize("spec", [MMPP2, MMPP3], ids=["two-state", "three-state"])
 def test_mmpp_idc_matches_closed_form(spec):
     """IDC measured at 1 s and 60 s on a long run against the eigenmode closed form; the 2-state
