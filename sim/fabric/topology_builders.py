@@ -158,10 +158,9 @@ class RailLeafSpine(HgxNode):
             out.append((("oversubscription",), f"oversubscription must be positive (1 = non-blocking, "
                                                f"4 = leaf uplinks carry a quarter of the downlinks), "
                                                f"got {self.oversubscription:g}"))
-        if self.storage.count < 0:
-            out.append((("storage", "count"), f"must not be negative, got {self.storage.count}"))
-        out += [(("storage",) + path, msg) for path, msg in _bounded(self.storage, "count")]
-        out += [(("storage",) + path, msg) for path, msg in _positive(self.storage, "link")]
+        st = self.storage
+        storage = _not_negative(st, "count") + _bounded(st, "count") + _positive(st, "link")
+        out += [(("storage",) + path, msg) for path, msg in storage]
         return out
 
     def add_to(self, g: nx.Graph, name: str) -> None:
