@@ -24,10 +24,12 @@ JOBS ?= auto
 test: $(STAMP) lint
 	$(BIN)/python -m pytest -n $(JOBS)
 
-# the fuzz test of tests/test_fuzz.py at 10,000 mutated scenarios (make test runs 40)
+# the fuzz test of tests/test_fuzz.py at 10,000 mutated scenarios (make test runs 40), beside the
+# deterministic sweep of single number mutations over every scenario (about 20 min on 2 cores)
 FUZZ_EXAMPLES ?= 10000
 fuzz: $(STAMP)
-	DCSIM_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -q tests/test_fuzz.py --hypothesis-show-statistics
+	DCSIM_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) DCSIM_FUZZ_SWEEP=1 $(BIN)/python -m pytest -q -n $(JOBS) \
+		tests/test_fuzz.py --hypothesis-show-statistics
 
 validate: $(STAMP)
 	$(BIN)/dcsim validate-model

@@ -6,7 +6,9 @@ misspell names, inject nulls, lists and maps) and hold the tool to its promises:
 - a mutant it accepts runs (shortened) without raising;
 - every request of that run is accounted for, and its times are finite and non-negative.
 
-`make test` runs a short profile; `make fuzz` runs DCSIM_FUZZ_EXAMPLES (10,000) examples.
+`make test` runs a short profile; `make fuzz` runs DCSIM_FUZZ_EXAMPLES (10,000) examples, then
+a deterministic sweep (DCSIM_FUZZ_SWEEP=1) that applies each number mutation alone to every
+number of every scenario.
 """
 from __future__ import annotations
 
@@ -14,8 +16,10 @@ import copy
 import glob
 import math
 import os
+import resource
 
 import numpy as np
+import pytest
 import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
@@ -117,30 +121,20 @@ def _small(sc) -> bool:
     return devices <= SMALL_RUN["devices"] and requests + closed <= SMALL_RUN["requests"]
 
 
-@settings(max_examples=EXAMPLES, deadline=None, derandomize=EXAMPLES <= 100,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                 HealthCheck.function_scoped_fixture])
-@given(mutants())
-def test_mutated_scenarios_are_answered_and_accepted_ones_run(tmp_path, mutant):
-    name, data = mutant
-    path = _write(str(tmp_path), data)
-    if path is None:
-        return
+def _answer(path: str, name: str) -> str:
+    """Validate the mutant at `path`; run it shortened if accepted and small; check the run's
+    promises. Returns what happened; raises on a broken promise."""
     try:
         load_scenario(path)
     except ScenarioError as exc:
         assert exc.problems and all(str(p) for p in exc.problems)
-        event("refused with a message")
-        return
+        return "refused with a message"
     try:
         short = load_scenario(path, ["duration=5s", "warmup=1s", "drain=30s"])
     except ScenarioError:       # e.g. a warm-up the shortened window no longer fits: a verdict too
-        event("accepted, refused once shortened")
-        return
+        return "accepted, refused once shortened"
     if not _small(short):
-        event("accepted, too large to run in a fuzz example")
-        return
-    event("accepted and run")
+        return "accepted, too large to run in a fuzz example"
     res = simulate(short)
     t = res.table
     assert t.n == len(t.state) and np.isin(t.state, [0, 1, 2, 3, 4]).all()
@@ -150,4 +144,55 @@ def test_mutated_scenarios_are_answered_and_accepted_ones_run(tmp_path, mutant):
         assert np.isfinite(v).all() and (v >= 0).all(), name
     assert (t.finished[done] >= t.arrival[done] - 1e-9).all(), name
     assert math.isfinite(res.end_time)
+    return "accepted and run"
 
+
+@settings(max_examples=EXAMPLES, deadline=None, derandomize=EXAMPLES <= 100,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                 HealthCheck.function_scoped_fixture])
+@given(mutants())
+def test_mutated_scenarios_are_answered_and_accepted_ones_run(tmp_path, mutant):
+    name, data = mutant
+    path = _write(str(tmp_path), data)
+    if path is not None:
+        event(_answer(path, name))
+
+
+# ---- the deterministic sweep: every number of every scenario, scaled alone ------------------
+
+SWEEP = os.environ.get("DCSIM_FUZZ_SWEEP") == "1"
+# an address-space cap per sweep worker: a mutant that allocates without bound raises
+# MemoryError, recorded as a failure, instead of filling the machine (a killed process
+# records nothing)
+SWEEP_MEMORY = int(float(os.environ.get("DCSIM_FUZZ_MEMORY_GIB", "6")) * 2 ** 30)
+
+
+@pytest.fixture
+def memory_cap():
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    resource.setrlimit(resource.RLIMIT_AS, (min(SWEEP_MEMORY, hard) if hard > 0 else SWEEP_MEMORY, hard))
+    yield
+    resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
+@pytest.mark.skipif(not SWEEP, reason="make fuzz runs it (DCSIM_FUZZ_SWEEP=1)")
+@pytest.mark.parametrize("name", sorted(BASES))
+def test_every_number_scaled_alone_is_answered_and_accepted_ones_run(name, tmp_path, memory_cap):
+    """Each of the random search's number mutations, applied one at a time to every number of
+    the scenario (its topology and includes inline): what a random search reaches only by luck."""
+    base = BASES[name]
+    spots = [(p, v) for p, v in source.walk(base) if p and isinstance(v, (int, float)) and not isinstance(v, bool)]
+    failures = []
+    for path, value in spots:
+        for factor in NUMBERS:
+            data = copy.deepcopy(base)
+            _parent(data, path)[path[-1]] = factor if isinstance(factor, bool) or factor in (0, -1) else value * factor
+            mutant = _write(str(tmp_path), data)
+            if mutant is None:
+                continue
+            try:
+                _answer(mutant, name)
+            except Exception as exc:    # MemoryError and broken promises (AssertionError) included
+                failures.append(f"{'.'.join(map(str, path))} = {_parent(data, path)[path[-1]]!r}: "
+                                f"{type(exc).__name__}: {str(exc)[:300]}")
+    assert not failures, f"{len(failures)} of {len(spots) * len(NUMBERS)} mutants of {name}:\n" + "\n".join(failures)
