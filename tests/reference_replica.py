@@ -23,6 +23,8 @@ class SteppingReplica(ProcessReplica):
         self.gap: dict[int, int] = {}   # request -> its longest gap between tokens so far (ns)
         super().__init__(*args, **kwargs)
         self.mixed = args[4].mixed_batches   # the engine: prefill and decode in one iteration, or apart
+        # the engine reserves a request's whole output when it joins (a prefill-only replica hands off first)
+        self.reserve = args[4].kv_reservation == "to_completion" and self.role != "prefill"
 
     def kv_load(self) -> float:
         demand = sum(self.dep.blocks_for(int(self.table.prompt[r] + self.table.generated[r])) for r in self.waiting)
@@ -72,7 +74,14 @@ class SteppingReplica(ProcessReplica):
         if not self.waiting or len(self.req) >= self.max_seqs or self.table.kv_ready[self.waiting[0]]:
             return False
         r = self.waiting[0]
-        return self.dep.blocks_for(int(self.table.prompt[r] + self.table.generated[r])) <= self.free_blocks
+        need = self._need(r, self.dep.blocks_for(int(self.table.prompt[r] + self.table.generated[r])))
+        return need <= self.free_blocks
+
+    def _need(self, r: int, blocks: int) -> int:
+        """What request r takes when it joins: `blocks`, or its whole output's when reserving."""
+        if not self.reserve:
+            return blocks
+        return max(blocks, self.dep.blocks_for(int(self.table.prompt[r] + self.table.output[r] - 1)))
 
     def _form_batch(self):
         """Decodes, then prefill chunks and admissions. An engine that does not mix runs all
@@ -89,7 +98,7 @@ class SteppingReplica(ProcessReplica):
         i = 0
         while i < len(self.req) and not prefill_turn:
             if self.kv[i] >= self.target[i]:
-                need = 1 if (self.kv_grows and self.kv[i] % self.bs == 0) else 0
+                need = 1 if (self.kv_grows and not self.reserve and self.kv[i] % self.bs == 0) else 0
                 while need > self.free_blocks:
                     victim = len(self.req) - 1
                     self._preempt(victim)
@@ -117,14 +126,14 @@ class SteppingReplica(ProcessReplica):
             r = self.waiting[0]
             if table.kv_ready[r]:  # prefilled elsewhere: decodes right away
                 kv = int(table.prompt[r])
-                need = self.dep.blocks_for(kv) + (1 if self.kv_grows and kv % self.bs == 0 else 0)
+                need = self._need(r, self.dep.blocks_for(kv) + (1 if self.kv_grows and kv % self.bs == 0 else 0))
                 if need > self.free_blocks or len(dec) >= self.max_tokens:
                     break
                 self._admit(r, kv, kv, need)
                 dec.append(len(self.req) - 1)
                 continue
             target = int(table.prompt[r] + table.generated[r])
-            need = self.dep.blocks_for(target)
+            need = self._need(r, self.dep.blocks_for(target))
             if need > self.free_blocks:
                 break
             if not self.chunked and min(target, self.max_tokens) > prefill_budget:

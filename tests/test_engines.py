@@ -30,6 +30,20 @@ def test_a_field_the_pool_sets_overrides_the_preset(write_scenario):
     assert own.max_batch_seqs == 48 and own.max_batch_tokens == 8192
 
 
+@pytest.mark.parametrize("framework, version, reservation", [("trtllm", "1.0.0", "to_completion"),
+                                                            ("trtllm", "0.20.0", "to_completion"),
+                                                            ("vllm", "0.11.0", "on_demand"),
+                                                            ("sglang", "0.5.10", "on_demand")])
+def test_tensorrt_llm_reserves_the_whole_output_and_the_others_allocate_on_demand(write_scenario, framework, version,
+                                                                                   reservation):
+    engine = {"framework": framework, "version": version}
+    sc = load_scenario(write_scenario({"fleet.0.count": 1, "fleet.0.serve.engine": engine}))
+    assert sc.pools[0].spec.serve.engine.kv_reservation == reservation
+    own = load_scenario(write_scenario({"fleet.0.count": 1, "fleet.0.serve.engine": {**engine,
+                                                                                      "kv_reservation": "on_demand"}}))
+    assert own.pools[0].spec.serve.engine.kv_reservation == "on_demand"
+
+
 @pytest.mark.parametrize("device, overhead, overlap", [("google-tpu-v6e", 6.6e-3, True),
                                                        ("aws-trainium2", 437e-6, False),
                                                        ("aws-inferentia2", 437e-6, False)])

@@ -8,6 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import sim.simulation
+from sim.core.metrics import COMPLETED
 from sim.scenario import load_scenario
 from sim.simulation import simulate
 from tests.reference_replica import SteppingReplica
@@ -105,3 +106,43 @@ def test_load_board_equals_asking_every_replica(monkeypatch, write_scenario):
     asked = simulate(load_scenario(path))
     assert_same_records(board, asked)
     assert len(np.unique(board.table.replica)) == 6
+
+
+def test_reserving_the_whole_output_never_preempts_and_equals_the_reference(monkeypatch, write_scenario):
+    """TensorRT-LLM's GUARANTEED_NO_EVICT: under the KV pressure that preempts over 50 times
+    above, a request joins only with its whole output's blocks, so nothing is preempted."""
+    path = write_scenario({"fleet.0.serve.engine.memory_utilization": 0.23, "workload.0.rate": "40/s",
+                           "fleet.0.serve.engine.max_batch_seqs": 128, "duration": "15s",
+                           "fleet.0.serve.engine.kv_reservation": "to_completion"})
+    compiled, reference = run_both(monkeypatch, path)
+    assert compiled.table.preemptions.sum() == 0
+    assert_same_records(compiled, reference)
+    assert_invariants(compiled)
+
+
+def test_reserved_requests_run_as_many_as_the_cache_holds_whole(write_scenario):
+    """Hand arithmetic: a request of 1,500 prompt and 500 output tokens holds 1,999 tokens of
+    KV when its last token is computed: 125 blocks of 16. Each reserves them when it joins,
+    so a saturated replica runs floor(total / 125) at once, never more; allocating on demand,
+    the same replica runs more at first and preempts."""
+    changes = {"fleet.0.count": 1, "fleet.0.serve.engine.memory_utilization": 0.23,
+               "fleet.0.serve.engine.max_batch_seqs": 256, "fleet.0.serve.engine.block_size": 16,
+               "duration": "60s", "warmup": "0s",
+               "workload.0": {"name": "w", "requests": 200, "concurrency": 200, "prompt_tokens": 1500,
+                              "output_tokens": 500}}
+    reserved = simulate(load_scenario(write_scenario({**changes, "fleet.0.serve.engine.kv_reservation":
+                                                      "to_completion"})))
+    on_demand = simulate(load_scenario(write_scenario(changes)))
+    rep = reserved.replicas[0]
+    fit = rep.total_blocks // 125
+    assert 2 <= fit < 200
+
+    def most_running(res):
+        t = res.table
+        ends = np.concatenate([np.stack([t.admitted, np.ones(t.n)], 1), np.stack([t.finished, -np.ones(t.n)], 1)])
+        ends = ends[np.lexsort((ends[:, 1], ends[:, 0]))]    # at a tie, a departure frees its slot first
+        return int(np.cumsum(ends[:, 1]).max())
+
+    assert most_running(reserved) == fit and reserved.table.preemptions.sum() == 0
+    assert on_demand.table.preemptions.sum() > 0 and most_running(on_demand) > fit
+    assert (reserved.table.state == COMPLETED).all() and (on_demand.table.state == COMPLETED).all()

@@ -41,6 +41,12 @@ class Engine(Spec):
                                                                           "(see memory_of)")
     activation_reserve: Bytes | None = Field(default=None, ge=0, description="memory held for activations; none: "
                                                                           "estimated (an assumed: line says how)")
+    kv_reservation: Literal["on_demand", "to_completion"] = Field(
+        default="on_demand", description="on_demand: a sequence takes KV blocks as it grows, and the latest admitted "
+                                         "is preempted when they run out (vLLM, SGLang); to_completion: a request "
+                                         "joins only when the cache can hold its whole output too (its output "
+                                         "length, as benchmarks set max_tokens), and no running sequence is ever "
+                                         "preempted (TensorRT-LLM's GUARANTEED_NO_EVICT)")
     mixed_batches: bool = Field(default=True, description="an iteration runs prefill chunks and decode steps "
                                                           "together; false: all prefill or all decode, prefill first")
     memory_of: Literal["total", "free_after_weights"] = Field(

@@ -26,9 +26,11 @@ from .engine_state import (
     LAST,
     MAX_SEQS,
     NS,
+    OUTPUT,
     PRIORITY,
     PROMPT,
     REQ,
+    RESERVE,
     S_GAP,
     S_GEN,
     S_LAST,
@@ -46,6 +48,25 @@ def arrived_head(queue, consumed, t):
     q_req, q_time, q_head, q_tail = queue
     k = q_head + consumed
     return q_req[k] if k < q_tail and q_time[k] <= t else np.int64(-1)
+
+
+@njit(cache=True, inline="always")
+def with_reservation(need, r, present, requests, rules):
+    """`need` blocks, or with RESERVE at least those of request r's whole output less the
+    `present` blocks it finds in the cache: the KV cache holds prompt + output - 1 tokens when
+    its last token is computed, so a request that joins holding them never needs another."""
+    if rules[RESERVE]:
+        whole = blocks_for(requests[PROMPT][r] + requests[OUTPUT][r] - 1, rules) - present
+        return whole if whole > need else need
+    return need
+
+
+@njit(cache=True, inline="always")
+def blocks_to_join(r, g, requests, rules):
+    """KV blocks request r takes when it joins to prefill, with g tokens generated before a
+    preemption and `cached` tokens of its prompt already in the prefix cache."""
+    present = requests[CACHED][r] // rules[BLOCK_SIZE]
+    return with_reservation(blocks_for(requests[PROMPT][r] + g, rules) - present, r, present, requests, rules)
 
 
 @njit(cache=True, inline="always")
@@ -67,15 +88,14 @@ def preempt_last(seqs, n, free, demand, stack, nf, events, lp, steps, requests, 
 def make_room_for_head(r, seqs, n, free, demand, evict, stack, nf, events, lp, steps, requests, rules):
     """Waiting head r, if of a higher class than the stack's top, preempts running sequences
     of lower classes until it has a slot and KV space. Returns n, free, demand, nf, lp."""
-    prompt, generated, kv_ready = requests[PROMPT], requests[GENERATED], requests[KV_READY]
-    prio, cached = requests[PRIORITY], requests[CACHED]
+    prompt, generated, kv_ready, prio = requests[PROMPT], requests[GENERATED], requests[KV_READY], requests[PRIORITY]
     h = prio[r]
     if nf > 0 and prio[stack[S_REQ, nf - 1]] >= h:
         return n, free, demand, nf, lp
     if kv_ready[r]:
-        want = blocks_for(prompt[r], rules) + 1
+        want = with_reservation(blocks_for(prompt[r], rules) + 1, r, 0, requests, rules)
     else:
-        want = blocks_for(prompt[r] + generated[r], rules) - cached[r] // rules[BLOCK_SIZE]
+        want = blocks_to_join(r, generated[r], requests, rules)
     while n > 0 and prio[seqs[REQ, n - 1]] < h and (n >= rules[MAX_SEQS] or want > free + evict):
         n, free, demand, nf, lp = preempt_last(seqs, n, free, demand, stack, nf, events, lp, steps, requests, rules)
     return n, free, demand, nf, lp
@@ -87,18 +107,16 @@ def prefill_ready(seqs, n, stack, nf, head, room, requests, rules):
     request (the preempted stack's top, else the queue's arrived head; -1: none) fits a slot
     and `room` KV blocks. An engine that does not mix prefill and decode runs a prefill
     iteration then, and otherwise a decode iteration."""
-    prompt, generated, kv_ready, cached = requests[PROMPT], requests[GENERATED], requests[KV_READY], requests[CACHED]
-    bs = rules[BLOCK_SIZE]
+    generated, kv_ready = requests[GENERATED], requests[KV_READY]
     for i in range(n):
         if seqs[KV, i] < seqs[TGT, i]:
             return True
     if n >= rules[MAX_SEQS]:
         return False
     if nf > 0:
-        r = stack[S_REQ, nf - 1]
-        return blocks_for(prompt[r] + stack[S_GEN, nf - 1], rules) - cached[r] // bs <= room
+        return blocks_to_join(stack[S_REQ, nf - 1], stack[S_GEN, nf - 1], requests, rules) <= room
     if head >= 0 and not kv_ready[head]:
-        return blocks_for(prompt[head] + generated[head], rules) - cached[head] // bs <= room
+        return blocks_to_join(head, generated[head], requests, rules) <= room
     return False
 
 

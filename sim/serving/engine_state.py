@@ -25,7 +25,7 @@ Queue, the replica's waiting queue (`waitqueue.py`): (request, joined, head, tai
 Requests, the request table's columns the rules read (`requests(table)`), entries PROMPT,
   OUTPUT, GENERATED, KV_READY, PRIORITY, CACHED, KEEP_BLOCKS, FIRST_TOKEN
 
-Rules, a tuple of ints fixed per replica, entries BLOCK_SIZE .. MIXED: see `rules()`.
+Rules, a tuple of ints fixed per replica, entries BLOCK_SIZE .. RESERVE: see `rules()`.
 
 Record, what one run writes: (ends, batch, events, outcome)
   ends[s]          when iteration s ended
@@ -65,14 +65,15 @@ HORIZON, IDLE, EVENT, ROOM = range(4)
 PROMPT, OUTPUT, GENERATED, KV_READY, PRIORITY, CACHED, KEEP_BLOCKS, FIRST_TOKEN = range(8)
 # entries of rules (see `rules()`)
 (BLOCK_SIZE, MAX_SEQS, MAX_TOKENS, CHUNK, CHUNKED, KV_GROWS, PER_SEQ, TOTAL_BLOCKS, STOP_DONE, PREFILL_ONLY, CLASSES,
- PREEMPT_LOWER, STOP_EVICT, MIXED) = range(14)
+ PREEMPT_LOWER, STOP_EVICT, MIXED, RESERVE) = range(15)
 NS = 1e9       # token times and gaps are kept in integer nanoseconds
 
 
 def rules(*, block_size: int, max_seqs: int, max_tokens: int, chunk: int, chunked: bool, kv_grows: bool,
           per_seq_blocks: int, total_blocks: int, stop_at_completions: bool, prefill_only: bool,
-          priority_classes: bool, preempt_lower: bool, stop_at_evictions: bool, mixed_batches: bool) -> tuple:
-    """A replica's scheduling rules, entries BLOCK_SIZE .. MIXED in this order:
+          priority_classes: bool, preempt_lower: bool, stop_at_evictions: bool, mixed_batches: bool,
+          reserve_output: bool) -> tuple:
+    """A replica's scheduling rules, entries BLOCK_SIZE .. RESERVE in this order:
     block_size tokens per KV block; max_seqs running at once; max_tokens per iteration;
     chunk the most prefill tokens per iteration; chunked whether a prompt may be split;
     kv_grows whether the KV cache grows with the sequence (else per_seq_blocks only, e.g.
@@ -80,10 +81,13 @@ def rules(*, block_size: int, max_seqs: int, max_tokens: int, chunk: int, chunke
     run after an iteration that completes a request; prefill_only hand a sequence off after
     its first token; priority_classes keep sequences in class order; preempt_lower let a
     waiting head preempt lower classes; stop_at_evictions end a run after an iteration that
-    took blocks back from the prefix cache; mixed_batches prefill and decode in one iteration."""
+    took blocks back from the prefix cache; mixed_batches prefill and decode in one iteration;
+    reserve_output a request joins holding the blocks of its whole output, so that no running
+    sequence ever needs a block it cannot get."""
     return (int(block_size), int(max_seqs), int(max_tokens), int(chunk), int(chunked), int(kv_grows),
             int(per_seq_blocks), int(total_blocks), int(stop_at_completions), int(prefill_only),
-            int(priority_classes), int(preempt_lower), int(stop_at_evictions), int(mixed_batches))
+            int(priority_classes), int(preempt_lower), int(stop_at_evictions), int(mixed_batches),
+            int(reserve_output))
 
 
 class EngineState:

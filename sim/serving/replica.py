@@ -72,7 +72,8 @@ class Replica(PlanView, PlanCommit, ReplicaBase):
                               total_blocks=self.total_blocks, stop_at_completions=stop_done,
                               prefill_only=role == "prefill", priority_classes=self.prioritized,
                               preempt_lower=engine.preempt_lower, stop_at_evictions=engine.prefix_cache,
-                              mixed_batches=engine.mixed_batches)
+                              mixed_batches=engine.mixed_batches,
+                              reserve_output=engine.kv_reservation == "to_completion" and role != "prefill")
         # committed state (at time t_free), the plan's end state, and its checkpoint
         self.committed = EngineState(cap, self.total_blocks)
         self.planned = EngineState(cap, self.total_blocks)

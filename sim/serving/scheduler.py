@@ -53,12 +53,14 @@ from numba import njit
 from ..timing.kernels import batch_time
 from .admission import (
     arrived_head,
+    blocks_to_join,
     continue_prefills,
     make_room_for_head,
     next_waiting,
     preempt_last,
     prefill_ready,
     sort_by_priority,
+    with_reservation,
 )
 from .engine_state import (
     B_DEMAND,
@@ -133,7 +135,7 @@ def engine_run(t0, start, end, checkpoint, queue, requests, rules, params, max_s
     prompt, output, generated, kv_ready, prio, cached, keep, first_token = requests
     ends, batch, events, outcome = record
     (bs, max_seqs, max_tokens, chunk_limit, chunked, kv_grows, per_seq, total, stop_done, prefill_only, classes,
-     preempt_lower, stop_evict, mixed) = rules
+     preempt_lower, stop_evict, mixed, reserve) = rules
     n, free, demand, late, evict, nf = (counters0[RUNNING], counters0[FREE], counters0[DEMAND], counters0[LATE],
                                         counters0[EVICT], counters0[PREEMPTED])
     seqs[:, :n] = seqs0[:, :n]
@@ -168,12 +170,13 @@ def engine_run(t0, start, end, checkpoint, queue, requests, rules, params, max_s
                                                                          requests, rules)
         # -- decoding sequences each take one token; a new block comes from the free pool,
         #    then from the prefix cache, or by preempting the latest-admitted sequence
-        #    (of the lowest class)
+        #    (of the lowest class); a sequence that joined with its whole output reserved
+        #    already holds it
         nd = 0
         i = 0
         while i < n and not prefill_turn:
             if seqs[KV, i] >= seqs[TGT, i]:
-                need = 1 if (kv_grows and seqs[KV, i] % bs == 0) else 0
+                need = 1 if (kv_grows and not reserve and seqs[KV, i] % bs == 0) else 0
                 if need > free and evict > 0:
                     evict -= 1
                     free += 1
@@ -213,12 +216,13 @@ def engine_run(t0, start, end, checkpoint, queue, requests, rules, params, max_s
                 break
             if ready:  # its prompt was prefilled elsewhere and the KV cache is here: decode now
                 tgt = kv0 = prompt[r]
-                need = blocks_for(tgt, rules) + (1 if (kv_grows and tgt % bs == 0) else 0)
+                need = with_reservation(blocks_for(tgt, rules) + (1 if (kv_grows and tgt % bs == 0) else 0), r, 0,
+                                        requests, rules)
                 if nd >= max_tokens:
                     break
             else:
                 tgt, kv0 = prompt[r] + g, cached[r]
-                need = blocks_for(tgt, rules) - kv0 // bs
+                need = blocks_to_join(r, g, requests, rules)
                 if not chunked and min(tgt - kv0, max_tokens) > pb:
                     break
             if need > free + evict:
