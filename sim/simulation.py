@@ -22,7 +22,7 @@ from .ops.failures import Components, Failures
 from .ops.lifecycle import Lifecycle
 from .ops.power_cap import PowerCap
 from .scenario import Scenario
-from .serving import pipeline
+from .serving import batch_tuning, pipeline
 from .serving.collectives import collectives_over_fabric
 from .serving.diffusion import DiffusionReplica
 from .serving.disagg import Disaggregation
@@ -182,8 +182,36 @@ def build_replicas(w: World) -> None:
         (w.decoders if role == "decode" else w.by_model).setdefault(pool.model_key, []).append(rep)
     served = sorted(w.by_model)
     w.model_of_stream = [s.model or (s.session.model if s.session else None) or served[0] for s in spec.workload]
+    tune_batches(w)
     w.pipelines = pipeline.attach(w.env, scenario.pools, w.replicas)
     w.prefix = attach_prefix_caches(w.engine_pools, w.replicas, table, w.arrivals)
+
+
+def tune_batches(w: World) -> None:
+    """Engines with TensorRT-LLM's batch size tuning cap their batch at what their KV cache
+    holds of the run's average request for their model (`serving/batch_tuning.py`)."""
+    tuned = [(pool, rep) for pool, rep in zip(w.engine_pools, w.replicas, strict=True)
+             if isinstance(rep, Replica) and pool.spec.serve.engine.batch_size_tuning]
+    if not tuned:
+        return
+    table = w.table
+    if w.arrivals.sessions is None:
+        models = np.asarray(w.model_of_stream, dtype=object)[table.stream]
+    else:
+        models = np.array([w.model_of(r) for r in range(table.n)], dtype=object)
+    for pool, rep in tuned:
+        lengths = batch_tuning.average_lengths(table.prompt, table.output, models == pool.model_key)
+        if lengths is None:
+            continue
+        blocks = rep.dep.blocks_for(sum(lengths))
+        seqs = batch_tuning.tuned_batch(rep.max_seqs, rep.total_blocks, blocks)
+        if seqs < rep.max_seqs:
+            note = (f"engine: batch of {seqs} sequences, not {rep.max_seqs} (TensorRT-LLM batch size tuning: "
+                    f"the KV cache holds {rep.total_blocks // max(blocks, 1)} requests of the run's average "
+                    f"{lengths[0]} in / {lengths[1]} out)")
+            if note not in pool.deployment.assumptions:
+                pool.deployment.assumptions.append(note)
+            rep.limit_batch(seqs)
 
 
 def build_router(w: World) -> None:

@@ -44,6 +44,13 @@ def test_tensorrt_llm_reserves_the_whole_output_and_the_others_allocate_on_deman
     assert own.pools[0].spec.serve.engine.kv_reservation == "on_demand"
 
 
+@pytest.mark.parametrize("version, tuning", [("0.20.0", True), ("1.0.0", False)])
+def test_tensorrt_engines_tune_their_batch_and_the_pytorch_backend_does_not(write_scenario, version, tuning):
+    sc = load_scenario(write_scenario({"fleet.0.count": 1,
+                                       "fleet.0.serve.engine": {"framework": "trtllm", "version": version}}))
+    assert sc.pools[0].spec.serve.engine.batch_size_tuning is tuning
+
+
 @pytest.mark.parametrize("device, overhead, overlap", [("google-tpu-v6e", 6.6e-3, True),
                                                        ("aws-trainium2", 437e-6, False),
                                                        ("aws-inferentia2", 437e-6, False)])

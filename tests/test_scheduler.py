@@ -13,7 +13,7 @@ from sim.scenario import load_scenario
 from sim.simulation import simulate
 from tests.reference_replica import SteppingReplica
 from tests.test_disagg import disagg
-from tests.test_simulation import assert_invariants, assert_same_records
+from tests.test_simulation import assert_invariants, assert_same_records, most_running
 
 
 def run_both(monkeypatch, path, overrides=(), seed=None):
@@ -136,12 +136,6 @@ def test_reserved_requests_run_as_many_as_the_cache_holds_whole(write_scenario):
     rep = reserved.replicas[0]
     fit = rep.total_blocks // 125
     assert 2 <= fit < 200
-
-    def most_running(res):
-        t = res.table
-        ends = np.concatenate([np.stack([t.admitted, np.ones(t.n)], 1), np.stack([t.finished, -np.ones(t.n)], 1)])
-        ends = ends[np.lexsort((ends[:, 1], ends[:, 0]))]    # at a tie, a departure frees its slot first
-        return int(np.cumsum(ends[:, 1]).max())
 
     assert most_running(reserved) == fit and reserved.table.preemptions.sum() == 0
     assert on_demand.table.preemptions.sum() > 0 and most_running(on_demand) > fit

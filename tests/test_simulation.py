@@ -27,6 +27,14 @@ def assert_same_records(a, b):
     assert np.array_equal(sum(r.itl for r in a.replicas), sum(r.itl for r in b.replicas))
 
 
+def most_running(result) -> int:
+    """The most requests a run held between admission and completion at once."""
+    t = result.table
+    ends = np.concatenate([np.stack([t.admitted, np.ones(t.n)], 1), np.stack([t.finished, -np.ones(t.n)], 1)])
+    ends = ends[np.lexsort((ends[:, 1], ends[:, 0]))]    # at a tie, a departure frees its slot first
+    return int(np.cumsum(ends[:, 1]).max())
+
+
 def assert_invariants(result):
     t = result.table
     # every request in exactly one final state, and the counts add up

@@ -47,6 +47,10 @@ class Engine(Spec):
                                          "joins only when the cache can hold its whole output too (its output "
                                          "length, as benchmarks set max_tokens), and no running sequence is ever "
                                          "preempted (TensorRT-LLM's GUARANTEED_NO_EVICT)")
+    batch_size_tuning: bool = Field(
+        default=False, description="TensorRT-LLM's dynamic batch size tuning (TensorRT engines): the running batch "
+                                   "is capped at what the KV cache holds of requests of the average length, "
+                                   "rounded by its batch-size table")
     mixed_batches: bool = Field(default=True, description="an iteration runs prefill chunks and decode steps "
                                                           "together; false: all prefill or all decode, prefill first")
     memory_of: Literal["total", "free_after_weights"] = Field(

@@ -282,6 +282,12 @@ class Replica(PlanView, PlanCommit, ReplicaBase):
         else:
             self._publish()
 
+    def limit_batch(self, seqs: int) -> None:
+        """Run at most `seqs` sequences at once, below the engine's own limit (TensorRT-LLM's
+        batch size tuning, `batch_tuning.py`); set before the run starts."""
+        self.max_seqs = seqs
+        self.rules = self.rules[:es.MAX_SEQS] + (int(seqs),) + self.rules[es.MAX_SEQS + 1:]
+
     def _interrupt(self) -> None:
         """Keep the plan's iterations that have ended and plan again from there."""
         m = self._ended()
