@@ -25,7 +25,7 @@ test: $(STAMP) lint
 	$(BIN)/python -m pytest -n $(JOBS)
 
 # the fuzz test of tests/test_fuzz.py at 10,000 mutated scenarios (make test runs 40), beside the
-# deterministic sweep of single number mutations over every scenario (about 20 min on 2 cores)
+# deterministic sweep of single number mutations over every scenario (about half an hour on 2 cores)
 FUZZ_EXAMPLES ?= 10000
 fuzz: $(STAMP)
 	DCSIM_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) DCSIM_FUZZ_SWEEP=1 $(BIN)/python -m pytest -q -n $(JOBS) \
