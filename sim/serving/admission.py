@@ -22,6 +22,7 @@ from .engine_state import (
     GEN,
     GENERATED,
     KV,
+    KV_GROWS,
     KV_READY,
     LAST,
     MAX_SEQS,
@@ -59,6 +60,15 @@ def with_reservation(need, r, present, requests, rules):
         whole = blocks_for(requests[PROMPT][r] + requests[OUTPUT][r] - 1, rules) - present
         return whole if whole > need else need
     return need
+
+
+@njit(cache=True, inline="always")
+def ready_blocks(r, requests, rules):
+    """KV blocks request r takes when it joins with its prompt's KV cache already here (sent
+    by a prefill replica): its prompt's, and one more when its next token starts a block."""
+    tgt, bs = requests[PROMPT][r], rules[BLOCK_SIZE]
+    need = blocks_for(tgt, rules) + (1 if (rules[KV_GROWS] and tgt % bs == 0) else 0)
+    return with_reservation(need, r, 0, requests, rules)
 
 
 @njit(cache=True, inline="always")

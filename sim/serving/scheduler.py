@@ -12,9 +12,8 @@ one call. The data it works on is laid out and named in `engine_state.py`.
 
 One iteration, in order:
   1. with PREEMPT_LOWER, a waiting head of a higher class than the last running sequence
-     preempts lower classes until it has a slot and KV space (`admission.py`, as are the
-     helpers of step 3);
-  2. decoding sequences each take one token's KV;
+     preempts lower classes for a slot and KV space (`admission.py`, as are step 3's helpers);
+  2. decoding sequences each take one token's KV (with RESERVE they joined holding it all);
   3. partially prefilled prompts continue (`continue_prefills`), then waiting requests
      join while slots, KV and the token budget allow (`next_waiting` says who is next);
   4. the iteration takes `batch_time` of its prefill chunks and decode contexts;
@@ -59,8 +58,8 @@ from .admission import (
     next_waiting,
     preempt_last,
     prefill_ready,
+    ready_blocks,
     sort_by_priority,
-    with_reservation,
 )
 from .engine_state import (
     B_DEMAND,
@@ -168,10 +167,9 @@ def engine_run(t0, start, end, checkpoint, queue, requests, rules, params, max_s
         # an engine that does not mix runs all prefill (when a prefill can run) or all decode
         prefill_turn = mixed == 0 and not decode_turn and prefill_ready(seqs, n, stack, nf, head, free + evict,
                                                                          requests, rules)
-        # -- decoding sequences each take one token; a new block comes from the free pool,
-        #    then from the prefix cache, or by preempting the latest-admitted sequence
-        #    (of the lowest class); a sequence that joined with its whole output reserved
-        #    already holds it
+        # -- decoding sequences each take one token; a new block comes from the free pool, then
+        #    from the prefix cache, or by preempting the latest-admitted sequence (of the lowest
+        #    class); a sequence that joined with its whole output reserved already holds it
         nd = 0
         i = 0
         while i < n and not prefill_turn:
@@ -216,8 +214,7 @@ def engine_run(t0, start, end, checkpoint, queue, requests, rules, params, max_s
                 break
             if ready:  # its prompt was prefilled elsewhere and the KV cache is here: decode now
                 tgt = kv0 = prompt[r]
-                need = with_reservation(blocks_for(tgt, rules) + (1 if (kv_grows and tgt % bs == 0) else 0), r, 0,
-                                        requests, rules)
+                need = ready_blocks(r, requests, rules)
                 if nd >= max_tokens:
                     break
             else:
@@ -402,9 +399,8 @@ def _checkpoint(checkpoint, seqs, stack, numbers, late_freed):
     stack_ck[:, :nf] = stack[:, :nf]
     if late_freed:
         free, late = free + late, 0
-    counters_ck[RUNNING], counters_ck[FREE], counters_ck[DEMAND], counters_ck[LATE], counters_ck[EVICT] = \
-        n, free, demand, late, evict
-    counters_ck[PREEMPTED] = nf
+    counters_ck[RUNNING], counters_ck[FREE], counters_ck[DEMAND], counters_ck[LATE], counters_ck[EVICT], \
+        counters_ck[PREEMPTED] = n, free, demand, late, evict, nf
 
 
 @njit(cache=True, inline="always")
