@@ -43,7 +43,8 @@ class Engine(Spec):
                                                                           "estimated (an assumed: line says how)")
     kv_reservation: Literal["on_demand", "to_completion"] = Field(
         default="on_demand", description="on_demand: a sequence takes KV blocks as it grows, and the latest admitted "
-                                         "is preempted when they run out (vLLM, SGLang); to_completion: a request "
+                                         "is preempted when they run out (vLLM; SGLang, which also holds back a "
+                                         "share of running requests' remaining output); to_completion: a request "
                                          "joins only when the cache can hold its whole output too (its output "
                                          "length, as benchmarks set max_tokens), and no running sequence is ever "
                                          "preempted (TensorRT-LLM's GUARANTEED_NO_EVICT)")
