@@ -189,29 +189,36 @@ def build_replicas(w: World) -> None:
 
 def tune_batches(w: World) -> None:
     """Engines with TensorRT-LLM's batch size tuning cap their batch at what their KV cache
-    holds of the run's average request for their model (`serving/batch_tuning.py`)."""
+    holds of the run's average request for their model (`serving/batch_tuning.py`); the
+    average is taken once per model and the cap once per pool, then set on each replica."""
     tuned = [(pool, rep) for pool, rep in zip(w.engine_pools, w.replicas, strict=True)
              if isinstance(rep, Replica) and pool.spec.serve.engine.batch_size_tuning]
-    if not tuned:
-        return
-    table = w.table
-    if w.arrivals.sessions is None:
-        models = np.asarray(w.model_of_stream, dtype=object)[table.stream]
-    else:
-        models = np.array([w.model_of(r) for r in range(table.n)], dtype=object)
+    lengths_of: dict[str, tuple[int, int] | None] = {}
     for pool, rep in tuned:
-        lengths = batch_tuning.average_lengths(table.prompt, table.output, models == pool.model_key)
+        key = pool.model_key
+        if key not in lengths_of:
+            lengths_of[key] = batch_tuning.average_lengths(w.table.prompt, w.table.output, _asks_for(w, key))
+        lengths = lengths_of[key]
         if lengths is None:
             continue
-        blocks = rep.dep.blocks_for(sum(lengths))
-        seqs = batch_tuning.tuned_batch(rep.max_seqs, rep.total_blocks, blocks)
+        capacity = batch_tuning.capacity(rep.total_blocks, rep.dep.blocks_for(sum(lengths)))
+        seqs = batch_tuning.tuned_batch(rep.max_seqs, capacity)
         if seqs < rep.max_seqs:
             note = (f"engine: batch of {seqs} sequences, not {rep.max_seqs} (TensorRT-LLM batch size tuning: "
-                    f"the KV cache holds {rep.total_blocks // max(blocks, 1)} requests of the run's average "
-                    f"{lengths[0]} in / {lengths[1]} out)")
+                    f"the KV cache holds {capacity} requests of the run's average {lengths[0]} in / "
+                    f"{lengths[1]} out)")
             if note not in pool.deployment.assumptions:
                 pool.deployment.assumptions.append(note)
             rep.limit_batch(seqs)
+
+
+def _asks_for(w: World, model: str) -> np.ndarray:
+    """Which requests of the run ask for `model`: by their stream, or by their session call."""
+    table = w.table
+    if w.arrivals.sessions is None:
+        streams = [i for i, m in enumerate(w.model_of_stream) if m == model]
+        return np.isin(table.stream, streams)
+    return np.array([w.model_of(r) == model for r in range(table.n)], dtype=bool)
 
 
 def build_router(w: World) -> None:

@@ -5,7 +5,7 @@ import pytest
 
 from sim.results.summary import summarize
 from sim.scenario import load_scenario
-from sim.serving.batch_tuning import runtime_batch_size, tuned_batch
+from sim.serving.batch_tuning import capacity, runtime_batch_size, tuned_batch
 from sim.simulation import simulate
 from tests.test_simulation import assert_invariants, most_running
 
@@ -21,8 +21,9 @@ def test_the_batch_size_table(capacity, batch):
 
 
 def test_the_engine_limit_still_binds():
-    assert tuned_batch(max_seqs=384, total_blocks=6724, blocks_per_request=24) == 256     # 280 fit
-    assert tuned_batch(max_seqs=200, total_blocks=6724, blocks_per_request=24) == 200
+    assert capacity(total_blocks=6724, blocks_per_request=24) == 280
+    assert tuned_batch(max_seqs=384, capacity=280) == 256
+    assert tuned_batch(max_seqs=200, capacity=280) == 200
 
 
 def test_a_tensorrt_engine_runs_the_tables_batch(write_scenario):

@@ -33,10 +33,14 @@ def runtime_batch_size(capacity: int) -> int:
     return floor if capacity < floor + FALLBACK_THRESHOLD else capacity
 
 
-def tuned_batch(max_seqs: int, total_blocks: int, blocks_per_request: int) -> int:
-    """The engine's batch limit under tuning: its own limit, or the table's size for what the
-    cache holds of requests needing `blocks_per_request` blocks each, whichever is smaller."""
-    capacity = total_blocks // max(blocks_per_request, 1)
+def capacity(total_blocks: int, blocks_per_request: int) -> int:
+    """Requests needing `blocks_per_request` blocks each that a cache of `total_blocks` holds."""
+    return total_blocks // max(blocks_per_request, 1)
+
+
+def tuned_batch(max_seqs: int, capacity: int) -> int:
+    """The engine's batch limit under tuning: its own limit, or the table's size for a cache
+    that holds `capacity` average requests, whichever is smaller."""
     return max(1, min(max_seqs, runtime_batch_size(capacity)))
 
 
