@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from sim.core.clock import at
+from sim.serving import output_estimate as oe
 from sim.serving.event_log import itl_bins
 from sim.serving.static import ProcessReplica
 from sim.timing import kernels
@@ -23,8 +24,11 @@ class SteppingReplica(ProcessReplica):
         self.gap: dict[int, int] = {}   # request -> its longest gap between tokens so far (ns)
         super().__init__(*args, **kwargs)
         self.mixed = args[4].mixed_batches   # the engine: prefill and decode in one iteration, or apart
-        # the engine reserves a request's whole output when it joins (a prefill-only replica hands off first)
-        self.reserve = args[4].kv_reservation == "to_completion" and self.role != "prefill"
+        # what a joining request holds (a prefill-only replica hands off first: its prompt's blocks)
+        reservation = args[4].kv_reservation if self.role != "prefill" else "on_demand"
+        self.reserve = reservation == "to_completion"    # its whole output
+        self.estimate = reservation == "estimated"       # room for its output beside a share of the others'
+        self.ratio = oe.RATIO_INIT                       # that share, in parts per billion
 
     def kv_load(self) -> float:
         demand = sum(self.dep.blocks_for(int(self.table.prompt[r] + self.table.generated[r])) for r in self.waiting)
@@ -75,7 +79,35 @@ class SteppingReplica(ProcessReplica):
             return False
         r = self.waiting[0]
         need = self._need(r, self.dep.blocks_for(int(self.table.prompt[r] + self.table.generated[r])))
-        return need <= self.free_blocks
+        return self._fits(r, need, self.free_blocks - self._held())
+
+    def _remaining(self, r: int) -> int:
+        return min(int(self.table.output[r] - self.table.generated[r]), oe.CLIP_TOKENS)
+
+    def _held(self) -> int:
+        """Blocks held back for the decoding sequences' remaining output (SGLang's estimate)."""
+        if not self.estimate:
+            return 0
+        tokens = sum(self._remaining(r) for i, r in enumerate(self.req) if self.kv[i] >= self.target[i])
+        return int(np.ceil(self.ratio * 1e-9 * tokens / self.bs))
+
+    def _output_blocks(self, r: int) -> int:
+        return -(-self._remaining(r) // self.bs)
+
+    def _fits(self, r: int, need: int, room: int) -> bool:
+        if self.estimate:
+            return need + self._output_blocks(r) < room
+        return need <= room
+
+    def _next_ratio(self, retracted: bool) -> None:
+        if not retracted:
+            self.ratio = max(self.ratio - oe.RATIO_DECAY, oe.RATIO_MIN)
+            return
+        decoding = [r for i, r in enumerate(self.req) if self.kv[i] >= self.target[i]]
+        written = int(sum(self.table.generated[r] for r in decoding))
+        whole = int(sum(self.table.output[r] for r in decoding))
+        estimate = int(np.floor(oe.RATIO_ONE * ((written + oe.RETRACT_STEPS * len(decoding)) / (whole + 1.0))))
+        self.ratio = min(estimate, oe.RATIO_ONE)
 
     def _need(self, r: int, blocks: int) -> int:
         """What request r takes when it joins: `blocks`, or its whole output's when reserving."""
@@ -86,6 +118,8 @@ class SteppingReplica(ProcessReplica):
     def _form_batch(self):
         """Decodes, then prefill chunks and admissions. An engine that does not mix runs all
         prefill when a prefill can run, else all decode."""
+        if not self.req:
+            self.ratio = oe.RATIO_INIT
         prefill_turn = not self.mixed and self._prefill_ready()
         dec, pre = self._form(prefill_turn)
         if prefill_turn and not dec and not pre:
@@ -94,7 +128,9 @@ class SteppingReplica(ProcessReplica):
 
     def _form(self, prefill_turn: bool):
         table = self.table
+        held = self._held()
         dec: list[int] = []
+        running = len(self.req)
         i = 0
         while i < len(self.req) and not prefill_turn:
             if self.kv[i] >= self.target[i]:
@@ -109,6 +145,8 @@ class SteppingReplica(ProcessReplica):
                     self.blocks[i] += need
                     dec.append(i)
             i += 1
+        if self.estimate and not prefill_turn and (dec or len(self.req) < running):
+            self._next_ratio(len(self.req) < running)
         prefill_budget = min(self.max_tokens - len(dec), self.chunk_limit)
         if not self.mixed and not prefill_turn:
             prefill_budget = 0
@@ -134,11 +172,13 @@ class SteppingReplica(ProcessReplica):
                 continue
             target = int(table.prompt[r] + table.generated[r])
             need = self._need(r, self.dep.blocks_for(target))
-            if need > self.free_blocks:
+            if need > self.free_blocks or not self._fits(r, need, self.free_blocks - held):
                 break
             if not self.chunked and min(target, self.max_tokens) > prefill_budget:
                 break
             self._admit(r, target, 0, need)
+            if self.estimate:
+                held += self._output_blocks(r)
             c = min(target, prefill_budget)
             pre.append((len(self.req) - 1, c))
             prefill_budget -= c

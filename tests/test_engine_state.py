@@ -9,12 +9,12 @@ def test_rules_land_at_their_names():
     rules = es.rules(block_size=16, max_seqs=256, max_tokens=8192, chunk=512, chunked=True, kv_grows=True,
                      per_seq_blocks=3, total_blocks=1000, stop_at_completions=False, prefill_only=True,
                      priority_classes=False, preempt_lower=True, stop_at_evictions=False, mixed_batches=True,
-                     reserve_output=True)
+                     reservation="to_completion")
     assert rules[es.BLOCK_SIZE] == 16 and rules[es.MAX_SEQS] == 256 and rules[es.MAX_TOKENS] == 8192
     assert rules[es.CHUNK] == 512 and rules[es.CHUNKED] == 1 and rules[es.KV_GROWS] == 1
     assert rules[es.PER_SEQ] == 3 and rules[es.TOTAL_BLOCKS] == 1000 and rules[es.STOP_DONE] == 0
     assert rules[es.PREFILL_ONLY] == 1 and rules[es.CLASSES] == 0 and rules[es.PREEMPT_LOWER] == 1
-    assert rules[es.STOP_EVICT] == 0 and rules[es.MIXED] == 1 and rules[es.RESERVE] == 1
+    assert rules[es.STOP_EVICT] == 0 and rules[es.MIXED] == 1 and rules[es.RESERVE] == es.TO_COMPLETION
     assert all(type(v) is int for v in rules)      # one compiled signature for every replica
     # a KV block per 16 tokens, plus the sequence's fixed blocks
     assert es.blocks_for(17, rules) == 2 + 3 and es.blocks_for(16, rules) == 1 + 3

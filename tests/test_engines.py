@@ -33,9 +33,11 @@ def test_a_field_the_pool_sets_overrides_the_preset(write_scenario):
 @pytest.mark.parametrize("framework, version, reservation", [("trtllm", "1.0.0", "to_completion"),
                                                             ("trtllm", "0.20.0", "to_completion"),
                                                             ("vllm", "0.11.0", "on_demand"),
-                                                            ("sglang", "0.5.10", "on_demand")])
-def test_tensorrt_llm_reserves_the_whole_output_and_the_others_allocate_on_demand(write_scenario, framework, version,
-                                                                                   reservation):
+                                                            ("sglang", "0.5.10", "estimated"),
+                                                            ("sglang", "0.4.6", "estimated")])
+def test_each_engine_holds_kv_for_outputs_as_it_does(write_scenario, framework, version, reservation):
+    """TensorRT-LLM reserves a request's whole output, vLLM allocates on demand, SGLang admits
+    beside an estimate of the running requests' remaining output; a pool's own value wins."""
     engine = {"framework": framework, "version": version}
     sc = load_scenario(write_scenario({"fleet.0.count": 1, "fleet.0.serve.engine": engine}))
     assert sc.pools[0].spec.serve.engine.kv_reservation == reservation

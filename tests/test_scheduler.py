@@ -42,13 +42,14 @@ def run_both(monkeypatch, path, overrides=(), seed=None):
     rate=st.floats(4, 60),
     seed=st.integers(0, 2**16),
     mixed=st.booleans(),
+    reservation=st.sampled_from(["on_demand", "to_completion", "estimated"]),
 )
 def test_compiled_rules_equal_the_reference(monkeypatch, write_scenario, seqs, chunk, mem, policy, dispatch,
-                                            rate, seed, mixed):
+                                            rate, seed, mixed, reservation):
     path = write_scenario({
         "duration": "10s", "warmup": "1s",
         "fleet.0.serve.engine": {"max_batch_seqs": seqs, "chunked_prefill": chunk, "memory_utilization": mem,
-                                 "mixed_batches": mixed},
+                                 "mixed_batches": mixed, "kv_reservation": reservation},
         "router": {"policy": policy, "dispatch": dispatch},
         "workload.0.rate": rate,
     })

@@ -41,13 +41,15 @@ class Engine(Spec):
                                                                           "(see memory_of)")
     activation_reserve: Bytes | None = Field(default=None, ge=0, description="memory held for activations; none: "
                                                                           "estimated (an assumed: line says how)")
-    kv_reservation: Literal["on_demand", "to_completion"] = Field(
+    kv_reservation: Literal["on_demand", "to_completion", "estimated"] = Field(
         default="on_demand", description="on_demand: a sequence takes KV blocks as it grows, and the latest admitted "
-                                         "is preempted when they run out (vLLM; SGLang, which also holds back a "
-                                         "share of running requests' remaining output); to_completion: a request "
-                                         "joins only when the cache can hold its whole output too (its output "
-                                         "length, as benchmarks set max_tokens), and no running sequence is ever "
-                                         "preempted (TensorRT-LLM's GUARANTEED_NO_EVICT)")
+                                         "is preempted when they run out (vLLM); to_completion: a request joins "
+                                         "only when the cache can hold its whole output too (its output length, as "
+                                         "benchmarks set max_tokens), and no running sequence is ever preempted "
+                                         "(TensorRT-LLM's GUARANTEED_NO_EVICT); estimated: a request joins only "
+                                         "when its prompt and whole output fit beside a share of the decoding "
+                                         "requests' remaining output, a share that shrinks while nothing is "
+                                         "preempted and jumps when something is (SGLang's new_token_ratio)")
     batch_size_tuning: bool = Field(
         default=False, description="TensorRT-LLM's dynamic batch size tuning (TensorRT engines): the running batch "
                                    "is capped at what the KV cache holds of requests of the average length, "

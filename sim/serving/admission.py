@@ -1,10 +1,11 @@
 """Who runs in an iteration: preemption, prefill chunks and admission, compiled.
 
 The parts of `scheduler.engine_run` that decide which sequences an iteration holds: a
-waiting head of a higher class making room (`make_room_for_head`), running prompts taking
-chunks of the prefill budget (`continue_prefills`), who joins next (`next_waiting`:
-the preempted stack's top, else the queue's arrived head), and the order of classes
-(`sort_by_priority`). Like the scheduler's other phases they take the run's counters as
+waiting head of a higher class making room (`make_room_for_head`), decoding sequences
+taking their token's KV (`decode_tokens`, preempting when it runs out), running prompts
+taking chunks of the prefill budget (`continue_prefills`), who joins next (`next_waiting`:
+the preempted stack's top, else the queue's arrived head) and whether it fits (`fits`),
+and the order of classes (`sort_by_priority`). Like the scheduler's other phases they take the run's counters as
 plain numbers and return them, and are inlined into it.
 """
 from __future__ import annotations
@@ -16,6 +17,7 @@ from .engine_state import (
     BLK,
     BLOCK_SIZE,
     CACHED,
+    ESTIMATED,
     EV_PREEMPT,
     FIRST_TOKEN,
     GAP,
@@ -37,9 +39,11 @@ from .engine_state import (
     S_LAST,
     S_REQ,
     TGT,
+    TO_COMPLETION,
     blocks_for,
     log_event,
 )
+from .output_estimate import output_blocks
 
 
 @njit(cache=True, inline="always")
@@ -56,7 +60,7 @@ def with_reservation(need, r, present, requests, rules):
     """`need` blocks, or with RESERVE at least those of request r's whole output less the
     `present` blocks it finds in the cache: the KV cache holds prompt + output - 1 tokens when
     its last token is computed, so a request that joins holding them never needs another."""
-    if rules[RESERVE]:
+    if rules[RESERVE] == TO_COMPLETION:
         whole = blocks_for(requests[PROMPT][r] + requests[OUTPUT][r] - 1, rules) - present
         return whole if whole > need else need
     return need
@@ -112,6 +116,16 @@ def make_room_for_head(r, seqs, n, free, demand, evict, stack, nf, events, lp, s
 
 
 @njit(cache=True, inline="always")
+def fits(need, r, g, room, requests, rules):
+    """Whether request r, g tokens generated, joins taking `need` blocks of `room`: with
+    ESTIMATED its whole remaining output must fit as well, strictly (SGLang's admission;
+    `room` is then what the estimate leaves, `output_estimate.py`)."""
+    if rules[RESERVE] == ESTIMATED:
+        return need + output_blocks(r, g, requests, rules) < room
+    return need <= room
+
+
+@njit(cache=True, inline="always")
 def prefill_ready(seqs, n, stack, nf, head, room, requests, rules):
     """Whether a prefill can run now: a running prompt has chunks left, or the next waiting
     request (the preempted stack's top, else the queue's arrived head; -1: none) fits a slot
@@ -124,10 +138,45 @@ def prefill_ready(seqs, n, stack, nf, head, room, requests, rules):
     if n >= rules[MAX_SEQS]:
         return False
     if nf > 0:
-        return blocks_to_join(stack[S_REQ, nf - 1], stack[S_GEN, nf - 1], requests, rules) <= room
+        r, g = stack[S_REQ, nf - 1], stack[S_GEN, nf - 1]
+        return fits(blocks_to_join(r, g, requests, rules), r, g, room, requests, rules)
     if head >= 0 and not kv_ready[head]:
-        return blocks_to_join(head, generated[head], requests, rules) <= room
+        g = generated[head]
+        return fits(blocks_to_join(head, g, requests, rules), head, g, room, requests, rules)
     return False
+
+
+@njit(cache=True, inline="always")
+def decode_tokens(seqs, n, free, demand, evict, stack, nf, dec, events, lp, steps, requests, rules):
+    """Each decoding sequence takes one token's KV: a new block comes from the free pool, then
+    from the prefix cache, or by preempting the latest-admitted sequence (of the lowest
+    class); a sequence that joined with its whole output reserved already holds it. Writes
+    the decoding sequences into dec; returns their number, n, free, demand, evict, nf, lp."""
+    bs = rules[BLOCK_SIZE]
+    grows = rules[KV_GROWS] and rules[RESERVE] != TO_COMPLETION
+    nd = 0
+    i = 0
+    while i < n:
+        if seqs[KV, i] >= seqs[TGT, i]:
+            need = 1 if (grows and seqs[KV, i] % bs == 0) else 0
+            if need > free and evict > 0:
+                evict -= 1
+                free += 1
+            gave_up = False
+            while need > free:
+                victim = n - 1
+                n, free, demand, nf, lp = preempt_last(seqs, n, free, demand, stack, nf, events, lp, steps,
+                                                        requests, rules)
+                if victim == i:
+                    gave_up = True
+                    break
+            if not gave_up:
+                free -= need
+                seqs[BLK, i] += need
+                dec[nd] = i
+                nd += 1
+        i += 1
+    return nd, n, free, demand, evict, nf, lp
 
 
 @njit(cache=True, inline="always")

@@ -16,7 +16,9 @@ EngineState, a replica's engine at an iteration boundary: (seqs, counters, stack
                  LATE blocks freed during the iteration in progress (usable from the next
                  one); EVICT blocks a prefix cache holds that no sequence uses, taken back when
                  the free pool runs short (0 while prefix caching is off); PREEMPTED
-                 sequences on the stack
+                 sequences on the stack; RATIO the share of the decoding sequences' remaining
+                 output held back from admissions with RESERVE = ESTIMATED, in parts per
+                 billion (0: the initial share; `output_estimate.py`)
   stack[ROW, j]  preempted sequences waiting to run again, j < counters[PREEMPTED], the top
                  last: S_REQ, S_GEN, S_LAST, S_GAP, as REQ, GEN, LAST, GAP of seqs
 
@@ -49,8 +51,8 @@ SEQ_ROWS = 7
 S_REQ, S_GEN, S_LAST, S_GAP = range(4)
 STACK_ROWS = 4
 # entries of counters
-RUNNING, FREE, DEMAND, LATE, EVICT, PREEMPTED = range(6)
-COUNTERS = 6
+RUNNING, FREE, DEMAND, LATE, EVICT, PREEMPTED, RATIO = range(7)
+COUNTERS = 7
 # rows of batch
 B_RUNNING, B_WAITING, B_USED, B_DEMAND, B_TOKENS, B_NEXT = range(6)
 BATCH_ROWS = 6
@@ -67,12 +69,15 @@ PROMPT, OUTPUT, GENERATED, KV_READY, PRIORITY, CACHED, KEEP_BLOCKS, FIRST_TOKEN 
 (BLOCK_SIZE, MAX_SEQS, MAX_TOKENS, CHUNK, CHUNKED, KV_GROWS, PER_SEQ, TOTAL_BLOCKS, STOP_DONE, PREFILL_ONLY, CLASSES,
  PREEMPT_LOWER, STOP_EVICT, MIXED, RESERVE) = range(15)
 NS = 1e9       # token times and gaps are kept in integer nanoseconds
+# what rules[RESERVE] says a joining request holds (`engine.kv_reservation`)
+ON_DEMAND, TO_COMPLETION, ESTIMATED = range(3)
+RESERVATIONS = {"on_demand": ON_DEMAND, "to_completion": TO_COMPLETION, "estimated": ESTIMATED}
 
 
 def rules(*, block_size: int, max_seqs: int, max_tokens: int, chunk: int, chunked: bool, kv_grows: bool,
           per_seq_blocks: int, total_blocks: int, stop_at_completions: bool, prefill_only: bool,
           priority_classes: bool, preempt_lower: bool, stop_at_evictions: bool, mixed_batches: bool,
-          reserve_output: bool) -> tuple:
+          reservation: str) -> tuple:
     """A replica's scheduling rules, entries BLOCK_SIZE .. RESERVE in this order:
     block_size tokens per KV block; max_seqs running at once; max_tokens per iteration;
     chunk the most prefill tokens per iteration; chunked whether a prompt may be split;
@@ -82,12 +87,15 @@ def rules(*, block_size: int, max_seqs: int, max_tokens: int, chunk: int, chunke
     its first token; priority_classes keep sequences in class order; preempt_lower let a
     waiting head preempt lower classes; stop_at_evictions end a run after an iteration that
     took blocks back from the prefix cache; mixed_batches prefill and decode in one iteration;
-    reserve_output a request joins holding the blocks of its whole output, so that no running
-    sequence ever needs a block it cannot get."""
+    reservation what a joining request holds: on_demand its prompt's blocks (decoding sequences
+    take more as they grow); to_completion the blocks of its whole output too, so that no
+    running sequence ever needs a block it cannot get; estimated its prompt's, when they and
+    its whole output fit beside a share of the decoding sequences' remaining output
+    (`output_estimate.py`)."""
     return (int(block_size), int(max_seqs), int(max_tokens), int(chunk), int(chunked), int(kv_grows),
             int(per_seq_blocks), int(total_blocks), int(stop_at_completions), int(prefill_only),
             int(priority_classes), int(preempt_lower), int(stop_at_evictions), int(mixed_batches),
-            int(reserve_output))
+            RESERVATIONS[reservation])
 
 
 class EngineState:

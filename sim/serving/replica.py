@@ -73,7 +73,8 @@ class Replica(PlanView, PlanCommit, ReplicaBase):
                               prefill_only=role == "prefill", priority_classes=self.prioritized,
                               preempt_lower=engine.preempt_lower, stop_at_evictions=engine.prefix_cache,
                               mixed_batches=engine.mixed_batches,
-                              reserve_output=engine.kv_reservation == "to_completion" and role != "prefill")
+                              # a prefill-only replica hands a request off after its first token
+                              reservation=engine.kv_reservation if role != "prefill" else "on_demand")
         # committed state (at time t_free), the plan's end state, and its checkpoint
         self.committed = EngineState(cap, self.total_blocks)
         self.planned = EngineState(cap, self.total_blocks)

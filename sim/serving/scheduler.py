@@ -13,9 +13,12 @@ one call. The data it works on is laid out and named in `engine_state.py`.
 One iteration, in order:
   1. with PREEMPT_LOWER, a waiting head of a higher class than the last running sequence
      preempts lower classes for a slot and KV space (`admission.py`, as are step 3's helpers);
-  2. decoding sequences each take one token's KV (with RESERVE they joined holding it all);
+  2. decoding sequences each take one token's KV (`decode_tokens`; with RESERVE =
+     TO_COMPLETION they joined holding it all; with ESTIMATED the iteration moves the share
+     of their remaining output held back from admissions, `output_estimate.py`);
   3. partially prefilled prompts continue (`continue_prefills`), then waiting requests
-     join while slots, KV and the token budget allow (`next_waiting` says who is next);
+     join while slots, KV (less that share) and the token budget allow (`next_waiting` says
+     who is next, `fits` whether it fits);
   4. the iteration takes `batch_time` of its prefill chunks and decode contexts;
   5. its results: a token per decoding sequence, prefill progress, first tokens (`_advance`);
   6. finished and handed-off sequences leave (`_depart`).
@@ -54,9 +57,10 @@ from .admission import (
     arrived_head,
     blocks_to_join,
     continue_prefills,
+    decode_tokens,
+    fits,
     make_room_for_head,
     next_waiting,
-    preempt_last,
     prefill_ready,
     ready_blocks,
     sort_by_priority,
@@ -73,6 +77,7 @@ from .engine_state import (
     CK_LOGGED,
     CONSUMED,
     DEMAND,
+    ESTIMATED,
     EV_ADMIT,
     EV_DONE,
     EV_FIRST,
@@ -92,6 +97,7 @@ from .engine_state import (
     LOGGED,
     NS,
     PREEMPTED,
+    RATIO,
     REQ,
     ROOM,
     RUNNING,
@@ -102,6 +108,7 @@ from .engine_state import (
     blocks_for,
     log_event,
 )
+from .output_estimate import RATIO_INIT, held_back, next_ratio, output_blocks
 
 LOWEST_CLASS = -(1 << 62)
 
@@ -137,6 +144,7 @@ def engine_run(t0, start, end, checkpoint, queue, requests, rules, params, max_s
      preempt_lower, stop_evict, mixed, reserve) = rules
     n, free, demand, late, evict, nf = (counters0[RUNNING], counters0[FREE], counters0[DEMAND], counters0[LATE],
                                         counters0[EVICT], counters0[PREEMPTED])
+    ratio = counters0[RATIO] if counters0[RATIO] > 0 else RATIO_INIT
     seqs[:, :n] = seqs0[:, :n]
     stack[:, :nf] = stack0[:, :nf]
     cap = seqs.shape[1]
@@ -160,38 +168,25 @@ def engine_run(t0, start, end, checkpoint, queue, requests, rules, params, max_s
             free += late
             late = 0
         head = arrived_head(queue, consumed, t)
+        if n == 0:   # an empty engine starts its estimate afresh (SGLang's, whenever it idles)
+            ratio = RATIO_INIT
         if preempt_lower and n > 0 and head >= 0:
             n, free, demand, nf, lp = make_room_for_head(head, seqs, n, free, demand, evict, stack, nf, events, lp,
                                                           steps, requests, rules)
         evict_before = evict
+        held = held_back(seqs, n, ratio, requests, rules) if reserve == ESTIMATED else 0
         # an engine that does not mix runs all prefill (when a prefill can run) or all decode
-        prefill_turn = mixed == 0 and not decode_turn and prefill_ready(seqs, n, stack, nf, head, free + evict,
+        prefill_turn = mixed == 0 and not decode_turn and prefill_ready(seqs, n, stack, nf, head, free + evict - held,
                                                                          requests, rules)
-        # -- decoding sequences each take one token; a new block comes from the free pool, then
-        #    from the prefix cache, or by preempting the latest-admitted sequence (of the lowest
-        #    class); a sequence that joined with its whole output reserved already holds it
+        # -- decoding sequences each take one token (`decode_tokens`); with ESTIMATED a decode
+        #    iteration moves the share of their output held back from admissions
         nd = 0
-        i = 0
-        while i < n and not prefill_turn:
-            if seqs[KV, i] >= seqs[TGT, i]:
-                need = 1 if (kv_grows and not reserve and seqs[KV, i] % bs == 0) else 0
-                if need > free and evict > 0:
-                    evict -= 1
-                    free += 1
-                gave_up = False
-                while need > free:
-                    victim = n - 1
-                    n, free, demand, nf, lp = preempt_last(seqs, n, free, demand, stack, nf, events, lp, steps,
-                                                            requests, rules)
-                    if victim == i:
-                        gave_up = True
-                        break
-                if not gave_up:
-                    free -= need
-                    seqs[BLK, i] += need
-                    dec[nd] = i
-                    nd += 1
-            i += 1
+        if not prefill_turn:
+            running = n
+            nd, n, free, demand, evict, nf, lp = decode_tokens(seqs, n, free, demand, evict, stack, nf, dec, events,
+                                                               lp, steps, requests, rules)
+            if reserve == ESTIMATED and (nd > 0 or n < running):
+                ratio = next_ratio(seqs, n, ratio, n < running, requests)
         # -- partially prefilled prompts continue, in admission order (with classes, those of
         #    a class below the waiting head's wait until the head has had its share)
         pb = min(max_tokens - nd, chunk_limit)
@@ -222,8 +217,10 @@ def engine_run(t0, start, end, checkpoint, queue, requests, rules, params, max_s
                 need = blocks_to_join(r, g, requests, rules)
                 if not chunked and min(tgt - kv0, max_tokens) > pb:
                     break
-            if need > free + evict:
+            if need > free + evict or not (ready or fits(need, r, g, free + evict - held, requests, rules)):
                 break
+            if reserve == ESTIMATED and not ready:
+                held += output_blocks(r, g, requests, rules)
             if need > free:
                 evict -= need - free
                 free = need
@@ -281,7 +278,7 @@ def engine_run(t0, start, end, checkpoint, queue, requests, rules, params, max_s
         event = event or leaving_event
         steps += 1
         if steps == ckpt:
-            _checkpoint(checkpoint, seqs, stack, (n, free, demand, late, evict, nf), ckpt >= late_at)
+            _checkpoint(checkpoint, seqs, stack, (n, free, demand, late, evict, nf, ratio), ckpt >= late_at)
             outcome[CK_LOGGED], outcome[CK_CONSUMED] = lp, consumed
         if event:
             stop = EVENT
@@ -291,8 +288,8 @@ def engine_run(t0, start, end, checkpoint, queue, requests, rules, params, max_s
         late = 0
     _observe(batch, steps, n, nf + q_tail - q_head - consumed, total - free - evict, demand, 0)
     _link_changes(batch, steps)
-    counters[RUNNING], counters[FREE], counters[DEMAND], counters[LATE], counters[EVICT], counters[PREEMPTED] = \
-        n, free, demand, late, evict, nf
+    counters[RUNNING], counters[FREE], counters[DEMAND], counters[LATE], counters[EVICT], counters[PREEMPTED], \
+        counters[RATIO] = n, free, demand, late, evict, nf, ratio
     outcome[STEPS], outcome[STOPPED], outcome[LOGGED], outcome[CONSUMED] = steps, stop, lp, consumed
     return steps
 
@@ -392,15 +389,15 @@ def _depart(seqs, n, free, evict, flag, events, lp, steps, keep, stop_done):
 @njit(cache=True, inline="always")
 def _checkpoint(checkpoint, seqs, stack, numbers, late_freed):
     """The state after this iteration, copied aside: `numbers` are n, free, demand, late,
-    evict, nf; blocks freed late are free by then when `late_freed`."""
+    evict, nf, ratio; blocks freed late are free by then when `late_freed`."""
     seqs_ck, counters_ck, stack_ck = checkpoint
-    n, free, demand, late, evict, nf = numbers
+    n, free, demand, late, evict, nf, ratio = numbers
     seqs_ck[:, :n] = seqs[:, :n]
     stack_ck[:, :nf] = stack[:, :nf]
     if late_freed:
         free, late = free + late, 0
     counters_ck[RUNNING], counters_ck[FREE], counters_ck[DEMAND], counters_ck[LATE], counters_ck[EVICT], \
-        counters_ck[PREEMPTED] = n, free, demand, late, evict, nf
+        counters_ck[PREEMPTED], counters_ck[RATIO] = n, free, demand, late, evict, nf, ratio
 
 
 @njit(cache=True, inline="always")
