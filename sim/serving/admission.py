@@ -43,7 +43,7 @@ from .engine_state import (
     blocks_for,
     log_event,
 )
-from .output_estimate import output_blocks
+from .output_estimate import held_back, output_blocks
 
 
 @njit(cache=True, inline="always")
@@ -99,18 +99,24 @@ def preempt_last(seqs, n, free, demand, stack, nf, events, lp, steps, requests, 
 
 
 @njit(cache=True, inline="always")
-def make_room_for_head(r, seqs, n, free, demand, evict, stack, nf, events, lp, steps, requests, rules):
+def make_room_for_head(r, seqs, n, free, demand, evict, stack, nf, events, lp, steps, ratio, requests, rules):
     """Waiting head r, if of a higher class than the stack's top, preempts running sequences
-    of lower classes until it has a slot and KV space. Returns n, free, demand, nf, lp."""
-    prompt, generated, kv_ready, prio = requests[PROMPT], requests[GENERATED], requests[KV_READY], requests[PRIORITY]
+    of lower classes until it has a slot and KV space: the blocks it takes when it joins
+    (beside the share held back for the others' output, with ESTIMATED at `ratio`).
+    Returns n, free, demand, nf, lp."""
+    generated, kv_ready, prio = requests[GENERATED], requests[KV_READY], requests[PRIORITY]
     h = prio[r]
     if nf > 0 and prio[stack[S_REQ, nf - 1]] >= h:
         return n, free, demand, nf, lp
-    if kv_ready[r]:
-        want = with_reservation(blocks_for(prompt[r], rules) + 1, r, 0, requests, rules)
-    else:
-        want = blocks_to_join(r, generated[r], requests, rules)
-    while n > 0 and prio[seqs[REQ, n - 1]] < h and (n >= rules[MAX_SEQS] or want > free + evict):
+    ready, g = kv_ready[r], generated[r]
+    want = ready_blocks(r, requests, rules) if ready else blocks_to_join(r, g, requests, rules)
+    while n > 0 and prio[seqs[REQ, n - 1]] < h:
+        if n < rules[MAX_SEQS]:
+            if ready and want <= free + evict:
+                break
+            held = held_back(seqs, n, ratio, requests, rules) if rules[RESERVE] == ESTIMATED else 0
+            if not ready and fits(want, r, g, free + evict - held, requests, rules):
+                break
         n, free, demand, nf, lp = preempt_last(seqs, n, free, demand, stack, nf, events, lp, steps, requests, rules)
     return n, free, demand, nf, lp
 

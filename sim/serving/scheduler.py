@@ -172,7 +172,7 @@ def engine_run(t0, start, end, checkpoint, queue, requests, rules, params, max_s
             ratio = RATIO_INIT
         if preempt_lower and n > 0 and head >= 0:
             n, free, demand, nf, lp = make_room_for_head(head, seqs, n, free, demand, evict, stack, nf, events, lp,
-                                                          steps, requests, rules)
+                                                          steps, ratio, requests, rules)
         evict_before = evict
         held = held_back(seqs, n, ratio, requests, rules) if reserve == ESTIMATED else 0
         # an engine that does not mix runs all prefill (when a prefill can run) or all decode
