@@ -29,6 +29,7 @@ class SteppingReplica(ProcessReplica):
         self.reserve = reservation == "to_completion"    # its whole output
         self.estimate = reservation == "estimated"       # room for its output beside a share of the others'
         self.ratio = oe.RATIO_INIT                       # that share, in parts per billion
+        self.watermark = int(args[4].kv_watermark * self.total_blocks)   # blocks a joining request leaves free
 
     def kv_load(self) -> float:
         demand = sum(self.dep.blocks_for(int(self.table.prompt[r] + self.table.generated[r])) for r in self.waiting)
@@ -96,8 +97,8 @@ class SteppingReplica(ProcessReplica):
 
     def _fits(self, r: int, need: int, room: int) -> bool:
         if self.estimate:
-            return need + self._output_blocks(r) < room
-        return need <= room
+            return need + self._output_blocks(r) + self.watermark < room
+        return need + self.watermark <= room
 
     def _next_ratio(self, retracted: bool) -> None:
         if not retracted:

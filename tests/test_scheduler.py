@@ -43,13 +43,14 @@ def run_both(monkeypatch, path, overrides=(), seed=None):
     seed=st.integers(0, 2**16),
     mixed=st.booleans(),
     reservation=st.sampled_from(["on_demand", "to_completion", "estimated"]),
+    watermark=st.sampled_from([0.0, 0.01, 0.2]),
 )
 def test_compiled_rules_equal_the_reference(monkeypatch, write_scenario, seqs, chunk, mem, policy, dispatch,
-                                            rate, seed, mixed, reservation):
+                                            rate, seed, mixed, reservation, watermark):
     path = write_scenario({
         "duration": "10s", "warmup": "1s",
         "fleet.0.serve.engine": {"max_batch_seqs": seqs, "chunked_prefill": chunk, "memory_utilization": mem,
-                                 "mixed_batches": mixed, "kv_reservation": reservation},
+                                 "mixed_batches": mixed, "kv_reservation": reservation, "kv_watermark": watermark},
         "router": {"policy": policy, "dispatch": dispatch},
         "workload.0.rate": rate,
     })

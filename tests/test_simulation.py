@@ -135,6 +135,24 @@ def test_context_and_kv_limits_reject(write_scenario):
     assert (res.table.reason == REASON_CODES["exceeds_kv_cache"]).all()
 
 
+def test_a_request_only_the_engines_admission_keeps_out_is_rejected_not_stranded(write_scenario):
+    """A request may fit the KV cache yet never be admitted, even alone: its prompt would
+    break into vLLM V0's watermark, or SGLang's estimate counts its whole output beside its
+    prompt. It is rejected as too big for the cache instead of waiting for ever."""
+    small = {"fleet.0.serve.engine.memory_utilization": 0.215, "workload.0.rate": "1/s"}
+    tokens = run(write_scenario(small)).replicas[0].total_blocks * 16
+    long_prompt = {"workload.0.prompt_tokens": tokens - 100, "workload.0.output_tokens": 10}
+    long_output = {"workload.0.prompt_tokens": tokens - 2000, "workload.0.output_tokens": 2000}
+    engine = "fleet.0.serve.engine."
+    for shape, rule in ((long_prompt, {engine + "kv_watermark": 0.2}),
+                        (long_output, {engine + "kv_reservation": "estimated"})):
+        # the cache holds either when its last token is computed: allocating on demand, it runs
+        assert (run(write_scenario({**small, **shape})).table.state == COMPLETED).all()
+        res = run(write_scenario({**small, **shape, **rule}))
+        assert len(res.table.reason) > 0 and (res.table.reason == REASON_CODES["exceeds_kv_cache"]).all()
+        assert_invariants(res)
+
+
 def test_drain_limit_leaves_requests_in_flight(write_scenario):
     res = run(write_scenario({"drain": "0s", "workload.0.rate": "40/s"}))
     s = summarize(res)["requests"]

@@ -25,8 +25,8 @@ MIB = 1024 ** 2
 GIB = 1024 ** 3
 # what a preset may set on the pool's engine (the rest of a preset is rules and sources)
 ENGINE_FIELDS = ("max_batch_seqs", "max_batch_tokens", "chunked_prefill", "mixed_batches", "kv_reservation",
-                 "batch_size_tuning", "block_size", "memory_utilization", "memory_of", "graph_max_tokens",
-                 "graph_decode_only", "overlap", "iteration_overhead", "host_per_seq", "launch")
+                 "kv_watermark", "batch_size_tuning", "block_size", "memory_utilization", "memory_of",
+                 "graph_max_tokens", "graph_decode_only", "overlap", "iteration_overhead", "host_per_seq", "launch")
 
 
 @functools.lru_cache(maxsize=1)

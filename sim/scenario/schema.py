@@ -50,6 +50,9 @@ class Engine(Spec):
                                          "when its prompt and whole output fit beside a share of the decoding "
                                          "requests' remaining output, a share that shrinks while nothing is "
                                          "preempted and jumps when something is (SGLang's new_token_ratio)")
+    kv_watermark: float = Field(default=0.0, ge=0, lt=1, description="share of the KV blocks a joining request "
+                                                                      "must leave free (vLLM's watermark: 1% in "
+                                                                      "its V0 engine, off in V1)")
     batch_size_tuning: bool = Field(
         default=False, description="TensorRT-LLM's dynamic batch size tuning (TensorRT engines): the running batch "
                                    "is capped at what the KV cache holds of requests of the average length, "

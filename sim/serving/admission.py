@@ -40,6 +40,7 @@ from .engine_state import (
     S_REQ,
     TGT,
     TO_COMPLETION,
+    WATERMARK,
     blocks_for,
     log_event,
 )
@@ -123,12 +124,13 @@ def make_room_for_head(r, seqs, n, free, demand, evict, stack, nf, events, lp, s
 
 @njit(cache=True, inline="always")
 def fits(need, r, g, room, requests, rules):
-    """Whether request r, g tokens generated, joins taking `need` blocks of `room`: with
-    ESTIMATED its whole remaining output must fit as well, strictly (SGLang's admission;
-    `room` is then what the estimate leaves, `output_estimate.py`)."""
+    """Whether request r, g tokens generated, joins taking `need` blocks of `room` and leaving
+    the WATERMARK free (vLLM V0's `can_allocate`): with ESTIMATED its whole remaining output
+    must fit as well, strictly (SGLang's admission; `room` is then what the estimate leaves,
+    `output_estimate.py`)."""
     if rules[RESERVE] == ESTIMATED:
-        return need + output_blocks(r, g, requests, rules) < room
-    return need <= room
+        return need + output_blocks(r, g, requests, rules) + rules[WATERMARK] < room
+    return need + rules[WATERMARK] <= room
 
 
 @njit(cache=True, inline="always")

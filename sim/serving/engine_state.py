@@ -27,7 +27,7 @@ Queue, the replica's waiting queue (`waitqueue.py`): (request, joined, head, tai
 Requests, the request table's columns the rules read (`requests(table)`), entries PROMPT,
   OUTPUT, GENERATED, KV_READY, PRIORITY, CACHED, KEEP_BLOCKS, FIRST_TOKEN
 
-Rules, a tuple of ints fixed per replica, entries BLOCK_SIZE .. RESERVE: see `rules()`.
+Rules, a tuple of ints fixed per replica, entries BLOCK_SIZE .. WATERMARK: see `rules()`.
 
 Record, what one run writes: (ends, batch, events, outcome)
   ends[s]          when iteration s ended
@@ -67,7 +67,7 @@ HORIZON, IDLE, EVENT, ROOM = range(4)
 PROMPT, OUTPUT, GENERATED, KV_READY, PRIORITY, CACHED, KEEP_BLOCKS, FIRST_TOKEN = range(8)
 # entries of rules (see `rules()`)
 (BLOCK_SIZE, MAX_SEQS, MAX_TOKENS, CHUNK, CHUNKED, KV_GROWS, PER_SEQ, TOTAL_BLOCKS, STOP_DONE, PREFILL_ONLY, CLASSES,
- PREEMPT_LOWER, STOP_EVICT, MIXED, RESERVE) = range(15)
+ PREEMPT_LOWER, STOP_EVICT, MIXED, RESERVE, WATERMARK) = range(16)
 NS = 1e9       # token times and gaps are kept in integer nanoseconds
 # what rules[RESERVE] says a joining request holds (`engine.kv_reservation`)
 ON_DEMAND, TO_COMPLETION, ESTIMATED = range(3)
@@ -77,8 +77,8 @@ RESERVATIONS = {"on_demand": ON_DEMAND, "to_completion": TO_COMPLETION, "estimat
 def rules(*, block_size: int, max_seqs: int, max_tokens: int, chunk: int, chunked: bool, kv_grows: bool,
           per_seq_blocks: int, total_blocks: int, stop_at_completions: bool, prefill_only: bool,
           priority_classes: bool, preempt_lower: bool, stop_at_evictions: bool, mixed_batches: bool,
-          reservation: str) -> tuple:
-    """A replica's scheduling rules, entries BLOCK_SIZE .. RESERVE in this order:
+          reservation: str, watermark: int = 0) -> tuple:
+    """A replica's scheduling rules, entries BLOCK_SIZE .. WATERMARK in this order:
     block_size tokens per KV block; max_seqs running at once; max_tokens per iteration;
     chunk the most prefill tokens per iteration; chunked whether a prompt may be split;
     kv_grows whether the KV cache grows with the sequence (else per_seq_blocks only, e.g.
@@ -91,11 +91,11 @@ def rules(*, block_size: int, max_seqs: int, max_tokens: int, chunk: int, chunke
     take more as they grow); to_completion the blocks of its whole output too, so that no
     running sequence ever needs a block it cannot get; estimated its prompt's, when they and
     its whole output fit beside a share of the decoding sequences' remaining output
-    (`output_estimate.py`)."""
+    (`output_estimate.py`); watermark the KV blocks a joining request must leave free."""
     return (int(block_size), int(max_seqs), int(max_tokens), int(chunk), int(chunked), int(kv_grows),
             int(per_seq_blocks), int(total_blocks), int(stop_at_completions), int(prefill_only),
             int(priority_classes), int(preempt_lower), int(stop_at_evictions), int(mixed_batches),
-            RESERVATIONS[reservation])
+            RESERVATIONS[reservation], int(watermark))
 
 
 class EngineState:

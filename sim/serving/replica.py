@@ -44,6 +44,7 @@ import simpy
 from ..core.clock import at
 from . import engine_state as es
 from . import scheduler
+from .admission import blocks_to_join, fits
 from .engine_state import EngineState
 from .replica_base import ReplicaBase
 from .replica_commit import PlanCommit
@@ -74,7 +75,8 @@ class Replica(PlanView, PlanCommit, ReplicaBase):
                               preempt_lower=engine.preempt_lower, stop_at_evictions=engine.prefix_cache,
                               mixed_batches=engine.mixed_batches,
                               # a prefill-only replica hands a request off after its first token
-                              reservation=engine.kv_reservation if role != "prefill" else "on_demand")
+                              reservation=engine.kv_reservation if role != "prefill" else "on_demand",
+                              watermark=int(engine.kv_watermark * self.total_blocks))
         # committed state (at time t_free), the plan's end state, and its checkpoint
         self.committed = EngineState(cap, self.total_blocks)
         self.planned = EngineState(cap, self.total_blocks)
@@ -101,6 +103,17 @@ class Replica(PlanView, PlanCommit, ReplicaBase):
         self.ready.callbacks.append(self._on_ready)
 
     # ---- speed -----------------------------------------------------------------------------
+    def fits_alone(self, r: int) -> bool:
+        """Whether request r can ever run here: it fits the whole cache, and an empty engine's
+        rules admit it (leaving the watermark free; with SGLang's estimate, beside its whole
+        output)."""
+        if not super().fits_alone(r):
+            return False
+        if not (self.rules[es.WATERMARK] or self.rules[es.RESERVE] == es.ESTIMATED):
+            return True
+        cols = es.requests(self.table)
+        return bool(fits(blocks_to_join(r, 0, cols, self.rules), r, 0, self.total_blocks, cols, self.rules))
+
     def set_params(self, params: np.ndarray, clock: float) -> None:
         """Run at a new speed from the end of the iteration running now: the iterations that
         have ended keep the old one, and the plan is made again from that boundary."""

@@ -141,7 +141,7 @@ def engine_run(t0, start, end, checkpoint, queue, requests, rules, params, max_s
     prompt, output, generated, kv_ready, prio, cached, keep, first_token = requests
     ends, batch, events, outcome = record
     (bs, max_seqs, max_tokens, chunk_limit, chunked, kv_grows, per_seq, total, stop_done, prefill_only, classes,
-     preempt_lower, stop_evict, mixed, reserve) = rules
+     preempt_lower, stop_evict, mixed, reserve, _) = rules
     n, free, demand, late, evict, nf = (counters0[RUNNING], counters0[FREE], counters0[DEMAND], counters0[LATE],
                                         counters0[EVICT], counters0[PREEMPTED])
     ratio = counters0[RATIO] if counters0[RATIO] > 0 else RATIO_INIT

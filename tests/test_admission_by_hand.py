@@ -1,5 +1,6 @@
-"""SGLang's admission (`kv_reservation: estimated`) by hand: one iteration of the compiled
-scheduler from a state written out, and the share it holds back as it moves."""
+"""Admission rules by hand, one iteration of the compiled scheduler from a state written
+out: SGLang's estimate of the running requests' output (`kv_reservation: estimated`) and the
+share it holds back as it moves, and vLLM V0's watermark (`kv_watermark`)."""
 from __future__ import annotations
 
 import numpy as np
@@ -22,7 +23,8 @@ def _params() -> np.ndarray:
     return p
 
 
-def _step(running: int, free: int, ratio: int, waiting: tuple[int, int] | None = None, generated: int = 500):
+def _step(running: int, free: int, ratio: int, waiting: tuple[int, int] | None = None, generated: int = 500,
+          reservation: str = "estimated", watermark: int = 0):
     """One iteration of an unmixed engine: `running` sequences of 100 prompt and 1,000 output
     tokens that have written `generated` each, `free` blocks free, the share at `ratio` ppb,
     and one waiting request of (prompt, output) tokens. Returns the end state."""
@@ -37,7 +39,7 @@ def _step(running: int, free: int, ratio: int, waiting: tuple[int, int] | None =
     rules = es.rules(block_size=1, max_seqs=64, max_tokens=8192, chunk=8192, chunked=True, kv_grows=True,
                      per_seq_blocks=0, total_blocks=TOTAL, stop_at_completions=False, prefill_only=False,
                      priority_classes=False, preempt_lower=False, stop_at_evictions=False, mixed_batches=False,
-                     reservation="estimated")
+                     reservation=reservation, watermark=watermark)
     start, end, ck = (es.EngineState(64, TOTAL) for _ in range(3))
     seqs, counters, _ = start.arrays()
     for i in range(running):
@@ -89,3 +91,12 @@ def test_a_retraction_sets_the_share_to_what_the_rest_have_written():
 def test_an_empty_engine_starts_the_share_afresh():
     after = _step(0, TOTAL, 150_000_000, waiting=(100, 100))
     assert after.counters[es.RUNNING] == 1 and after.counters[es.RATIO] == oe.RATIO_INIT
+
+
+def test_a_request_joins_on_demand_only_if_it_leaves_the_watermark_free():
+    """vLLM V0: of 7,600 free blocks a request takes its prompt's only if 100 stay free."""
+    assert _step(4, 7_600, 0, waiting=(7_500, 4_000), reservation="on_demand", watermark=100).counters[
+        es.RUNNING] == 5
+    assert _step(4, 7_600, 0, waiting=(7_501, 4_000), reservation="on_demand", watermark=100).counters[
+        es.RUNNING] == 4
+    assert _step(4, 7_600, 0, waiting=(7_600, 4_000), reservation="on_demand").counters[es.RUNNING] == 5
