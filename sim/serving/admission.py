@@ -1,11 +1,11 @@
 """Who runs in an iteration: preemption, prefill chunks and admission, compiled.
 
 The parts of `scheduler.engine_run` that decide which sequences an iteration holds: a
-waiting head of a higher class making room (`make_room_for_head`), decoding sequences
-taking their token's KV (`decode_tokens`, preempting when it runs out), running prompts
-taking chunks of the prefill budget (`continue_prefills`), who joins next (`next_waiting`:
-the preempted stack's top, else the queue's arrived head) and whether it fits (`fits`),
-and the order of classes (`sort_by_priority`). Like the scheduler's other phases they take the run's counters as
+waiting head of a higher class making room (`make_room_for_head`), the latest admitted
+making room for the others' tokens (`preempt_last`), running prompts taking chunks of the
+prefill budget (`continue_prefills`), who joins next (`next_waiting`: the preempted stack's
+top, else the queue's arrived head) and whether it fits (`fits`), and the order of classes
+(`sort_by_priority`). Like the scheduler's other phases they take the run's counters as
 plain numbers and return them, and are inlined into it.
 """
 from __future__ import annotations
@@ -152,39 +152,6 @@ def prefill_ready(seqs, n, stack, nf, head, room, requests, rules):
         g = generated[head]
         return fits(blocks_to_join(head, g, requests, rules), head, g, room, requests, rules)
     return False
-
-
-@njit(cache=True, inline="always")
-def decode_tokens(seqs, n, free, demand, evict, stack, nf, dec, events, lp, steps, requests, rules):
-    """Each decoding sequence takes one token's KV: a new block comes from the free pool, then
-    from the prefix cache, or by preempting the latest-admitted sequence (of the lowest
-    class); a sequence that joined with its whole output reserved already holds it. Writes
-    the decoding sequences into dec; returns their number, n, free, demand, evict, nf, lp."""
-    bs = rules[BLOCK_SIZE]
-    grows = rules[KV_GROWS] and rules[RESERVE] != TO_COMPLETION
-    nd = 0
-    i = 0
-    while i < n:
-        if seqs[KV, i] >= seqs[TGT, i]:
-            need = 1 if (grows and seqs[KV, i] % bs == 0) else 0
-            if need > free and evict > 0:
-                evict -= 1
-                free += 1
-            gave_up = False
-            while need > free:
-                victim = n - 1
-                n, free, demand, nf, lp = preempt_last(seqs, n, free, demand, stack, nf, events, lp, steps,
-                                                        requests, rules)
-                if victim == i:
-                    gave_up = True
-                    break
-            if not gave_up:
-                free -= need
-                seqs[BLK, i] += need
-                dec[nd] = i
-                nd += 1
-        i += 1
-    return nd, n, free, demand, evict, nf, lp
 
 
 @njit(cache=True, inline="always")

@@ -77,6 +77,7 @@ class Replica(PlanView, PlanCommit, ReplicaBase):
                               # a prefill-only replica hands a request off after its first token
                               reservation=engine.kv_reservation if role != "prefill" else "on_demand",
                               watermark=int(engine.kv_watermark * self.total_blocks))
+        self.strict_admission = bool(self.rules[es.WATERMARK] or self.rules[es.RESERVE] == es.ESTIMATED)
         # committed state (at time t_free), the plan's end state, and its checkpoint
         self.committed = EngineState(cap, self.total_blocks)
         self.planned = EngineState(cap, self.total_blocks)
@@ -104,13 +105,8 @@ class Replica(PlanView, PlanCommit, ReplicaBase):
 
     # ---- speed -----------------------------------------------------------------------------
     def fits_alone(self, r: int) -> bool:
-        """Whether request r can ever run here: it fits the whole cache, and an empty engine's
-        rules admit it (leaving the watermark free; with SGLang's estimate, beside its whole
-        output)."""
-        if not super().fits_alone(r):
-            return False
-        if not (self.rules[es.WATERMARK] or self.rules[es.RESERVE] == es.ESTIMATED):
-            return True
+        """Whether an empty engine's rules admit request r (leaving the watermark free; with
+        SGLang's estimate, beside its whole output), for a request that fits the cache."""
         cols = es.requests(self.table)
         return bool(fits(blocks_to_join(r, 0, cols, self.rules), r, 0, self.total_blocks, cols, self.rules))
 

@@ -75,11 +75,8 @@ class ReplicaBase:
         # tokens, sequences) that returns when the iteration has ended.
         self.stepper = None
         self.cache = None              # a PrefixCache when the engine caches prefixes
-
-    def fits_alone(self, r: int) -> bool:
-        """Whether request r can ever run here: its KV cache when its last token is computed
-        fits the whole cache."""
-        return self.dep.blocks_for(int(self.table.prompt[r] + self.table.output[r]) - 1) <= self.total_blocks
+        # the engine's admission may keep out a request that fits the cache (`fits_alone`)
+        self.strict_admission = False
 
     def submit(self, r: int) -> None:
         """A new request for this replica: its host tokenizes the prompt, then it queues."""

@@ -228,7 +228,7 @@ class Router:
         p, n = int(self.table.prompt[r]), int(self.table.output[r])
         if dep.model.max_context is not None and p + n > dep.model.max_context:   # None: a diffusion model
             return "exceeds_context"
-        if not rep.fits_alone(r):
+        if dep.blocks_for(p + n - 1) > dep.total_blocks or (rep.strict_admission and not rep.fits_alone(r)):
             return "exceeds_kv_cache"
         if (rep.static or not rep.chunked) and p > rep.max_tokens:
             return "prompt_exceeds_batch_tokens"

@@ -13,9 +13,9 @@ one call. The data it works on is laid out and named in `engine_state.py`.
 One iteration, in order:
   1. with PREEMPT_LOWER, a waiting head of a higher class than the last running sequence
      preempts lower classes for a slot and KV space (`admission.py`, as are step 3's helpers);
-  2. decoding sequences each take one token's KV (`decode_tokens`; with RESERVE =
-     TO_COMPLETION they joined holding it all; with ESTIMATED the iteration moves the share
-     of their remaining output held back from admissions, `output_estimate.py`);
+  2. decoding sequences each take one token's KV (with RESERVE = TO_COMPLETION they joined
+     holding it all; with ESTIMATED the iteration moves the share of their remaining output
+     held back from admissions, `output_estimate.py`);
   3. partially prefilled prompts continue (`continue_prefills`), then waiting requests
      join while slots, KV (less that share) and the token budget allow (`next_waiting` says
      who is next, `fits` whether it fits);
@@ -53,21 +53,21 @@ import numpy as np
 from numba import njit
 
 from ..timing.kernels import batch_time
+from . import run_state
 from .admission import (
     arrived_head,
     blocks_to_join,
     continue_prefills,
-    decode_tokens,
     fits,
     make_room_for_head,
     next_waiting,
+    preempt_last,
     prefill_ready,
     ready_blocks,
     sort_by_priority,
 )
 from .engine_state import (
     B_DEMAND,
-    B_NEXT,
     B_RUNNING,
     B_TOKENS,
     B_USED,
@@ -76,7 +76,6 @@ from .engine_state import (
     CK_CONSUMED,
     CK_LOGGED,
     CONSUMED,
-    DEMAND,
     ESTIMATED,
     EV_ADMIT,
     EV_DONE,
@@ -85,26 +84,21 @@ from .engine_state import (
     EV_HANDOFF,
     EV_TOKENS,
     EVENT,
-    EVICT,
-    FREE,
     GAP,
     GEN,
     HORIZON,
     IDLE,
     KV,
     LAST,
-    LATE,
     LOGGED,
     NS,
-    PREEMPTED,
-    RATIO,
     REQ,
     ROOM,
-    RUNNING,
     S_REQ,
     STEPS,
     STOPPED,
     TGT,
+    TO_COMPLETION,
     blocks_for,
     log_event,
 )
@@ -135,26 +129,15 @@ def engine_run(t0, start, end, checkpoint, queue, requests, rules, params, max_s
     functions, the same rules ran 35 % slower (measured on bench-1m's fleet); the helpers
     here and in `admission.py` take and return them as plain numbers and are inlined.
     """
-    seqs0, counters0, stack0 = start
     seqs, counters, stack = end
     q_head, q_tail = queue[2], queue[3]
     prompt, output, generated, kv_ready, prio, cached, keep, first_token = requests
     ends, batch, events, outcome = record
     (bs, max_seqs, max_tokens, chunk_limit, chunked, kv_grows, per_seq, total, stop_done, prefill_only, classes,
      preempt_lower, stop_evict, mixed, reserve, _) = rules
-    n, free, demand, late, evict, nf = (counters0[RUNNING], counters0[FREE], counters0[DEMAND], counters0[LATE],
-                                        counters0[EVICT], counters0[PREEMPTED])
-    ratio = counters0[RATIO] if counters0[RATIO] > 0 else RATIO_INIT
-    seqs[:, :n] = seqs0[:, :n]
-    stack[:, :nf] = stack0[:, :nf]
+    n, free, demand, late, evict, nf, ratio = run_state.begin(start, end)
     cap = seqs.shape[1]
-    dec = np.empty(cap, np.int64)       # running sequences that decode this iteration
-    pf_i = np.empty(cap, np.int64)      # and those that prefill, with their chunks
-    pf_len = np.empty(cap, np.int64)
-    pf_off = np.empty(cap, np.int64)
-    pf_tgt = np.empty(cap, np.int64)
-    dec_ctx = np.empty(cap, np.int64)
-    flag = np.zeros(cap, np.int64)      # 1: finished, 2: to hand off
+    dec, pf_i, pf_len, pf_off, pf_tgt, dec_ctx, flag = run_state.scratch(cap)
     consumed = lp = steps = 0           # queue entries taken, events logged, iterations run
     stop = HORIZON
     t = t0
@@ -178,15 +161,36 @@ def engine_run(t0, start, end, checkpoint, queue, requests, rules, params, max_s
         # an engine that does not mix runs all prefill (when a prefill can run) or all decode
         prefill_turn = mixed == 0 and not decode_turn and prefill_ready(seqs, n, stack, nf, head, free + evict - held,
                                                                          requests, rules)
-        # -- decoding sequences each take one token (`decode_tokens`); with ESTIMATED a decode
-        #    iteration moves the share of their output held back from admissions
+        # -- decoding sequences each take one token; a new block comes from the free pool, then
+        #    from the prefix cache, or by preempting the latest-admitted sequence (of the lowest
+        #    class); one that joined with its whole output reserved already holds it. With
+        #    ESTIMATED a decode iteration moves the share of their output held back from admissions
+        #    (kept here, not in a helper: the loop as an inlined function ran bench-1m 12% slower)
         nd = 0
-        if not prefill_turn:
-            running = n
-            nd, n, free, demand, evict, nf, lp = decode_tokens(seqs, n, free, demand, evict, stack, nf, dec, events,
-                                                               lp, steps, requests, rules)
-            if reserve == ESTIMATED and (nd > 0 or n < running):
-                ratio = next_ratio(seqs, n, ratio, n < running, requests)
+        running = n
+        i = 0
+        while i < n and not prefill_turn:
+            if seqs[KV, i] >= seqs[TGT, i]:
+                need = 1 if (kv_grows and reserve != TO_COMPLETION and seqs[KV, i] % bs == 0) else 0
+                if need > free and evict > 0:
+                    evict -= 1
+                    free += 1
+                gave_up = False
+                while need > free:
+                    victim = n - 1
+                    n, free, demand, nf, lp = preempt_last(seqs, n, free, demand, stack, nf, events, lp, steps,
+                                                            requests, rules)
+                    if victim == i:
+                        gave_up = True
+                        break
+                if not gave_up:
+                    free -= need
+                    seqs[BLK, i] += need
+                    dec[nd] = i
+                    nd += 1
+            i += 1
+        if reserve == ESTIMATED and not prefill_turn and (nd > 0 or n < running):
+            ratio = next_ratio(seqs, n, ratio, n < running, requests)
         # -- partially prefilled prompts continue, in admission order (with classes, those of
         #    a class below the waiting head's wait until the head has had its share)
         pb = min(max_tokens - nd, chunk_limit)
@@ -278,7 +282,8 @@ def engine_run(t0, start, end, checkpoint, queue, requests, rules, params, max_s
         event = event or leaving_event
         steps += 1
         if steps == ckpt:
-            _checkpoint(checkpoint, seqs, stack, (n, free, demand, late, evict, nf, ratio), ckpt >= late_at)
+            run_state.copy_checkpoint(checkpoint, seqs, stack, (n, free, demand, late, evict, nf, ratio),
+                                      ckpt >= late_at)
             outcome[CK_LOGGED], outcome[CK_CONSUMED] = lp, consumed
         if event:
             stop = EVENT
@@ -287,9 +292,8 @@ def engine_run(t0, start, end, checkpoint, queue, requests, rules, params, max_s
         free += late
         late = 0
     _observe(batch, steps, n, nf + q_tail - q_head - consumed, total - free - evict, demand, 0)
-    _link_changes(batch, steps)
-    counters[RUNNING], counters[FREE], counters[DEMAND], counters[LATE], counters[EVICT], counters[PREEMPTED], \
-        counters[RATIO] = n, free, demand, late, evict, nf, ratio
+    run_state.link_changes(batch, steps)
+    run_state.store(counters, (n, free, demand, late, evict, nf, ratio))
     outcome[STEPS], outcome[STOPPED], outcome[LOGGED], outcome[CONSUMED] = steps, stop, lp, consumed
     return steps
 
@@ -384,29 +388,3 @@ def _depart(seqs, n, free, evict, flag, events, lp, steps, keep, stop_done):
                 flag[i] = 0
         n = w
     return n, free, evict, lp, event
-
-
-@njit(cache=True, inline="always")
-def _checkpoint(checkpoint, seqs, stack, numbers, late_freed):
-    """The state after this iteration, copied aside: `numbers` are n, free, demand, late,
-    evict, nf, ratio; blocks freed late are free by then when `late_freed`."""
-    seqs_ck, counters_ck, stack_ck = checkpoint
-    n, free, demand, late, evict, nf, ratio = numbers
-    seqs_ck[:, :n] = seqs[:, :n]
-    stack_ck[:, :nf] = stack[:, :nf]
-    if late_freed:
-        free, late = free + late, 0
-    counters_ck[RUNNING], counters_ck[FREE], counters_ck[DEMAND], counters_ck[LATE], counters_ck[EVICT], \
-        counters_ck[PREEMPTED], counters_ck[RATIO] = n, free, demand, late, evict, nf, ratio
-
-
-@njit(cache=True, inline="always")
-def _link_changes(batch, steps):
-    """For each iteration, the one at whose end the number of running and waiting requests
-    next changes (B_NEXT; -1: not in this run)."""
-    batch[B_NEXT, steps] = -1
-    for j in range(steps - 1, -1, -1):
-        if batch[B_RUNNING, j + 1] + batch[B_WAITING, j + 1] != batch[B_RUNNING, j] + batch[B_WAITING, j]:
-            batch[B_NEXT, j] = j
-        else:
-            batch[B_NEXT, j] = batch[B_NEXT, j + 1]
