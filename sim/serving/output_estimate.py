@@ -22,9 +22,10 @@ back for a while. The ratio is kept in parts per billion in the engine's counter
 Left out: SGLang retracts the request with the fewest output tokens (then the longest
 prompt) where the simulator preempts the latest admitted, usually the same one; 0.4.6 also
 retracts until 20 tokens a request are free, 0.5.10 (like the simulator) until the step
-fits; and with the radix cache off, requests that ignore EOS take another path
-(`add_one_req_ignore_eos`). A request's output length stands for its max_new_tokens, as
-benchmarks set it.
+fits; after a request does not fit, SGLang tries no prefill until one leaves the batch
+(`batch_is_full`), the simulator tries again at the next iteration; and with the radix
+cache off, requests that ignore EOS take another path (`add_one_req_ignore_eos`). A
+request's output length stands for its max_new_tokens, as benchmarks set it.
 """
 from __future__ import annotations
 
