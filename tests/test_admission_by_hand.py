@@ -24,32 +24,38 @@ def _params() -> np.ndarray:
 
 
 def _step(running: int, free: int, ratio: int, waiting: tuple[int, int] | None = None, generated: int = 500,
-          reservation: str = "estimated", watermark: int = 0):
+          reservation: str = "estimated", watermark: int = 0, block_size: int = 1, urgent_ready: bool = False,
+          log: list | None = None):
     """One iteration of an unmixed engine: `running` sequences of 100 prompt and 1,000 output
     tokens that have written `generated` each, `free` blocks free, the share at `ratio` ppb,
-    and one waiting request of (prompt, output) tokens. Returns the end state."""
+    and one waiting request of (prompt, output) tokens; `urgent_ready`: of a higher class,
+    its KV cache already here (from a prefill replica), with lower classes preemptible.
+    Returns the end state; `log` gets the iteration's events (kind, iteration, request, value)."""
     n_req = running + 1
     prompt = np.full(n_req, 100, np.int64)
     output = np.full(n_req, 1000, np.int64)
     if waiting:
         prompt[-1], output[-1] = waiting
     z = np.zeros(n_req, np.int64)
-    requests = (prompt, output, z.copy(), np.zeros(n_req, np.bool_), z.copy(), z.copy(), z.copy(),
-                np.full(n_req, np.nan))
-    rules = es.rules(block_size=1, max_seqs=64, max_tokens=8192, chunk=8192, chunked=True, kv_grows=True,
+    ready, priority = np.zeros(n_req, np.bool_), z.copy()
+    ready[-1] = priority[-1] = urgent_ready
+    requests = (prompt, output, z.copy(), ready, priority, z.copy(), z.copy(), np.full(n_req, np.nan))
+    rules = es.rules(block_size=block_size, max_seqs=64, max_tokens=8192, chunk=8192, chunked=True, kv_grows=True,
                      per_seq_blocks=0, total_blocks=TOTAL, stop_at_completions=False, prefill_only=False,
-                     priority_classes=False, preempt_lower=False, stop_at_evictions=False, mixed_batches=False,
-                     reservation=reservation, watermark=watermark)
+                     priority_classes=urgent_ready, preempt_lower=urgent_ready, stop_at_evictions=False,
+                     mixed_batches=False, reservation=reservation, watermark=watermark)
     start, end, ck = (es.EngineState(64, TOTAL) for _ in range(3))
     seqs, counters, _ = start.arrays()
+    held = -(-(100 + generated) // block_size)
     for i in range(running):
-        seqs[[es.REQ, es.TGT, es.KV, es.BLK, es.GEN], i] = [i, 100 + generated, 100 + generated,
-                                                             100 + generated, generated]
+        seqs[[es.REQ, es.TGT, es.KV, es.BLK, es.GEN], i] = [i, 100 + generated, 100 + generated, held, generated]
     counters[es.RUNNING], counters[es.FREE], counters[es.RATIO] = running, free, ratio
     queue = (np.array([running] if waiting else [], np.int64), np.zeros(1 if waiting else 0), 0, 1 if waiting else 0)
     record = (np.zeros(4), np.zeros((es.BATCH_ROWS, 4), np.int64), np.zeros((1024, 4), np.int64),
               np.zeros(es.OUTCOME_SIZE, np.int64))
     engine_run(0.0, start.arrays(), end.arrays(), ck.arrays(), queue, requests, rules, _params(), 1, 0, 0, record)
+    if log is not None:
+        log.extend(record[2][:record[3][es.LOGGED]].tolist())
     return end
 
 
@@ -100,3 +106,15 @@ def test_a_request_joins_on_demand_only_if_it_leaves_the_watermark_free():
     assert _step(4, 7_600, 0, waiting=(7_501, 4_000), reservation="on_demand", watermark=100).counters[
         es.RUNNING] == 4
     assert _step(4, 7_600, 0, waiting=(7_600, 4_000), reservation="on_demand").counters[es.RUNNING] == 5
+
+
+def test_an_urgent_request_preempts_only_for_the_blocks_it_takes():
+    """A request of a higher class whose 100-token prompt's KV cache is here already takes
+    7 blocks of 16 (its next token falls in the seventh). With 7 free it joins and preempts
+    nobody; with 6 it preempts the latest admitted of the lower class."""
+    log: list = []
+    enough = _step(4, 7, 0, waiting=(100, 50), reservation="on_demand", block_size=16, urgent_ready=True, log=log)
+    assert enough.counters[es.RUNNING] == 5 and [e for e in log if e[0] == es.EV_PREEMPT] == []
+    short = _step(4, 6, 0, waiting=(100, 50), reservation="on_demand", block_size=16, urgent_ready=True)
+    assert short.counters[es.PREEMPTED] == 1 and short.stack[es.S_REQ, 0] == 3
+    assert short.counters[es.RUNNING] == 4 and 4 in short.running()
