@@ -112,12 +112,11 @@ def make_room_for_head(r, seqs, n, free, demand, evict, stack, nf, events, lp, s
     ready, g = kv_ready[r], generated[r]
     want = ready_blocks(r, requests, rules) if ready else blocks_to_join(r, g, requests, rules)
     while n > 0 and prio[seqs[REQ, n - 1]] < h:
-        if n < rules[MAX_SEQS]:
-            if ready and want <= free + evict:
-                break
-            held = held_back(seqs, n, ratio, requests, rules) if rules[RESERVE] == ESTIMATED else 0
-            if not ready and fits(want, r, g, free + evict - held, requests, rules):
-                break
+        room = free + evict
+        if n < rules[MAX_SEQS] and (want <= room if ready else
+                                    fits(want, r, g, room - held_back(seqs, n, ratio, requests, rules), requests,
+                                         rules)):
+            break
         n, free, demand, nf, lp = preempt_last(seqs, n, free, demand, stack, nf, events, lp, steps, requests, rules)
     return n, free, demand, nf, lp
 

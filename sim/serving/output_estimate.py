@@ -32,7 +32,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .engine_state import BLOCK_SIZE, GEN, KV, OUTPUT, REQ, TGT
+from .engine_state import BLOCK_SIZE, ESTIMATED, GEN, KV, OUTPUT, REQ, RESERVE, TGT
 
 RATIO_ONE = 1_000_000_000       # the ratio's unit: parts per billion
 # python/sglang/srt/environ.py (0.5.10.post1): SGLANG_INIT_NEW_TOKEN_RATIO = EnvFloat(0.7),
@@ -56,8 +56,10 @@ def remaining_output(r, generated, requests):
 @njit(cache=True, inline="always")
 def held_back(seqs, n, ratio, requests, rules):
     """KV blocks held back for the decoding sequences' remaining output: ratio (ppb) times
-    their clipped remaining tokens, in whole blocks. A prompt still in prefill chunks is not
-    yet in SGLang's running batch and holds nothing back."""
+    their clipped remaining tokens, in whole blocks (none unless RESERVE is ESTIMATED). A
+    prompt still in prefill chunks is not yet in SGLang's running batch and holds nothing back."""
+    if rules[RESERVE] != ESTIMATED:
+        return np.int64(0)
     tokens = 0
     for i in range(n):
         if seqs[KV, i] >= seqs[TGT, i]:

@@ -157,7 +157,7 @@ def engine_run(t0, start, end, checkpoint, queue, requests, rules, params, max_s
             n, free, demand, nf, lp = make_room_for_head(head, seqs, n, free, demand, evict, stack, nf, events, lp,
                                                           steps, ratio, requests, rules)
         evict_before = evict
-        held = held_back(seqs, n, ratio, requests, rules) if reserve == ESTIMATED else 0
+        held = held_back(seqs, n, ratio, requests, rules)
         # an engine that does not mix runs all prefill (when a prefill can run) or all decode
         prefill_turn = mixed == 0 and not decode_turn and prefill_ready(seqs, n, stack, nf, head, free + evict - held,
                                                                          requests, rules)
